@@ -1,0 +1,24 @@
+//! The crate's one error type.
+
+use crate::types::SYMBOL_CAPACITY_BYTES;
+
+/// Errors at the engine's boundary. Processing a command never fails: a bad command
+/// produces a reject event. These errors are about constructing things.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// Symbols must not be empty.
+    #[error("symbol is empty")]
+    EmptySymbol,
+    /// Symbols are at most [`SYMBOL_CAPACITY_BYTES`] bytes.
+    #[error("symbol is {len_bytes} bytes long; the limit is {SYMBOL_CAPACITY_BYTES}")]
+    SymbolTooLong {
+        /// Length of the rejected symbol.
+        len_bytes: usize,
+    },
+    /// An engine configuration value is out of range.
+    #[error("invalid engine configuration: {0}")]
+    InvalidConfig(&'static str),
+    /// An internal consistency check failed: a bug, reported with what was found.
+    #[error("engine invariant violated: {0}")]
+    InvariantViolated(String),
+}
