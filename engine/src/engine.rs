@@ -10,6 +10,10 @@
 //! - Self-trade prevention is the taker's choice and applies when it meets its own account.
 //! - Replace keeps queue priority only at the same price with quantity not increased.
 
+mod state;
+
+pub use state::{STATE_LEAF_CAPACITY_BYTES, STATE_VERSION};
+
 use rustc_hash::FxHashMap;
 
 use crate::command::{Command, NewOrder};

@@ -18,6 +18,9 @@ pub enum Error {
     /// An engine configuration value is out of range.
     #[error("invalid engine configuration: {0}")]
     InvalidConfig(&'static str),
+    /// Bytes that are not a valid encoding (of a command or of engine state).
+    #[error("cannot decode: {0}")]
+    Decode(&'static str),
     /// An internal consistency check failed: a bug, reported with what was found.
     #[error("engine invariant violated: {0}")]
     InvariantViolated(String),

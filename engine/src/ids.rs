@@ -81,6 +81,17 @@ impl IdSet {
         true
     }
 
+    /// Adds the range `first..=last`, which must lie above every range already present and
+    /// not touch the highest one (used when restoring canonical, ascending ranges).
+    pub fn push_range_above(&mut self, first: OrderId, last: OrderId) {
+        debug_assert!(first <= last);
+        debug_assert!(self.top.is_none_or(|(_, end)| end < first && end + 1 < first));
+        if let Some((start, end)) = self.top {
+            self.below.insert(start, end);
+        }
+        self.top = Some((first, last));
+    }
+
     /// Whether `id` was used.
     pub fn contains(&self, id: OrderId) -> bool {
         match self.top {

@@ -21,6 +21,7 @@
 //! ```
 #![deny(missing_docs)]
 
+mod codec;
 mod command;
 mod engine;
 mod error;
@@ -30,8 +31,9 @@ mod ladder;
 mod slab;
 mod types;
 
+pub use codec::COMMAND_CAPACITY_BYTES;
 pub use command::{Command, NewOrder};
-pub use engine::{Engine, EngineConfig, Ledger, RestingOrder};
+pub use engine::{Engine, EngineConfig, Ledger, RestingOrder, STATE_LEAF_CAPACITY_BYTES, STATE_VERSION};
 pub use error::Error;
 pub use event::{Event, EventSink};
 pub use types::{

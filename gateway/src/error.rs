@@ -1,0 +1,25 @@
+//! The crate's one error type.
+
+/// Errors at the gateway crate's boundary.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An input line is not a valid command.
+    #[error("line {line}: {message}")]
+    BadLine {
+        /// 1-based input line number.
+        line: u64,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// An input line exceeds the replay's line limit.
+    #[error("line {line}: longer than {limit_bytes} bytes")]
+    LineTooLong {
+        /// 1-based input line number.
+        line: u64,
+        /// The limit.
+        limit_bytes: usize,
+    },
+    /// Reading input or writing output failed.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}

@@ -1,0 +1,10 @@
+//! Keel's node: the order-entry gateway and the `keel` operator binary.
+//!
+//! For now this crate holds the `keel replay` JSON-lines contract ([`replay`]); the
+//! SoupBinTCP/OUCH gateway, sessions and the node's thread wiring arrive with their issues.
+#![deny(missing_docs)]
+
+mod error;
+pub mod replay;
+
+pub use error::Error;
