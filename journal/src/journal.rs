@@ -1,0 +1,258 @@
+//! Opening a journal: recover, repair a torn tail, and start the appender and its threads.
+
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use crate::appender::Appender;
+use crate::flusher::{self, SyncMethod};
+use crate::format::{SEGMENT_HEADER_BYTES, SEGMENT_SIZE_MIN_BYTES};
+use crate::reader::Reader;
+use crate::recovery::{self, Scan};
+use crate::segment;
+use crate::watermarks::Watermarks;
+use crate::Error;
+
+/// When a command counts as acknowledged.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Durability {
+    /// Only once it is on stable storage (`fdatasync` completed). Survives power loss.
+    #[default]
+    Fsync,
+    /// As soon as it is appended to the mapping. Survives a crash of the process (the page
+    /// cache keeps it) but not of the machine: up to the last sync interval can be lost.
+    Async,
+}
+
+/// How a journal is laid out and synced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct JournalConfig {
+    /// Size of each segment file (default 64 MiB).
+    pub segment_size_bytes: u64,
+    /// What "acknowledged" means.
+    pub durability: Durability,
+    /// How the flusher syncs.
+    pub sync_method: SyncMethod,
+}
+
+impl Default for JournalConfig {
+    fn default() -> Self {
+        JournalConfig {
+            segment_size_bytes: 64 << 20,
+            durability: Durability::Fsync,
+            sync_method: SyncMethod::Auto,
+        }
+    }
+}
+
+/// What opening the journal found and did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Recovery {
+    /// The scan of the directory as found.
+    pub scan: Scan,
+    /// Whether a torn tail was truncated.
+    pub truncated_torn_tail: bool,
+    /// The sync mechanism the flusher uses.
+    pub sync_method: &'static str,
+}
+
+/// An open journal: the appender for the single writer plus its background threads.
+#[derive(Debug)]
+pub struct Journal {
+    dir: PathBuf,
+    config: JournalConfig,
+    appender: Appender,
+    marks: Arc<Watermarks>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Journal {
+    /// Opens (creating if absent) the journal in `dir`, recovering it first: a torn tail is
+    /// truncated, corruption is an error naming segment and offset.
+    pub fn open(dir: &Path, config: JournalConfig) -> Result<(Journal, Recovery), Error> {
+        if config.segment_size_bytes < SEGMENT_SIZE_MIN_BYTES
+            || config.segment_size_bytes % 4096 != 0
+        {
+            return Err(Error::InvalidConfig(
+                "segment size must be a multiple of 4096 and at least 4096 bytes",
+            ));
+        }
+        fs::create_dir_all(dir)?;
+        segment::remove_leftovers(dir)?;
+        let scan = recovery::scan(dir, |_| {})?;
+        if let Some(torn) = scan.torn {
+            truncate(dir, torn.segment, torn.offset)?;
+            tracing::warn!(
+                segment = torn.segment,
+                offset = torn.offset,
+                bytes = torn.len_bytes,
+                defect = ?torn.defect,
+                "truncated a torn journal tail"
+            );
+        }
+        for &spare in &scan.spare_segments {
+            fs::remove_file(segment::segment_path(dir, spare))?;
+        }
+        // Recovered records may sit only in the page cache (after a process crash): make
+        // them durable before calling them durable.
+        for &index in &scan.data_segments {
+            File::open(segment::segment_path(dir, index))?.sync_data()?;
+        }
+        let (segment_index, offset) = match scan.end {
+            None => (1, SEGMENT_HEADER_BYTES as u64),
+            Some(end) if end.sealed => (end.segment + 1, SEGMENT_HEADER_BYTES as u64),
+            Some(end) => (end.segment, end.offset),
+        };
+        if !segment::segment_path(dir, segment_index).exists() {
+            segment::create(dir, segment_index, config.segment_size_bytes)?;
+        }
+        segment::sync_dir(dir)?;
+        let marks = Arc::new(Watermarks::default());
+        marks.publish_appended(scan.last_seq);
+        marks.publish_durable(scan.last_seq);
+        marks.set_active_segment(segment_index);
+        let writable = segment::map_writable(dir, segment_index)?;
+        let (spare_tx, spare_rx) = crossbeam_channel::bounded(1);
+        let spare_request_pos = writable.map.len() / 2;
+        let appender = Appender {
+            dir: dir.to_path_buf(),
+            segment: writable,
+            write_pos: offset as usize,
+            next_seq: scan.next_seq(),
+            spare_request_pos,
+            spare_requested: false,
+            marks: marks.clone(),
+            spares: spare_rx,
+            roll_stalls: 0,
+        };
+        let preparer = crate::preparer::spawn(
+            dir.to_path_buf(),
+            config.segment_size_bytes,
+            marks.clone(),
+            spare_tx,
+        )?;
+        let (flusher, sync_method) =
+            flusher::spawn(dir.to_path_buf(), config.sync_method, marks.clone())?;
+        let recovery = Recovery {
+            truncated_torn_tail: scan.torn.is_some(),
+            scan,
+            sync_method,
+        };
+        let journal = Journal {
+            dir: dir.to_path_buf(),
+            config,
+            appender,
+            marks,
+            threads: vec![preparer, flusher],
+        };
+        Ok((journal, recovery))
+    }
+
+    /// The appender; only the single writer may use it.
+    pub fn appender(&mut self) -> &mut Appender {
+        &mut self.appender
+    }
+
+    /// The shared watermarks.
+    pub fn watermarks(&self) -> &Arc<Watermarks> {
+        &self.marks
+    }
+
+    /// Highest sequence number acknowledged under this journal's durability policy.
+    pub fn acknowledged(&self) -> u64 {
+        match self.config.durability {
+            Durability::Fsync => self.marks.durable(),
+            Durability::Async => self.marks.appended(),
+        }
+    }
+
+    /// Waits (spinning politely) until everything appended so far is durable. For tools
+    /// and shutdown; the matching loop never calls this.
+    pub fn wait_durable(&self) -> Result<(), Error> {
+        let target = self.marks.appended();
+        while self.marks.durable() < target {
+            if self.marks.failed() {
+                return Err(Error::SyncFailed);
+            }
+            std::thread::yield_now();
+        }
+        Ok(())
+    }
+
+    /// A reader starting at `from_seq`.
+    pub fn reader(&self, from_seq: u64) -> Result<Reader, Error> {
+        Reader::open(&self.dir, self.marks.clone(), from_seq)
+    }
+
+    /// Syncs everything, stops the background threads and closes the journal.
+    pub fn close(mut self) -> Result<(), Error> {
+        let synced = self.wait_durable();
+        self.marks.stop();
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+        synced
+    }
+}
+
+impl Drop for Journal {
+    fn drop(&mut self) {
+        self.marks.stop();
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A reader over a journal no process is writing (verification, dump).
+pub fn offline_reader(dir: &Path, from_seq: u64) -> Result<(Reader, Scan), Error> {
+    let scan = recovery::scan(dir, |_| {})?;
+    let marks = Arc::new(Watermarks::default());
+    marks.publish_appended(scan.last_seq);
+    let reader = Reader::open(dir, marks, from_seq.max(scan.first_seq.unwrap_or(1)))?;
+    Ok((reader, scan))
+}
+
+/// Zeroes segment `index` from `offset` to its end and syncs it.
+pub(crate) fn truncate(dir: &Path, index: u64, offset: u64) -> Result<(), Error> {
+    let mut writable = segment::map_writable(dir, index)?;
+    writable.map[offset as usize..].fill(0);
+    writable.map.flush()?;
+    Ok(())
+}
+
+/// Explicit repair: truncates the journal at the first corruption, discarding everything
+/// from there on (including later segments). Returns the corruption that was cut, if any.
+pub fn repair(dir: &Path) -> Result<Option<(u64, u64, String)>, Error> {
+    match recovery::scan(dir, |_| {}) {
+        Ok(_) => Ok(None),
+        Err(Error::Corrupt {
+            segment,
+            offset,
+            reason,
+        }) => {
+            let offset = offset.max(SEGMENT_HEADER_BYTES as u64);
+            let path = segment::segment_path(dir, segment);
+            if path.exists() && recovery_header_ok(dir, segment) {
+                truncate(dir, segment, offset)?;
+            } else if path.exists() {
+                fs::remove_file(&path)?;
+            }
+            for index in segment::list(dir)? {
+                if index > segment {
+                    fs::remove_file(segment::segment_path(dir, index))?;
+                }
+            }
+            segment::sync_dir(dir)?;
+            Ok(Some((segment, offset, reason)))
+        }
+        Err(other) => Err(other),
+    }
+}
+
+fn recovery_header_ok(dir: &Path, index: u64) -> bool {
+    segment::map_readonly(dir, index)
+        .ok()
+        .is_some_and(|map| crate::format::parse_segment_header(&map).is_ok())
+}

@@ -1,0 +1,78 @@
+//! Keel's journal: the append-only, checksummed command log and the Merkle roots that
+//! commit to it.
+//!
+//! The matching loop appends each sequenced command into a memory-mapped segment through
+//! the [`Appender`] (a copy and a release store, nothing more). Other threads follow it: the
+//! flusher makes records durable (io_uring `fdatasync`, group commit) and publishes the
+//! durable watermark; [`Reader`]s tail the log for replication, snapshots and market data.
+//! Opening a journal recovers it: checksums and sequence continuity are verified, a torn
+//! tail is truncated, and corruption refuses to start. The byte format is specified in
+//! `journal/FORMAT.md`.
+#![deny(missing_docs)]
+
+mod appender;
+mod flusher;
+pub mod format;
+mod journal;
+pub mod merkle;
+mod preparer;
+mod reader;
+pub mod recovery;
+mod segment;
+mod watermarks;
+
+pub use appender::Appender;
+pub use flusher::SyncMethod;
+pub use journal::{offline_reader, repair, Durability, Journal, JournalConfig, Recovery};
+pub use reader::{Reader, Record};
+pub use watermarks::Watermarks;
+
+/// Errors at the journal's boundary.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The journal is damaged somewhere other than its tail. Nothing was changed.
+    #[error("journal corrupt in segment {segment} at offset {offset}: {reason}")]
+    Corrupt {
+        /// Segment index.
+        segment: u64,
+        /// Byte offset within the segment file.
+        offset: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A record payload exceeds the format's limit.
+    #[error("record payload of {payload_len} bytes exceeds the limit")]
+    RecordTooLarge {
+        /// The payload length asked for.
+        payload_len: usize,
+    },
+    /// The segment preparer thread stopped.
+    #[error("journal segment preparer stopped")]
+    PreparerGone,
+    /// A sync failed earlier; nothing further can be made durable.
+    #[error("journal sync failed; the node must restart")]
+    SyncFailed,
+    /// No record with this sequence number is in the journal.
+    #[error("no record with sequence number {seq} in the journal")]
+    NoSuchRecord {
+        /// The sequence number asked for.
+        seq: u64,
+    },
+    /// A configuration value is out of range.
+    #[error("invalid journal configuration: {0}")]
+    InvalidConfig(&'static str),
+    /// A snapshot file is damaged or not a snapshot.
+    #[error("snapshot {path}: {reason}")]
+    BadSnapshot {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// An engine command or state could not be decoded.
+    #[error(transparent)]
+    Engine(#[from] keel_engine::Error),
+    /// File system error.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}

@@ -1,0 +1,271 @@
+//! Scanning a journal directory: checksums, sequence continuity, seals, and the one
+//! distinction that matters — a torn tail versus corruption.
+//!
+//! A crash can only damage what was being written when it happened: the end. So the first
+//! invalid record is a *torn tail* exactly when no valid record follows it anywhere (later in
+//! its segment, or in a later segment); recovery then truncates it. An invalid record with
+//! valid records after it is *corruption*: those later records were written after the bad
+//! one, so dropping them could drop acknowledged commands. The node refuses to start and
+//! names the segment and offset; `keel journal repair` may truncate there on request.
+
+use std::path::Path;
+
+use memmap2::Mmap;
+
+use crate::format::{
+    parse_segment_header, read_record, record_span, RecordDefect, RecordType, RECORD_ALIGN_BYTES,
+    RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES,
+};
+use crate::segment;
+use crate::Error;
+
+/// One valid command record met during a scan.
+#[derive(Clone, Copy, Debug)]
+pub struct ScannedRecord<'a> {
+    /// Its sequence number.
+    pub seq: u64,
+    /// Its payload (an encoded command).
+    pub payload: &'a [u8],
+    /// Header and payload: the Merkle leaf of this record.
+    pub bytes: &'a [u8],
+}
+
+/// A torn tail: bytes after the last valid record that do not form a valid record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TornTail {
+    /// Segment holding it.
+    pub segment: u64,
+    /// Offset of the first invalid byte (where the next record would start).
+    pub offset: u64,
+    /// Length of the damaged region, up to the last non-zero byte.
+    pub len_bytes: u64,
+    /// What was wrong with the record at `offset`.
+    pub defect: RecordDefect,
+}
+
+/// Where appending continues.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EndPosition {
+    /// Last segment holding data.
+    pub segment: u64,
+    /// Offset just after its last valid record (or seal).
+    pub offset: u64,
+    /// Whether that segment ends with a seal (appending continues in the next one).
+    pub sealed: bool,
+}
+
+/// The outcome of a scan.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Scan {
+    /// Sequence number of the first record, if any.
+    pub first_seq: Option<u64>,
+    /// Sequence number of the last valid record (0 if none).
+    pub last_seq: u64,
+    /// Number of valid command records.
+    pub records: u64,
+    /// Segments holding data, ascending.
+    pub data_segments: Vec<u64>,
+    /// Segments after the data that hold no records (prepared spares).
+    pub spare_segments: Vec<u64>,
+    /// A torn tail, if the last write was cut short.
+    pub torn: Option<TornTail>,
+    /// Where appending continues; `None` for an empty directory.
+    pub end: Option<EndPosition>,
+}
+
+impl Scan {
+    /// Sequence number the next record will get.
+    pub fn next_seq(&self) -> u64 {
+        match self.first_seq {
+            Some(_) => self.last_seq + 1,
+            None => 1,
+        }
+    }
+}
+
+fn corrupt(segment: u64, offset: usize, reason: impl Into<String>) -> Error {
+    Error::Corrupt {
+        segment,
+        offset: offset as u64,
+        reason: reason.into(),
+    }
+}
+
+/// Scans every segment in `dir`, calling `visit` for each valid command record in order.
+/// Read-only: a torn tail is reported, not repaired.
+pub fn scan(dir: &Path, mut visit: impl FnMut(ScannedRecord<'_>)) -> Result<Scan, Error> {
+    let indices = segment::list(dir)?;
+    for pair in indices.windows(2) {
+        if pair[1] != pair[0] + 1 {
+            return Err(corrupt(pair[0] + 1, 0, "segment file missing"));
+        }
+    }
+    let maps = indices
+        .iter()
+        .map(|&index| open_checked(dir, index))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut scan = Scan::default();
+    let mut expected: Option<u64> = None;
+    for (position, (&index, map)) in indices.iter().zip(&maps).enumerate() {
+        let later = &maps[position + 1..];
+        let outcome = scan_segment(index, map, later, &mut expected, &mut scan, &mut visit)?;
+        match outcome {
+            SegmentEnd::NoData => {
+                scan.spare_segments.extend(&indices[position..]);
+                break;
+            }
+            SegmentEnd::Sealed(offset) | SegmentEnd::Open(offset) => {
+                scan.data_segments.push(index);
+                let sealed = matches!(outcome, SegmentEnd::Sealed(_));
+                scan.end = Some(EndPosition {
+                    segment: index,
+                    offset: offset as u64,
+                    sealed,
+                });
+                if !sealed {
+                    // Nothing valid may follow an unsealed segment (checked in scan_segment).
+                    scan.spare_segments.extend(&indices[position + 1..]);
+                    break;
+                }
+            }
+        }
+    }
+    Ok(scan)
+}
+
+enum SegmentEnd {
+    /// The segment holds no records at all.
+    NoData,
+    /// The segment ends with a seal at this offset (end of the seal).
+    Sealed(usize),
+    /// Data ends at this offset without a seal (the journal's end).
+    Open(usize),
+}
+
+fn open_checked(dir: &Path, index: u64) -> Result<Mmap, Error> {
+    let map = segment::map_readonly(dir, index)?;
+    let (header_index, size) =
+        parse_segment_header(&map).map_err(|reason| corrupt(index, 0, reason))?;
+    if header_index != index || size != map.len() as u64 {
+        return Err(corrupt(index, 0, "segment header does not match its file"));
+    }
+    Ok(map)
+}
+
+fn scan_segment(
+    index: u64,
+    map: &Mmap,
+    later: &[Mmap],
+    expected: &mut Option<u64>,
+    scan: &mut Scan,
+    visit: &mut impl FnMut(ScannedRecord<'_>),
+) -> Result<SegmentEnd, Error> {
+    let mut pos = SEGMENT_HEADER_BYTES;
+    let mut any = false;
+    loop {
+        let defect = match read_record(&map[pos..]) {
+            Ok((header, payload)) => {
+                if expected.is_some_and(|seq| seq != header.seq) {
+                    return Err(corrupt(
+                        index,
+                        pos,
+                        format!(
+                            "sequence number {} where {} was expected",
+                            header.seq,
+                            expected.unwrap_or(0)
+                        ),
+                    ));
+                }
+                let span = record_span(payload.len());
+                if header.record_type == RecordType::Seal {
+                    // Nothing is ever written after a seal: any byte there is damage.
+                    if let Some(stray) = map[pos + span..].iter().position(|&b| b != 0) {
+                        return Err(corrupt(
+                            index,
+                            pos + span + stray,
+                            "non-zero byte after the seal",
+                        ));
+                    }
+                    *expected = Some(header.seq);
+                    return Ok(SegmentEnd::Sealed(pos + span));
+                }
+                any = true;
+                scan.first_seq.get_or_insert(header.seq);
+                scan.last_seq = header.seq;
+                scan.records += 1;
+                *expected = Some(header.seq + 1);
+                visit(ScannedRecord {
+                    seq: header.seq,
+                    payload,
+                    bytes: &map[pos..pos + RECORD_HEADER_BYTES + payload.len()],
+                });
+                pos += span;
+                continue;
+            }
+            Err(defect) => defect,
+        };
+        // No valid record at `pos`. It is the end only if nothing valid comes after it.
+        let min_seq = expected.unwrap_or(0);
+        if let Some(found) = first_valid_at_or_after(map, pos + RECORD_ALIGN_BYTES, min_seq) {
+            return Err(corrupt(
+                index,
+                pos,
+                format!("invalid record ({defect:?}) followed by a valid record at offset {found}"),
+            ));
+        }
+        if let Some(position) = later
+            .iter()
+            .position(|m| first_valid_at_or_after(m, SEGMENT_HEADER_BYTES, min_seq).is_some())
+        {
+            return Err(corrupt(
+                index,
+                pos,
+                format!(
+                    "segment ends without a seal but segment {} holds records",
+                    index + 1 + position as u64
+                ),
+            ));
+        }
+        // Any non-zero byte from here on is the remains of an interrupted write.
+        let damaged_end = last_nonzero_end(map);
+        if damaged_end > pos {
+            scan.torn = Some(TornTail {
+                segment: index,
+                offset: pos as u64,
+                len_bytes: (damaged_end - pos) as u64,
+                defect,
+            });
+        }
+        return Ok(
+            if any || pos > SEGMENT_HEADER_BYTES || scan.torn.is_some() {
+                SegmentEnd::Open(pos)
+            } else {
+                SegmentEnd::NoData
+            },
+        );
+    }
+}
+
+/// The first offset at or after `from` (8-byte aligned) holding a valid record whose
+/// sequence number is at least `min_seq`.
+fn first_valid_at_or_after(map: &[u8], from: usize, min_seq: u64) -> Option<usize> {
+    let mut pos = from.next_multiple_of(RECORD_ALIGN_BYTES);
+    while pos + RECORD_HEADER_BYTES <= map.len() {
+        // Cheap pre-check before the CRC: zero headers are by far the common case.
+        if map[pos..pos + RECORD_HEADER_BYTES].iter().any(|&b| b != 0) {
+            if let Ok((header, _)) = read_record(&map[pos..]) {
+                if header.seq >= min_seq {
+                    return Some(pos);
+                }
+            }
+        }
+        pos += RECORD_ALIGN_BYTES;
+    }
+    None
+}
+
+/// Offset just past the last non-zero byte, rounded up to the record alignment.
+fn last_nonzero_end(map: &[u8]) -> usize {
+    let end = map.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+    end.next_multiple_of(RECORD_ALIGN_BYTES).min(map.len())
+}

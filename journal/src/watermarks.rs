@@ -1,0 +1,75 @@
+//! Sequence-number watermarks shared between the appender and the threads that follow it.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+/// Progress of the journal, readable from any thread without locks.
+///
+/// The appender is the only writer of `appended` and `active_segment`; the flusher the only
+/// writer of `durable`. Each store is a release, each load an acquire, so a thread that sees
+/// `appended >= n` also sees the bytes of record `n` in the mapping.
+#[derive(Debug, Default)]
+pub struct Watermarks {
+    appended: AtomicU64,
+    durable: AtomicU64,
+    active_segment: AtomicU64,
+    /// Index of the segment the appender wants prepared next (0: none yet).
+    spare_wanted: AtomicU64,
+    stopping: AtomicBool,
+    failed: AtomicBool,
+}
+
+impl Watermarks {
+    /// Highest sequence number appended (visible to readers); 0 before the first record.
+    #[inline]
+    pub fn appended(&self) -> u64 {
+        self.appended.load(Ordering::Acquire)
+    }
+
+    /// Highest sequence number known to be on stable storage.
+    #[inline]
+    pub fn durable(&self) -> u64 {
+        self.durable.load(Ordering::Acquire)
+    }
+
+    #[inline]
+    pub(crate) fn publish_appended(&self, seq: u64) {
+        self.appended.store(seq, Ordering::Release);
+    }
+
+    pub(crate) fn publish_durable(&self, seq: u64) {
+        self.durable.store(seq, Ordering::Release);
+    }
+
+    pub(crate) fn active_segment(&self) -> u64 {
+        self.active_segment.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_active_segment(&self, index: u64) {
+        self.active_segment.store(index, Ordering::Release);
+    }
+
+    pub(crate) fn spare_wanted(&self) -> u64 {
+        self.spare_wanted.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn want_spare(&self, index: u64) {
+        self.spare_wanted.store(index, Ordering::Release);
+    }
+
+    pub(crate) fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
+
+    /// Whether syncing failed; the durable watermark no longer advances.
+    pub fn failed(&self) -> bool {
+        self.failed.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn fail(&self) {
+        self.failed.store(true, Ordering::Release);
+    }
+
+    pub(crate) fn stop(&self) {
+        self.stopping.store(true, Ordering::Release);
+    }
+}
