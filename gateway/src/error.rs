@@ -19,6 +19,9 @@ pub enum Error {
         /// The limit.
         limit_bytes: usize,
     },
+    /// The journal refused an operation.
+    #[error(transparent)]
+    Journal(#[from] keel_journal::Error),
     /// Reading input or writing output failed.
     #[error(transparent)]
     Io(#[from] std::io::Error),

@@ -1,14 +1,17 @@
 //! `keel`: the operator's command-line tool.
 
 use std::fs::File;
-use std::io::{self, BufReader, BufWriter, Write};
-use std::path::PathBuf;
+use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::Context;
-use clap::{Parser, Subcommand};
-use keel_engine::Engine;
-use keel_gateway::replay;
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand, ValueEnum};
+use keel_engine::{Command, Engine, EngineConfig};
+use keel_gateway::replay::{self, CommandLog};
+use keel_journal::merkle::MerkleFrontier;
+use keel_journal::snapshot::{self, state_root};
+use keel_journal::{offline_reader, Durability, Journal, JournalConfig, SyncMethod};
 
 /// Keel: an exchange matching engine.
 #[derive(Debug, Parser)]
@@ -21,19 +24,81 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Commands {
     /// Run JSON-lines commands through the engine and print its events as JSON lines.
-    Replay {
-        /// After the last command, print every instrument's book.
-        #[arg(long)]
-        book: bool,
-        /// Command file (JSON lines); standard input when absent.
-        file: Option<PathBuf>,
+    Replay(ReplayArgs),
+    /// Inspect or repair a journal directory.
+    #[command(subcommand)]
+    Journal(JournalCommand),
+}
+
+#[derive(Debug, clap::Args)]
+struct ReplayArgs {
+    /// After the last command, print every instrument's book and the Merkle roots.
+    #[arg(long)]
+    book: bool,
+    /// Journal directory: recover it (creating it if absent), then append every new command
+    /// to it before applying it.
+    #[arg(long, value_name = "DIR")]
+    journal: Option<PathBuf>,
+    /// When events may be printed: once the command is on disk (fsync) or once appended.
+    #[arg(long, value_enum, default_value = "fsync")]
+    durability: DurabilityArg,
+    /// How the journal syncs: io_uring when available (auto), io_uring only, or msync.
+    #[arg(long, value_enum, default_value = "auto")]
+    sync: SyncArg,
+    /// Journal segment size in bytes (a multiple of 4096).
+    #[arg(long, default_value_t = 64 << 20)]
+    segment_size: u64,
+    /// Take a snapshot every this many commands (0: never).
+    #[arg(long, default_value_t = 1_000_000)]
+    snapshot_every: u64,
+    /// Command file (JSON lines); standard input when absent.
+    file: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum JournalCommand {
+    /// Check every segment, record and snapshot; print record count, last sequence number
+    /// and the journal Merkle root. Exits non-zero on corruption.
+    Verify {
+        /// Journal directory.
+        dir: PathBuf,
+    },
+    /// Print the journaled commands as `keel replay` input lines.
+    Dump {
+        /// Journal directory.
+        dir: PathBuf,
+        /// First sequence number to print.
+        #[arg(long, default_value_t = 1)]
+        from: u64,
+    },
+    /// Truncate the journal at its first corruption, discarding everything after it.
+    Repair {
+        /// Journal directory.
+        dir: PathBuf,
     },
 }
 
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum DurabilityArg {
+    Fsync,
+    Async,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum SyncArg {
+    Auto,
+    IoUring,
+    Msync,
+}
+
 fn main() -> ExitCode {
+    init_logging();
     let cli = Cli::parse();
     let result = match cli.command {
-        Commands::Replay { book, file } => run_replay(book, file),
+        Commands::Replay(args) => run_replay(&args),
+        Commands::Journal(JournalCommand::Verify { dir }) => verify(&dir),
+        Commands::Journal(JournalCommand::Dump { dir, from }) => dump(&dir, from),
+        Commands::Journal(JournalCommand::Repair { dir }) => repair(&dir),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -44,25 +109,187 @@ fn main() -> ExitCode {
     }
 }
 
-fn run_replay(book: bool, file: Option<PathBuf>) -> anyhow::Result<()> {
+/// Logs go to standard error (standard output carries the event stream); `RUST_LOG`
+/// overrides the default level.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(io::stderr)
+        .with_target(false)
+        .init();
+}
+
+fn open_input(file: Option<&Path>) -> anyhow::Result<BufReader<Box<dyn Read>>> {
+    let reader: Box<dyn Read> = match file {
+        Some(path) => Box::new(
+            File::open(path).with_context(|| format!("cannot open {}", path.display()))?,
+        ),
+        None => Box::new(io::stdin()),
+    };
+    Ok(BufReader::with_capacity(1 << 16, reader))
+}
+
+fn run_replay(args: &ReplayArgs) -> anyhow::Result<()> {
+    let mut input = open_input(args.file.as_deref())?;
     let stdout = io::stdout();
     let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
-    let mut engine = Engine::default();
-    let result = match &file {
-        Some(path) => {
-            let file =
-                File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-            replay::replay(&mut engine, &mut BufReader::new(file), &mut out)
+    match &args.journal {
+        None => {
+            let mut engine = Engine::default();
+            let mut frontier = MerkleFrontier::new();
+            let mut log = CommandLog::None {
+                frontier: &mut frontier,
+                next_seq: 1,
+            };
+            let summary = replay::replay(&mut engine, &mut input, &mut out, &mut log)
+                .context("replay stopped")?;
+            if args.book {
+                replay::write_books(&mut out, &engine)?;
+                replay::write_roots(
+                    &mut out,
+                    summary.commands,
+                    &frontier.root(),
+                    &state_root(&engine),
+                )?;
+            }
         }
-        None => replay::replay(&mut engine, &mut io::stdin().lock(), &mut out),
+        Some(dir) => replay_journaled(args, dir, &mut input, &mut out)?,
+    }
+    out.flush()?;
+    Ok(())
+}
+
+fn replay_journaled(
+    args: &ReplayArgs,
+    dir: &Path,
+    input: &mut BufReader<Box<dyn Read>>,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    let config = JournalConfig {
+        segment_size_bytes: args.segment_size,
+        durability: match args.durability {
+            DurabilityArg::Fsync => Durability::Fsync,
+            DurabilityArg::Async => Durability::Async,
+        },
+        sync_method: match args.sync {
+            SyncArg::Auto => SyncMethod::Auto,
+            SyncArg::IoUring => SyncMethod::IoUring,
+            SyncArg::Msync => SyncMethod::Msync,
+        },
     };
-    // The events of every line before a bad one are part of the contract: flush them first.
-    let flushed = out.flush();
-    result.context("replay stopped")?;
-    flushed?;
-    if book {
-        replay::write_books(&mut out, &engine)?;
-        out.flush()?;
+    let (mut journal, recovery) = Journal::open(dir, config)
+        .with_context(|| format!("cannot open journal {}", dir.display()))?;
+    if let Some(torn) = recovery.scan.torn {
+        eprintln!(
+            "keel: journal: truncated a torn tail in segment {} at offset {} ({} bytes)",
+            torn.segment, torn.offset, torn.len_bytes
+        );
+    }
+    let recovered = snapshot::recover_state(
+        dir,
+        journal.watermarks().clone(),
+        EngineConfig::default(),
+    )
+    .context("cannot rebuild the engine from the journal")?;
+    let mut engine = recovered.engine.clone();
+    // The snapshotter follows the journal with its own engine copy: snapshots never pause
+    // this loop, and its final state doubles as a determinism check.
+    let snapshotter = snapshot::spawn_snapshotter(
+        dir.to_path_buf(),
+        journal.watermarks().clone(),
+        recovered,
+        args.snapshot_every,
+    )?;
+    let mut log = CommandLog::Journal(&mut journal);
+    let replayed = replay::replay(&mut engine, input, out, &mut log);
+    let finished = snapshotter.finish();
+    let closed = journal.close();
+    replayed.context("replay stopped")?;
+    let follower = finished.context("snapshotter failed")?;
+    closed.context("cannot close the journal")?;
+    let root = state_root(&engine);
+    if root != follower.state_root() {
+        bail!("determinism check failed: the snapshotter's engine state differs from the replay's");
+    }
+    if args.book {
+        replay::write_books(out, &engine)?;
+        replay::write_roots(out, follower.seq, &follower.journal_root(), &root)?;
+    }
+    Ok(())
+}
+
+fn verify(dir: &Path) -> anyhow::Result<()> {
+    if !dir.is_dir() {
+        bail!("{} is not a directory", dir.display());
+    }
+    let mut frontier = MerkleFrontier::new();
+    let mut first_hole = None;
+    let scan = keel_journal::recovery::scan(dir, |record| {
+        if frontier.len() + 1 == record.seq {
+            frontier.push(record.bytes);
+        } else if first_hole.is_none() {
+            first_hole = Some(record.seq);
+        }
+    });
+    let scan = match scan {
+        Ok(scan) => scan,
+        Err(error) => bail!("{error}"),
+    };
+    let snapshots = snapshot::list_snapshots(dir)?;
+    let mut bad_snapshots = Vec::new();
+    for &seq in &snapshots {
+        let path = dir.join(snapshot::snapshot_file_name(seq));
+        if let Err(reason) = snapshot::decode(&std::fs::read(&path)?, EngineConfig::default()) {
+            bad_snapshots.push(format!("{}: {reason}", path.display()));
+        }
+    }
+    println!("records: {}", scan.records);
+    println!("first sequence number: {}", scan.first_seq.unwrap_or(0));
+    println!("last sequence number: {}", scan.last_seq);
+    println!("segments: {}", scan.data_segments.len());
+    match scan.first_seq {
+        Some(first) if first > 1 => println!(
+            "journal root: unavailable (records before {first} were retired; see the snapshots)"
+        ),
+        _ => println!("journal root: {}", replay::hex(&frontier.root())),
+    }
+    println!("snapshots: {}", snapshots.len());
+    if let Some(torn) = scan.torn {
+        println!(
+            "torn tail: segment {} offset {} ({} bytes, {:?}); recovery will truncate it",
+            torn.segment, torn.offset, torn.len_bytes, torn.defect
+        );
+    }
+    if !bad_snapshots.is_empty() {
+        bail!("damaged snapshot(s): {}", bad_snapshots.join("; "));
+    }
+    Ok(())
+}
+
+fn dump(dir: &Path, from: u64) -> anyhow::Result<()> {
+    let (mut reader, scan) = offline_reader(dir, from)?;
+    if scan.records == 0 {
+        return Ok(());
+    }
+    let stdout = io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    while let Some(record) = reader.next()? {
+        let command = Command::decode(record.payload)
+            .with_context(|| format!("record {} is not a command", record.seq))?;
+        replay::write_command(&mut out, &command)?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+fn repair(dir: &Path) -> anyhow::Result<()> {
+    match keel_journal::repair(dir)? {
+        None => println!("journal is not corrupt; nothing changed"),
+        Some((segment, offset, reason)) => println!(
+            "truncated at segment {segment} offset {offset} ({reason}); everything after it was discarded"
+        ),
     }
     Ok(())
 }

@@ -6,11 +6,14 @@
 //! change. Parsing is strict: an unknown field or value stops the replay, because silently
 //! ignoring a misspelt `post_only` could send a real order across the book.
 
-use std::io::{BufRead, Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 
 use keel_engine::{
     Command, Engine, Event, NewOrder, SelfTradePrevention, Side, Symbol, TimeInForce,
 };
+use keel_journal::format;
+use keel_journal::merkle::{Hash, MerkleFrontier};
+use keel_journal::Journal;
 use serde::Deserialize;
 
 use crate::Error;
@@ -298,49 +301,229 @@ pub struct ReplaySummary {
     pub events: u64,
 }
 
-/// Applies every command line of `input` to `engine`, writing events to `out`.
+/// Held-back output is released at least this often, so a long replay's memory stays bounded.
+const PENDING_OUTPUT_CAPACITY_BYTES: usize = 1 << 20;
+
+/// Where replayed commands are recorded before they are applied.
+pub enum CommandLog<'a> {
+    /// Not recorded; the journal root is still computed over the records a journal would
+    /// hold, so it matches what `--journal` reports for the same commands.
+    None {
+        /// Merkle frontier over those virtual records.
+        frontier: &'a mut MerkleFrontier,
+        /// Sequence number the next command would get.
+        next_seq: u64,
+    },
+    /// Appended to a journal; events are printed once acknowledged under its policy.
+    Journal(&'a mut Journal),
+}
+
+impl CommandLog<'_> {
+    /// Records `command`, returning its sequence number.
+    fn append(&mut self, command: &Command, scratch: &mut Vec<u8>) -> Result<u64, Error> {
+        match self {
+            CommandLog::None { frontier, next_seq } => {
+                let seq = *next_seq;
+                scratch.clear();
+                scratch.resize(format::record_span(command.encoded_len()), 0);
+                format::write_record_with(
+                    scratch,
+                    seq,
+                    format::RecordType::Command,
+                    command.encoded_len(),
+                    |buf| {
+                        command.encode_into(buf);
+                    },
+                );
+                let leaf_len = format::RECORD_HEADER_BYTES + command.encoded_len();
+                frontier.push(&scratch[..leaf_len]);
+                *next_seq += 1;
+                Ok(seq)
+            }
+            CommandLog::Journal(journal) => Ok(journal.appender().append_command(command)?),
+        }
+    }
+
+    /// Blocks until `seq` is acknowledged (durable under the `fsync` policy).
+    fn wait_acknowledged(&mut self, seq: u64) -> Result<(), Error> {
+        if let CommandLog::Journal(journal) = self {
+            while journal.acknowledged() < seq {
+                if journal.watermarks().failed() {
+                    return Err(keel_journal::Error::SyncFailed.into());
+                }
+                std::thread::yield_now();
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Applies every command line of `input` to `engine`, recording each in `log` first, and
+/// writes the events to `out` — but only once their commands are acknowledged: output is
+/// released whenever the input has nothing more buffered (group commit for a live feed)
+/// and when the held-back output grows past a bound.
 ///
-/// On a bad line, the events of all earlier lines have been written (not necessarily
-/// flushed: the caller flushes) and the error names the line.
-pub fn replay(
+/// On a bad line, the events of all earlier lines are written (and flushed) first, then the
+/// error names the line.
+pub fn replay<R: std::io::Read>(
     engine: &mut Engine,
-    input: &mut impl BufRead,
+    input: &mut BufReader<R>,
     out: &mut impl Write,
+    log: &mut CommandLog<'_>,
 ) -> Result<ReplaySummary, Error> {
     let mut summary = ReplaySummary::default();
-    let mut buf = Vec::with_capacity(256);
+    let mut line = Vec::with_capacity(256);
+    let mut scratch = Vec::with_capacity(128);
     let mut events = Vec::with_capacity(64);
+    let mut pending = Vec::with_capacity(64 * 1024);
+    let mut last_seq = 0;
     let mut line_number = 0u64;
-    while read_line(input, &mut buf, line_number + 1)? {
-        line_number += 1;
-        let text = std::str::from_utf8(&buf).map_err(|_| Error::BadLine {
-            line: line_number,
-            message: "not valid UTF-8".into(),
-        })?;
-        if text.trim().is_empty() {
-            continue;
+    let result = loop {
+        match read_line(input, &mut line, line_number + 1) {
+            Ok(true) => {}
+            Ok(false) => break Ok(()),
+            Err(error) => break Err(error),
         }
-        let command = parse_command(text, line_number)?;
+        line_number += 1;
+        let command = match parse_line(&line, line_number) {
+            Ok(Some(command)) => command,
+            Ok(None) => continue,
+            Err(error) => break Err(error),
+        };
+        last_seq = log.append(&command, &mut scratch)?;
         events.clear();
         engine.process(&command, &mut events);
         for event in &events {
-            write_event(out, event)?;
+            write_event(&mut pending, event)?;
         }
         summary.commands += 1;
         summary.events += events.len() as u64;
+        if input.buffer().is_empty() || pending.len() >= PENDING_OUTPUT_CAPACITY_BYTES {
+            release(log, last_seq, &mut pending, out)?;
+        }
+    };
+    release(log, last_seq, &mut pending, out)?;
+    result.map(|()| summary)
+}
+
+/// Writes held-back output once everything up to `seq` is acknowledged.
+fn release(
+    log: &mut CommandLog<'_>,
+    seq: u64,
+    pending: &mut Vec<u8>,
+    out: &mut impl Write,
+) -> Result<(), Error> {
+    if pending.is_empty() {
+        return Ok(());
     }
-    Ok(summary)
+    log.wait_acknowledged(seq)?;
+    out.write_all(pending)?;
+    out.flush()?;
+    pending.clear();
+    Ok(())
+}
+
+/// Parses one raw line: `None` for a blank line.
+fn parse_line(line: &[u8], line_number: u64) -> Result<Option<Command>, Error> {
+    let text = std::str::from_utf8(line).map_err(|_| Error::BadLine {
+        line: line_number,
+        message: "not valid UTF-8".into(),
+    })?;
+    if text.trim().is_empty() {
+        return Ok(None);
+    }
+    parse_command(text, line_number).map(Some)
+}
+
+/// Writes the `roots` line: the journal root over records `1..=seq` and the state root.
+pub fn write_roots(
+    out: &mut impl Write,
+    seq: u64,
+    journal_root: &Hash,
+    state_root: &Hash,
+) -> std::io::Result<()> {
+    writeln!(
+        out,
+        r#"{{"type":"roots","seq":{seq},"journal_root":"{}","state_root":"{}"}}"#,
+        hex(journal_root),
+        hex(state_root)
+    )
+}
+
+/// Lower-case hex of a hash.
+pub fn hex(hash: &Hash) -> String {
+    hash.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Writes a command as a `keel replay` input line (the inverse of [`parse_command`]).
+pub fn write_command(out: &mut impl Write, command: &Command) -> std::io::Result<()> {
+    match *command {
+        Command::DefineInstrument { instrument, symbol } => writeln!(
+            out,
+            r#"{{"type":"instrument","instrument":{instrument},"symbol":{}}}"#,
+            serde_json::to_string(symbol.as_str()).unwrap_or_default()
+        ),
+        Command::New(order) => {
+            let price = order
+                .price
+                .map_or_else(|| "null".to_string(), |p| p.to_string());
+            writeln!(
+                out,
+                r#"{{"type":"new","order_id":{},"account":{},"instrument":{},"side":"{}","price":{price},"qty":{},"tif":"{}","post_only":{},"stp":"{}"}}"#,
+                order.order_id,
+                order.account,
+                order.instrument,
+                order.side.as_str(),
+                order.qty,
+                order.tif.as_str(),
+                order.post_only,
+                order.stp.as_str()
+            )
+        }
+        Command::Cancel { order_id, account } => writeln!(
+            out,
+            r#"{{"type":"cancel","order_id":{order_id},"account":{account}}}"#
+        ),
+        Command::Replace {
+            order_id,
+            account,
+            price,
+            qty,
+        } => writeln!(
+            out,
+            r#"{{"type":"replace","order_id":{order_id},"account":{account},"price":{price},"qty":{qty}}}"#
+        ),
+        Command::MassCancel {
+            account,
+            instrument: Some(instrument),
+        } => writeln!(
+            out,
+            r#"{{"type":"mass_cancel","account":{account},"instrument":{instrument}}}"#
+        ),
+        Command::MassCancel {
+            account,
+            instrument: None,
+        } => writeln!(out, r#"{{"type":"mass_cancel","account":{account}}}"#),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn run(input: &str) -> (Result<ReplaySummary, Error>, String) {
-        let mut engine = Engine::default();
+    fn run_on(engine: &mut Engine, input: &str) -> (Result<ReplaySummary, Error>, String) {
         let mut out = Vec::new();
-        let result = replay(&mut engine, &mut input.as_bytes(), &mut out);
+        let mut frontier = MerkleFrontier::new();
+        let mut log = CommandLog::None {
+            frontier: &mut frontier,
+            next_seq: 1,
+        };
+        let result = replay(engine, &mut BufReader::new(input.as_bytes()), &mut out, &mut log);
         (result, String::from_utf8(out).unwrap())
+    }
+
+    fn run(input: &str) -> (Result<ReplaySummary, Error>, String) {
+        run_on(&mut Engine::default(), input)
     }
 
     #[test]
@@ -404,6 +587,22 @@ mod tests {
     }
 
     #[test]
+    fn written_commands_parse_back_to_themselves() {
+        let input = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../examples/quickstart.jsonl"
+        ))
+        .unwrap();
+        for (index, line) in input.lines().enumerate() {
+            let command = parse_command(line, index as u64 + 1).unwrap();
+            let mut written = Vec::new();
+            write_command(&mut written, &command).unwrap();
+            let text = String::from_utf8(written).unwrap();
+            assert_eq!(parse_command(text.trim_end(), 1).unwrap(), command, "{text}");
+        }
+    }
+
+    #[test]
     fn overlong_lines_are_refused() {
         let long = format!("{}\n", " ".repeat(LINE_CAPACITY_BYTES + 1));
         let (result, _) = run(&long);
@@ -427,7 +626,7 @@ mod tests {
             r#"{"type":"new","order_id":5,"account":1,"instrument":1,"side":"sell","price":101,"qty":5}"#,
         ]
         .join("\n");
-        replay(&mut engine, &mut input.as_bytes(), &mut Vec::new()).unwrap();
+        run_on(&mut engine, &input).0.unwrap();
         write_books(&mut out, &engine).unwrap();
         assert_eq!(
             String::from_utf8(out).unwrap(),

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -14,6 +15,7 @@ use std::time::Duration;
 use io_uring::{opcode, types, IoUring};
 use memmap2::MmapMut;
 
+use crate::format::{marker_slot, MARKER_SLOT_BYTES, MARKER_SLOT_OFFSET};
 use crate::segment::segment_path;
 use crate::watermarks::Watermarks;
 
@@ -87,6 +89,8 @@ fn run(dir: &Path, mut syncer: Syncer, marks: &Watermarks) {
     reduce_timer_slack();
     let mut targets: BTreeMap<u64, Target> = BTreeMap::new();
     let mut durable = marks.durable();
+    let mut marker_slot = 0usize;
+    let mut marker_dirty = false;
     loop {
         let stopping = marks.stopping();
         // Read `appended` before `active_segment`: every record up to `appended` then lies
@@ -107,12 +111,42 @@ fn run(dir: &Path, mut syncer: Syncer, marks: &Watermarks) {
             targets.retain(|&index, _| index >= active);
             durable = appended;
             marks.publish_durable(durable);
+            // Record the durable point on disk; the next round's sync persists it.
+            if let Err(error) = write_marker(&mut targets, active, durable, &mut marker_slot) {
+                tracing::error!(%error, "cannot write the journal's durable marker");
+            }
+            marker_dirty = true;
         } else if stopping {
+            // One last sync so the marker of the final round is itself durable.
+            if marker_dirty {
+                let active = marks.active_segment();
+                if let Err(error) = sync_segments(dir, &mut syncer, &mut targets, active, active) {
+                    tracing::error!(%error, "final journal sync failed");
+                    marks.fail();
+                }
+            }
             return;
         } else {
             std::thread::sleep(IDLE_SLEEP);
         }
     }
+}
+
+/// Writes "durable up to `seq`" into the next of the active segment's two marker slots
+/// (alternating, so a write torn by a crash leaves the other slot intact).
+fn write_marker(
+    targets: &mut BTreeMap<u64, Target>,
+    active: u64,
+    seq: u64,
+    slot: &mut usize,
+) -> std::io::Result<()> {
+    let Some(target) = targets.get(&active) else {
+        return Ok(());
+    };
+    let offset = MARKER_SLOT_OFFSET + *slot * MARKER_SLOT_BYTES;
+    target.file.write_all_at(&marker_slot(seq), offset as u64)?;
+    *slot ^= 1;
+    Ok(())
 }
 
 fn sync_segments(

@@ -6,8 +6,13 @@
 pub const SEGMENT_MAGIC: [u8; 8] = *b"KEELSEG\0";
 /// Segment format version this code writes and reads.
 pub const SEGMENT_VERSION: u32 = 1;
-/// Bytes before the first record of a segment.
-pub const SEGMENT_HEADER_BYTES: usize = 64;
+/// Bytes before the first record of a segment: the 64-byte fixed header, two 16-byte
+/// durable-marker slots, and 32 reserved bytes.
+pub const SEGMENT_HEADER_BYTES: usize = 128;
+/// Offset of the first durable-marker slot; the second follows it.
+pub const MARKER_SLOT_OFFSET: usize = 64;
+/// Bytes of one durable-marker slot.
+pub const MARKER_SLOT_BYTES: usize = 16;
 /// Bytes of a record header; the payload follows.
 pub const RECORD_HEADER_BYTES: usize = 24;
 /// Records start at multiples of this.
@@ -153,7 +158,30 @@ pub fn read_record(bytes: &[u8]) -> Result<(RecordHeader, &[u8]), RecordDefect> 
     Ok((header, &bytes[RECORD_HEADER_BYTES..end]))
 }
 
-/// The segment header for segment `index` of `size_bytes`.
+/// A durable-marker slot saying "records up to `seq` were synced".
+pub fn marker_slot(seq: u64) -> [u8; MARKER_SLOT_BYTES] {
+    let mut slot = [0u8; MARKER_SLOT_BYTES];
+    slot[0..8].copy_from_slice(&seq.to_le_bytes());
+    let crc = crc32c::crc32c(&slot[0..8]);
+    slot[8..12].copy_from_slice(&crc.to_le_bytes());
+    slot
+}
+
+/// The highest valid durable marker in a segment header (a torn or never-written slot has
+/// a bad checksum and is ignored; all-zero slots are never valid).
+pub fn read_marker(header: &[u8]) -> Option<u64> {
+    (0..2)
+        .filter_map(|slot| {
+            let start = MARKER_SLOT_OFFSET + slot * MARKER_SLOT_BYTES;
+            let bytes = header.get(start..start + MARKER_SLOT_BYTES)?;
+            let crc = u32::from_le_bytes(array(&bytes[8..12]));
+            let valid = crc32c::crc32c(&bytes[0..8]) == crc && bytes[12..16] == [0; 4];
+            valid.then(|| u64::from_le_bytes(array(&bytes[0..8])))
+        })
+        .max()
+}
+
+/// The segment header for segment `index` of `size_bytes` (marker slots empty).
 pub fn segment_header(index: u64, size_bytes: u64) -> [u8; SEGMENT_HEADER_BYTES] {
     let mut header = [0u8; SEGMENT_HEADER_BYTES];
     header[0..8].copy_from_slice(&SEGMENT_MAGIC);
@@ -181,8 +209,10 @@ pub fn parse_segment_header(bytes: &[u8]) -> Result<(u64, u64), &'static str> {
     if u32::from_le_bytes(array(&header[8..12])) != SEGMENT_VERSION {
         return Err("unsupported segment version");
     }
+    let reserved_end = MARKER_SLOT_OFFSET + 2 * MARKER_SLOT_BYTES;
     if u32::from_le_bytes(array(&header[12..16])) as usize != SEGMENT_HEADER_BYTES
         || header[32..60].iter().any(|&b| b != 0)
+        || header[reserved_end..].iter().any(|&b| b != 0)
     {
         return Err("bad segment header");
     }
@@ -255,5 +285,17 @@ mod tests {
         assert!(parse_segment_header(&bad).is_err());
         assert_eq!(parse_segment_file_name(&segment_file_name(7)), Some(7));
         assert_eq!(parse_segment_file_name("7.seg"), None);
+    }
+
+    #[test]
+    fn markers_take_the_highest_valid_slot() {
+        let mut header = segment_header(1, 1 << 20).to_vec();
+        assert_eq!(read_marker(&header), None);
+        header[MARKER_SLOT_OFFSET..MARKER_SLOT_OFFSET + 16].copy_from_slice(&marker_slot(10));
+        header[MARKER_SLOT_OFFSET + 16..MARKER_SLOT_OFFSET + 32].copy_from_slice(&marker_slot(12));
+        assert_eq!(read_marker(&header), Some(12));
+        header[MARKER_SLOT_OFFSET + 17] ^= 1; // torn second slot
+        assert_eq!(read_marker(&header), Some(10));
+        assert_eq!(parse_segment_header(&header), Ok((1, 1 << 20)));
     }
 }

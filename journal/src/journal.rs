@@ -245,10 +245,26 @@ pub fn repair(dir: &Path) -> Result<Option<(u64, u64, String)>, Error> {
                 }
             }
             segment::sync_dir(dir)?;
+            // The durable markers may point past the cut: lower them to the new end.
+            let scan = recovery::scan_ignoring_markers(dir)?;
+            reset_markers(dir, scan.last_seq)?;
             Ok(Some((segment, offset, reason)))
         }
         Err(other) => Err(other),
     }
+}
+
+/// Rewrites every segment's marker slots to say "durable up to `seq`".
+fn reset_markers(dir: &Path, seq: u64) -> Result<(), Error> {
+    use crate::format::{marker_slot, MARKER_SLOT_BYTES, MARKER_SLOT_OFFSET};
+    for index in segment::list(dir)? {
+        let mut writable = segment::map_writable(dir, index)?;
+        let slots = &mut writable.map[MARKER_SLOT_OFFSET..MARKER_SLOT_OFFSET + 2 * MARKER_SLOT_BYTES];
+        slots.fill(0);
+        slots[..MARKER_SLOT_BYTES].copy_from_slice(&marker_slot(seq));
+        writable.map.flush()?;
+    }
+    Ok(())
 }
 
 fn recovery_header_ok(dir: &Path, index: u64) -> bool {

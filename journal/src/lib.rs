@@ -19,6 +19,7 @@ mod preparer;
 mod reader;
 pub mod recovery;
 mod segment;
+pub mod snapshot;
 mod watermarks;
 
 pub use appender::Appender;

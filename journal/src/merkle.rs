@@ -28,8 +28,8 @@
 //! `PROOF(m, D_n)` (§2.1.4.1) from the full list of leaf hashes, by the RFC's recursive
 //! definitions. [`verify_inclusion`] and [`verify_consistency`] follow the RFC's
 //! verification algorithms (§2.1.3.2, §2.1.4.2) step by step. The verifiers take
-//! untrusted input: they never panic, do at most 64 iterations whatever the proof
-//! length, and report why a proof failed.
+//! untrusted input: they never panic, their work is bounded by the height of a 64-bit
+//! tree whatever the proof length, and they report why a proof failed.
 //!
 //! Two cases lie outside the RFC's consistency algorithm, which is defined for
 //! `0 < first < second`: equal sizes are consistent exactly when the proof is empty

@@ -80,7 +80,15 @@ impl Reader {
 
     /// The next record, or `None` when the reader has caught up with the appender.
     pub fn next(&mut self) -> Result<Option<Record<'_>>, Error> {
-        if self.next_seq > self.marks.appended() {
+        let appended = self.marks.appended();
+        self.next_until(appended)
+    }
+
+    /// The next record if its sequence number is at most `limit_seq` (which must not exceed
+    /// the appended watermark; the durable watermark never does).
+    pub fn next_until(&mut self, limit_seq: u64) -> Result<Option<Record<'_>>, Error> {
+        debug_assert!(limit_seq <= self.marks.appended());
+        if self.next_seq > limit_seq {
             return Ok(None);
         }
         let (start, payload_len) = loop {

@@ -1,12 +1,18 @@
 //! Scanning a journal directory: checksums, sequence continuity, seals, and the one
 //! distinction that matters — a torn tail versus corruption.
 //!
-//! A crash can only damage what was being written when it happened: the end. So the first
-//! invalid record is a *torn tail* exactly when no valid record follows it anywhere (later in
-//! its segment, or in a later segment); recovery then truncates it. An invalid record with
-//! valid records after it is *corruption*: those later records were written after the bad
-//! one, so dropping them could drop acknowledged commands. The node refuses to start and
-//! names the segment and offset; `keel journal repair` may truncate there on request.
+//! A crash can only damage what had not been synced when it happened. After each sync the
+//! flusher records the durable sequence number in a checksummed marker slot of the active
+//! segment's header (the next sync persists it). So, at the first invalid record:
+//! - if its sequence number is at or below the durable marker, a record that was on disk is
+//!   damaged: *corruption*. The node refuses to start and names the segment and offset;
+//!   `keel journal repair` may truncate there on request.
+//! - if no valid record follows it anywhere, it is a *torn tail*: truncated and reported.
+//! - if valid records follow it but it lies above the durable marker, the machine lost
+//!   power with unsynced pages reaching the disk out of order. Nothing from there on was
+//!   ever confirmed durable, so it is truncated as a torn tail too, and reported with the
+//!   number of stray records dropped. Without any marker (a journal that never completed a
+//!   sync round) the strict rule applies: valid records after damage mean corruption.
 
 use std::path::Path;
 
@@ -41,6 +47,8 @@ pub struct TornTail {
     pub len_bytes: u64,
     /// What was wrong with the record at `offset`.
     pub defect: RecordDefect,
+    /// Whether valid (but never confirmed durable) records lay beyond the damage.
+    pub stray_records_after: bool,
 }
 
 /// Where appending continues.
@@ -69,6 +77,8 @@ pub struct Scan {
     pub spare_segments: Vec<u64>,
     /// A torn tail, if the last write was cut short.
     pub torn: Option<TornTail>,
+    /// The highest durable marker found in the segment headers (0: none).
+    pub durable_marker: u64,
     /// Where appending continues; `None` for an empty directory.
     pub end: Option<EndPosition>,
 }
@@ -93,7 +103,20 @@ fn corrupt(segment: u64, offset: usize, reason: impl Into<String>) -> Error {
 
 /// Scans every segment in `dir`, calling `visit` for each valid command record in order.
 /// Read-only: a torn tail is reported, not repaired.
-pub fn scan(dir: &Path, mut visit: impl FnMut(ScannedRecord<'_>)) -> Result<Scan, Error> {
+pub fn scan(dir: &Path, visit: impl FnMut(ScannedRecord<'_>)) -> Result<Scan, Error> {
+    scan_with(dir, true, visit)
+}
+
+/// A scan that disregards durable markers (used by repair after cutting the journal).
+pub(crate) fn scan_ignoring_markers(dir: &Path) -> Result<Scan, Error> {
+    scan_with(dir, false, |_| {})
+}
+
+fn scan_with(
+    dir: &Path,
+    use_markers: bool,
+    mut visit: impl FnMut(ScannedRecord<'_>),
+) -> Result<Scan, Error> {
     let indices = segment::list(dir)?;
     for pair in indices.windows(2) {
         if pair[1] != pair[0] + 1 {
@@ -104,7 +127,15 @@ pub fn scan(dir: &Path, mut visit: impl FnMut(ScannedRecord<'_>)) -> Result<Scan
         .iter()
         .map(|&index| open_checked(dir, index))
         .collect::<Result<Vec<_>, _>>()?;
-    let mut scan = Scan::default();
+    let mut scan = Scan {
+        durable_marker: maps
+            .iter()
+            .filter(|_| use_markers)
+            .filter_map(|map| crate::format::read_marker(map))
+            .max()
+            .unwrap_or(0),
+        ..Scan::default()
+    };
     let mut expected: Option<u64> = None;
     for (position, (&index, map)) in indices.iter().zip(&maps).enumerate() {
         let later = &maps[position + 1..];
@@ -129,6 +160,17 @@ pub fn scan(dir: &Path, mut visit: impl FnMut(ScannedRecord<'_>)) -> Result<Scan
                 }
             }
         }
+    }
+    if scan.durable_marker > scan.last_seq {
+        let (segment, offset) = scan.end.map_or((0, 0), |end| (end.segment, end.offset));
+        return Err(Error::Corrupt {
+            segment,
+            offset,
+            reason: format!(
+                "records up to {} were durable but the journal ends at {}",
+                scan.durable_marker, scan.last_seq
+            ),
+        });
     }
     Ok(scan)
 }
@@ -204,36 +246,45 @@ fn scan_segment(
             }
             Err(defect) => defect,
         };
-        // No valid record at `pos`. It is the end only if nothing valid comes after it.
-        let min_seq = expected.unwrap_or(0);
-        if let Some(found) = first_valid_at_or_after(map, pos + RECORD_ALIGN_BYTES, min_seq) {
-            return Err(corrupt(
-                index,
-                pos,
-                format!("invalid record ({defect:?}) followed by a valid record at offset {found}"),
-            ));
-        }
-        if let Some(position) = later
-            .iter()
-            .position(|m| first_valid_at_or_after(m, SEGMENT_HEADER_BYTES, min_seq).is_some())
-        {
+        // No valid record at `pos`: the journal's data ends here, one way or another.
+        let missing_seq = expected.unwrap_or(1);
+        if missing_seq <= scan.durable_marker {
             return Err(corrupt(
                 index,
                 pos,
                 format!(
-                    "segment ends without a seal but segment {} holds records",
-                    index + 1 + position as u64
+                    "record {missing_seq} is damaged ({defect:?}) although records up to {} were durable",
+                    scan.durable_marker
                 ),
             ));
         }
-        // Any non-zero byte from here on is the remains of an interrupted write.
+        let min_seq = expected.unwrap_or(0);
+        let stray_here = first_valid_at_or_after(map, pos + RECORD_ALIGN_BYTES, min_seq);
+        let stray_later = later
+            .iter()
+            .position(|m| first_valid_at_or_after(m, SEGMENT_HEADER_BYTES, min_seq).is_some());
+        let stray = stray_here.is_some() || stray_later.is_some();
+        if stray && scan.durable_marker == 0 {
+            let place = match (stray_here, stray_later) {
+                (Some(offset), _) => format!("at offset {offset}"),
+                (None, Some(p)) => format!("in segment {}", index + 1 + p as u64),
+                (None, None) => String::new(),
+            };
+            return Err(corrupt(
+                index,
+                pos,
+                format!("invalid record ({defect:?}) followed by a valid record {place}"),
+            ));
+        }
+        // Any non-zero byte from here on is the remains of interrupted, unsynced writes.
         let damaged_end = last_nonzero_end(map);
-        if damaged_end > pos {
+        if damaged_end > pos || stray {
             scan.torn = Some(TornTail {
                 segment: index,
                 offset: pos as u64,
-                len_bytes: (damaged_end - pos) as u64,
+                len_bytes: (damaged_end.max(pos) - pos) as u64,
                 defect,
+                stray_records_after: stray,
             });
         }
         return Ok(

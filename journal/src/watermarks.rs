@@ -16,6 +16,7 @@ pub struct Watermarks {
     spare_wanted: AtomicU64,
     stopping: AtomicBool,
     failed: AtomicBool,
+    snapshotter_stopping: AtomicBool,
 }
 
 impl Watermarks {
@@ -67,6 +68,14 @@ impl Watermarks {
 
     pub(crate) fn fail(&self) {
         self.failed.store(true, Ordering::Release);
+    }
+
+    pub(crate) fn snapshotter_stopping(&self) -> bool {
+        self.snapshotter_stopping.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn stop_snapshotter(&self) {
+        self.snapshotter_stopping.store(true, Ordering::Release);
     }
 
     pub(crate) fn stop(&self) {

@@ -91,29 +91,59 @@ fn live_reader_follows_the_appender() {
     journal.close().unwrap();
 }
 
+/// Writes the first `keep` bytes of what record `seq` would look like after the journal's
+/// end, as a crash in the middle of an append leaves it.
+fn tear_next_record(dir: &Path, seq: u64, keep: usize) {
+    let end = scan(dir, |_| {}).unwrap().end.unwrap();
+    let path = dir.join(format!("{:016}.seg", end.segment));
+    let mut bytes = std::fs::read(&path).unwrap();
+    let mut record = vec![0u8; 256];
+    let data = payload(seq);
+    let span = keel_journal::format::write_record(
+        &mut record,
+        seq,
+        keel_journal::format::RecordType::Command,
+        &data,
+    );
+    let at = end.offset as usize;
+    bytes[at..at + keep.min(span)].copy_from_slice(&record[..keep.min(span)]);
+    std::fs::write(&path, &bytes).unwrap();
+}
+
 #[test]
 fn torn_tail_is_truncated_and_appending_continues() {
+    for keep in [1, 8, 23, 24, 30] {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), 40);
+        tear_next_record(dir.path(), 41, keep);
+        let found = scan(dir.path(), |_| {}).unwrap();
+        let torn = found.torn.expect("a partial record after the end is a torn tail");
+        assert_eq!(found.last_seq, 40);
+        assert!(!torn.stray_records_after);
+        let (journal, recovery) = Journal::open(dir.path(), config()).unwrap();
+        assert!(recovery.truncated_torn_tail);
+        journal.close().unwrap();
+        assert!(scan(dir.path(), |_| {}).unwrap().torn.is_none());
+        write(dir.path(), 5);
+        let records = read_all(dir.path());
+        assert_eq!(records.len(), 45);
+        assert_eq!(records[40], (41, payload(41)));
+    }
+}
+
+#[test]
+fn damage_to_a_durable_last_record_is_corruption() {
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), 40);
-    // Damage the last record: flip a byte of its payload.
-    let last = segment_files(dir.path()).pop().unwrap();
-    let found = scan(dir.path(), |_| {}).unwrap();
-    let end = found.end.unwrap();
-    let mut bytes = std::fs::read(&last).unwrap();
-    let tail = end.offset as usize;
-    bytes[tail - 3] ^= 0x40; // inside the last record's payload or padding-adjacent bytes
-    std::fs::write(&last, &bytes).unwrap();
-    let found = scan(dir.path(), |_| {}).unwrap();
-    let torn = found.torn.expect("a damaged last record is a torn tail");
-    assert_eq!(found.last_seq, 39);
-    let (journal, recovery) = Journal::open(dir.path(), config()).unwrap();
-    assert!(recovery.truncated_torn_tail);
-    assert_eq!(recovery.scan.torn, Some(torn));
-    journal.close().unwrap();
-    write(dir.path(), 5);
-    let records = read_all(dir.path());
-    assert_eq!(records.len(), 44);
-    assert_eq!(records[39], (40, payload(40)));
+    let end = scan(dir.path(), |_| {}).unwrap().end.unwrap();
+    let path = dir.path().join(format!("{:016}.seg", end.segment));
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[end.offset as usize - 9] ^= 0x40;
+    std::fs::write(&path, &bytes).unwrap();
+    assert!(matches!(
+        Journal::open(dir.path(), config()),
+        Err(Error::Corrupt { .. })
+    ));
 }
 
 #[test]
