@@ -54,6 +54,8 @@ struct Target {
 
 /// How long an idle flusher sleeps between looks at the appended watermark.
 const IDLE_SLEEP: Duration = Duration::from_micros(20);
+/// Idle rounds (about 1 ms) after which a written-but-unsynced marker is synced on its own.
+const MARKER_SYNC_IDLE_ROUNDS: u32 = 50;
 
 /// Picks the sync mechanism, logging which one is used.
 fn choose(method: SyncMethod) -> std::io::Result<Syncer> {
@@ -90,7 +92,8 @@ fn run(dir: &Path, mut syncer: Syncer, marks: &Watermarks) {
     let mut targets: BTreeMap<u64, Target> = BTreeMap::new();
     let mut durable = marks.durable();
     let mut marker_slot = 0usize;
-    let mut marker_dirty = false;
+    // Idle rounds since a marker was written but not yet synced (None: marker on disk).
+    let mut marker_unsynced_for: Option<u32> = None;
     loop {
         let stopping = marks.stopping();
         // Read `appended` before `active_segment`: every record up to `appended` then lies
@@ -111,24 +114,34 @@ fn run(dir: &Path, mut syncer: Syncer, marks: &Watermarks) {
             targets.retain(|&index, _| index >= active);
             durable = appended;
             marks.publish_durable(durable);
-            // Record the durable point on disk; the next round's sync persists it.
+            // Record the durable point on disk; the next sync (this loop's next round, or
+            // the idle sync below) persists it.
             if let Err(error) = write_marker(&mut targets, active, durable, &mut marker_slot) {
                 tracing::error!(%error, "cannot write the journal's durable marker");
             }
-            marker_dirty = true;
-        } else if stopping {
-            // One last sync so the marker of the final round is itself durable.
-            if marker_dirty {
+            marker_unsynced_for = Some(0);
+            continue;
+        }
+        let idle_rounds = marker_unsynced_for.map(|rounds| rounds + 1);
+        if stopping || idle_rounds.is_some_and(|rounds| rounds >= MARKER_SYNC_IDLE_ROUNDS) {
+            // Persist the last marker, so after a quiet period (or a clean stop) recovery
+            // knows exactly how far the journal was durable.
+            if idle_rounds.is_some() {
                 let active = marks.active_segment();
                 if let Err(error) = sync_segments(dir, &mut syncer, &mut targets, active, active) {
-                    tracing::error!(%error, "final journal sync failed");
+                    tracing::error!(%error, "journal marker sync failed");
                     marks.fail();
+                    return;
                 }
             }
-            return;
-        } else {
-            std::thread::sleep(IDLE_SLEEP);
+            marker_unsynced_for = None;
+            if stopping {
+                return;
+            }
+            continue;
         }
+        marker_unsynced_for = idle_rounds;
+        std::thread::sleep(IDLE_SLEEP);
     }
 }
 

@@ -259,7 +259,8 @@ fn reset_markers(dir: &Path, seq: u64) -> Result<(), Error> {
     use crate::format::{marker_slot, MARKER_SLOT_BYTES, MARKER_SLOT_OFFSET};
     for index in segment::list(dir)? {
         let mut writable = segment::map_writable(dir, index)?;
-        let slots = &mut writable.map[MARKER_SLOT_OFFSET..MARKER_SLOT_OFFSET + 2 * MARKER_SLOT_BYTES];
+        let slots =
+            &mut writable.map[MARKER_SLOT_OFFSET..MARKER_SLOT_OFFSET + 2 * MARKER_SLOT_BYTES];
         slots.fill(0);
         slots[..MARKER_SLOT_BYTES].copy_from_slice(&marker_slot(seq));
         writable.map.flush()?;

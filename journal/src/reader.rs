@@ -54,8 +54,11 @@ impl Reader {
                 _ => break,
             }
         }
-        let Some((segment, map, first_seq)) = start else {
-            return Err(Error::NoSuchRecord { seq: from_seq });
+        let (segment, map, first_seq) = match (start, indices.last()) {
+            (Some(start), _) => start,
+            // No records yet: wait at the start of the newest segment for record 1.
+            (None, Some(&last)) if from_seq <= 1 => (last, segment::map_readonly(dir, last)?, 1),
+            (None, _) => return Err(Error::NoSuchRecord { seq: from_seq }),
         };
         let mut reader = Reader {
             dir: dir.to_path_buf(),

@@ -11,8 +11,8 @@
 //! - if valid records follow it but it lies above the durable marker, the machine lost
 //!   power with unsynced pages reaching the disk out of order. Nothing from there on was
 //!   ever confirmed durable, so it is truncated as a torn tail too, and reported with the
-//!   number of stray records dropped. Without any marker (a journal that never completed a
-//!   sync round) the strict rule applies: valid records after damage mean corruption.
+//!   number of stray records dropped. A journal without any marker never completed a sync,
+//!   so nothing in it was ever confirmed durable and the same rule applies.
 
 use std::path::Path;
 
@@ -259,23 +259,10 @@ fn scan_segment(
             ));
         }
         let min_seq = expected.unwrap_or(0);
-        let stray_here = first_valid_at_or_after(map, pos + RECORD_ALIGN_BYTES, min_seq);
-        let stray_later = later
-            .iter()
-            .position(|m| first_valid_at_or_after(m, SEGMENT_HEADER_BYTES, min_seq).is_some());
-        let stray = stray_here.is_some() || stray_later.is_some();
-        if stray && scan.durable_marker == 0 {
-            let place = match (stray_here, stray_later) {
-                (Some(offset), _) => format!("at offset {offset}"),
-                (None, Some(p)) => format!("in segment {}", index + 1 + p as u64),
-                (None, None) => String::new(),
-            };
-            return Err(corrupt(
-                index,
-                pos,
-                format!("invalid record ({defect:?}) followed by a valid record {place}"),
-            ));
-        }
+        let stray = first_valid_at_or_after(map, pos + RECORD_ALIGN_BYTES, min_seq).is_some()
+            || later
+                .iter()
+                .any(|m| first_valid_at_or_after(m, SEGMENT_HEADER_BYTES, min_seq).is_some());
         // Any non-zero byte from here on is the remains of interrupted, unsynced writes.
         let damaged_end = last_nonzero_end(map);
         if damaged_end > pos || stray {

@@ -103,7 +103,11 @@ fn parse_snapshot_file_name(name: &str) -> Option<u64> {
 pub fn list_snapshots(dir: &Path) -> Result<Vec<u64>, Error> {
     let mut seqs = Vec::new();
     for entry in fs::read_dir(dir)? {
-        if let Some(seq) = entry?.file_name().to_str().and_then(parse_snapshot_file_name) {
+        if let Some(seq) = entry?
+            .file_name()
+            .to_str()
+            .and_then(parse_snapshot_file_name)
+        {
             seqs.push(seq);
         }
     }
@@ -196,7 +200,10 @@ pub fn decode(bytes: &[u8], config: EngineConfig) -> Result<StateAt, String> {
     }
     let mut leaves = Vec::new();
     while !rest.is_empty() {
-        let len = usize::from(u16::from_le_bytes([rest[0], *rest.get(1).ok_or("truncated leaf")?]));
+        let len = usize::from(u16::from_le_bytes([
+            rest[0],
+            *rest.get(1).ok_or("truncated leaf")?,
+        ]));
         let leaf = rest.get(2..2 + len).ok_or("truncated leaf")?;
         leaves.push(leaf);
         rest = &rest[2 + len..];
@@ -211,8 +218,8 @@ pub fn decode(bytes: &[u8], config: EngineConfig) -> Result<StateAt, String> {
     if roots.root() != state_root {
         return Err("state leaves do not match the state root".into());
     }
-    let engine = Engine::from_state_leaves(config, leaves.iter().copied())
-        .map_err(|e| e.to_string())?;
+    let engine =
+        Engine::from_state_leaves(config, leaves.iter().copied()).map_err(|e| e.to_string())?;
     Ok(StateAt {
         seq,
         engine,
@@ -244,7 +251,9 @@ pub fn load_newest(dir: &Path, config: EngineConfig) -> Result<Option<StateAt>, 
         let bytes = fs::read(&path)?;
         match decode(&bytes, config) {
             Ok(state) if state.seq == seq => return Ok(Some(state)),
-            Ok(_) => tracing::warn!(path = %path.display(), "snapshot sequence does not match its name; skipped"),
+            Ok(_) => {
+                tracing::warn!(path = %path.display(), "snapshot sequence does not match its name; skipped")
+            }
             Err(reason) => {
                 tracing::warn!(path = %path.display(), %reason, "damaged snapshot skipped")
             }
@@ -299,8 +308,15 @@ pub fn recover_state(
     if state.seq >= marks.appended() {
         if state.seq > marks.appended() {
             return Err(Error::BadSnapshot {
-                path: dir.join(snapshot_file_name(state.seq)).display().to_string(),
-                reason: format!("describes sequence {} beyond the journal's end {}", state.seq, marks.appended()),
+                path: dir
+                    .join(snapshot_file_name(state.seq))
+                    .display()
+                    .to_string(),
+                reason: format!(
+                    "describes sequence {} beyond the journal's end {}",
+                    state.seq,
+                    marks.appended()
+                ),
             });
         }
         return Ok(state);

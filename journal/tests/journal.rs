@@ -117,7 +117,9 @@ fn torn_tail_is_truncated_and_appending_continues() {
         write(dir.path(), 40);
         tear_next_record(dir.path(), 41, keep);
         let found = scan(dir.path(), |_| {}).unwrap();
-        let torn = found.torn.expect("a partial record after the end is a torn tail");
+        let torn = found
+            .torn
+            .expect("a partial record after the end is a torn tail");
         assert_eq!(found.last_seq, 40);
         assert!(!torn.stray_records_after);
         let (journal, recovery) = Journal::open(dir.path(), config()).unwrap();
