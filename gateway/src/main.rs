@@ -7,7 +7,8 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand, ValueEnum};
-use keel_engine::{Command, Engine, EngineConfig};
+use keel_engine::{Engine, EngineConfig};
+use keel_journal::envelope::engine_command;
 use keel_gateway::replay::{self, CommandLog};
 use keel_journal::merkle::MerkleFrontier;
 use keel_journal::snapshot::{self, state_root};
@@ -276,9 +277,12 @@ fn dump(dir: &Path, from: u64) -> anyhow::Result<()> {
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     while let Some(record) = reader.next()? {
-        let command = Command::decode(record.payload)
-            .with_context(|| format!("record {} is not a command", record.seq))?;
-        replay::write_command(&mut out, &command)?;
+        let command = engine_command(record.record_type, record.payload)
+            .with_context(|| format!("record {} cannot be decoded", record.seq))?;
+        // Node records without an engine command (a session start) have nothing to replay.
+        if let Some(command) = command {
+            replay::write_command(&mut out, &command)?;
+        }
     }
     out.flush()?;
     Ok(())

@@ -10,6 +10,7 @@ use crate::format::{
     record_span, write_record, write_record_with, RecordType, RECORD_HEADER_BYTES,
     RECORD_PAYLOAD_CAPACITY_BYTES, SEGMENT_HEADER_BYTES,
 };
+use crate::envelope::Envelope;
 use crate::segment::WritableSegment;
 use crate::watermarks::Watermarks;
 use crate::Error;
@@ -49,6 +50,14 @@ impl Appender {
     pub fn append_payload(&mut self, payload: &[u8]) -> Result<u64, Error> {
         self.append_with(RecordType::Command, payload.len(), |buf| {
             buf.copy_from_slice(payload)
+        })
+    }
+
+    /// Appends a node input record and returns its sequence number.
+    #[inline]
+    pub fn append_envelope(&mut self, envelope: &Envelope) -> Result<u64, Error> {
+        self.append_with(RecordType::Envelope, envelope.encoded_len(), |buf| {
+            envelope.encode_into(buf);
         })
     }
 

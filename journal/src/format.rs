@@ -31,6 +31,9 @@ pub enum RecordType {
     /// The end of a segment; the next record is in the next segment. Its `seq` field holds
     /// the sequence number the next record will have; it is not itself a journal entry.
     Seal,
+    /// A node input: an [`crate::envelope::Envelope`] (arrival time, user, order tokens and
+    /// possibly an engine command). Dense sequence numbers, like commands.
+    Envelope,
 }
 
 impl RecordType {
@@ -39,6 +42,7 @@ impl RecordType {
         match self {
             RecordType::Command => 1,
             RecordType::Seal => 2,
+            RecordType::Envelope => 3,
         }
     }
 
@@ -47,6 +51,7 @@ impl RecordType {
         match code {
             1 => Some(RecordType::Command),
             2 => Some(RecordType::Seal),
+            3 => Some(RecordType::Envelope),
             _ => None,
         }
     }

@@ -11,6 +11,7 @@
 #![deny(missing_docs)]
 
 mod appender;
+pub mod envelope;
 mod flusher;
 pub mod format;
 mod journal;

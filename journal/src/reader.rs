@@ -18,6 +18,8 @@ use crate::Error;
 pub struct Record<'a> {
     /// Its sequence number.
     pub seq: u64,
+    /// Command or envelope.
+    pub record_type: RecordType,
     /// Its payload (an encoded command).
     pub payload: &'a [u8],
     /// Header and payload: the Merkle leaf of this record.
@@ -94,7 +96,7 @@ impl Reader {
         if self.next_seq > limit_seq {
             return Ok(None);
         }
-        let (start, payload_len) = loop {
+        let (start, payload_len, record_type) = loop {
             let (header, payload) =
                 read_record(&self.map[self.pos..]).map_err(|defect| Error::Corrupt {
                     segment: self.segment,
@@ -117,7 +119,7 @@ impl Reader {
                 self.pos = SEGMENT_HEADER_BYTES;
                 continue;
             }
-            break (self.pos, payload.len());
+            break (self.pos, payload.len(), header.record_type);
         };
         self.pos = start + record_span(payload_len);
         let seq = self.next_seq;
@@ -125,6 +127,7 @@ impl Reader {
         let bytes = &self.map[start..start + RECORD_HEADER_BYTES + payload_len];
         Ok(Some(Record {
             seq,
+            record_type,
             payload: &bytes[RECORD_HEADER_BYTES..],
             bytes,
         }))

@@ -30,6 +30,8 @@ use crate::Error;
 pub struct ScannedRecord<'a> {
     /// Its sequence number.
     pub seq: u64,
+    /// Command or envelope.
+    pub record_type: RecordType,
     /// Its payload (an encoded command).
     pub payload: &'a [u8],
     /// Header and payload: the Merkle leaf of this record.
@@ -238,6 +240,7 @@ fn scan_segment(
                 *expected = Some(header.seq + 1);
                 visit(ScannedRecord {
                     seq: header.seq,
+                    record_type: header.record_type,
                     payload,
                     bytes: &map[pos..pos + RECORD_HEADER_BYTES + payload.len()],
                 });

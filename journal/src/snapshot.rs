@@ -13,7 +13,10 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use keel_engine::{Command, Engine, EngineConfig, Event};
+use keel_engine::{Engine, EngineConfig, Event};
+
+use crate::envelope::engine_command;
+use crate::reader::Record;
 
 use crate::merkle::{leaf_hash, Hash, MerkleFrontier};
 use crate::reader::Reader;
@@ -49,20 +52,16 @@ impl StateAt {
         })
     }
 
-    /// Applies one journal record (its sequence number, payload and Merkle leaf bytes).
-    pub fn apply(
-        &mut self,
-        seq: u64,
-        payload: &[u8],
-        bytes: &[u8],
-        events: &mut Vec<Event>,
-    ) -> Result<(), Error> {
+    /// Applies one journal record (command or envelope); `events` receives its events.
+    pub fn apply(&mut self, record: &Record<'_>, events: &mut Vec<Event>) -> Result<(), Error> {
+        let (seq, bytes) = (record.seq, record.bytes);
         if seq != self.seq + 1 {
             return Err(Error::NoSuchRecord { seq: self.seq + 1 });
         }
-        let command = Command::decode(payload)?;
         events.clear();
-        self.engine.process(&command, events);
+        if let Some(command) = engine_command(record.record_type, record.payload)? {
+            self.engine.process(&command, events);
+        }
         self.frontier.push(bytes);
         self.seq = seq;
         Ok(())
@@ -327,7 +326,7 @@ pub fn recover_state(
     }
     let mut events = Vec::new();
     while let Some(record) = reader.next()? {
-        state.apply(record.seq, record.payload, record.bytes, &mut events)?;
+        state.apply(&record, &mut events)?;
     }
     Ok(state)
 }
@@ -385,7 +384,7 @@ fn follow(
         let mut progressed = false;
         if let Some(reader) = reader.as_mut() {
             while let Some(record) = reader.next_until(durable)? {
-                state.apply(record.seq, record.payload, record.bytes, &mut events)?;
+                state.apply(&record, &mut events)?;
                 progressed = true;
                 if every_records > 0 && state.seq >= last_snapshot + every_records {
                     write(dir, &state)?;
