@@ -6,11 +6,11 @@ use std::sync::Arc;
 use crossbeam_channel::{Receiver, TryRecvError};
 use keel_engine::Command;
 
+use crate::envelope::Envelope;
 use crate::format::{
     record_span, write_record, write_record_with, RecordType, RECORD_HEADER_BYTES,
     RECORD_PAYLOAD_CAPACITY_BYTES, SEGMENT_HEADER_BYTES,
 };
-use crate::envelope::Envelope;
 use crate::segment::WritableSegment;
 use crate::watermarks::Watermarks;
 use crate::Error;
@@ -28,7 +28,7 @@ pub struct Appender {
     pub(crate) segment: WritableSegment,
     pub(crate) write_pos: usize,
     pub(crate) next_seq: u64,
-    /// Write position past which the next segment is requested from the preparer.
+    /// Write position from which the next segment is requested from the preparer.
     pub(crate) spare_request_pos: usize,
     pub(crate) spare_requested: bool,
     pub(crate) marks: Arc<Watermarks>,
@@ -127,7 +127,9 @@ impl Appender {
         self.segment = next;
         self.write_pos = SEGMENT_HEADER_BYTES;
         self.spare_requested = false;
-        self.spare_request_pos = self.segment.map.len() / 2;
+        // Ask for the next segment straight away: preparing one (zero-filling and syncing
+        // 64 MiB) takes ~200 ms here, longer than a busy writer needs to fill half of one.
+        self.spare_request_pos = SEGMENT_HEADER_BYTES;
         Ok(())
     }
 

@@ -1,27 +1,31 @@
 //! Node input records: an engine command (or none) with the context the gateway needs to
-//! rebuild its sessions from the journal alone: when it arrived, from whom, under which
-//! OUCH order token(s). Time enters the system only here, as data, so replaying the journal
-//! reproduces every outbound message (timestamps included) byte for byte.
+//! rebuild its sessions from the journal alone: when it arrived, from whom, the client's raw
+//! order-entry message, and the gateway's own verdict. Time enters the system only here, as
+//! data, so replaying the journal reproduces every outbound message (timestamps included)
+//! byte for byte.
 //!
-//! Layout (little-endian), after which the engine command's canonical encoding follows
-//! when `has_command` is 1:
+//! Layout (little-endian); the client message and then, when `has_command` is 1, the engine
+//! command's canonical encoding follow the header:
 //!
 //! | offset | size | field |
 //! |---:|---:|---|
 //! | 0 | 1 | origin code (see [`Origin`]) |
 //! | 1 | 8 | timestamp, nanoseconds since the Unix epoch |
 //! | 9 | 6 | user name, ASCII, right-padded with spaces (spaces for the node itself) |
-//! | 15 | 14 | order token (spaces when none) |
-//! | 29 | 14 | second token: the replacement token of a replace (spaces when none) |
-//! | 43 | 1 | `has_command`: 0 or 1 |
-//! | 44 | n | engine command |
+//! | 15 | 1 | gateway reject code: 0 when the gateway passed the message to the engine |
+//! | 16 | 1 | client message length `m`, at most 64 |
+//! | 17 | 1 | `has_command`: 0 or 1 |
+//! | 18 | m | the client's order-entry message as received (an OUCH message) |
+//! | 18 + m | n | engine command |
 
 use keel_engine::Command;
 
 use crate::Error;
 
-/// Bytes before the engine command.
-pub const ENVELOPE_HEADER_BYTES: usize = 44;
+/// Bytes before the client message.
+pub const ENVELOPE_HEADER_BYTES: usize = 18;
+/// Longest client message an envelope carries.
+pub const CLIENT_MESSAGE_CAPACITY_BYTES: usize = 64;
 
 /// Where a node input came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,33 +82,71 @@ pub struct Envelope {
     pub timestamp_ns: u64,
     /// User name, space padded.
     pub user: [u8; 6],
-    /// Order token, space padded.
-    pub token: [u8; 14],
-    /// Replacement token, space padded.
-    pub token2: [u8; 14],
+    /// The gateway's reject code (an OUCH reason), 0 if it passed the message on.
+    pub reject: u8,
+    client_message_len: u8,
+    client_message: [u8; CLIENT_MESSAGE_CAPACITY_BYTES],
     /// The engine command, if any.
     pub command: Option<Command>,
 }
 
 impl Envelope {
+    /// Makes an envelope; `None` if the client message exceeds
+    /// [`CLIENT_MESSAGE_CAPACITY_BYTES`].
+    pub fn new(
+        origin: Origin,
+        timestamp_ns: u64,
+        user: [u8; 6],
+        reject: u8,
+        client_message: &[u8],
+        command: Option<Command>,
+    ) -> Option<Envelope> {
+        let len = client_message.len();
+        if len > CLIENT_MESSAGE_CAPACITY_BYTES {
+            return None;
+        }
+        let mut bytes = [0u8; CLIENT_MESSAGE_CAPACITY_BYTES];
+        bytes[..len].copy_from_slice(client_message);
+        Some(Envelope {
+            origin,
+            timestamp_ns,
+            user,
+            reject,
+            // At most CLIENT_MESSAGE_CAPACITY_BYTES (64): fits u8.
+            client_message_len: len as u8,
+            client_message: bytes,
+            command,
+        })
+    }
+
+    /// The client's message as received.
+    pub fn client_message(&self) -> &[u8] {
+        &self.client_message[..usize::from(self.client_message_len)]
+    }
+
     /// Encoded length in bytes.
     pub fn encoded_len(&self) -> usize {
-        ENVELOPE_HEADER_BYTES + self.command.map_or(0, |c| c.encoded_len())
+        ENVELOPE_HEADER_BYTES
+            + usize::from(self.client_message_len)
+            + self.command.map_or(0, |c| c.encoded_len())
     }
 
     /// Writes the encoding into the front of `buf` (at least `encoded_len` bytes).
     pub fn encode_into(&self, buf: &mut [u8]) -> usize {
+        let message = self.client_message();
         buf[0] = self.origin.code();
         buf[1..9].copy_from_slice(&self.timestamp_ns.to_le_bytes());
         buf[9..15].copy_from_slice(&self.user);
-        buf[15..29].copy_from_slice(&self.token);
-        buf[29..43].copy_from_slice(&self.token2);
-        buf[43] = u8::from(self.command.is_some());
+        buf[15] = self.reject;
+        buf[16] = self.client_message_len;
+        buf[17] = u8::from(self.command.is_some());
+        let body = ENVELOPE_HEADER_BYTES + message.len();
+        buf[ENVELOPE_HEADER_BYTES..body].copy_from_slice(message);
         let command_len = match &self.command {
-            Some(command) => command.encode_into(&mut buf[ENVELOPE_HEADER_BYTES..]),
+            Some(command) => command.encode_into(&mut buf[body..]),
             None => 0,
         };
-        ENVELOPE_HEADER_BYTES + command_len
+        body + command_len
     }
 
     /// Decodes an envelope occupying all of `bytes`.
@@ -118,24 +160,26 @@ impl Envelope {
         timestamp.copy_from_slice(&bytes[1..9]);
         let mut user = [0u8; 6];
         user.copy_from_slice(&bytes[9..15]);
-        let mut token = [0u8; 14];
-        token.copy_from_slice(&bytes[15..29]);
-        let mut token2 = [0u8; 14];
-        token2.copy_from_slice(&bytes[29..43]);
-        let rest = &bytes[ENVELOPE_HEADER_BYTES..];
-        let command = match (bytes[43], rest.is_empty()) {
+        let message_len = usize::from(bytes[16]);
+        let body = ENVELOPE_HEADER_BYTES + message_len;
+        if message_len > CLIENT_MESSAGE_CAPACITY_BYTES || bytes.len() < body {
+            return Err(bad("envelope client message out of range"));
+        }
+        let rest = &bytes[body..];
+        let command = match (bytes[17], rest.is_empty()) {
             (0, true) => None,
             (1, false) => Some(Command::decode(rest)?),
             _ => return Err(bad("envelope command flag does not match its length")),
         };
-        Ok(Envelope {
+        Envelope::new(
             origin,
-            timestamp_ns: u64::from_le_bytes(timestamp),
+            u64::from_le_bytes(timestamp),
             user,
-            token,
-            token2,
+            bytes[15],
+            &bytes[ENVELOPE_HEADER_BYTES..body],
             command,
-        })
+        )
+        .ok_or_else(|| bad("envelope client message too long"))
     }
 }
 
@@ -158,26 +202,29 @@ mod tests {
 
     #[test]
     fn round_trip_with_and_without_command() {
-        let mut envelope = Envelope {
-            origin: Origin::Configuration,
-            timestamp_ns: 1_700_000_000_123_456_789,
-            user: *b"alice ",
-            token: *b"ABC           ",
-            token2: [b' '; 14],
-            command: Some(Command::DefineInstrument {
-                instrument: 1,
-                symbol: Symbol::new("BTC-PERP").unwrap(),
-            }),
+        let command = Command::DefineInstrument {
+            instrument: 1,
+            symbol: Symbol::new("BTC-PERP").unwrap(),
         };
-        for _ in 0..2 {
+        for (message, command) in [(&b"O0123456789ABCDB"[..], Some(command)), (&b""[..], None)] {
+            let envelope = Envelope::new(
+                Origin::EnterOrder,
+                1_700_000_000_123_456_789,
+                *b"alice ",
+                b'S',
+                message,
+                command,
+            )
+            .unwrap();
             let mut buf = vec![0u8; envelope.encoded_len()];
             assert_eq!(envelope.encode_into(&mut buf), buf.len());
-            assert_eq!(Envelope::decode(&buf).unwrap(), envelope);
+            let decoded = Envelope::decode(&buf).unwrap();
+            assert_eq!(decoded, envelope);
+            assert_eq!(decoded.client_message(), message);
             for len in 0..buf.len() {
-                assert!(Envelope::decode(&buf[..len]).is_err());
+                assert!(Envelope::decode(&buf[..len]).is_err(), "prefix {len}");
             }
-            envelope.command = None;
-            envelope.origin = Origin::SessionStart;
         }
+        assert!(Envelope::new(Origin::EnterOrder, 0, [b' '; 6], 0, &[0; 65], None).is_none());
     }
 }

@@ -33,7 +33,8 @@ pub enum SyncMethod {
 
 /// The sync mechanism actually in use.
 enum Syncer {
-    Uring(IoUring),
+    // Boxed: the ring is large and the enum lives for the thread's whole life anyway.
+    Uring(Box<IoUring>),
     Msync,
 }
 
@@ -61,9 +62,9 @@ const MARKER_SYNC_IDLE_ROUNDS: u32 = 50;
 fn choose(method: SyncMethod) -> std::io::Result<Syncer> {
     let syncer = match method {
         SyncMethod::Msync => Syncer::Msync,
-        SyncMethod::IoUring => Syncer::Uring(IoUring::new(8)?),
+        SyncMethod::IoUring => Syncer::Uring(Box::new(IoUring::new(8)?)),
         SyncMethod::Auto => match IoUring::new(8) {
-            Ok(ring) => Syncer::Uring(ring),
+            Ok(ring) => Syncer::Uring(Box::new(ring)),
             Err(error) => {
                 tracing::warn!(%error, "io_uring unavailable, falling back to msync");
                 Syncer::Msync
@@ -170,7 +171,7 @@ fn sync_segments(
     last: u64,
 ) -> std::io::Result<()> {
     for index in first..=last {
-        if !targets.contains_key(&index) {
+        if let std::collections::btree_map::Entry::Vacant(slot) = targets.entry(index) {
             let file = OpenOptions::new()
                 .read(true)
                 .write(true)
@@ -180,7 +181,7 @@ fn sync_segments(
                 Syncer::Msync => Some(unsafe { MmapMut::map_mut(&file)? }),
                 Syncer::Uring(_) => None,
             };
-            targets.insert(index, Target { file, map });
+            slot.insert(Target { file, map });
         }
     }
     let range = targets.range(first..=last);

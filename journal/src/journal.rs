@@ -114,7 +114,7 @@ impl Journal {
         marks.set_active_segment(segment_index);
         let writable = segment::map_writable(dir, segment_index)?;
         let (spare_tx, spare_rx) = crossbeam_channel::bounded(1);
-        let spare_request_pos = writable.map.len() / 2;
+        let spare_request_pos = SEGMENT_HEADER_BYTES;
         let appender = Appender {
             dir: dir.to_path_buf(),
             segment: writable,

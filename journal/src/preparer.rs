@@ -10,8 +10,8 @@ use crossbeam_channel::Sender;
 use crate::segment::{self, WritableSegment};
 use crate::watermarks::Watermarks;
 
-/// How often the preparer looks for a request. The appender asks when a segment is half
-/// full, so even a slow disk has half a segment's worth of appends to finish in.
+/// How often the preparer looks for a request. The appender asks as soon as it starts a
+/// segment, so the preparer has a whole segment's worth of appends to finish in.
 const POLL_INTERVAL: Duration = Duration::from_millis(1);
 
 pub(crate) fn spawn(

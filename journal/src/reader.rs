@@ -84,6 +84,8 @@ impl Reader {
     }
 
     /// The next record, or `None` when the reader has caught up with the appender.
+    // Not `Iterator::next`: records borrow from the reader's mapping (a lending iterator).
+    #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Result<Option<Record<'_>>, Error> {
         let appended = self.marks.appended();
         self.next_until(appended)

@@ -265,7 +265,8 @@ pub fn load_newest(dir: &Path, config: EngineConfig) -> Result<Option<StateAt>, 
 /// fallback snapshot still has its journal tail. The segment holding the journal's end is
 /// never deleted.
 pub fn retire_segments(dir: &Path) -> Result<usize, Error> {
-    let Some(&oldest_kept) = list_snapshots(dir)?.iter().take(SNAPSHOTS_KEPT).last() else {
+    let snapshots = list_snapshots(dir)?;
+    let Some(&oldest_kept) = snapshots[..snapshots.len().min(SNAPSHOTS_KEPT)].last() else {
         return Ok(0);
     };
     let segments = crate::segment::list(dir)?;
@@ -372,7 +373,13 @@ fn follow(
 ) -> Result<StateAt, Error> {
     let mut reader: Option<Reader> = None;
     let mut events = Vec::new();
-    let mut last_snapshot = state.seq;
+    // Count from the newest snapshot on disk, not from where this process started: a node
+    // restarted more often than every `every_records` commands must still snapshot, or its
+    // recovery tail (and the segments kept for it) would grow without bound.
+    let mut last_snapshot = list_snapshots(dir)?
+        .into_iter()
+        .find(|&seq| seq <= state.seq)
+        .unwrap_or(0);
     loop {
         // Read `stopping` first: once it is set, everything to wait for is already appended.
         let stopping = marks.snapshotter_stopping();

@@ -1,6 +1,9 @@
 //! Journal behaviour on real files: appending across segments, reopening, reading back,
 //! torn tails and corruption.
 
+// Test helpers unwrap: a failure there is a failed test, which is what we want.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::path::Path;
 
 use keel_journal::recovery::scan;

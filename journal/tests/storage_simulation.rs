@@ -13,6 +13,9 @@
 //! Seeds: `KEEL_SIM_SEEDS` (default 60 for CI; run e.g. `KEEL_SIM_SEEDS=3000 cargo test
 //! --release -p keel-journal --test storage_simulation` locally); `KEEL_SIM_SEED=n` replays one.
 
+// Test helpers unwrap: a failure there is a failed test, which is what we want.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::collections::BTreeMap;
 use std::path::Path;
 
