@@ -9,6 +9,7 @@
 //! | 3 | cancel | `order_id u64`, `account u64` |
 //! | 4 | replace | `order_id u64`, `account u64`, `price i64`, `qty u64` |
 //! | 5 | mass cancel | `account u64`, `has_instrument u8` (0 or 1), `instrument u32` (0 when absent) |
+//! | 6 | reduce | `order_id u64`, `account u64`, `qty u64` |
 //!
 //! Decoding is strict (parse, don't validate): unknown kinds, enum values or flag bits,
 //! a wrong length, trailing bytes or a non-UTF-8 symbol are errors, so exactly one byte
@@ -26,6 +27,7 @@ const KIND_NEW: u8 = 2;
 const KIND_CANCEL: u8 = 3;
 const KIND_REPLACE: u8 = 4;
 const KIND_MASS_CANCEL: u8 = 5;
+const KIND_REDUCE: u8 = 6;
 
 const FLAG_HAS_PRICE: u8 = 1;
 const FLAG_POST_ONLY: u8 = 2;
@@ -109,6 +111,7 @@ impl Command {
             Command::Cancel { .. } => 8 + 8,
             Command::Replace { .. } => 8 + 8 + 8 + 8,
             Command::MassCancel { .. } => 8 + 1 + 4,
+            Command::Reduce { .. } => 8 + 8 + 8,
         }
     }
 
@@ -163,6 +166,16 @@ impl Command {
                 w.i64(price);
                 w.u64(qty);
             }
+            Command::Reduce {
+                order_id,
+                account,
+                qty,
+            } => {
+                w.u8(KIND_REDUCE);
+                w.u64(order_id);
+                w.u64(account);
+                w.u64(qty);
+            }
             Command::MassCancel {
                 account,
                 instrument,
@@ -201,6 +214,11 @@ impl Command {
                 qty: r.u64()?,
             },
             KIND_MASS_CANCEL => decode_mass_cancel(&mut r)?,
+            KIND_REDUCE => Command::Reduce {
+                order_id: r.u64()?,
+                account: r.u64()?,
+                qty: r.u64()?,
+            },
             _ => return Err(Error::Decode("unknown command kind")),
         };
         r.finish()?;
@@ -214,8 +232,8 @@ fn decode_instrument(r: &mut Reader<'_>) -> Result<Command, Error> {
     if len == 0 || len > SYMBOL_CAPACITY_BYTES {
         return Err(Error::Decode("symbol length out of range"));
     }
-    let text = std::str::from_utf8(r.take(len)?)
-        .map_err(|_| Error::Decode("symbol is not UTF-8"))?;
+    let text =
+        std::str::from_utf8(r.take(len)?).map_err(|_| Error::Decode("symbol is not UTF-8"))?;
     Ok(Command::DefineInstrument {
         instrument,
         symbol: Symbol::new(text)?,
@@ -377,12 +395,19 @@ mod tests {
                     qty
                 }
             ),
-            (any::<u64>(), proptest::option::of(any::<u32>())).prop_map(
-                |(account, instrument)| Command::MassCancel {
+            (any::<u64>(), any::<u64>(), any::<u64>()).prop_map(|(order_id, account, qty)| {
+                Command::Reduce {
+                    order_id,
                     account,
-                    instrument
+                    qty,
                 }
-            ),
+            }),
+            (any::<u64>(), proptest::option::of(any::<u32>())).prop_map(|(account, instrument)| {
+                Command::MassCancel {
+                    account,
+                    instrument,
+                }
+            }),
         ]
     }
 

@@ -57,6 +57,19 @@ pub enum Command {
         /// New open quantity, `>= 1`.
         qty: Qty,
     },
+    /// Reduce a resting order of `account` to at most `qty` open, keeping its queue
+    /// position: the removed quantity is reported as a `canceled` event (reason `user`) and
+    /// the order rests on unless `qty` is 0. Asking for `qty` at or above the open quantity
+    /// changes nothing. Unlike a replace, a reduce can never grow an order, even if fills
+    /// arrive between the client's request and its processing.
+    Reduce {
+        /// The order to reduce.
+        order_id: OrderId,
+        /// Must own the order.
+        account: AccountId,
+        /// The most open quantity the order may keep.
+        qty: Qty,
+    },
     /// Cancel every resting order of `account`, optionally only on one instrument.
     MassCancel {
         /// Whose orders.

@@ -205,6 +205,11 @@ impl Engine {
                 price,
                 qty,
             } => self.replace(order_id, account, price, qty, out),
+            Command::Reduce {
+                order_id,
+                account,
+                qty,
+            } => self.reduce(order_id, account, qty, out),
             Command::MassCancel {
                 account,
                 instrument,
@@ -525,6 +530,38 @@ impl Engine {
                 reason: AmendRejectReason::UnknownOrder,
             }),
         }
+    }
+
+    fn reduce<S: EventSink>(
+        &mut self,
+        order_id: OrderId,
+        account: AccountId,
+        qty: Qty,
+        out: &mut S,
+    ) {
+        let Some(slot) = self.owned_slot(order_id, account) else {
+            return out.emit(Event::CancelRejected {
+                order_id,
+                reason: AmendRejectReason::UnknownOrder,
+            });
+        };
+        let open = self.orders.get(slot).open;
+        if qty == 0 {
+            return self.cancel_resting(slot, CancelReason::User, out);
+        }
+        if qty >= open {
+            return;
+        }
+        // Same price, less quantity: the order keeps its place in the queue.
+        self.orders.get_mut(slot).open = qty;
+        let removed = open - qty;
+        self.ledger.resting -= u128::from(removed);
+        self.ledger.canceled += u128::from(removed);
+        out.emit(Event::Canceled {
+            order_id,
+            qty: removed,
+            reason: CancelReason::User,
+        });
     }
 
     fn replace<S: EventSink>(

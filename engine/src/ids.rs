@@ -85,7 +85,9 @@ impl IdSet {
     /// not touch the highest one (used when restoring canonical, ascending ranges).
     pub fn push_range_above(&mut self, first: OrderId, last: OrderId) {
         debug_assert!(first <= last);
-        debug_assert!(self.top.is_none_or(|(_, end)| end < first && end + 1 < first));
+        debug_assert!(self
+            .top
+            .is_none_or(|(_, end)| end < first && end + 1 < first));
         if let Some((start, end)) = self.top {
             self.below.insert(start, end);
         }

@@ -33,7 +33,9 @@ mod types;
 
 pub use codec::COMMAND_CAPACITY_BYTES;
 pub use command::{Command, NewOrder};
-pub use engine::{Engine, EngineConfig, Ledger, RestingOrder, STATE_LEAF_CAPACITY_BYTES, STATE_VERSION};
+pub use engine::{
+    Engine, EngineConfig, Ledger, RestingOrder, STATE_LEAF_CAPACITY_BYTES, STATE_VERSION,
+};
 pub use error::Error;
 pub use event::{Event, EventSink};
 pub use types::{

@@ -147,6 +147,42 @@ impl Model {
                 price,
                 qty,
             } => self.replace(order_id, account, price, qty, &mut out),
+            Command::Reduce {
+                order_id,
+                account,
+                qty,
+            } => match self.find(order_id, account) {
+                Some((instrument, side)) if qty == 0 => {
+                    let order = self.remove(instrument, side, order_id);
+                    out.push(Event::Canceled {
+                        order_id,
+                        qty: order.qty,
+                        reason: CancelReason::User,
+                    });
+                }
+                Some((instrument, side)) => {
+                    let order = self
+                        .book(instrument)
+                        .side_mut(side)
+                        .iter_mut()
+                        .find(|order| order.id == order_id)
+                        .expect("model: order exists");
+                    // Never grows; keeps its place (the Vec position is untouched).
+                    if qty < order.qty {
+                        let removed = order.qty - qty;
+                        order.qty = qty;
+                        out.push(Event::Canceled {
+                            order_id,
+                            qty: removed,
+                            reason: CancelReason::User,
+                        });
+                    }
+                }
+                None => out.push(Event::CancelRejected {
+                    order_id,
+                    reason: AmendRejectReason::UnknownOrder,
+                }),
+            },
             Command::MassCancel {
                 account,
                 instrument,
@@ -604,11 +640,23 @@ impl Resolver {
                 qty,
             } => {
                 let order_id = self.id(id, model);
-                Command::Replace {
-                    order_id,
-                    account: self.account(order_id, owner, account),
-                    price,
-                    qty,
+                let account = self.account(order_id, owner, account);
+                // About a third of the amendments with a quantity are reduces (the OUCH
+                // partial cancel), the rest replaces; deriving it from the price keeps the
+                // strategies unchanged and leaves every invalid replace a replace.
+                if qty != 0 && price > 0 && price % 3 == 0 {
+                    Command::Reduce {
+                        order_id,
+                        account,
+                        qty: qty % 4,
+                    }
+                } else {
+                    Command::Replace {
+                        order_id,
+                        account,
+                        price,
+                        qty,
+                    }
                 }
             }
             Op::MassCancel {

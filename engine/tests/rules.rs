@@ -1450,3 +1450,48 @@ fn match_ids_are_dense_from_one_across_commands_and_instruments() {
         .collect();
     assert_eq!(instruments, vec![1, 1, 2, 1, 2]);
 }
+
+// ===== Reduce (the engine-level partial cancel behind OUCH Cancel/Modify with Shares) ==========
+
+fn reduce(exchange: &mut Exchange, order_id: OrderId, account: AccountId, qty: Qty) -> Vec<Event> {
+    exchange.run(Command::Reduce {
+        order_id,
+        account,
+        qty,
+    })
+}
+
+#[test]
+fn reduce_keeps_queue_position_and_reports_the_removed_quantity() {
+    let mut x = Exchange::new();
+    x.rest(buy(1, A, 100, 10));
+    x.rest(buy(2, B, 100, 5));
+    assert_eq!(reduce(&mut x, 1, A, 4), vec![canceled(1, 6, User)]);
+    // Order 1 is still first at 100: a seller of 4 fills it entirely.
+    assert_eq!(
+        x.order(sell(3, C, 100, 4)),
+        vec![accepted(3), trade(1, 3, 1, Sell, 100, 4)]
+    );
+    assert_eq!(x.engine.order(1), None);
+    assert_eq!(x.engine.order(2).unwrap().qty, 5);
+}
+
+#[test]
+fn reduce_never_grows_an_order_and_zero_cancels_it() {
+    let mut x = Exchange::new();
+    x.rest(buy(1, A, 100, 10));
+    assert_eq!(reduce(&mut x, 1, A, 10), vec![], "equal: unchanged");
+    assert_eq!(reduce(&mut x, 1, A, 50), vec![], "larger: unchanged");
+    assert_eq!(x.engine.order(1).unwrap().qty, 10);
+    assert_eq!(reduce(&mut x, 1, A, 0), vec![canceled(1, 10, User)]);
+    assert_eq!(x.engine.order(1), None);
+}
+
+#[test]
+fn reduce_checks_ownership() {
+    let mut x = Exchange::new();
+    x.rest(buy(1, A, 100, 10));
+    assert_eq!(reduce(&mut x, 1, B, 5), vec![cancel_rejected(1)]);
+    assert_eq!(reduce(&mut x, 99, A, 5), vec![cancel_rejected(99)]);
+    assert_eq!(x.engine.order(1).unwrap().qty, 10);
+}

@@ -55,6 +55,11 @@ enum JsonCommand {
         price: i64,
         qty: u64,
     },
+    Reduce {
+        order_id: u64,
+        account: u64,
+        qty: u64,
+    },
     MassCancel {
         account: u64,
         #[serde(default)]
@@ -138,6 +143,15 @@ impl JsonCommand {
                 order_id,
                 account,
                 price,
+                qty,
+            },
+            JsonCommand::Reduce {
+                order_id,
+                account,
+                qty,
+            } => Command::Reduce {
+                order_id,
+                account,
                 qty,
             },
             JsonCommand::MassCancel {
@@ -493,6 +507,14 @@ pub fn write_command(out: &mut impl Write, command: &Command) -> std::io::Result
             out,
             r#"{{"type":"replace","order_id":{order_id},"account":{account},"price":{price},"qty":{qty}}}"#
         ),
+        Command::Reduce {
+            order_id,
+            account,
+            qty,
+        } => writeln!(
+            out,
+            r#"{{"type":"reduce","order_id":{order_id},"account":{account},"qty":{qty}}}"#
+        ),
         Command::MassCancel {
             account,
             instrument: Some(instrument),
@@ -518,7 +540,12 @@ mod tests {
             frontier: &mut frontier,
             next_seq: 1,
         };
-        let result = replay(engine, &mut BufReader::new(input.as_bytes()), &mut out, &mut log);
+        let result = replay(
+            engine,
+            &mut BufReader::new(input.as_bytes()),
+            &mut out,
+            &mut log,
+        );
         (result, String::from_utf8(out).unwrap())
     }
 
@@ -572,13 +599,25 @@ mod tests {
     #[test]
     fn strictness() {
         for (line, needle) in [
-            (r#"{"type":"cancel","order_id":1,"account":1,"qyt":3}"#, "qyt"),
+            (
+                r#"{"type":"cancel","order_id":1,"account":1,"qyt":3}"#,
+                "qyt",
+            ),
             (r#"{"type":"cancel","order_id":-1,"account":1}"#, "-1"),
             (r#"{"type":"explode"}"#, "explode"),
-            (r#"{"type":"replace","order_id":1,"account":1,"qty":3}"#, "price"),
-            (r#"{"type":"instrument","instrument":1,"symbol":""}"#, "empty"),
+            (
+                r#"{"type":"replace","order_id":1,"account":1,"qty":3}"#,
+                "price",
+            ),
+            (
+                r#"{"type":"instrument","instrument":1,"symbol":""}"#,
+                "empty",
+            ),
             (r#"not json"#, "expected"),
-            (r#"{"type":"new","order_id":1,"account":1,"instrument":1,"side":"buy","price":1.5,"qty":1}"#, "1.5"),
+            (
+                r#"{"type":"new","order_id":1,"account":1,"instrument":1,"side":"buy","price":1.5,"qty":1}"#,
+                "1.5",
+            ),
         ] {
             let error = parse_command(line, 9).unwrap_err().to_string();
             assert!(error.starts_with("line 9:"), "{error}");
@@ -598,7 +637,11 @@ mod tests {
             let mut written = Vec::new();
             write_command(&mut written, &command).unwrap();
             let text = String::from_utf8(written).unwrap();
-            assert_eq!(parse_command(text.trim_end(), 1).unwrap(), command, "{text}");
+            assert_eq!(
+                parse_command(text.trim_end(), 1).unwrap(),
+                command,
+                "{text}"
+            );
         }
     }
 

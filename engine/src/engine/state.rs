@@ -16,9 +16,9 @@
 //! used-id ranges in ascending order. Hash maps and memory layout never show through.
 
 use super::{Engine, EngineConfig, Ledger};
+use crate::codec::{side_code, side_from_code, stp_code, stp_from_code};
 use crate::ladder::key_of;
 use crate::slab::{Order, NIL};
-use crate::codec::{side_code, side_from_code, stp_code, stp_from_code};
 use crate::types::{Side, Symbol, SYMBOL_CAPACITY_BYTES};
 use crate::Error;
 
@@ -162,8 +162,13 @@ impl Builder {
         if len == 0 || len > SYMBOL_CAPACITY_BYTES || body.len() != 5 + len {
             return Err(Error::Decode("bad instrument symbol length"));
         }
-        let text = std::str::from_utf8(&body[5..]).map_err(|_| Error::Decode("symbol not UTF-8"))?;
-        if engine.instruments_sorted.last().is_some_and(|&last| last >= instrument) {
+        let text =
+            std::str::from_utf8(&body[5..]).map_err(|_| Error::Decode("symbol not UTF-8"))?;
+        if engine
+            .instruments_sorted
+            .last()
+            .is_some_and(|&last| last >= instrument)
+        {
             return Err(Error::Decode("instruments out of order"));
         }
         let mut sink = Vec::new();
@@ -175,7 +180,9 @@ impl Builder {
     }
 
     fn order(&mut self, engine: &mut Engine, body: &[u8]) -> Result<(), Error> {
-        let book = self.book.ok_or(Error::Decode("order before any instrument"))?;
+        let book = self
+            .book
+            .ok_or(Error::Decode("order before any instrument"))?;
         if body.len() != 34 {
             return Err(Error::Decode("bad order leaf length"));
         }
@@ -298,7 +305,11 @@ mod tests {
                     order_id: if roll % 7 == 0 { id * 3 } else { id },
                     account: next() % 3,
                     instrument: 1 + (next() % 2) as u32,
-                    side: if next() % 2 == 0 { Side::Buy } else { Side::Sell },
+                    side: if next() % 2 == 0 {
+                        Side::Buy
+                    } else {
+                        Side::Sell
+                    },
                     price: Some(95 + (next() % 11) as i64),
                     qty: 1 + next() % 5,
                     tif: TimeInForce::Gtc,
@@ -331,13 +342,14 @@ mod tests {
         let (before, after) = all.split_at(2_000);
         let mut original = Engine::default();
         run(&mut original, before);
-        assert!(original.resting_count() > 10, "the test needs a non-trivial book");
+        assert!(
+            original.resting_count() > 10,
+            "the test needs a non-trivial book"
+        );
         let encoded = leaves(&original);
-        let mut restored = Engine::from_state_leaves(
-            EngineConfig::default(),
-            encoded.iter().map(Vec::as_slice),
-        )
-        .unwrap();
+        let mut restored =
+            Engine::from_state_leaves(EngineConfig::default(), encoded.iter().map(Vec::as_slice))
+                .unwrap();
         assert_eq!(leaves(&restored), encoded);
         assert_eq!(run(&mut original, after), run(&mut restored, after));
         assert_eq!(leaves(&restored), leaves(&original));
@@ -353,10 +365,16 @@ mod tests {
             Engine::from_state_leaves(EngineConfig::default(), leaves.iter().map(Vec::as_slice))
         };
         // Dropping the used-id ranges leaves resting ids unaccounted for.
-        let without_ranges: Vec<_> = encoded.iter().filter(|l| l[0] != TAG_USED_IDS).cloned().collect();
+        let without_ranges: Vec<_> = encoded
+            .iter()
+            .filter(|l| l[0] != TAG_USED_IDS)
+            .cloned()
+            .collect();
         assert!(decode(&without_ranges).is_err());
         // Swapping two orders of one side breaks book order whenever their prices differ.
-        let orders: Vec<usize> = (0..encoded.len()).filter(|&i| encoded[i][0] == TAG_ORDER).collect();
+        let orders: Vec<usize> = (0..encoded.len())
+            .filter(|&i| encoded[i][0] == TAG_ORDER)
+            .collect();
         let mut swapped = encoded.clone();
         let (a, b) = (orders[0], orders[orders.len() / 4]);
         swapped.swap(a, b);
