@@ -22,6 +22,15 @@ pub enum Error {
     /// The journal refused an operation.
     #[error(transparent)]
     Journal(#[from] keel_journal::Error),
+    /// The node configuration is invalid; the message names the key.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// The node cannot run (startup or a fatal runtime failure).
+    #[error("node: {0}")]
+    Node(String),
+    /// An engine value was refused (e.g. an instrument symbol).
+    #[error(transparent)]
+    Engine(#[from] keel_engine::Error),
     /// Reading input or writing output failed.
     #[error(transparent)]
     Io(#[from] std::io::Error),

@@ -4,7 +4,10 @@
 //! SoupBinTCP/OUCH gateway, sessions and the node's thread wiring arrive with their issues.
 #![deny(missing_docs)]
 
+pub mod config;
 mod error;
+pub mod node;
+pub mod protocol;
 pub mod replay;
 
 pub use error::Error;

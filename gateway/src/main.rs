@@ -8,11 +8,15 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand, ValueEnum};
 use keel_engine::{Engine, EngineConfig};
-use keel_journal::envelope::engine_command;
+use keel_gateway::config::{Config, DEMO_USERS};
+use keel_gateway::node;
 use keel_gateway::replay::{self, CommandLog};
+use keel_journal::envelope::engine_command;
 use keel_journal::merkle::MerkleFrontier;
 use keel_journal::snapshot::{self, state_root};
 use keel_journal::{offline_reader, Durability, Journal, JournalConfig, SyncMethod};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 
 /// Keel: an exchange matching engine.
 #[derive(Debug, Parser)]
@@ -29,6 +33,15 @@ enum Commands {
     /// Inspect or repair a journal directory.
     #[command(subcommand)]
     Journal(JournalCommand),
+    /// Run a node: the OUCH 4.2 / SoupBinTCP 4.0 gateway, the matching loop and the journal.
+    Serve {
+        /// Node configuration (TOML); the embedded demo configuration when absent.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Read a password on standard input and print its salted argon2id hash for a
+    /// `[[user]]` entry's `password_hash`.
+    Passwd,
 }
 
 #[derive(Debug, clap::Args)]
@@ -93,9 +106,15 @@ enum SyncArg {
 }
 
 fn main() -> ExitCode {
-    init_logging();
     let cli = Cli::parse();
+    init_logging(if matches!(cli.command, Commands::Serve { .. }) {
+        "info"
+    } else {
+        "warn"
+    });
     let result = match cli.command {
+        Commands::Serve { config } => serve(config.as_deref()),
+        Commands::Passwd => passwd(),
         Commands::Replay(args) => run_replay(&args),
         Commands::Journal(JournalCommand::Verify { dir }) => verify(&dir),
         Commands::Journal(JournalCommand::Dump { dir, from }) => dump(&dir, from),
@@ -112,21 +131,85 @@ fn main() -> ExitCode {
 
 /// Logs go to standard error (standard output carries the event stream); `RUST_LOG`
 /// overrides the default level.
-fn init_logging() {
+fn init_logging(default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&io::stderr()))
         .with_target(false)
         .init();
 }
 
+fn serve(config_path: Option<&Path>) -> anyhow::Result<()> {
+    let config = match config_path {
+        Some(path) => Config::load(path)?,
+        None => {
+            let config = Config::embedded_default();
+            let users: Vec<String> = DEMO_USERS
+                .iter()
+                .map(|(name, password)| format!("{name}/{password}"))
+                .collect();
+            eprintln!(
+                "keel serve: no --config given; using the embedded demo configuration:\n  \
+                 listen {} (loopback only), data in {}, durability {:?}\n  \
+                 instruments {}\n  demo users (name/password) {}",
+                config.server.listen,
+                config.server.data_dir.display(),
+                config.server.durability,
+                config
+                    .instruments
+                    .iter()
+                    .map(|i| format!("{}={} (price_scale {})", i.id, i.symbol, i.price_scale))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                users.join(", ")
+            );
+            config
+        }
+    };
+    let shutdown = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, shutdown.clone())
+            .context("cannot install signal handler")?;
+    }
+    node::run(&config, &shutdown, |info| {
+        tracing::info!(
+            listen = %info.listen,
+            session = %info.session,
+            matching_core = ?info.matching_core,
+            recovered_records = info.recovered_records,
+            "keel serve: ready"
+        );
+        eprintln!(
+            "keel serve: listening on {} (session {}), matching loop on core {}, journal at record {}; Ctrl-C to stop",
+            info.listen,
+            info.session,
+            info.matching_core.map_or_else(|| "unpinned".to_string(), |c| c.to_string()),
+            info.recovered_records
+        );
+    })?;
+    eprintln!("keel serve: stopped cleanly (journal synced)");
+    Ok(())
+}
+
+fn passwd() -> anyhow::Result<()> {
+    let mut line = String::new();
+    io::stdin().read_line(&mut line)?;
+    let password = line.trim_end_matches(['\n', '\r']);
+    if password.is_empty() || password.len() > 10 {
+        bail!("SoupBinTCP passwords are 1 to 10 characters");
+    }
+    println!("{}", keel_gateway::config::hash_password(password)?);
+    Ok(())
+}
+
 fn open_input(file: Option<&Path>) -> anyhow::Result<BufReader<Box<dyn Read>>> {
     let reader: Box<dyn Read> = match file {
-        Some(path) => Box::new(
-            File::open(path).with_context(|| format!("cannot open {}", path.display()))?,
-        ),
+        Some(path) => {
+            Box::new(File::open(path).with_context(|| format!("cannot open {}", path.display()))?)
+        }
         None => Box::new(io::stdin()),
     };
     Ok(BufReader::with_capacity(1 << 16, reader))
@@ -188,12 +271,9 @@ fn replay_journaled(
             torn.segment, torn.offset, torn.len_bytes
         );
     }
-    let recovered = snapshot::recover_state(
-        dir,
-        journal.watermarks().clone(),
-        EngineConfig::default(),
-    )
-    .context("cannot rebuild the engine from the journal")?;
+    let recovered =
+        snapshot::recover_state(dir, journal.watermarks().clone(), EngineConfig::default())
+            .context("cannot rebuild the engine from the journal")?;
     let mut engine = recovered.engine.clone();
     // The snapshotter follows the journal with its own engine copy: snapshots never pause
     // this loop, and its final state doubles as a determinism check.
@@ -263,8 +343,23 @@ fn verify(dir: &Path) -> anyhow::Result<()> {
             torn.segment, torn.offset, torn.len_bytes, torn.defect
         );
     }
+    // Recovery ignores a damaged marker slot (the other markers still bound the durable
+    // point), but it is damage all the same.
+    let mut damage: Vec<String> = scan
+        .damaged_markers
+        .iter()
+        .map(|marker| {
+            format!(
+                "journal corrupt in segment {} at offset {}: damaged durable-marker slot",
+                marker.segment, marker.offset
+            )
+        })
+        .collect();
     if !bad_snapshots.is_empty() {
-        bail!("damaged snapshot(s): {}", bad_snapshots.join("; "));
+        damage.push(format!("damaged snapshot(s): {}", bad_snapshots.join("; ")));
+    }
+    if !damage.is_empty() {
+        bail!("{}", damage.join("; "));
     }
     Ok(())
 }

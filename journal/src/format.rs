@@ -176,14 +176,34 @@ pub fn marker_slot(seq: u64) -> [u8; MARKER_SLOT_BYTES] {
 /// a bad checksum and is ignored; all-zero slots are never valid).
 pub fn read_marker(header: &[u8]) -> Option<u64> {
     (0..2)
-        .filter_map(|slot| {
-            let start = MARKER_SLOT_OFFSET + slot * MARKER_SLOT_BYTES;
-            let bytes = header.get(start..start + MARKER_SLOT_BYTES)?;
-            let crc = u32::from_le_bytes(array(&bytes[8..12]));
-            let valid = crc32c::crc32c(&bytes[0..8]) == crc && bytes[12..16] == [0; 4];
-            valid.then(|| u64::from_le_bytes(array(&bytes[0..8])))
-        })
+        .filter_map(|slot| marker_slot_bytes(header, slot).and_then(marker_value))
         .max()
+}
+
+/// Offsets of the marker slots in a segment header that are neither empty (all zero) nor a
+/// valid marker. A slot is rewritten whole, inside the file's first sector, so such a slot
+/// is damage; recovery ignores it (the other slots still bound the durable point) and
+/// verification reports it.
+pub fn damaged_marker_slots(header: &[u8]) -> Vec<usize> {
+    (0..2)
+        .filter(|&slot| {
+            marker_slot_bytes(header, slot)
+                .is_some_and(|bytes| bytes.iter().any(|&b| b != 0) && marker_value(bytes).is_none())
+        })
+        .map(|slot| MARKER_SLOT_OFFSET + slot * MARKER_SLOT_BYTES)
+        .collect()
+}
+
+fn marker_slot_bytes(header: &[u8], slot: usize) -> Option<&[u8]> {
+    let start = MARKER_SLOT_OFFSET + slot * MARKER_SLOT_BYTES;
+    header.get(start..start + MARKER_SLOT_BYTES)
+}
+
+/// The sequence number in a valid marker slot.
+fn marker_value(bytes: &[u8]) -> Option<u64> {
+    let crc = u32::from_le_bytes(array(&bytes[8..12]));
+    let valid = crc32c::crc32c(&bytes[0..8]) == crc && bytes[12..16] == [0; 4];
+    valid.then(|| u64::from_le_bytes(array(&bytes[0..8])))
 }
 
 /// The segment header for segment `index` of `size_bytes` (marker slots empty).
@@ -296,11 +316,14 @@ mod tests {
     fn markers_take_the_highest_valid_slot() {
         let mut header = segment_header(1, 1 << 20).to_vec();
         assert_eq!(read_marker(&header), None);
+        assert!(damaged_marker_slots(&header).is_empty());
         header[MARKER_SLOT_OFFSET..MARKER_SLOT_OFFSET + 16].copy_from_slice(&marker_slot(10));
         header[MARKER_SLOT_OFFSET + 16..MARKER_SLOT_OFFSET + 32].copy_from_slice(&marker_slot(12));
         assert_eq!(read_marker(&header), Some(12));
+        assert!(damaged_marker_slots(&header).is_empty());
         header[MARKER_SLOT_OFFSET + 17] ^= 1; // torn second slot
         assert_eq!(read_marker(&header), Some(10));
+        assert_eq!(damaged_marker_slots(&header), [MARKER_SLOT_OFFSET + 16]);
         assert_eq!(parse_segment_header(&header), Ok((1, 1 << 20)));
     }
 }

@@ -81,6 +81,13 @@ impl Journal {
         fs::create_dir_all(dir)?;
         segment::remove_leftovers(dir)?;
         let scan = recovery::scan(dir, |_| {})?;
+        for damaged in &scan.damaged_markers {
+            tracing::warn!(
+                segment = damaged.segment,
+                offset = damaged.offset,
+                "damaged durable-marker slot ignored (`keel journal verify` reports it)"
+            );
+        }
         if let Some(torn) = scan.torn {
             truncate(dir, torn.segment, torn.offset)?;
             tracing::warn!(
@@ -223,7 +230,8 @@ pub(crate) fn truncate(dir: &Path, index: u64, offset: u64) -> Result<(), Error>
 }
 
 /// Explicit repair: truncates the journal at the first corruption, discarding everything
-/// from there on (including later segments). Returns the corruption that was cut, if any.
+/// from there on (including later segments and the snapshots past the cut). Returns the
+/// corruption that was cut, if any.
 pub fn repair(dir: &Path) -> Result<Option<(u64, u64, String)>, Error> {
     match recovery::scan(dir, |_| {}) {
         Ok(_) => Ok(None),
@@ -248,6 +256,14 @@ pub fn repair(dir: &Path) -> Result<Option<(u64, u64, String)>, Error> {
             // The durable markers may point past the cut: lower them to the new end.
             let scan = recovery::scan_ignoring_markers(dir)?;
             reset_markers(dir, scan.last_seq)?;
+            // Snapshots past the cut describe commands that are now gone; recovery would
+            // (rightly) refuse to start from them, so they are discarded too.
+            for seq in crate::snapshot::list_snapshots(dir)? {
+                if seq > scan.last_seq {
+                    fs::remove_file(dir.join(crate::snapshot::snapshot_file_name(seq)))?;
+                }
+            }
+            segment::sync_dir(dir)?;
             Ok(Some((segment, offset, reason)))
         }
         Err(other) => Err(other),

@@ -64,6 +64,16 @@ pub struct EndPosition {
     pub sealed: bool,
 }
 
+/// A durable-marker slot that is neither empty nor a valid marker (see
+/// [`crate::format::damaged_marker_slots`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DamagedMarker {
+    /// Segment whose header holds the slot.
+    pub segment: u64,
+    /// Offset of the slot in the segment file.
+    pub offset: u64,
+}
+
 /// The outcome of a scan.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Scan {
@@ -83,6 +93,9 @@ pub struct Scan {
     pub durable_marker: u64,
     /// Where appending continues; `None` for an empty directory.
     pub end: Option<EndPosition>,
+    /// Damaged durable-marker slots. Recovery ignores them (the markers that remain still
+    /// bound the durable point); verification reports them as corruption.
+    pub damaged_markers: Vec<DamagedMarker>,
 }
 
 impl Scan {
@@ -136,6 +149,18 @@ fn scan_with(
             .filter_map(|map| crate::format::read_marker(map))
             .max()
             .unwrap_or(0),
+        damaged_markers: indices
+            .iter()
+            .zip(&maps)
+            .flat_map(|(&segment, map)| {
+                crate::format::damaged_marker_slots(map)
+                    .into_iter()
+                    .map(move |offset| DamagedMarker {
+                        segment,
+                        offset: offset as u64,
+                    })
+            })
+            .collect(),
         ..Scan::default()
     };
     let mut expected: Option<u64> = None;
@@ -268,7 +293,8 @@ fn scan_segment(
                 .any(|m| first_valid_at_or_after(m, SEGMENT_HEADER_BYTES, min_seq).is_some());
         // Any non-zero byte from here on is the remains of interrupted, unsynced writes.
         let damaged_end = last_nonzero_end(map);
-        if damaged_end > pos || stray {
+        let torn_here = damaged_end > pos || stray;
+        if torn_here {
             scan.torn = Some(TornTail {
                 segment: index,
                 offset: pos as u64,
@@ -276,14 +302,31 @@ fn scan_segment(
                 defect,
                 stray_records_after: stray,
             });
+        } else {
+            // Later segments hold no records: a non-zero byte in one is the same kind of
+            // remains (a record begun in a prepared segment whose predecessor's seal never
+            // reached the disk), or damage. Either way it is reported; recovery deletes them.
+            scan.torn = later.iter().zip(index + 1..).find_map(|(map, segment)| {
+                let body = &map[SEGMENT_HEADER_BYTES..];
+                let first = body.iter().position(|&b| b != 0)?;
+                let offset =
+                    (SEGMENT_HEADER_BYTES + first) / RECORD_ALIGN_BYTES * RECORD_ALIGN_BYTES;
+                Some(TornTail {
+                    segment,
+                    offset: offset as u64,
+                    len_bytes: (last_nonzero_end(map) - offset) as u64,
+                    defect: read_record(&map[offset..])
+                        .err()
+                        .unwrap_or(RecordDefect::BadHeader),
+                    stray_records_after: false,
+                })
+            });
         }
-        return Ok(
-            if any || pos > SEGMENT_HEADER_BYTES || scan.torn.is_some() {
-                SegmentEnd::Open(pos)
-            } else {
-                SegmentEnd::NoData
-            },
-        );
+        return Ok(if any || pos > SEGMENT_HEADER_BYTES || torn_here {
+            SegmentEnd::Open(pos)
+        } else {
+            SegmentEnd::NoData
+        });
     }
 }
 

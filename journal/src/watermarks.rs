@@ -1,13 +1,17 @@
 //! Sequence-number watermarks shared between the appender and the threads that follow it.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::OnceLock;
+
+/// Called by the flusher after the durable watermark advances (off the hot path).
+pub type DurableHook = Box<dyn Fn() + Send + Sync>;
 
 /// Progress of the journal, readable from any thread without locks.
 ///
 /// The appender is the only writer of `appended` and `active_segment`; the flusher the only
 /// writer of `durable`. Each store is a release, each load an acquire, so a thread that sees
 /// `appended >= n` also sees the bytes of record `n` in the mapping.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Watermarks {
     appended: AtomicU64,
     durable: AtomicU64,
@@ -17,6 +21,17 @@ pub struct Watermarks {
     stopping: AtomicBool,
     failed: AtomicBool,
     snapshotter_stopping: AtomicBool,
+    durable_hook: OnceLock<DurableHook>,
+}
+
+impl std::fmt::Debug for Watermarks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Watermarks")
+            .field("appended", &self.appended())
+            .field("durable", &self.durable())
+            .field("active_segment", &self.active_segment())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Watermarks {
@@ -39,6 +54,16 @@ impl Watermarks {
 
     pub(crate) fn publish_durable(&self, seq: u64) {
         self.durable.store(seq, Ordering::Release);
+        if let Some(hook) = self.durable_hook.get() {
+            hook();
+        }
+    }
+
+    /// Registers a function the flusher calls each time the durable watermark advances (for
+    /// example to wake an event loop waiting to release acknowledgements). Only the first
+    /// registration takes effect; returns whether this one did.
+    pub fn set_durable_hook(&self, hook: DurableHook) -> bool {
+        self.durable_hook.set(hook).is_ok()
     }
 
     pub(crate) fn active_segment(&self) -> u64 {

@@ -1,0 +1,327 @@
+//! The node's configuration: TOML, strictly parsed (unknown keys and bad values fail at
+//! start with a message naming the key), with an embedded default for `keel serve` without
+//! `--config`.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use keel_engine::SelfTradePrevention;
+use serde::Deserialize;
+
+use crate::Error;
+
+/// The configuration `keel serve` uses without `--config`: loopback only, data in
+/// `./keel-data`, two demo instruments and two demo users (passwords in [`DEMO_USERS`]).
+pub const DEFAULT_CONFIG: &str = include_str!("default_config.toml");
+
+/// The demo users of [`DEFAULT_CONFIG`] and their passwords, printed at start so a newcomer
+/// can log in. Never use the default configuration for anything but a demo.
+pub const DEMO_USERS: &[(&str, &str)] = &[("alice", "alicepass"), ("bob", "bobpass")];
+
+/// The whole node configuration.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `[server]`.
+    pub server: ServerConfig,
+    /// `[[instrument]]` tables.
+    #[serde(rename = "instrument", default)]
+    pub instruments: Vec<InstrumentConfig>,
+    /// `[[user]]` tables.
+    #[serde(rename = "user", default)]
+    pub users: Vec<UserConfig>,
+}
+
+/// `[server]`: where to listen, where to keep data, how to acknowledge.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Order-entry listen address.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Journal and snapshots live here.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// `fsync` (acknowledge once durable) or `async` (once journaled).
+    #[serde(default)]
+    pub durability: DurabilityConfig,
+    /// CPU core to pin the matching loop to; by default the last core.
+    #[serde(default)]
+    pub matching_core: Option<usize>,
+    /// SoupBinTCP session name (up to 10 characters); by default `KEEL` and the date the
+    /// data directory was first started.
+    #[serde(default)]
+    pub session: Option<String>,
+    /// Bytes a client may leave unread before it is disconnected as a slow reader.
+    #[serde(default = "default_outbound_limit")]
+    pub outbound_buffer_bytes: usize,
+    /// Journal segment size in bytes.
+    #[serde(default = "default_segment_size")]
+    pub segment_size_bytes: u64,
+}
+
+/// Durability policy names in the configuration.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DurabilityConfig {
+    /// Acknowledge once on stable storage.
+    #[default]
+    Fsync,
+    /// Acknowledge once journaled (in memory).
+    Async,
+}
+
+/// `[[instrument]]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InstrumentConfig {
+    /// Engine instrument id.
+    pub id: u32,
+    /// OUCH Stock: 1 to 8 characters, upper-case letters, digits, `-` or `.`.
+    pub symbol: String,
+    /// OUCH price units (1/10000) per engine tick. 100 means ticks of 0.01.
+    #[serde(default = "default_price_scale")]
+    pub price_scale: u32,
+}
+
+/// `[[user]]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserConfig {
+    /// SoupBinTCP user name: 1 to 6 letters or digits.
+    pub username: String,
+    /// Salted slow hash of the password (a PHC string from `keel passwd`).
+    pub password_hash: String,
+    /// Engine account the user's orders belong to.
+    pub account: u64,
+    /// Self-trade prevention applied to the user's orders.
+    #[serde(default)]
+    pub stp: StpConfig,
+    /// Cancel the account's resting orders when the user's connection ends.
+    #[serde(default)]
+    pub cancel_on_disconnect: bool,
+}
+
+/// Self-trade prevention names in the configuration.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StpConfig {
+    /// Trades with itself.
+    #[default]
+    None,
+    /// Cancel the incoming order.
+    CancelNewest,
+    /// Cancel the resting order.
+    CancelOldest,
+    /// Cancel both.
+    CancelBoth,
+}
+
+impl From<StpConfig> for SelfTradePrevention {
+    fn from(stp: StpConfig) -> Self {
+        match stp {
+            StpConfig::None => SelfTradePrevention::None,
+            StpConfig::CancelNewest => SelfTradePrevention::CancelNewest,
+            StpConfig::CancelOldest => SelfTradePrevention::CancelOldest,
+            StpConfig::CancelBoth => SelfTradePrevention::CancelBoth,
+        }
+    }
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9000))
+}
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("./keel-data")
+}
+fn default_outbound_limit() -> usize {
+    4 << 20
+}
+fn default_segment_size() -> u64 {
+    64 << 20
+}
+fn default_price_scale() -> u32 {
+    1
+}
+
+impl Config {
+    /// Parses and checks a configuration.
+    pub fn parse(text: &str) -> Result<Config, Error> {
+        let config: Config =
+            toml::from_str(text).map_err(|error| Error::Config(error.to_string()))?;
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Reads, parses and checks a configuration file.
+    pub fn load(path: &Path) -> Result<Config, Error> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|error| Error::Config(format!("cannot read {}: {error}", path.display())))?;
+        Config::parse(&text).map_err(|error| match error {
+            Error::Config(message) => Error::Config(format!("{}: {message}", path.display())),
+            other => other,
+        })
+    }
+
+    /// The embedded default configuration.
+    pub fn embedded_default() -> Config {
+        // The embedded text is checked by a unit test; a failure here is a build defect.
+        Config::parse(DEFAULT_CONFIG).unwrap_or_else(|error| {
+            unreachable!("embedded default configuration is invalid: {error}")
+        })
+    }
+
+    fn check(&self) -> Result<(), Error> {
+        let fail = |key: String, problem: &str| Err(Error::Config(format!("{key}: {problem}")));
+        if let Some(session) = &self.server.session {
+            if session.is_empty()
+                || session.len() > 10
+                || !session.bytes().all(|b| b.is_ascii_alphanumeric())
+            {
+                return fail("server.session".into(), "must be 1 to 10 letters or digits");
+            }
+        }
+        if self.server.outbound_buffer_bytes < 64 * 1024 {
+            return fail(
+                "server.outbound_buffer_bytes".into(),
+                "must be at least 65536",
+            );
+        }
+        if self.server.segment_size_bytes < 1 << 20 || self.server.segment_size_bytes % 4096 != 0 {
+            return fail(
+                "server.segment_size_bytes".into(),
+                "must be a multiple of 4096 and at least 1 MiB",
+            );
+        }
+        if self.instruments.is_empty() {
+            return fail(
+                "instrument".into(),
+                "at least one [[instrument]] is required",
+            );
+        }
+        let (mut ids, mut symbols) = (BTreeSet::new(), BTreeSet::new());
+        for (index, instrument) in self.instruments.iter().enumerate() {
+            let key = |field: &str| format!("instrument[{index}].{field}");
+            let symbol = &instrument.symbol;
+            if symbol.is_empty()
+                || symbol.len() > 8
+                || !symbol
+                    .bytes()
+                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+            {
+                return fail(key("symbol"), "must be 1 to 8 of A-Z, 0-9, '-' or '.'");
+            }
+            if !ids.insert(instrument.id) {
+                return fail(key("id"), "duplicate instrument id");
+            }
+            if !symbols.insert(symbol.clone()) {
+                return fail(key("symbol"), "duplicate symbol");
+            }
+            if instrument.price_scale == 0 {
+                return fail(key("price_scale"), "must be at least 1");
+            }
+        }
+        let mut names = BTreeSet::new();
+        for (index, user) in self.users.iter().enumerate() {
+            let key = |field: &str| format!("user[{index}].{field}");
+            let name = &user.username;
+            if name.is_empty() || name.len() > 6 || !name.bytes().all(|b| b.is_ascii_alphanumeric())
+            {
+                return fail(key("username"), "must be 1 to 6 letters or digits");
+            }
+            if !names.insert(name.to_ascii_lowercase()) {
+                return fail(key("username"), "duplicate user name");
+            }
+            if PasswordHash::new(&user.password_hash).is_err() {
+                return fail(
+                    key("password_hash"),
+                    "not a PHC hash string (make one with `keel passwd`)",
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The user with this SoupBinTCP user name (compared case-insensitively, as the field is
+    /// space padded and clients differ in case).
+    pub fn user(&self, username: &str) -> Option<&UserConfig> {
+        self.users
+            .iter()
+            .find(|user| user.username.eq_ignore_ascii_case(username))
+    }
+}
+
+/// Hashes a password for the configuration (argon2id, random salt, PHC string).
+pub fn hash_password(password: &str) -> Result<String, Error> {
+    let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|hash| hash.to_string())
+        .map_err(|error| Error::Config(format!("cannot hash password: {error}")))
+}
+
+/// Whether `password` matches the PHC `hash`. Slow on purpose (argon2): call it off the
+/// I/O thread. The comparison of the derived hashes is constant-time.
+pub fn verify_password(password: &str, hash: &str) -> bool {
+    PasswordHash::new(hash)
+        .map(|parsed| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok()
+        })
+        .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_parses_and_demo_passwords_match() {
+        let config = Config::embedded_default();
+        assert_eq!(config.server.listen, default_listen());
+        assert_eq!(config.instruments.len(), 2);
+        for (name, password) in DEMO_USERS {
+            let user = config.user(name).unwrap();
+            assert!(verify_password(password, &user.password_hash));
+            assert!(!verify_password("wrong", &user.password_hash));
+        }
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let base = DEFAULT_CONFIG;
+        let cases = [
+            (base.replace("listen =", "lisen ="), "lisen"),
+            (
+                base.replace("durability = \"fsync\"", "durability = \"sometimes\""),
+                "sometimes",
+            ),
+            (
+                base.replace("symbol = \"BTC-PERP\"", "symbol = \"BTC-PERPETUAL\""),
+                "instrument[0].symbol",
+            ),
+            (
+                base.replace("username = \"alice\"", "username = \"alice_the_great\""),
+                "user[0].username",
+            ),
+            (base.replace("account = 1", "account = -1"), "account"),
+        ];
+        for (text, needle) in cases {
+            let error = Config::parse(&text).unwrap_err().to_string();
+            assert!(error.contains(needle), "{needle}: {error}");
+        }
+    }
+
+    #[test]
+    fn hashes_verify_only_their_password() {
+        let hash = hash_password("s3cret").unwrap();
+        assert!(hash.starts_with("$argon2id$"));
+        assert!(verify_password("s3cret", &hash));
+        assert!(!verify_password("s3cret ", &hash));
+        assert!(!verify_password("s3cret", "not a hash"));
+    }
+}

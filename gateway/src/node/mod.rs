@@ -1,0 +1,180 @@
+//! The running node: the gateway I/O thread, the matching loop on its pinned core, and the
+//! journal's threads, wired with bounded queues.
+//!
+//! ```text
+//!  clients ─SoupBinTCP/OUCH─▶ I/O thread (mio) ──envelopes──▶ matching loop (pinned core)
+//!                              ▲   SessionBook                 journal append, engine
+//!                              └──────── events, Done{seq} ◀───┘
+//!  flusher (io_uring fdatasync) ── durable watermark ──▶ wakes the I/O thread, which
+//!  releases each response once its input is acknowledged (durable under `fsync`).
+//! ```
+
+pub mod matching;
+pub mod server;
+pub mod sessions;
+pub mod startup;
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use keel_engine::Event;
+use keel_journal::envelope::Envelope;
+use keel_journal::Durability;
+use mio::net::TcpListener;
+use mio::Poll;
+
+use crate::config::{Config, DurabilityConfig};
+use crate::protocol::soupbin::SessionId;
+use crate::Error;
+use matching::MatchingLoop;
+use server::{Server, ServerParts};
+use sessions::SessionBook;
+use startup::RecordSink;
+
+/// Capacity of the queue into the matching loop (above `server::IN_FLIGHT_MAX`).
+const INBOUND_CAPACITY: usize = 32 * 1024;
+/// Capacity of the queue out of the matching loop: events plus one `Done` per input. Sized
+/// so a full in-flight window of sweeping orders fits without the loop ever waiting.
+const OUTCOME_CAPACITY: usize = 1 << 20;
+
+struct Replay<'a>(&'a mut SessionBook);
+
+impl RecordSink for Replay<'_> {
+    fn record(&mut self, seq: u64, envelope: &Envelope, events: &[Event]) {
+        self.0.replay(seq, envelope, events);
+    }
+}
+
+/// What the node chose at start, for the operator.
+#[derive(Debug)]
+pub struct StartInfo {
+    /// Listening address.
+    pub listen: std::net::SocketAddr,
+    /// SoupBinTCP session name.
+    pub session: String,
+    /// Core of the matching loop, if pinned.
+    pub matching_core: Option<usize>,
+    /// Records recovered from the journal.
+    pub recovered_records: u64,
+}
+
+/// Runs a node until `shutdown` is set. `started` is called once the node listens.
+pub fn run(
+    config: &Config,
+    shutdown: &AtomicBool,
+    started: impl FnOnce(&StartInfo),
+) -> Result<(), Error> {
+    let mut book = SessionBook::new(config)?;
+    let recovered = startup::recover(config, &mut Replay(&mut book))?;
+    let session = match &config.server.session {
+        Some(name) => name.clone(),
+        None => default_session_name(recovered.session_start_ns),
+    };
+    let session_id =
+        SessionId::new(&session).map_err(|e| Error::Config(format!("server.session: {e}")))?;
+    let poll = Poll::new()?;
+    let waker = server::waker(&poll)?;
+    let marks = recovered.journal.watermarks().clone();
+    {
+        let waker = waker.clone();
+        marks.set_durable_hook(Box::new(move || {
+            let _ = waker.wake();
+        }));
+    }
+    let listener = TcpListener::bind(config.server.listen)?;
+    let listen = listener.local_addr()?;
+    let (inbound_tx, inbound_rx) = crossbeam_channel::bounded(INBOUND_CAPACITY);
+    let (outcome_tx, outcome_rx) = crossbeam_channel::bounded(OUTCOME_CAPACITY);
+    let (auth_tx, auth_rx) = crossbeam_channel::bounded(64);
+    let (verdict_tx, verdict_rx) = crossbeam_channel::bounded(64);
+    let auth = server::spawn_auth(auth_rx, verdict_tx, waker)?;
+    let core = config
+        .server
+        .matching_core
+        .or_else(|| core_affinity::get_core_ids().and_then(|ids| ids.iter().map(|id| id.id).max()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let matching = MatchingLoop {
+        engine: recovered.engine,
+        journal: recovered.journal,
+        inbound: inbound_rx,
+        outbound: outcome_tx,
+        stop: stop.clone(),
+        core,
+    };
+    let matching = std::thread::Builder::new()
+        .name("keel-matching".into())
+        .spawn(move || matching.run())?;
+    let mut server = Server::new(ServerParts {
+        listener,
+        poll,
+        session: session_id,
+        book,
+        hashes: config
+            .users
+            .iter()
+            .map(|u| u.password_hash.clone())
+            .collect(),
+        inbound: inbound_tx,
+        outcomes: outcome_rx,
+        marks,
+        durability: match config.server.durability {
+            DurabilityConfig::Fsync => Durability::Fsync,
+            DurabilityConfig::Async => Durability::Async,
+        },
+        last_seq: recovered.last_seq,
+        auth_requests: auth_tx,
+        auth_responses: verdict_rx,
+        outbound_limit_bytes: config.server.outbound_buffer_bytes,
+    })?;
+    started(&StartInfo {
+        listen,
+        session,
+        matching_core: core,
+        recovered_records: recovered.last_seq,
+    });
+    let served = server.run(shutdown);
+    drop(server);
+    stop.store(true, std::sync::atomic::Ordering::Release);
+    let engine = matching
+        .join()
+        .map_err(|_| Error::Node("matching loop panicked".into()))?;
+    let _ = auth.join();
+    served?;
+    engine.map(|_| ())
+}
+
+/// `KEEL` and the session's start date as `YYMMDD` (UTC).
+fn default_session_name(start_ns: u64) -> String {
+    let days = i64::try_from(start_ns / 86_400_000_000_000).unwrap_or(0);
+    let (year, month, day) = civil_from_days(days);
+    format!("KEEL{:02}{:02}{:02}", year % 100, month, day)
+}
+
+/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_names_carry_the_utc_date() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(20_413), (2025, 11, 21));
+        assert_eq!(
+            default_session_name(1_763_683_200_000_000_000),
+            "KEEL251121"
+        );
+    }
+}

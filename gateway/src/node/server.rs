@@ -1,0 +1,732 @@
+//! The gateway I/O thread: SoupBinTCP sessions over mio, feeding the matching loop and
+//! releasing each user's sequenced messages once their inputs are acknowledged.
+//!
+//! Rules enforced here (each misbehaving connection is cut off alone; others never wait):
+//! - the first packet must be a Login Request; anything else before login is a logged
+//!   disconnect; a second Login Request on a connection is a logged disconnect;
+//! - passwords are checked on a separate thread (argon2 is slow on purpose), compared in
+//!   constant time, and a user name with 5 failures within 60 s is refused for the rest of
+//!   that minute (`Login Rejected A`), all logged;
+//! - a user already logged in elsewhere, or a request for another session, gets
+//!   `Login Rejected S`;
+//! - malformed frames, unknown packet types, zero or oversized lengths, and undecodable OUCH
+//!   messages are logged disconnects;
+//! - a server heartbeat goes out after 1 s without sending; a connection silent for 15 s is
+//!   dropped; a client that stops reading is dropped once its unsent output exceeds the
+//!   configured bound.
+
+use std::collections::{HashMap, VecDeque};
+use std::io::{ErrorKind, Read, Write};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
+use keel_engine::Event;
+use keel_journal::envelope::Envelope;
+use keel_journal::{Durability, Watermarks};
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token, Waker};
+
+use super::matching::Outcome;
+use super::sessions::SessionBook;
+use super::startup::now_ns;
+use crate::protocol::ouch::InboundMessage;
+use crate::protocol::soupbin::{
+    ClientPacket, FrameDecoder, LoginAccepted, LoginRejectReason, ServerPacket, SessionId,
+};
+
+const LISTENER: Token = Token(0);
+const WAKER: Token = Token(1);
+const FIRST_CONNECTION: usize = 2;
+
+/// Server heartbeat after this long without sending anything.
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
+/// A connection is dropped after this long without receiving anything.
+pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(15);
+/// Failed logins per user name tolerated within [`LOGIN_FAILURE_WINDOW`].
+pub const LOGIN_FAILURES_MAX: u32 = 5;
+/// Window for counting failed logins.
+pub const LOGIN_FAILURE_WINDOW: Duration = Duration::from_secs(60);
+/// Connections served at once; more are accepted and closed at once, logged.
+pub const CONNECTIONS_MAX: usize = 1024;
+/// Bytes of unprocessed input buffered per connection (many packets; a packet is ≤ 50).
+const READ_BUFFER_BYTES: usize = 64 * 1024;
+/// While catching up from an old sequence number, output is queued in chunks of this size.
+const CATCH_UP_CHUNK_BYTES: usize = 256 * 1024;
+/// Inputs handed to the matching loop and not yet answered.
+pub const IN_FLIGHT_MAX: usize = 16 * 1024;
+
+/// A login waiting for the password check.
+pub struct AuthRequest {
+    /// Connection asking.
+    pub token: Token,
+    /// Index of the user, if the name is known.
+    pub user: Option<usize>,
+    /// The password as sent.
+    pub password: String,
+    /// The user's hash (a dummy for unknown users, so timing does not reveal names).
+    pub hash: String,
+    /// Requested sequence number.
+    pub requested_seq: u64,
+}
+
+/// The verdict on an [`AuthRequest`].
+pub struct AuthResponse {
+    token: Token,
+    user: Option<usize>,
+    ok: bool,
+    requested_seq: u64,
+}
+
+/// Starts the password-checking thread.
+pub fn spawn_auth(
+    requests: Receiver<AuthRequest>,
+    responses: Sender<AuthResponse>,
+    waker: Arc<Waker>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("keel-auth".into())
+        .spawn(move || {
+            for request in requests {
+                let ok = crate::config::verify_password(&request.password, &request.hash)
+                    && request.user.is_some();
+                let response = AuthResponse {
+                    token: request.token,
+                    user: request.user,
+                    ok,
+                    requested_seq: request.requested_seq,
+                };
+                if responses.send(response).is_err() {
+                    break;
+                }
+                let _ = waker.wake();
+            }
+        })
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum State {
+    AwaitingLogin,
+    Authenticating,
+    LoggedIn { user: usize },
+}
+
+struct Connection {
+    stream: TcpStream,
+    peer: SocketAddr,
+    state: State,
+    read_buf: Vec<u8>,
+    write_buf: Vec<u8>,
+    /// Index in the user's stream of the next message to send.
+    next_index: usize,
+    /// Whether the connection has once sent everything released (ends catch-up mode).
+    caught_up: bool,
+    last_received: Instant,
+    last_sent: Instant,
+    closing: Option<String>,
+}
+
+/// The I/O side of the node.
+pub struct Server {
+    poll: Poll,
+    listener: TcpListener,
+    connections: HashMap<Token, Connection>,
+    next_token: usize,
+    decoder: FrameDecoder,
+    session: SessionId,
+    book: SessionBook,
+    hashes: Vec<String>,
+    dummy_hash: String,
+    inbound: Sender<Envelope>,
+    outcomes: Receiver<Outcome>,
+    in_flight: VecDeque<Envelope>,
+    events: Vec<Event>,
+    last_done_seq: u64,
+    marks: Arc<Watermarks>,
+    durability: Durability,
+    auth_requests: Sender<AuthRequest>,
+    auth_responses: Receiver<AuthResponse>,
+    logged_in: HashMap<usize, Token>,
+    failures: HashMap<String, (u32, Instant)>,
+    outbound_limit_bytes: usize,
+}
+
+/// Everything the server is built from.
+pub struct ServerParts {
+    /// Bound listener.
+    pub listener: TcpListener,
+    /// The poll the listener and waker are registered with.
+    pub poll: Poll,
+    /// SoupBinTCP session name.
+    pub session: SessionId,
+    /// Recovered gateway state.
+    pub book: SessionBook,
+    /// Password hash of each user, by user index.
+    pub hashes: Vec<String>,
+    /// Queue to the matching loop.
+    pub inbound: Sender<Envelope>,
+    /// Queue from the matching loop.
+    pub outcomes: Receiver<Outcome>,
+    /// Journal watermarks.
+    pub marks: Arc<Watermarks>,
+    /// Acknowledgement policy.
+    pub durability: Durability,
+    /// Last journal sequence number at start (everything recovered is acknowledged).
+    pub last_seq: u64,
+    /// Password checks.
+    pub auth_requests: Sender<AuthRequest>,
+    /// Password verdicts.
+    pub auth_responses: Receiver<AuthResponse>,
+    /// Slow-reader bound.
+    pub outbound_limit_bytes: usize,
+}
+
+impl Server {
+    /// Builds the server.
+    pub fn new(parts: ServerParts) -> std::io::Result<Server> {
+        let mut listener = parts.listener;
+        parts
+            .poll
+            .registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        Ok(Server {
+            poll: parts.poll,
+            listener,
+            connections: HashMap::new(),
+            next_token: FIRST_CONNECTION,
+            decoder: FrameDecoder::default(),
+            session: parts.session,
+            book: parts.book,
+            dummy_hash: crate::config::hash_password("no such user")
+                .map_err(|e| std::io::Error::other(e.to_string()))?,
+            hashes: parts.hashes,
+            inbound: parts.inbound,
+            outcomes: parts.outcomes,
+            in_flight: VecDeque::new(),
+            events: Vec::with_capacity(1024),
+            last_done_seq: parts.last_seq,
+            marks: parts.marks,
+            durability: parts.durability,
+            auth_requests: parts.auth_requests,
+            auth_responses: parts.auth_responses,
+            logged_in: HashMap::new(),
+            failures: HashMap::new(),
+            outbound_limit_bytes: parts.outbound_limit_bytes,
+        })
+    }
+
+    /// Serves until `shutdown` is set, then drains in-flight inputs, tells every logged-in
+    /// client End of Session, and returns.
+    pub fn run(&mut self, shutdown: &AtomicBool) -> std::io::Result<()> {
+        let mut events = Events::with_capacity(1024);
+        let mut last_tick = Instant::now();
+        while !shutdown.load(Ordering::Acquire) {
+            let timeout = if self.in_flight.is_empty() {
+                Duration::from_millis(50)
+            } else {
+                // Outcomes arrive within microseconds; durability wakes us via the waker.
+                Duration::from_millis(1)
+            };
+            match self.poll.poll(&mut events, Some(timeout)) {
+                Ok(()) => {}
+                Err(error) if error.kind() == ErrorKind::Interrupted => continue,
+                Err(error) => return Err(error),
+            }
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => self.accept(),
+                    WAKER => {}
+                    token => self.service(token),
+                }
+            }
+            self.finish_logins();
+            self.pump_outcomes();
+            self.release();
+            if last_tick.elapsed() >= Duration::from_millis(100) {
+                self.timers();
+                last_tick = Instant::now();
+            }
+            self.reap();
+        }
+        self.shutdown();
+        Ok(())
+    }
+
+    fn accept(&mut self) {
+        loop {
+            match self.listener.accept() {
+                Ok((mut stream, peer)) => {
+                    if self.connections.len() >= CONNECTIONS_MAX {
+                        tracing::warn!(%peer, "connection limit reached; closing new connection");
+                        continue;
+                    }
+                    let token = Token(self.next_token);
+                    self.next_token += 1;
+                    let _ = stream.set_nodelay(true);
+                    if let Err(error) = self.poll.registry().register(
+                        &mut stream,
+                        token,
+                        Interest::READABLE | Interest::WRITABLE,
+                    ) {
+                        tracing::warn!(%peer, %error, "cannot register connection");
+                        continue;
+                    }
+                    tracing::info!(%peer, "connected");
+                    let now = Instant::now();
+                    self.connections.insert(
+                        token,
+                        Connection {
+                            stream,
+                            peer,
+                            state: State::AwaitingLogin,
+                            read_buf: Vec::with_capacity(4096),
+                            write_buf: Vec::with_capacity(4096),
+                            next_index: 0,
+                            caught_up: false,
+                            last_received: now,
+                            last_sent: now,
+                            closing: None,
+                        },
+                    );
+                }
+                Err(error) if error.kind() == ErrorKind::WouldBlock => return,
+                Err(error) => {
+                    tracing::warn!(%error, "accept failed");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Reads what the socket has and handles every complete packet.
+    fn service(&mut self, token: Token) {
+        let Some(connection) = self.connections.get_mut(&token) else {
+            return;
+        };
+        let mut chunk = [0u8; 16 * 1024];
+        loop {
+            if connection.read_buf.len() >= READ_BUFFER_BYTES {
+                break;
+            }
+            match connection.stream.read(&mut chunk) {
+                Ok(0) => {
+                    connection
+                        .closing
+                        .get_or_insert_with(|| "peer closed".into());
+                    break;
+                }
+                Ok(n) => {
+                    connection.read_buf.extend_from_slice(&chunk[..n]);
+                    connection.last_received = Instant::now();
+                }
+                Err(error) if error.kind() == ErrorKind::WouldBlock => break,
+                Err(error) if error.kind() == ErrorKind::Interrupted => continue,
+                Err(error) => {
+                    connection
+                        .closing
+                        .get_or_insert_with(|| format!("read error: {error}"));
+                    break;
+                }
+            }
+        }
+        self.handle_packets(token);
+        self.flush(token);
+    }
+
+    fn handle_packets(&mut self, token: Token) {
+        let mut consumed = 0;
+        loop {
+            if self.in_flight.len() >= IN_FLIGHT_MAX {
+                // Backpressure: leave the rest buffered until the matching loop catches up.
+                break;
+            }
+            let Some(connection) = self.connections.get_mut(&token) else {
+                return;
+            };
+            if connection.closing.is_some() {
+                break;
+            }
+            let buf = &connection.read_buf[consumed..];
+            let (packet, used) = match self.decoder.decode_client(buf) {
+                Ok(Some(decoded)) => decoded,
+                Ok(None) => break,
+                Err(error) => {
+                    connection.closing = Some(format!("protocol error: {error}"));
+                    break;
+                }
+            };
+            let action = Self::classify(&connection.state, packet);
+            consumed += used;
+            self.act(token, action);
+        }
+        if let Some(connection) = self.connections.get_mut(&token) {
+            connection.read_buf.drain(..consumed);
+        }
+    }
+
+    fn classify(state: &State, packet: ClientPacket<'_>) -> Action {
+        match (state, packet) {
+            (State::AwaitingLogin, ClientPacket::LoginRequest(login)) => Action::Login {
+                username: login.username.as_str().trim_end().to_string(),
+                password: login.password.as_str().trim_end().to_string(),
+                session_ok: login.requested_session.is_blank(),
+                session: *login.requested_session.wire(),
+                requested_seq: login.requested_sequence_number,
+            },
+            (State::AwaitingLogin, _) => Action::Close("data before login".into()),
+            (State::Authenticating, _) => Action::Close("data while the login is checked".into()),
+            (State::LoggedIn { .. }, ClientPacket::LoginRequest(_)) => {
+                Action::Close("second login request on a logged-in connection".into())
+            }
+            (State::LoggedIn { user }, ClientPacket::UnsequencedData(payload)) => {
+                match InboundMessage::decode(payload) {
+                    Ok(_) => Action::Order {
+                        user: *user,
+                        message: payload.to_vec(),
+                    },
+                    Err(error) => Action::Close(format!("bad OUCH message: {error}")),
+                }
+            }
+            (State::LoggedIn { .. }, ClientPacket::ClientHeartbeat | ClientPacket::Debug(_)) => {
+                Action::Nothing
+            }
+            (State::LoggedIn { .. }, ClientPacket::LogoutRequest) => Action::Close("logout".into()),
+        }
+    }
+
+    fn act(&mut self, token: Token, action: Action) {
+        match action {
+            Action::Nothing => {}
+            Action::Close(reason) => {
+                if let Some(connection) = self.connections.get_mut(&token) {
+                    connection.closing.get_or_insert(reason);
+                }
+            }
+            Action::Order { user, message } => {
+                if let Some(envelope) = self.book.intake(user, now_ns(), &message) {
+                    self.submit(envelope);
+                }
+            }
+            Action::Login {
+                username,
+                password,
+                session_ok,
+                session,
+                requested_seq,
+            } => self.begin_login(
+                token,
+                username,
+                password,
+                session_ok || session == *self.session.wire(),
+                requested_seq,
+            ),
+        }
+    }
+
+    fn begin_login(
+        &mut self,
+        token: Token,
+        username: String,
+        password: String,
+        session_ok: bool,
+        requested_seq: u64,
+    ) {
+        let Some(connection) = self.connections.get_mut(&token) else {
+            return;
+        };
+        let peer = connection.peer;
+        if !session_ok {
+            tracing::warn!(%peer, user = %username, "login for another session");
+            return self.reject_login(token, LoginRejectReason::SessionNotAvailable);
+        }
+        let key = username.to_ascii_lowercase();
+        if let Some((count, since)) = self.failures.get(&key) {
+            if *count >= LOGIN_FAILURES_MAX && since.elapsed() < LOGIN_FAILURE_WINDOW {
+                tracing::warn!(%peer, user = %username, "login refused: too many failures");
+                return self.reject_login(token, LoginRejectReason::NotAuthorized);
+            }
+        }
+        connection.state = State::Authenticating;
+        let user = self.book.user_index(&username);
+        let hash = user.map_or_else(|| self.dummy_hash.clone(), |u| self.hashes[u].clone());
+        let request = AuthRequest {
+            token,
+            user,
+            password,
+            hash,
+            requested_seq,
+        };
+        if self.auth_requests.try_send(request).is_err() {
+            tracing::warn!(%peer, "password checker busy; login refused");
+            self.reject_login(token, LoginRejectReason::NotAuthorized);
+        }
+    }
+
+    fn finish_logins(&mut self) {
+        while let Ok(response) = self.auth_responses.try_recv() {
+            let token = response.token;
+            let Some(connection) = self.connections.get_mut(&token) else {
+                continue;
+            };
+            let peer = connection.peer;
+            let user = match (response.ok, response.user) {
+                (true, Some(user)) => user,
+                _ => {
+                    self.note_failure(response.user, peer);
+                    self.reject_login(token, LoginRejectReason::NotAuthorized);
+                    continue;
+                }
+            };
+            if self.logged_in.contains_key(&user) {
+                tracing::warn!(%peer, user = %self.book.user(user).name, "already logged in elsewhere");
+                self.reject_login(token, LoginRejectReason::SessionNotAvailable);
+                continue;
+            }
+            let stream = &self.book.user(user).stream;
+            let released = stream.released_len(self.release_seq());
+            let next = match response.requested_seq {
+                0 => released + 1,
+                n => usize::try_from(n).unwrap_or(usize::MAX).min(released + 1),
+            };
+            let Some(connection) = self.connections.get_mut(&token) else {
+                continue;
+            };
+            connection.state = State::LoggedIn { user };
+            connection.next_index = next - 1;
+            connection.caught_up = false;
+            let accepted = ServerPacket::LoginAccepted(LoginAccepted {
+                session: self.session,
+                sequence_number: next as u64,
+            });
+            let _ = accepted.encode(&mut connection.write_buf);
+            connection.last_sent = Instant::now();
+            self.logged_in.insert(user, token);
+            tracing::info!(%peer, user = %self.book.user(user).name, next, "logged in");
+            self.flush(token);
+        }
+    }
+
+    fn note_failure(&mut self, user: Option<usize>, peer: SocketAddr) {
+        let name = user.map_or_else(
+            || "<unknown>".to_string(),
+            |u| self.book.user(u).name.clone(),
+        );
+        let entry = self
+            .failures
+            .entry(name.to_ascii_lowercase())
+            .or_insert((0, Instant::now()));
+        if entry.1.elapsed() >= LOGIN_FAILURE_WINDOW {
+            *entry = (0, Instant::now());
+        }
+        entry.0 += 1;
+        tracing::warn!(%peer, user = %name, failures = entry.0, "login failed");
+    }
+
+    fn reject_login(&mut self, token: Token, reason: LoginRejectReason) {
+        if let Some(connection) = self.connections.get_mut(&token) {
+            let _ = ServerPacket::LoginRejected(reason).encode(&mut connection.write_buf);
+            connection
+                .closing
+                .get_or_insert_with(|| "login rejected".into());
+        }
+        self.flush(token);
+    }
+
+    /// Hands an input to the matching loop.
+    fn submit(&mut self, envelope: Envelope) {
+        let mut pending = envelope;
+        loop {
+            match self.inbound.try_send(pending) {
+                Ok(()) => break,
+                Err(TrySendError::Full(back)) => {
+                    // Bounded by IN_FLIGHT_MAX below the queue's capacity, so this is brief.
+                    pending = back;
+                    self.pump_outcomes();
+                    std::thread::yield_now();
+                }
+                Err(TrySendError::Disconnected(_)) => {
+                    tracing::error!("matching loop stopped; input dropped");
+                    return;
+                }
+            }
+        }
+        self.in_flight.push_back(envelope);
+    }
+
+    /// Applies every outcome the matching loop has produced.
+    fn pump_outcomes(&mut self) {
+        loop {
+            match self.outcomes.try_recv() {
+                Ok(Outcome::Event(event)) => self.events.push(event),
+                Ok(Outcome::Done { seq }) => {
+                    if let Some(envelope) = self.in_flight.pop_front() {
+                        self.book.outcome(seq, &envelope, &self.events);
+                    }
+                    self.events.clear();
+                    self.last_done_seq = seq;
+                }
+                Err(TryRecvError::Empty) | Err(TryRecvError::Disconnected) => return,
+            }
+        }
+    }
+
+    /// Highest journal sequence number whose outcome may be shown to clients.
+    fn release_seq(&self) -> u64 {
+        match self.durability {
+            Durability::Fsync => self.marks.durable().min(self.last_done_seq),
+            Durability::Async => self.last_done_seq,
+        }
+    }
+
+    fn release(&mut self) {
+        let seq = self.release_seq();
+        let tokens: Vec<Token> = self.logged_in.values().copied().collect();
+        for token in tokens {
+            self.fill(token, seq);
+            self.flush(token);
+        }
+    }
+
+    /// Queues released messages for a logged-in connection.
+    fn fill(&mut self, token: Token, seq: u64) {
+        let Some(connection) = self.connections.get_mut(&token) else {
+            return;
+        };
+        let State::LoggedIn { user } = connection.state else {
+            return;
+        };
+        let stream = &self.book.user(user).stream;
+        let released = stream.released_len(seq);
+        while connection.next_index < released {
+            if !connection.caught_up && connection.write_buf.len() >= CATCH_UP_CHUNK_BYTES {
+                return;
+            }
+            let message = stream.message(connection.next_index);
+            let _ = ServerPacket::SequencedData(message).encode(&mut connection.write_buf);
+            connection.next_index += 1;
+        }
+        connection.caught_up = true;
+        if connection.write_buf.len() > self.outbound_limit_bytes {
+            connection.closing.get_or_insert_with(|| {
+                format!(
+                    "slow reader: more than {} bytes unread",
+                    self.outbound_limit_bytes
+                )
+            });
+        }
+    }
+
+    fn flush(&mut self, token: Token) {
+        let Some(connection) = self.connections.get_mut(&token) else {
+            return;
+        };
+        let mut written = 0;
+        while written < connection.write_buf.len() {
+            match connection.stream.write(&connection.write_buf[written..]) {
+                Ok(0) => break,
+                Ok(n) => written += n,
+                Err(error) if error.kind() == ErrorKind::WouldBlock => break,
+                Err(error) if error.kind() == ErrorKind::Interrupted => continue,
+                Err(error) => {
+                    connection
+                        .closing
+                        .get_or_insert_with(|| format!("write error: {error}"));
+                    break;
+                }
+            }
+        }
+        if written > 0 {
+            connection.write_buf.drain(..written);
+            connection.last_sent = Instant::now();
+        }
+    }
+
+    fn timers(&mut self) {
+        let now = Instant::now();
+        for connection in self.connections.values_mut() {
+            if now.duration_since(connection.last_received) >= CLIENT_TIMEOUT {
+                connection
+                    .closing
+                    .get_or_insert_with(|| "no client traffic for 15 s".into());
+            } else if matches!(connection.state, State::LoggedIn { .. })
+                && now.duration_since(connection.last_sent) >= HEARTBEAT_INTERVAL
+                && connection.write_buf.is_empty()
+            {
+                let _ = ServerPacket::ServerHeartbeat.encode(&mut connection.write_buf);
+            }
+        }
+        let tokens: Vec<Token> = self.connections.keys().copied().collect();
+        for token in tokens {
+            self.flush(token);
+        }
+    }
+
+    /// Closes connections marked for closing (after a last flush of what they were told).
+    fn reap(&mut self) {
+        let closing: Vec<Token> = self
+            .connections
+            .iter()
+            .filter(|(_, c)| c.closing.is_some())
+            .map(|(t, _)| *t)
+            .collect();
+        for token in closing {
+            self.flush(token);
+            let Some(mut connection) = self.connections.remove(&token) else {
+                continue;
+            };
+            let _ = self.poll.registry().deregister(&mut connection.stream);
+            let reason = connection.closing.unwrap_or_default();
+            tracing::info!(peer = %connection.peer, %reason, "disconnected");
+            if let State::LoggedIn { user } = connection.state {
+                self.logged_in.remove(&user);
+                if self.book.user(user).cancel_on_disconnect {
+                    if let Some(envelope) = self.book.disconnect_input(user, now_ns()) {
+                        self.submit(envelope);
+                    }
+                }
+            }
+        }
+    }
+
+    fn shutdown(&mut self) {
+        // Let everything submitted be answered and acknowledged, for a bounded time.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while (!self.in_flight.is_empty() || self.release_seq() < self.last_done_seq)
+            && Instant::now() < deadline
+        {
+            self.pump_outcomes();
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        self.release();
+        for token in self.logged_in.values().copied().collect::<Vec<_>>() {
+            if let Some(connection) = self.connections.get_mut(&token) {
+                let _ = ServerPacket::EndOfSession.encode(&mut connection.write_buf);
+            }
+            self.flush(token);
+        }
+        tracing::info!("gateway stopped; clients told End of Session");
+    }
+}
+
+enum Action {
+    Nothing,
+    Close(String),
+    Login {
+        username: String,
+        password: String,
+        session_ok: bool,
+        session: [u8; 10],
+        requested_seq: u64,
+    },
+    Order {
+        user: usize,
+        message: Vec<u8>,
+    },
+}
+
+/// Wakes the I/O thread from another thread (the flusher, the password checker).
+pub fn waker(poll: &Poll) -> std::io::Result<Arc<Waker>> {
+    Ok(Arc::new(Waker::new(poll.registry(), WAKER)?))
+}

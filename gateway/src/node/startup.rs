@@ -1,0 +1,159 @@
+//! Bringing a node up on its data directory: recover the journal, rebuild the engine and the
+//! gateway's sessions by replaying every record, then journal what the configuration adds.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use keel_engine::{Command, Engine, Event, Symbol};
+use keel_journal::envelope::{engine_command, Envelope, Origin};
+use keel_journal::format::RecordType;
+use keel_journal::{Durability, Journal, JournalConfig, SyncMethod};
+
+use crate::config::{Config, DurabilityConfig};
+use crate::Error;
+
+/// The node's user field for records it makes itself.
+pub const NODE_USER: [u8; 6] = *b"      ";
+
+/// Nanoseconds since the Unix epoch, from the I/O thread's clock. The only clock read on
+/// the state path; the value is journaled, never re-read.
+pub fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX)
+        })
+}
+
+/// A journal record as seen by the gateway during recovery and at run time.
+pub trait RecordSink {
+    /// Called for every journaled input with the events it produced, in journal order.
+    fn record(&mut self, seq: u64, envelope: &Envelope, events: &[Event]);
+}
+
+/// What startup recovered.
+pub struct Recovered {
+    /// The open journal.
+    pub journal: Journal,
+    /// The engine at the journal's end.
+    pub engine: Engine,
+    /// Sequence number of the last record.
+    pub last_seq: u64,
+    /// When the trading session started (ns since the epoch).
+    pub session_start_ns: u64,
+}
+
+/// Opens the journal in the configured data directory, replays it into a fresh engine and
+/// `sink`, and journals a session start (first run) and any configured instrument the
+/// journal does not define yet (also passed to `sink`).
+pub fn recover(config: &Config, sink: &mut impl RecordSink) -> Result<Recovered, Error> {
+    let journal_config = JournalConfig {
+        segment_size_bytes: config.server.segment_size_bytes,
+        durability: match config.server.durability {
+            DurabilityConfig::Fsync => Durability::Fsync,
+            DurabilityConfig::Async => Durability::Async,
+        },
+        sync_method: SyncMethod::Auto,
+    };
+    let dir = &config.server.data_dir;
+    let (mut journal, recovery) = Journal::open(dir, journal_config)?;
+    if let Some(torn) = recovery.scan.torn {
+        tracing::warn!(
+            segment = torn.segment,
+            offset = torn.offset,
+            "truncated a torn journal tail"
+        );
+    }
+    tracing::info!(
+        records = recovery.scan.records,
+        sync = recovery.sync_method,
+        dir = %dir.display(),
+        "journal recovered"
+    );
+    let mut engine = Engine::default();
+    let mut events = Vec::new();
+    let mut session_start_ns = None;
+    let mut last_seq = 0;
+    if recovery.scan.records > 0 {
+        let mut reader = journal.reader(1)?;
+        if reader.next_seq() != 1 {
+            return Err(Error::Node("the journal does not start at record 1".into()));
+        }
+        while let Some(record) = reader.next()? {
+            events.clear();
+            if let Some(command) = engine_command(record.record_type, record.payload)? {
+                engine.process(&command, &mut events);
+            }
+            if record.record_type == RecordType::Envelope {
+                let envelope = Envelope::decode(record.payload)?;
+                if envelope.origin == Origin::SessionStart && session_start_ns.is_none() {
+                    session_start_ns = Some(envelope.timestamp_ns);
+                }
+                sink.record(record.seq, &envelope, &events);
+            }
+            last_seq = record.seq;
+        }
+    }
+    let mut append = |envelope: Envelope, engine: &mut Engine| -> Result<(), Error> {
+        let seq = journal.appender().append_envelope(&envelope)?;
+        events.clear();
+        if let Some(command) = &envelope.command {
+            engine.process(command, &mut events);
+        }
+        sink.record(seq, &envelope, &events);
+        last_seq = seq;
+        Ok(())
+    };
+    let session_start_ns = match session_start_ns {
+        Some(start) => start,
+        None => {
+            let start = now_ns();
+            append(
+                node_envelope(Origin::SessionStart, start, None)?,
+                &mut engine,
+            )?;
+            start
+        }
+    };
+    for instrument in &config.instruments {
+        let symbol = Symbol::new(&instrument.symbol)?;
+        let existing = engine
+            .instruments()
+            .find(|(id, _)| *id == instrument.id)
+            .map(|(_, symbol)| symbol);
+        match existing {
+            Some(existing) if existing == symbol => {}
+            Some(existing) => {
+                return Err(Error::Node(format!(
+                    "instrument {} is {} in the journal but {} in the configuration",
+                    instrument.id, existing, instrument.symbol
+                )))
+            }
+            None => {
+                let command = Command::DefineInstrument {
+                    instrument: instrument.id,
+                    symbol,
+                };
+                append(
+                    node_envelope(Origin::Configuration, now_ns(), Some(command))?,
+                    &mut engine,
+                )?;
+            }
+        }
+    }
+    journal.wait_durable()?;
+    Ok(Recovered {
+        journal,
+        engine,
+        last_seq,
+        session_start_ns,
+    })
+}
+
+fn node_envelope(
+    origin: Origin,
+    timestamp_ns: u64,
+    command: Option<Command>,
+) -> Result<Envelope, Error> {
+    Envelope::new(origin, timestamp_ns, NODE_USER, 0, &[], command)
+        .ok_or_else(|| Error::Node("empty client message rejected".into()))
+}
