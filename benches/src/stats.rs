@@ -154,7 +154,7 @@ pub fn measure_mix(workload: &Workload) -> MixStats {
                 TimeInForce::Gtc | TimeInForce::Ioc => stats.ioc += 1,
                 TimeInForce::Fok => stats.fok += 1,
             },
-            Command::Cancel { .. } => stats.cancel += 1,
+            Command::Cancel { .. } | Command::Reduce { .. } => stats.cancel += 1,
             Command::Replace { .. } => stats.replace += 1,
             Command::DefineInstrument { .. } | Command::MassCancel { .. } => stats.other += 1,
         }

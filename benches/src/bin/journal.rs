@@ -15,7 +15,15 @@ use keel_journal::snapshot::recover_state;
 use keel_journal::{Durability, Journal, JournalConfig, SyncMethod};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let quick = std::env::args().any(|a| a == "--quick");
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(position) = args.iter().position(|a| a == "--callgrind-append") {
+        let count = args
+            .get(position + 1)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(1_000_000);
+        return callgrind_append(count);
+    }
+    let quick = args.iter().any(|a| a == "--quick");
     let scale = if quick { 10 } else { 1 };
     println!(
         "# keel journal benchmarks{}",
@@ -54,6 +62,30 @@ fn print_histogram(label: &str, histogram: &Histogram<u64>) {
         histogram.max(),
         histogram.len()
     );
+}
+
+/// For `valgrind --tool=callgrind --toggle-collect='*append_measured*'`: user-space
+/// instructions of `count` 64 B appends (page faults are kernel work and not counted).
+fn callgrind_append(count: usize) -> Result<(), Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    let (mut journal, _) = Journal::open(dir.path(), config(Durability::Async, SyncMethod::Auto))?;
+    let payload = [0x5au8; 40];
+    append_measured(&mut journal, &payload, count)?;
+    println!("appends {count}");
+    journal.close()?;
+    Ok(())
+}
+
+#[inline(never)]
+fn append_measured(
+    journal: &mut Journal,
+    payload: &[u8],
+    count: usize,
+) -> Result<(), Box<dyn std::error::Error>> {
+    for _ in 0..count {
+        journal.appender().append_payload(payload)?;
+    }
+    Ok(())
 }
 
 /// Hot-path append: throughput over `count` records, then per-append latency over as many.
