@@ -557,11 +557,8 @@ impl SessionBook {
             match_number: match_id,
         });
         self.users[user].stream.push(seq, &executed);
-        if open == 0 && !is_taker {
-            self.forget(order_id);
-        }
-        if open == 0 && is_taker {
-            // A fully filled taker never rests; nothing more will name it.
+        if open == 0 {
+            // Fully filled: nothing will name this order again.
             self.forget(order_id);
         }
     }
@@ -684,4 +681,148 @@ pub fn user_wire(name: &str) -> [u8; 6] {
         *slot = byte;
     }
     wire
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::ouch::{
+        CancelOrder, CustomerType, EnterOrder, ReplaceOrder, TimeInForce as OuchTif,
+    };
+    use keel_engine::Engine;
+
+    fn enter(token: &str, side: BuySellIndicator, shares: u32, price: u32) -> Vec<u8> {
+        let message = InboundMessage::EnterOrder(EnterOrder {
+            order_token: OrderToken::new(token).unwrap(),
+            side,
+            shares,
+            stock: Stock::new("BTC-PERP").unwrap(),
+            price: Price(price),
+            time_in_force: OuchTif::SYSTEM_HOURS,
+            firm: Firm::new("FIRM").unwrap(),
+            display: DisplayType::Anonymous,
+            capacity: Capacity::Agency,
+            intermarket_sweep: IntermarketSweepEligibility::NotEligible,
+            minimum_quantity: 0,
+            cross_type: CrossType::NoCross,
+            customer_type: CustomerType::NotRetailDesignated,
+        });
+        let mut bytes = Vec::new();
+        message.encode(&mut bytes);
+        bytes
+    }
+
+    fn encode(message: InboundMessage) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        message.encode(&mut bytes);
+        bytes
+    }
+
+    /// Runs inputs live (intake → engine → outcome) and returns the journal it implies.
+    fn run_live(
+        book: &mut SessionBook,
+        engine: &mut Engine,
+        inputs: &[(usize, Vec<u8>)],
+    ) -> Vec<(u64, Envelope, Vec<Event>)> {
+        let mut journal = Vec::new();
+        let mut seq = 0;
+        let start = Envelope::new(Origin::SessionStart, 1_000, [b' '; 6], 0, &[], None).unwrap();
+        let mut define = |envelope: Envelope,
+                          engine: &mut Engine,
+                          book: &mut SessionBook,
+                          journal: &mut Vec<_>| {
+            seq += 1;
+            let mut events = Vec::new();
+            if let Some(command) = &envelope.command {
+                engine.process(command, &mut events);
+            }
+            book.outcome(seq, &envelope, &events);
+            journal.push((seq, envelope, events));
+        };
+        define(start, engine, book, &mut journal);
+        let instrument = Envelope::new(
+            Origin::Configuration,
+            2_000,
+            [b' '; 6],
+            0,
+            &[],
+            Some(Command::DefineInstrument {
+                instrument: 1,
+                symbol: keel_engine::Symbol::new("BTC-PERP").unwrap(),
+            }),
+        )
+        .unwrap();
+        define(instrument, engine, book, &mut journal);
+        for (index, (user, message)) in inputs.iter().enumerate() {
+            let envelope = book.intake(*user, 10_000 + index as u64, message).unwrap();
+            define(envelope, engine, book, &mut journal);
+        }
+        journal
+    }
+
+    fn streams(book: &SessionBook) -> Vec<Vec<Vec<u8>>> {
+        book.users
+            .iter()
+            .map(|u| {
+                (0..u.stream.len())
+                    .map(|i| u.stream.message(i).to_vec())
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn replaying_the_journal_rebuilds_identical_streams() {
+        let config = Config::embedded_default();
+        let mut live = SessionBook::new(&config).unwrap();
+        let mut engine = Engine::default();
+        let (alice, bob) = (0, 1);
+        let inputs = vec![
+            (alice, enter("A1", BuySellIndicator::Sell, 10, 1_002_500)),
+            (bob, enter("B1", BuySellIndicator::Buy, 4, 1_003_000)),
+            (bob, enter("B1", BuySellIndicator::Buy, 4, 1_003_000)), // reused token
+            (
+                alice,
+                encode(InboundMessage::CancelOrder(CancelOrder {
+                    order_token: OrderToken::new("A1").unwrap(),
+                    shares: 3,
+                })),
+            ),
+            (
+                alice,
+                encode(InboundMessage::ReplaceOrder(ReplaceOrder {
+                    existing_order_token: OrderToken::new("A1").unwrap(),
+                    replacement_order_token: OrderToken::new("A2").unwrap(),
+                    shares: 5,
+                    price: Price(1_002_000),
+                    time_in_force: OuchTif::SYSTEM_HOURS,
+                    display: DisplayType::Anonymous,
+                    intermarket_sweep: IntermarketSweepEligibility::NotEligible,
+                    minimum_quantity: 0,
+                })),
+            ),
+            (bob, enter("B2", BuySellIndicator::Buy, 9, 1_002_000)),
+            (
+                alice,
+                encode(InboundMessage::CancelOrder(CancelOrder {
+                    order_token: OrderToken::new("A1").unwrap(), // replaced away: unknown now
+                    shares: 0,
+                })),
+            ),
+        ];
+        let journal = run_live(&mut live, &mut engine, &inputs);
+        let mut replayed = SessionBook::new(&config).unwrap();
+        for (seq, envelope, events) in &journal {
+            replayed.replay(*seq, envelope, events);
+        }
+        assert_eq!(streams(&replayed), streams(&live));
+        // The streams say what happened: alice's are S, A, E, C(3), U, E, I.
+        let types: Vec<u8> = streams(&live)[alice].iter().map(|m| m[0]).collect();
+        assert_eq!(types, b"SAECUEI".to_vec());
+        let bob_types: Vec<u8> = streams(&live)[bob].iter().map(|m| m[0]).collect();
+        assert_eq!(bob_types, b"SAEJAE".to_vec());
+        // Replay also restores token bookkeeping: the same reuse is refused again.
+        let again = replayed.intake(bob, 99, &inputs[1].1).unwrap();
+        assert!(again.command.is_none() && again.reject == RejectReason::Other.code());
+    }
 }
