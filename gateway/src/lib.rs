@@ -4,6 +4,7 @@
 //! SoupBinTCP/OUCH gateway, sessions and the node's thread wiring arrive with their issues.
 #![deny(missing_docs)]
 
+pub mod client;
 pub mod config;
 mod error;
 pub mod node;

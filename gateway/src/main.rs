@@ -42,6 +42,8 @@ enum Commands {
     /// Read a password on standard input and print its salted argon2id hash for a
     /// `[[user]]` entry's `password_hash`.
     Passwd,
+    /// Place, replace and cancel orders, or watch a user's messages, over OUCH 4.2.
+    Client(keel_gateway::client::cli::Args),
 }
 
 #[derive(Debug, clap::Args)]
@@ -115,6 +117,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Commands::Serve { config } => serve(config.as_deref()),
         Commands::Passwd => passwd(),
+        Commands::Client(args) => keel_gateway::client::cli::run(args).map_err(Into::into),
         Commands::Replay(args) => run_replay(&args),
         Commands::Journal(JournalCommand::Verify { dir }) => verify(&dir),
         Commands::Journal(JournalCommand::Dump { dir, from }) => dump(&dir, from),
@@ -365,7 +368,17 @@ fn verify(dir: &Path) -> anyhow::Result<()> {
 }
 
 fn dump(dir: &Path, from: u64) -> anyhow::Result<()> {
-    let (mut reader, scan) = offline_reader(dir, from)?;
+    let (mut reader, scan) = match offline_reader(dir, from) {
+        Ok(opened) => opened,
+        // A journal without any segment yet (a node killed before it made its first one)
+        // has nothing to print, though no reader can be positioned in it.
+        Err(keel_journal::Error::NoSuchRecord { .. })
+            if keel_journal::recovery::scan(dir, |_| {})?.records == 0 =>
+        {
+            return Ok(())
+        }
+        Err(error) => return Err(error.into()),
+    };
     if scan.records == 0 {
         return Ok(());
     }

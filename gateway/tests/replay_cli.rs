@@ -1,5 +1,8 @@
 //! Runs the real `keel` binary the way a user does.
 
+// Test helpers unwrap: a failure there is a failed test, which is what we want.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
