@@ -203,3 +203,23 @@ fn a_missing_middle_segment_is_corruption() {
         Err(Error::Corrupt { .. })
     ));
 }
+
+#[test]
+fn a_damaged_marker_slot_is_reported_and_repair_rewrites_it() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), 50);
+    let first = segment_files(dir.path()).remove(0);
+    let mut bytes = std::fs::read(&first).unwrap();
+    let slot = keel_journal::format::MARKER_SLOT_OFFSET;
+    // Make both slots non-empty garbage so the damage cannot hide behind an empty slot.
+    bytes[slot] ^= 0xff;
+    bytes[slot + 16] ^= 0xff;
+    std::fs::write(&first, &bytes).unwrap();
+    let found = scan(dir.path(), |_| {}).unwrap();
+    assert!(!found.damaged_markers.is_empty());
+    assert!(repair(dir.path()).unwrap().is_some());
+    let repaired = scan(dir.path(), |_| {}).unwrap();
+    assert!(repaired.damaged_markers.is_empty());
+    assert_eq!(repaired.last_seq, 50);
+    assert_eq!(repaired.durable_marker, 50);
+}
