@@ -12,10 +12,11 @@
 //! - malformed frames, unknown packet types, zero or oversized lengths, and undecodable OUCH
 //!   messages are logged disconnects;
 //! - a server heartbeat goes out after 1 s without sending; a connection silent for 15 s is
-//!   dropped; a client that stops reading is dropped once its unsent output exceeds the
-//!   configured bound.
+//!   dropped, and so is one that has not sent a whole Login Request 15 s after connecting;
+//!   a client that stops reading is dropped once its unsent output exceeds the configured
+//!   bound.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::{ErrorKind, Read, Write};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -45,6 +46,10 @@ const FIRST_CONNECTION: usize = 2;
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
 /// A connection is dropped after this long without receiving anything.
 pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(15);
+/// A connection that has not sent a complete Login Request this long after connecting is
+/// dropped, even if it trickles bytes (which would otherwise hold one of the
+/// [`CONNECTIONS_MAX`] slots forever).
+pub const LOGIN_TIMEOUT: Duration = Duration::from_secs(15);
 /// Failed logins per user name tolerated within [`LOGIN_FAILURE_WINDOW`].
 pub const LOGIN_FAILURES_MAX: u32 = 5;
 /// Window for counting failed logins.
@@ -123,6 +128,7 @@ struct Connection {
     next_index: usize,
     /// Whether the connection has once sent everything released (ends catch-up mode).
     caught_up: bool,
+    connected_at: Instant,
     last_received: Instant,
     last_sent: Instant,
     closing: Option<String>,
@@ -151,6 +157,11 @@ pub struct Server {
     logged_in: HashMap<usize, Token>,
     failures: HashMap<String, (u32, Instant)>,
     outbound_limit_bytes: usize,
+    /// Connections with input left to read or handle: a socket not read to `WouldBlock`
+    /// (the read buffer was full) or complete packets held back by backpressure. Readiness
+    /// is edge-triggered, so no new event would come for them; they are serviced again on
+    /// the next turn of the loop.
+    unread: HashSet<Token>,
 }
 
 /// Everything the server is built from.
@@ -214,6 +225,7 @@ impl Server {
             logged_in: HashMap::new(),
             failures: HashMap::new(),
             outbound_limit_bytes: parts.outbound_limit_bytes,
+            unread: HashSet::new(),
         })
     }
 
@@ -223,7 +235,10 @@ impl Server {
         let mut events = Events::with_capacity(1024);
         let mut last_tick = Instant::now();
         while !shutdown.load(Ordering::Acquire) {
-            let timeout = if self.in_flight.is_empty() {
+            let timeout = if !self.unread.is_empty() {
+                // Input is waiting in buffers or sockets: just collect new events.
+                Duration::ZERO
+            } else if self.in_flight.is_empty() {
                 Duration::from_millis(50)
             } else {
                 // Outcomes arrive within microseconds; durability wakes us via the waker.
@@ -243,6 +258,7 @@ impl Server {
             }
             self.finish_logins();
             self.pump_outcomes();
+            self.resume_reads();
             self.release();
             if last_tick.elapsed() >= Duration::from_millis(100) {
                 self.timers();
@@ -285,6 +301,7 @@ impl Server {
                             write_buf: Vec::with_capacity(4096),
                             next_index: 0,
                             caught_up: false,
+                            connected_at: now,
                             last_received: now,
                             last_sent: now,
                             closing: None,
@@ -306,6 +323,8 @@ impl Server {
             return;
         };
         let mut chunk = [0u8; 16 * 1024];
+        // Whether the socket was read until it had nothing more (or ended).
+        let mut drained = false;
         loop {
             if connection.read_buf.len() >= READ_BUFFER_BYTES {
                 break;
@@ -315,35 +334,59 @@ impl Server {
                     connection
                         .closing
                         .get_or_insert_with(|| "peer closed".into());
+                    drained = true;
                     break;
                 }
                 Ok(n) => {
                     connection.read_buf.extend_from_slice(&chunk[..n]);
                     connection.last_received = Instant::now();
                 }
-                Err(error) if error.kind() == ErrorKind::WouldBlock => break,
+                Err(error) if error.kind() == ErrorKind::WouldBlock => {
+                    drained = true;
+                    break;
+                }
                 Err(error) if error.kind() == ErrorKind::Interrupted => continue,
                 Err(error) => {
                     connection
                         .closing
                         .get_or_insert_with(|| format!("read error: {error}"));
+                    drained = true;
                     break;
                 }
             }
         }
-        self.handle_packets(token);
+        let held_back = self.handle_packets(token);
+        if !drained || held_back {
+            // Edge-triggered readiness will not report this input again: come back to it.
+            self.unread.insert(token);
+        }
         self.flush(token);
     }
 
-    fn handle_packets(&mut self, token: Token) {
+    /// Services again the connections that still had input (see `unread`).
+    fn resume_reads(&mut self) {
+        if self.unread.is_empty() {
+            return;
+        }
+        let tokens: Vec<Token> = self.unread.drain().collect();
+        for token in tokens {
+            self.service(token);
+        }
+    }
+
+    /// Handles the complete packets buffered for `token`. Returns true if it stopped because
+    /// of backpressure with packets left to handle.
+    fn handle_packets(&mut self, token: Token) -> bool {
         let mut consumed = 0;
+        let mut held_back = false;
         loop {
             if self.in_flight.len() >= IN_FLIGHT_MAX {
                 // Backpressure: leave the rest buffered until the matching loop catches up.
+                held_back = true;
                 break;
             }
             let Some(connection) = self.connections.get_mut(&token) else {
-                return;
+                return false;
             };
             if connection.closing.is_some() {
                 break;
@@ -363,7 +406,10 @@ impl Server {
         }
         if let Some(connection) = self.connections.get_mut(&token) {
             connection.read_buf.drain(..consumed);
+            // Nothing is held back for a connection that is closing.
+            held_back &= connection.closing.is_none();
         }
+        held_back
     }
 
     fn classify(state: &State, packet: ClientPacket<'_>) -> Action {
@@ -650,6 +696,12 @@ impl Server {
                 connection
                     .closing
                     .get_or_insert_with(|| "no client traffic for 15 s".into());
+            } else if connection.state == State::AwaitingLogin
+                && now.duration_since(connection.connected_at) >= LOGIN_TIMEOUT
+            {
+                connection
+                    .closing
+                    .get_or_insert_with(|| "no login request within 15 s".into());
             } else if matches!(connection.state, State::LoggedIn { .. })
                 && now.duration_since(connection.last_sent) >= HEARTBEAT_INTERVAL
                 && connection.write_buf.is_empty()

@@ -404,8 +404,16 @@ impl SessionBook {
             self.gateway_reject(seq, envelope, message, timestamp);
             return;
         }
+        let sender = self.user_of(envelope);
         for event in events {
-            self.event(seq, envelope.origin, message.as_ref(), timestamp, event);
+            self.event(
+                seq,
+                envelope.origin,
+                sender,
+                message.as_ref(),
+                timestamp,
+                event,
+            );
         }
     }
 
@@ -432,10 +440,12 @@ impl SessionBook {
         self.users[user].stream.push(seq, &reply);
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn event(
         &mut self,
         seq: u64,
         origin: Origin,
+        sender: Option<usize>,
         message: Option<&InboundMessage>,
         timestamp: u64,
         event: &Event,
@@ -506,17 +516,32 @@ impl SessionBook {
                 }
             }
             Event::CancelRejected { order_id, .. } => {
-                if let Some(order) = self.orders.get(&order_id) {
-                    let user = order.user;
-                    let reply = cancel_reject(timestamp, order.token);
+                // The order may be gone from these books already (an IOC remainder, a fill)
+                // when a cancel sent right behind it was decided before its end was known;
+                // the cancel is still answered, naming the token it named.
+                let target = match (self.orders.get(&order_id), message) {
+                    (Some(order), _) => Some((order.user, order.token)),
+                    (None, Some(InboundMessage::CancelOrder(cancel))) => {
+                        sender.map(|user| (user, cancel.order_token))
+                    }
+                    (None, Some(InboundMessage::ModifyOrder(modify))) => {
+                        sender.map(|user| (user, modify.order_token))
+                    }
+                    (None, _) => None,
+                };
+                if let Some((user, token)) = target {
+                    let reply = cancel_reject(timestamp, token);
                     self.users[user].stream.push(seq, &reply);
                 }
             }
             Event::ReplaceRejected { order_id, .. } => {
-                if let (Some(order), Some(InboundMessage::ReplaceOrder(replace))) =
-                    (self.orders.get(&order_id), message)
-                {
-                    let user = order.user;
+                // As for cancels: the replaced order may be gone already; answer the sender.
+                let user = self
+                    .orders
+                    .get(&order_id)
+                    .map(|order| order.user)
+                    .or(sender);
+                if let (Some(user), Some(InboundMessage::ReplaceOrder(replace))) = (user, message) {
                     let reply = reject(
                         timestamp,
                         replace.replacement_order_token,

@@ -1,0 +1,559 @@
+//! Shared helpers for the `serve_*` tests: start the real `keel serve` binary on a config in a
+//! temporary directory, watch its log, and talk SoupBinTCP/OUCH to it over raw sockets.
+//!
+//! Deliberately independent of the gateway's client library: packets are built with the
+//! public codecs only, and every read is bounded by a timeout so that a misbehaving server
+//! fails a test instead of hanging it.
+
+// Each test file uses a different subset of these helpers.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use keel_gateway::protocol::ouch::{
+    BuySellIndicator, Capacity, CrossType, CustomerType, DisplayType, EnterOrder, InboundMessage,
+    IntermarketSweepEligibility, OutboundMessage, Price, TimeInForce,
+};
+use keel_gateway::protocol::soupbin::{
+    ClientPacket, FrameDecoder, LoginRequest, Password, ServerPacket, SessionId,
+};
+use keel_gateway::protocol::{Firm, OrderToken, Stock, Username};
+
+/// The password every test user has.
+pub const PASSWORD: &str = "pw1234";
+
+/// An argon2id hash of [`PASSWORD`] with deliberately cheap parameters, shared by every
+/// user but `erin`. The server verifies with whatever parameters the PHC string carries;
+/// at the default parameters one verification takes 0.5-1 s in a debug build, which would
+/// dominate every test that logs in.
+pub fn password_hash() -> &'static str {
+    use argon2::password_hash::{PasswordHasher, SaltString};
+    static HASH: OnceLock<String> = OnceLock::new();
+    HASH.get_or_init(|| {
+        let params = argon2::Params::new(64, 1, 1, None).unwrap();
+        let argon =
+            argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+        let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
+        argon
+            .hash_password(PASSWORD.as_bytes(), &salt)
+            .unwrap()
+            .to_string()
+    })
+}
+
+/// A hash of [`PASSWORD`] exactly as `keel passwd` makes it
+/// (`keel_gateway::config::hash_password`, default parameters): `erin`'s.
+pub fn default_password_hash() -> &'static str {
+    static HASH: OnceLock<String> = OnceLock::new();
+    HASH.get_or_init(|| keel_gateway::config::hash_password(PASSWORD).unwrap())
+}
+
+/// The users of [`write_config`]: name, account, cancel_on_disconnect. All have [`PASSWORD`];
+/// `erin`'s hash has `keel passwd`'s default (slow) parameters, the others' are cheap.
+pub const USERS: &[(&str, u64, bool)] = &[
+    ("alice", 1, false),
+    ("bob", 2, false),
+    ("carol", 3, true),
+    ("dave", 4, false),
+    ("erin", 5, false),
+];
+
+/// A node's directory: the config file and the data directory inside a temporary directory.
+pub struct Setup {
+    /// Keeps the directory alive.
+    pub dir: tempfile::TempDir,
+    /// The configuration file.
+    pub config: PathBuf,
+    /// `server.data_dir`.
+    pub data_dir: PathBuf,
+}
+
+/// Writes a configuration: listen on 127.0.0.1 port 0 (the node prints the port it got),
+/// 1 MiB journal segments (a scan of a mostly empty 64 MiB segment is slow in a debug
+/// build), instruments 1 = `BTC-PERP` and 2 = `ETH-PERP` (price scale 1), the [`USERS`],
+/// and `server_extra` lines appended to `[server]`.
+pub fn write_config(durability: &str, server_extra: &str) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let mut text = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\ndurability = \"{durability}\"\n\
+         segment_size_bytes = 1048576\n{server_extra}\n\n\
+         [[instrument]]\nid = 1\nsymbol = \"BTC-PERP\"\n\n\
+         [[instrument]]\nid = 2\nsymbol = \"ETH-PERP\"\n",
+        data_dir.display()
+    );
+    for (name, account, cancel) in USERS {
+        let hash = if *name == "erin" {
+            default_password_hash()
+        } else {
+            password_hash()
+        };
+        text.push_str(&format!(
+            "\n[[user]]\nusername = \"{name}\"\npassword_hash = \"{hash}\"\naccount = {account}\n\
+             cancel_on_disconnect = {cancel}\n"
+        ));
+    }
+    let config = dir.path().join("keel.toml");
+    std::fs::write(&config, text).unwrap();
+    Setup {
+        dir,
+        config,
+        data_dir,
+    }
+}
+
+/// The server's standard error, line by line, as it arrives.
+#[derive(Default)]
+struct Log {
+    lines: Mutex<Vec<String>>,
+    changed: Condvar,
+}
+
+/// A running `keel serve`.
+pub struct Node {
+    child: Child,
+    log: Arc<Log>,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its SoupBinTCP session name.
+    pub session: String,
+    /// "journal at record N" from its start line.
+    pub start_record: u64,
+}
+
+/// Path of the binary under test.
+pub fn keel() -> &'static str {
+    env!("CARGO_BIN_EXE_keel")
+}
+
+impl Node {
+    /// Starts `keel serve --config CONFIG` and waits until it listens.
+    pub fn start(config: &Path) -> Node {
+        let mut child = Command::new(keel())
+            .arg("serve")
+            .arg("--config")
+            .arg(config)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Log::default());
+        {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines() {
+                    let Ok(line) = line else { break };
+                    if std::env::var_os("KEEL_TEST_SERVER_LOG").is_some() {
+                        eprintln!("[keel] {line}");
+                    }
+                    log.lines.lock().unwrap().push(line);
+                    log.changed.notify_all();
+                }
+            });
+        }
+        let mut node = Node {
+            child,
+            log,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            session: String::new(),
+            start_record: 0,
+        };
+        let Some(line) = node.wait_log("keel serve: listening on", Duration::from_secs(20)) else {
+            let status = node.child.try_wait().unwrap();
+            panic!(
+                "keel serve did not start (status {status:?}):\n{}",
+                node.log_text()
+            );
+        };
+        // "keel serve: listening on ADDR (session NAME), matching loop on core C, journal at
+        // record N; Ctrl-C to stop"
+        let rest = line.split("listening on ").nth(1).unwrap();
+        let mut words = rest.split_whitespace();
+        node.addr = words.next().unwrap().parse().unwrap();
+        node.session = rest
+            .split("(session ")
+            .nth(1)
+            .unwrap()
+            .split(')')
+            .next()
+            .unwrap()
+            .to_string();
+        node.start_record = rest
+            .split("journal at record ")
+            .nth(1)
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        node
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Everything logged so far.
+    pub fn log_text(&self) -> String {
+        self.log.lines.lock().unwrap().join("\n")
+    }
+
+    /// Waits for a log line containing every one of `needles`; returns it.
+    pub fn wait_log_all(&self, needles: &[&str], timeout: Duration) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        let mut lines = self.log.lines.lock().unwrap();
+        loop {
+            if let Some(line) = lines
+                .iter()
+                .find(|line| needles.iter().all(|needle| line.contains(needle)))
+            {
+                return Some(line.clone());
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return None;
+            }
+            lines = self
+                .log
+                .changed
+                .wait_timeout(lines, deadline - now)
+                .unwrap()
+                .0;
+        }
+    }
+
+    /// Waits for a log line containing `needle`; returns it.
+    pub fn wait_log(&self, needle: &str, timeout: Duration) -> Option<String> {
+        self.wait_log_all(&[needle], timeout)
+    }
+
+    /// Waits for the log line saying the connection from `peer` was closed; returns it.
+    pub fn wait_disconnect_logged(&self, peer: SocketAddr, timeout: Duration) -> Option<String> {
+        let peer = format!("peer={peer}");
+        self.wait_log_all(&["disconnected", &peer], timeout)
+    }
+
+    /// Lines containing `needle`.
+    pub fn count_log(&self, needle: &str) -> usize {
+        self.log
+            .lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|line| line.contains(needle))
+            .count()
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// Sends SIGTERM and waits (bounded) for the exit.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.pid().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -TERM failed");
+        self.wait_exit(Duration::from_secs(20))
+    }
+
+    /// `kill -9`, and reap.
+    pub fn kill9(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// Waits for the process to exit.
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                panic!("keel serve did not exit in time:\n{}", self.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A packet from the server, owned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Packet {
+    /// Login Accepted: session and next sequence number.
+    Accepted {
+        /// Session name.
+        session: String,
+        /// Sequence number of the next Sequenced Data packet.
+        next: u64,
+    },
+    /// Login Rejected with its reason code.
+    Rejected(u8),
+    /// Sequenced Data payload (one OUCH message).
+    Data(Vec<u8>),
+    /// Server Heartbeat.
+    Heartbeat,
+    /// End of Session.
+    End,
+    /// Debug.
+    Debug(Vec<u8>),
+}
+
+/// Why a read ended without a packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum End {
+    /// Nothing arrived in time.
+    Timeout,
+    /// The server closed (or reset) the connection.
+    Closed,
+}
+
+/// A raw SoupBinTCP client on a blocking socket.
+pub struct Client {
+    /// The socket.
+    pub stream: TcpStream,
+    buf: Vec<u8>,
+    decoder: FrameDecoder,
+}
+
+impl Client {
+    /// Connects.
+    pub fn connect(addr: SocketAddr) -> Client {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream.set_nodelay(true).unwrap();
+        stream
+            .set_write_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        Client {
+            stream,
+            buf: Vec::new(),
+            decoder: FrameDecoder::new(1024),
+        }
+    }
+
+    /// This side's address (the server logs it as `peer=`).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.stream.local_addr().unwrap()
+    }
+
+    /// Writes raw bytes; false if the server has closed the connection.
+    pub fn send_raw(&mut self, bytes: &[u8]) -> bool {
+        self.stream.write_all(bytes).is_ok()
+    }
+
+    /// Sends a Login Request.
+    pub fn send_login(&mut self, user: &str, password: &str, session: &str, seq: u64) {
+        let mut out = Vec::new();
+        ClientPacket::LoginRequest(LoginRequest {
+            username: Username::new(user).unwrap(),
+            password: Password::new(password).unwrap(),
+            requested_session: SessionId::new(session).unwrap(),
+            requested_sequence_number: seq,
+        })
+        .encode(&mut out)
+        .unwrap();
+        self.send_raw(&out);
+    }
+
+    /// Logs in and returns the first answer.
+    pub fn login(&mut self, user: &str, password: &str, session: &str, seq: u64) -> Packet {
+        self.send_login(user, password, session, seq);
+        self.recv(Duration::from_secs(20))
+            .unwrap_or_else(|end| panic!("no answer to the login of {user}: {end:?}"))
+    }
+
+    /// Connects and logs in with [`PASSWORD`], requesting `seq`; returns the client and the
+    /// next sequence number from Login Accepted.
+    pub fn logged_in(addr: SocketAddr, user: &str, seq: u64) -> (Client, u64) {
+        let mut client = Client::connect(addr);
+        match client.login(user, PASSWORD, "", seq) {
+            Packet::Accepted { next, .. } => (client, next),
+            other => panic!("login of {user} not accepted: {other:?}"),
+        }
+    }
+
+    /// Sends a Client Heartbeat.
+    pub fn heartbeat(&mut self) -> bool {
+        let mut out = Vec::new();
+        ClientPacket::ClientHeartbeat.encode(&mut out).unwrap();
+        self.send_raw(&out)
+    }
+
+    /// Sends a Logout Request.
+    pub fn logout(&mut self) -> bool {
+        let mut out = Vec::new();
+        ClientPacket::LogoutRequest.encode(&mut out).unwrap();
+        self.send_raw(&out)
+    }
+
+    /// Sends one inbound OUCH message as Unsequenced Data.
+    pub fn send(&mut self, message: &InboundMessage) -> bool {
+        let mut out = Vec::new();
+        message.encode_unsequenced(&mut out);
+        self.send_raw(&out)
+    }
+
+    /// The next packet, whatever it is.
+    pub fn recv(&mut self, timeout: Duration) -> Result<Packet, End> {
+        let deadline = Instant::now() + timeout;
+        let mut chunk = vec![0u8; 64 * 1024];
+        loop {
+            match self.decoder.decode_server(&self.buf) {
+                Ok(Some((packet, used))) => {
+                    let owned = match packet {
+                        ServerPacket::LoginAccepted(accepted) => Packet::Accepted {
+                            session: accepted.session.as_str().to_string(),
+                            next: accepted.sequence_number,
+                        },
+                        ServerPacket::LoginRejected(reason) => Packet::Rejected(reason.code()),
+                        ServerPacket::SequencedData(data) => Packet::Data(data.to_vec()),
+                        ServerPacket::ServerHeartbeat => Packet::Heartbeat,
+                        ServerPacket::EndOfSession => Packet::End,
+                        ServerPacket::Debug(data) => Packet::Debug(data.to_vec()),
+                    };
+                    self.buf.drain(..used);
+                    return Ok(owned);
+                }
+                Ok(None) => {}
+                Err(error) => panic!("the server sent a malformed packet: {error}"),
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(End::Timeout);
+            }
+            self.stream
+                .set_read_timeout(Some((deadline - now).max(Duration::from_millis(1))))
+                .unwrap();
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return Err(End::Closed),
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(error)
+                    if matches!(error.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                Err(error) if error.kind() == ErrorKind::Interrupted => {}
+                Err(_) => return Err(End::Closed),
+            }
+        }
+    }
+
+    /// The next Sequenced Data message, skipping heartbeats. Panics on anything else.
+    pub fn message(&mut self, timeout: Duration) -> Result<Vec<u8>, End> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.recv(left)? {
+                Packet::Data(data) => return Ok(data),
+                Packet::Heartbeat => {}
+                other => panic!("expected Sequenced Data, got {other:?}"),
+            }
+        }
+    }
+
+    /// The next Sequenced Data message decoded; panics if none arrives within 10 s.
+    pub fn expect_message(&mut self) -> OutboundMessage {
+        let bytes = self
+            .message(Duration::from_secs(10))
+            .unwrap_or_else(|end| panic!("no message: {end:?}"));
+        OutboundMessage::decode(&bytes).unwrap()
+    }
+
+    /// Messages until `timeout` passes without one (heartbeats skipped).
+    pub fn drain_messages(&mut self, quiet: Duration) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        while let Ok(message) = self.message(quiet) {
+            out.push(message);
+        }
+        out
+    }
+
+    /// Reads (discarding data) until the server closes the connection; true if it did
+    /// within `timeout`. Returns the packets seen on the way in `seen`.
+    pub fn wait_closed(&mut self, timeout: Duration, seen: &mut Vec<Packet>) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            match self.recv(left) {
+                Ok(packet) => seen.push(packet),
+                Err(End::Closed) => return true,
+                Err(End::Timeout) => return false,
+            }
+        }
+    }
+}
+
+/// An Enter Order: limit `price` (OUCH units), `tif` 0 (IOC) or 99999 (rest).
+pub fn enter(
+    token: &str,
+    side: BuySellIndicator,
+    shares: u32,
+    stock: &str,
+    price: u32,
+    tif: u32,
+) -> InboundMessage {
+    InboundMessage::EnterOrder(EnterOrder {
+        order_token: OrderToken::new(token).unwrap(),
+        side,
+        shares,
+        stock: Stock::new(stock).unwrap(),
+        price: Price(price),
+        time_in_force: TimeInForce(tif),
+        firm: Firm::BLANK,
+        display: DisplayType::Attributable,
+        capacity: Capacity::Agency,
+        intermarket_sweep: IntermarketSweepEligibility::NotEligible,
+        minimum_quantity: 0,
+        cross_type: CrossType::NoCross,
+        customer_type: CustomerType::PortDefault,
+    })
+}
+
+/// Time in force that rests on the book.
+pub const GTC: u32 = 99_999;
+/// Immediate or cancel.
+pub const IOC: u32 = 0;
+
+/// The order token of an outbound message, as text.
+pub fn token_of(message: &OutboundMessage) -> String {
+    message
+        .order_token()
+        .map(|token| token.as_str().to_string())
+        .unwrap_or_default()
+}
+
+/// Sends `message` and waits for the first answer naming `token`; panics after 10 s.
+pub fn order_round_trip(client: &mut Client, message: &InboundMessage, token: &str) -> Duration {
+    let start = Instant::now();
+    assert!(client.send(message), "send failed");
+    loop {
+        let answer = client.expect_message();
+        if token_of(&answer) == token {
+            return start.elapsed();
+        }
+    }
+}
