@@ -727,6 +727,11 @@ impl Engine {
         self.used_ids.ranges()
     }
 
+    /// Whether `account` has any resting order, on any instrument. O(1).
+    pub fn account_has_resting_orders(&self, account: AccountId) -> bool {
+        self.accounts.get(&account).is_some_and(|&head| head != NIL)
+    }
+
     /// Number of resting orders across all books.
     pub fn resting_count(&self) -> usize {
         self.orders.live_count()

@@ -1495,3 +1495,14 @@ fn reduce_checks_ownership() {
     assert_eq!(reduce(&mut x, 99, A, 5), vec![cancel_rejected(99)]);
     assert_eq!(x.engine.order(1).unwrap().qty, 10);
 }
+
+#[test]
+fn account_resting_query_follows_the_book() {
+    let mut x = Exchange::new();
+    assert!(!x.engine.account_has_resting_orders(A));
+    x.rest(buy(1, A, 100, 10));
+    assert!(x.engine.account_has_resting_orders(A));
+    assert!(!x.engine.account_has_resting_orders(B));
+    x.cancel(1, A);
+    assert!(!x.engine.account_has_resting_orders(A));
+}

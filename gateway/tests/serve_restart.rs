@@ -502,3 +502,49 @@ fn fsync_durability_acknowledges_orders() {
     let alice_side: Vec<_> = (0..20).map(|_| alice.expect_message()).collect();
     assert_eq!(executions(&alice_side).len(), 20);
 }
+
+#[test]
+fn a_restart_cancels_the_orders_of_cancel_on_disconnect_users() {
+    let setup = write_config("fsync", "");
+    let mut node = Node::start(&setup.config);
+    // carol (cancel_on_disconnect) and dave (not) each rest an order; then the node dies
+    // with both still logged in, so no disconnect was ever processed.
+    let (mut carol, _) = Client::logged_in(node.addr, "carol", 0);
+    order_round_trip(
+        &mut carol,
+        &enter("C1", Sell, 5, "BTC-PERP", 1_000_000, GTC),
+        "C1",
+    );
+    let (mut dave, _) = Client::logged_in(node.addr, "dave", 0);
+    order_round_trip(
+        &mut dave,
+        &enter("D1", Sell, 5, "BTC-PERP", 1_010_000, GTC),
+        "D1",
+    );
+    node.kill9();
+    drop((carol, dave));
+
+    let node = Node::start(&setup.config);
+    // carol learns at once that her order is gone (resuming after start of day and C1).
+    let (mut carol, next) = Client::logged_in(node.addr, "carol", 3);
+    assert_eq!(next, 3);
+    match carol.expect_message() {
+        OutboundMessage::OrderCanceled(canceled) => {
+            assert_eq!(canceled.order_token.as_str(), "C1");
+            assert_eq!(canceled.decrement_shares, 5);
+        }
+        other => panic!("expected Order Canceled for C1, got {other:?}"),
+    }
+    // bob can only trade with dave's order.
+    let (mut bob, _) = Client::logged_in(node.addr, "bob", 0);
+    let mut answers = decode_all(&send_and_collect(
+        &mut bob,
+        &enter("B1", Buy, 10, "BTC-PERP", 1_010_000, IOC),
+        "B1",
+    ));
+    answers.push(bob.expect_message());
+    answers.push(bob.expect_message());
+    let traded = executions(&answers);
+    assert_eq!(traded.len(), 1, "{answers:?}");
+    assert_eq!((traded[0].1, traded[0].2), (5, 1_010_000));
+}

@@ -62,6 +62,14 @@ const READ_BUFFER_BYTES: usize = 64 * 1024;
 const CATCH_UP_CHUNK_BYTES: usize = 256 * 1024;
 /// Inputs handed to the matching loop and not yet answered.
 pub const IN_FLIGHT_MAX: usize = 16 * 1024;
+/// Inputs of one connection in flight at once. A flooding session fills its own window and
+/// then waits its turn, so other sessions' orders are never queued behind its backlog.
+pub const SESSION_IN_FLIGHT_MAX: usize = 256;
+/// Checked for logins with an unknown user name, so that a wrong name costs the same time as
+/// a wrong password (argon2id with the default parameters of `keel passwd`; the password
+/// behind it is not one anyone could send).
+const DUMMY_PASSWORD_HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$/hpYfnAfzCOcvo45blCw/g$gFAOwqCrF5WhBNUEeREZmwMGrxuzucYPL6KkVKovhT4";
 
 /// A login waiting for the password check.
 pub struct AuthRequest {
@@ -129,6 +137,8 @@ struct Connection {
     /// Whether the connection has once sent everything released (ends catch-up mode).
     caught_up: bool,
     connected_at: Instant,
+    /// This connection's inputs handed to the matching loop and not yet answered.
+    in_flight: usize,
     last_received: Instant,
     last_sent: Instant,
     closing: Option<String>,
@@ -147,7 +157,8 @@ pub struct Server {
     dummy_hash: String,
     inbound: Sender<Envelope>,
     outcomes: Receiver<Outcome>,
-    in_flight: VecDeque<Envelope>,
+    /// Inputs handed to the matching loop, oldest first, with the connection they came from.
+    in_flight: VecDeque<(Envelope, Option<Token>)>,
     events: Vec<Event>,
     last_done_seq: u64,
     marks: Arc<Watermarks>,
@@ -210,8 +221,7 @@ impl Server {
             decoder: FrameDecoder::default(),
             session: parts.session,
             book: parts.book,
-            dummy_hash: crate::config::hash_password("no such user")
-                .map_err(|e| std::io::Error::other(e.to_string()))?,
+            dummy_hash: DUMMY_PASSWORD_HASH.to_string(),
             hashes: parts.hashes,
             inbound: parts.inbound,
             outcomes: parts.outcomes,
@@ -302,6 +312,7 @@ impl Server {
                             next_index: 0,
                             caught_up: false,
                             connected_at: now,
+                            in_flight: 0,
                             last_received: now,
                             last_sent: now,
                             closing: None,
@@ -391,6 +402,11 @@ impl Server {
             if connection.closing.is_some() {
                 break;
             }
+            if connection.in_flight >= SESSION_IN_FLIGHT_MAX {
+                // Fairness: this session waits for its own answers; others go on.
+                held_back = true;
+                break;
+            }
             let buf = &connection.read_buf[consumed..];
             let (packet, used) = match self.decoder.decode_client(buf) {
                 Ok(Some(decoded)) => decoded,
@@ -452,7 +468,7 @@ impl Server {
             }
             Action::Order { user, message } => {
                 if let Some(envelope) = self.book.intake(user, now_ns(), &message) {
-                    self.submit(envelope);
+                    self.submit(envelope, Some(token));
                 }
             }
             Action::Login {
@@ -580,8 +596,8 @@ impl Server {
         self.flush(token);
     }
 
-    /// Hands an input to the matching loop.
-    fn submit(&mut self, envelope: Envelope) {
+    /// Hands an input (from connection `origin`, if any) to the matching loop.
+    fn submit(&mut self, envelope: Envelope, origin: Option<Token>) {
         let mut pending = envelope;
         loop {
             match self.inbound.try_send(pending) {
@@ -598,7 +614,10 @@ impl Server {
                 }
             }
         }
-        self.in_flight.push_back(envelope);
+        if let Some(connection) = origin.and_then(|token| self.connections.get_mut(&token)) {
+            connection.in_flight += 1;
+        }
+        self.in_flight.push_back((envelope, origin));
     }
 
     /// Applies every outcome the matching loop has produced.
@@ -607,8 +626,13 @@ impl Server {
             match self.outcomes.try_recv() {
                 Ok(Outcome::Event(event)) => self.events.push(event),
                 Ok(Outcome::Done { seq }) => {
-                    if let Some(envelope) = self.in_flight.pop_front() {
+                    if let Some((envelope, origin)) = self.in_flight.pop_front() {
                         self.book.outcome(seq, &envelope, &self.events);
+                        if let Some(connection) =
+                            origin.and_then(|token| self.connections.get_mut(&token))
+                        {
+                            connection.in_flight = connection.in_flight.saturating_sub(1);
+                        }
                     }
                     self.events.clear();
                     self.last_done_seq = seq;
@@ -735,7 +759,7 @@ impl Server {
                 self.logged_in.remove(&user);
                 if self.book.user(user).cancel_on_disconnect {
                     if let Some(envelope) = self.book.disconnect_input(user, now_ns()) {
-                        self.submit(envelope);
+                        self.submit(envelope, None);
                     }
                 }
             }

@@ -140,6 +140,29 @@ pub fn recover(config: &Config, sink: &mut impl RecordSink) -> Result<Recovered,
             }
         }
     }
+    // No session survives a restart: users who asked for cancel-on-disconnect must not find
+    // orders resting that they can no longer manage (after a crash or a clean stop alike).
+    let stranded: Vec<_> = config
+        .users
+        .iter()
+        .filter(|user| user.cancel_on_disconnect && engine.account_has_resting_orders(user.account))
+        .collect();
+    for user in stranded {
+        let command = Command::MassCancel {
+            account: user.account,
+            instrument: None,
+        };
+        let envelope = Envelope::new(
+            Origin::CancelOnDisconnect,
+            now_ns(),
+            super::sessions::user_wire(&user.username),
+            0,
+            &[],
+            Some(command),
+        )
+        .ok_or_else(|| Error::Node("empty client message rejected".into()))?;
+        append(envelope, &mut engine)?;
+    }
     journal.wait_durable()?;
     Ok(Recovered {
         journal,
