@@ -10,17 +10,25 @@
 //!
 //! # Sources
 //!
-//! The layouts, field widths, paddings and codes come from:
-//!
-//! - NASDAQ, *SoupBinTCP* specification (versions 3.00 of 2017-02-22 and 4.0 define the same
-//!   packets; 4.1 adds a heartbeat-timeout field to the Login Request, which this codec does
-//!   not accept), <https://www.nasdaqtrader.com/content/technicalsupport/specifications/dataproducts/soupbintcp.pdf>.
+//! - NASDAQ, *SoupBinTCP* (version 3.00, updated 2017-02-22),
+//!   <https://www.nasdaqtrader.com/content/technicalsupport/specifications/dataproducts/soupbintcp.pdf>.
+//!   The issue calls the protocol SoupBinTCP 4.0; the packets here are the 3.00 ones, which
+//!   are also what Wireshark dissects. NASDAQ's SoupBinTCP 4.1
+//!   (<https://www.nasdaq.com/docs/SoupBinTCP%204.1.pdf>) appends a 5-byte heartbeat timeout
+//!   to the Login Request; that longer login is refused here (see [`soupbin`]).
 //! - NASDAQ, *O\*U\*C\*H Version 4.2*,
 //!   <https://www.nasdaqtrader.com/content/technicalsupport/specifications/TradingProducts/OUCH4.2.pdf>.
-//! - Wireshark's independent dissectors, which the conformance test runs through `tshark`:
-//!   `epan/dissectors/packet-soupbintcp.c` and `epan/dissectors/packet-ouch.c`
-//!   (<https://gitlab.com/wireshark/wireshark>); their heuristic accepts an OUCH message only
-//!   when its type byte and exact length match, so every length here equals theirs.
+//! - Wireshark's dissectors `epan/dissectors/packet-soupbintcp.c` and
+//!   `epan/dissectors/packet-ouch.c` (<https://gitlab.com/wireshark/wireshark>), the
+//!   independent decoder the conformance test runs through `tshark`. Their OUCH heuristic
+//!   claims a payload only when its type byte and exact length match, so every length here
+//!   equals theirs; every code enum here equals their value tables (checked by the test).
+//!   Their SoupBinTCP dissector parses the 20-digit sequence numbers as *signed 32-bit*
+//!   integers and reports values from 2^31 up as malformed, although the specification
+//!   allows 20 digits; the codec allows the full `u64` range.
+//! - The i01 trading system's OUCH 4.2 structures (`OUCH42/Messages.hpp`, `Types.hpp`), a
+//!   second independent reading of the 4.2 layouts and of the special prices
+//!   `0x7735939C` (maximum, $199,999.9900) and `0x7FFFFFFF` (market orders in a cross).
 //!
 //! Where the specification is silent or ambiguous the choice made is documented on the
 //! item concerned (search for "Ambiguity").
@@ -32,6 +40,10 @@
 //!   left-justified and padded on the right with spaces. The value is the field with its
 //!   trailing spaces removed; any other byte (control characters, DEL, bytes `>= 0x80`) is
 //!   an error. Encoding a value and decoding it again gives back the same bytes.
+//!   *Ambiguity:* the specifications do not say whether leading or embedded spaces may
+//!   occur; they are accepted and are part of the value (an Order Token is compared as the
+//!   14 bytes written, so `" A"` and `"A"` are different tokens, and a Stock of `"  AAPL"`
+//!   does not name `AAPL`).
 //! - SoupBinTCP *numeric* fields are ASCII digits right-justified and padded on the left
 //!   with spaces; see [`soupbin`].
 

@@ -50,18 +50,25 @@
 //!   above the maximum price and is rejected with `X`.
 //! - **Time In Force** `0` → IOC; `99998` (market hours) and `99999` (system hours) → rests
 //!   until canceled, i.e. GTC for the life of the session; any other value (a number of
-//!   seconds) is not supported and rejected with `O`.
+//!   seconds) is not supported and rejected with `O`. *Ambiguity:* OUCH has no reject code
+//!   for an unsupported time in force; `O` (other) is the closest.
 //! - **Display** `P` (post-only) and `L` (post-only, attributable) → post-only; `Y` and `A`
-//!   → an ordinary displayed order; every other display type is rejected with `D`.
+//!   → an ordinary displayed order; every other display type (hidden, mid-point, retail,
+//!   imbalance-only, ...) is rejected with `D`, as is post-only on an IOC or market order.
 //! - **Minimum Quantity** equal to Shares on an IOC order → FOK; 0 → none; anything else is
 //!   rejected with `N`.
 //! - **Buy/Sell Indicator** `B` → buy; `S`, `T` (short) and `E` (short exempt) → sell.
 //! - **Cross Type** must be `N` (continuous market; no crosses), else rejected with `R`.
 //!   **Capacity**, **Firm**, **Intermarket Sweep Eligibility** and **Customer Type** are
 //!   validated, echoed in Order Accepted and otherwise ignored.
-//! - **Order Token** is the order's identity within the session: a reused token is rejected.
+//! - **Order Token** is the order's identity within the session: a reused token is rejected
+//!   with `O`. *Ambiguity:* NASDAQ silently ignores a duplicate token; the issue asks for a
+//!   rejection, and OUCH has no specific code for it. Shares of 0 are also rejected with `O`.
+//!   A refused Replace Order is answered with Order Rejected naming the *replacement* token
+//!   (see [`peek_order_token`]).
 //! - Self-trade prevention, configured per user, cancels with reason `Q`; IOC and FOK
-//!   remainders cancel with `I`; client cancels with `U`.
+//!   remainders cancel with `I` (OUCH has no FOK-specific reason); client cancels with
+//!   `U`, and so, by default, does a mass cancel.
 //! - Liquidity Flag is `A` (added) for the resting side of a trade and `R` (removed) for
 //!   the incoming side; the Match Number is the engine's trade number, the same on both.
 

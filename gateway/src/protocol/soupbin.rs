@@ -20,6 +20,8 @@
 //!
 //! Field formats, as decoded here (strict) and encoded here (canonical):
 //!
+//! - **Debug** text is passed through as bytes without validation (the spec calls it
+//!   free-form); the packet-length limit bounds it.
 //! - **Username** (6) and **Password** (10): *Alpha*, printable ASCII left-justified and
 //!   padded on the right with spaces (see [`super::Alpha`]). A blank username is an error; a
 //!   blank password is accepted by the codec (authentication will refuse it). The spec calls
@@ -34,6 +36,8 @@
 //!   the end of the field, with a value that fits `u64`. All blanks, embedded or trailing
 //!   spaces, signs or other bytes are errors. Leading zeros are accepted; the encoder never
 //!   writes them. `0` in a request means "start with the next message generated".
+//!   *Ambiguity:* the spec does not say whether zero-filled numbers are allowed; they are
+//!   digits, so they are accepted.
 //!
 //! Limits: the decoder refuses length 0, any length above its configured maximum (checked as
 //! soon as the two length bytes are in, so a peer cannot make it buffer up to 64 KiB), unknown
