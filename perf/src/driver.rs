@@ -1,0 +1,1016 @@
+//! The open-loop load generator: one thread, many SoupBinTCP sessions, no busy waiting.
+//!
+//! Message `i` of a run has the intended send time `t0 + i / R`. The thread sleeps in
+//! `epoll_wait` on the sessions' sockets and a `timerfd` armed for the next intended send
+//! time (nanosecond deadline, no timer slack), so it wakes either to send what is due or
+//! to read responses. When it wakes late, or has fallen behind, it sends everything that is
+//! due at once (batched per session into one `write`), so the offered load never depends
+//! on the server's responses: a slow server cannot slow the generator down and hide its
+//! own queueing (no coordinated omission). Every latency is measured from the intended send
+//! time; the gap between intended and actual send time (the *send lag*) is reported on its
+//! own, so a generator that could not keep up is visible as such.
+//!
+//! Latencies recorded (messages whose intended time falls in the measured window, i.e.
+//! after the warm-up):
+//! - **accepted**: Enter Order → Order Accepted (every new order, resting or IOC);
+//! - **executed**: crossing IOC Enter Order → its first Order Executed;
+//! - **canceled**: Cancel Order → Order Canceled.
+//!
+//! Order Accepted carries the gateway's arrival timestamp for the order (real-time clock,
+//! nanoseconds since midnight, taken when the I/O thread decoded it), which splits the
+//! accepted latency into an *inbound* leg (actual send → gateway intake) and an *outbound*
+//! leg (gateway intake → Order Accepted read by the generator); both clocks are this
+//! machine's, so the split is exact to within clock-read costs.
+
+use std::collections::VecDeque;
+use std::io::{ErrorKind, Read, Write};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use hdrhistogram::Histogram;
+use indicatif::ProgressBar;
+use keel_gateway::protocol::ouch::{CancelReason, InboundMessage, LiquidityFlag, OutboundMessage};
+use keel_gateway::protocol::soupbin::{
+    ClientPacket, FrameDecoder, LoginRequest, Password, ServerPacket, SessionId,
+    DEFAULT_MAX_SERVER_PACKET_LEN,
+};
+use keel_gateway::protocol::{Stock, Username};
+use mio::net::TcpStream;
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
+use rustc_hash::FxHashMap;
+use serde::Serialize;
+
+use crate::flow::{self, Kind, Mix, Rng, Tokens};
+use crate::sys::{self, ThreadTimes, TimerFd};
+
+const TIMER: Token = Token(usize::MAX - 1);
+const NS_PER_S: u64 = 1_000_000_000;
+const NS_PER_DAY: u64 = 86_400 * NS_PER_S;
+/// Most messages emitted before the loop looks at the sockets again.
+const MAX_BATCH: u64 = 4096;
+/// A client heartbeat goes out on a session idle this long (the server drops at 15 s).
+const HEARTBEAT_NS: u64 = NS_PER_S;
+/// Per-session read buffer.
+const READ_BUFFER_BYTES: usize = 256 * 1024;
+
+/// Per-message state bits (low nibble: [`Kind`]).
+const ANSWERED: u8 = 0x10;
+const EXECUTED: u8 = 0x20;
+/// A cancel whose order was filled completely while the cancel was in flight.
+const MOOT: u8 = 0x40;
+
+/// What one run does.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// Offered messages per second, all sessions together.
+    pub rate: f64,
+    /// Warm-up before the measured window (sent, not recorded).
+    pub warmup: Duration,
+    /// The measured window.
+    pub duration: Duration,
+    /// How long to wait for outstanding responses after the last send.
+    pub drain_timeout: Duration,
+    /// The order flow.
+    pub mix: Mix,
+    /// The instrument's OUCH symbol.
+    pub stock: Stock,
+    /// Seeds the per-session generators and the token prefix.
+    pub seed: u64,
+    /// Process whose threads' CPU time is sampled over the measured window, if any.
+    pub server_pid: Option<u32>,
+    /// Minimum interval between two sending wake-ups (0: wake for every message's
+    /// intended time). A tick batches messages (fewer system calls per message on both
+    /// sides) at the cost of up to one tick of send lag, which the latencies include.
+    pub tick: Duration,
+    /// Pin every thread of the server but its matching loop to these cores (after login,
+    /// and again just before the measured window, for threads started meanwhile).
+    pub pin_server_threads: Option<Vec<usize>>,
+}
+
+/// Where and as whom to connect.
+#[derive(Clone, Debug)]
+pub struct Endpoint {
+    /// Gateway address.
+    pub addr: SocketAddr,
+    /// `(username, password)` per session.
+    pub users: Vec<(String, String)>,
+}
+
+/// Summary of one latency histogram, in microseconds.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Latency {
+    /// Samples.
+    pub count: u64,
+    /// Mean.
+    pub mean_us: f64,
+    /// Percentiles.
+    pub p50_us: f64,
+    /// 99th percentile.
+    pub p99_us: f64,
+    /// 99.9th percentile.
+    pub p99_9_us: f64,
+    /// 99.99th percentile.
+    pub p99_99_us: f64,
+    /// Largest sample.
+    pub max_us: f64,
+    /// `(percentile, µs)` points for a percentile plot (HdrHistogram style, log ticks).
+    pub distribution: Vec<(f64, f64)>,
+}
+
+impl Latency {
+    fn of(histogram: &Histogram<u64>, with_distribution: bool) -> Latency {
+        if histogram.is_empty() {
+            return Latency::default();
+        }
+        let us = |ns: u64| ns as f64 / 1000.0;
+        let distribution = if with_distribution {
+            histogram
+                .iter_quantiles(2)
+                .map(|v| (v.quantile_iterated_to() * 100.0, us(v.value_iterated_to())))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Latency {
+            count: histogram.len(),
+            mean_us: histogram.mean() / 1000.0,
+            p50_us: us(histogram.value_at_quantile(0.5)),
+            p99_us: us(histogram.value_at_quantile(0.99)),
+            p99_9_us: us(histogram.value_at_quantile(0.999)),
+            p99_99_us: us(histogram.value_at_quantile(0.9999)),
+            max_us: us(histogram.max()),
+            distribution,
+        }
+    }
+}
+
+/// One second of the measured window (by intended send time).
+#[derive(Clone, Debug, Serialize)]
+pub struct Second {
+    /// Seconds since the start of the measured window.
+    pub second: u32,
+    /// Order Accepted latencies recorded for orders intended in this second.
+    pub accepted: u64,
+    /// Their median, µs.
+    pub p50_us: f64,
+    /// Their 99th percentile, µs.
+    pub p99_us: f64,
+    /// Their maximum, µs.
+    pub max_us: f64,
+    /// Largest send lag of a message intended in this second, µs.
+    pub max_send_lag_us: f64,
+}
+
+/// CPU used by one thread over the measured window.
+#[derive(Clone, Debug, Serialize)]
+pub struct ThreadCpu {
+    /// `server` or `generator`.
+    pub process: String,
+    /// Thread name.
+    pub thread: String,
+    /// CPU seconds per wall-clock second (1.0 = one full core).
+    pub cores: f64,
+    /// CPU microseconds per message sent in the window.
+    pub us_per_message: f64,
+    /// Voluntary context switches per message.
+    pub voluntary_per_message: f64,
+    /// Involuntary context switches (preemptions) per second.
+    pub preemptions_per_s: f64,
+}
+
+/// Everything one run measured.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunResult {
+    /// Offered rate, messages/s.
+    pub offered_rate: f64,
+    /// Sessions.
+    pub sessions: usize,
+    /// Messages sent in the measured window.
+    pub measured_messages: u64,
+    /// Of which Enter Orders that rest, crossing IOCs, cancels.
+    pub measured_rest: u64,
+    /// Crossing IOC orders in the measured window.
+    pub measured_ioc: u64,
+    /// Cancels in the measured window.
+    pub measured_cancel: u64,
+    /// Messages per second actually sent over the measured window.
+    pub achieved_rate: f64,
+    /// Send lag (actual − intended send time) over the measured window.
+    pub send_lag: Latency,
+    /// Send lag of the last message, µs: large means the generator ended behind.
+    pub final_send_lag_us: f64,
+    /// Enter Order → Order Accepted.
+    pub accepted: Latency,
+    /// Crossing IOC → first Order Executed.
+    pub executed: Latency,
+    /// Cancel Order → Order Canceled.
+    pub canceled: Latency,
+    /// Actual send → gateway intake timestamp (from Order Accepted).
+    pub inbound_leg: Latency,
+    /// Gateway intake timestamp → Order Accepted read.
+    pub outbound_leg: Latency,
+    /// Per-second view of the measured window.
+    pub per_second: Vec<Second>,
+    /// Messages without their answer when the run ended (after the drain timeout).
+    pub unanswered: u64,
+    /// Those by kind, with a few examples (`index kind session token`), for diagnosis.
+    pub unanswered_by_kind: std::collections::BTreeMap<String, u64>,
+    /// A few unanswered messages: `index/kind/session/token`.
+    pub unanswered_examples: Vec<String>,
+    /// Messages sent but not answered at the moment the last one was sent.
+    pub in_flight_at_end: u64,
+    /// Order Rejected received (should be 0).
+    pub rejected: u64,
+    /// Their reasons (OUCH reject codes) and counts.
+    pub reject_reasons: std::collections::BTreeMap<char, u64>,
+    /// Cancel Reject received (a cancel racing a fill; expected to be rare).
+    pub cancel_rejected: u64,
+    /// Order Executed received (both sides).
+    pub executions: u64,
+    /// IOC remainders canceled by the engine.
+    pub ioc_remainders_canceled: u64,
+    /// Responses whose token was not this run's.
+    pub foreign_responses: u64,
+    /// Cancels whose order was filled completely while the cancel was in flight (counted
+    /// as answered by the fill, and left out of the cancel latency).
+    pub moot_cancels: u64,
+    /// Of those, how many the node answered with Cancel Reject, as OUCH requires.
+    pub moot_cancels_rejected: u64,
+    /// Why a session ended early, if one did.
+    pub session_errors: Vec<String>,
+    /// Thread CPU over the measured window (server threads when the server is managed).
+    pub cpu: Vec<ThreadCpu>,
+    /// With --pin-server-threads: what was pinned before the measured window.
+    pub pinned_server_threads: Vec<String>,
+}
+
+struct View {
+    live: VecDeque<u64>,
+    remaining: FxHashMap<u64, u32>,
+    /// Resting orders with a cancel in flight: target → (cancel's index, open shares).
+    canceling: FxHashMap<u64, (u64, u32)>,
+    rng: Rng,
+}
+
+struct Session {
+    name: String,
+    stream: TcpStream,
+    wbuf: Vec<u8>,
+    /// Fixed-size read buffer; `rbuf[..rlen]` holds bytes not yet decoded.
+    rbuf: Vec<u8>,
+    rlen: usize,
+    view: View,
+    last_sent_ns: u64,
+    error: Option<String>,
+}
+
+/// Per-message state and the recorders.
+struct Ledger {
+    tokens: Tokens,
+    t0: u64,
+    period_ns: f64,
+    first_measured: u64,
+    sent_ns: Vec<u64>,
+    meta: Vec<u8>,
+    sent: u64,
+    answered: u64,
+    real_offset: i128,
+    accepted: Histogram<u64>,
+    executed: Histogram<u64>,
+    canceled: Histogram<u64>,
+    inbound: Histogram<u64>,
+    outbound: Histogram<u64>,
+    send_lag: Histogram<u64>,
+    seconds: Vec<(Histogram<u64>, u64)>,
+    rejected: u64,
+    reject_reasons: std::collections::BTreeMap<char, u64>,
+    cancel_rejected: u64,
+    executions: u64,
+    ioc_remainders: u64,
+    foreign: u64,
+    moot_cancels: u64,
+    moot_cancels_rejected: u64,
+}
+
+fn histogram(sigfig: u8) -> anyhow::Result<Histogram<u64>> {
+    // 1 ns to 1 hour.
+    Histogram::new_with_bounds(1, 3_600 * NS_PER_S, sigfig).context("histogram bounds")
+}
+
+impl Ledger {
+    fn intended(&self, index: u64) -> u64 {
+        self.t0 + (index as f64 * self.period_ns) as u64
+    }
+
+    fn measured(&self, index: u64) -> bool {
+        index >= self.first_measured
+    }
+
+    fn second_of(&self, index: u64) -> usize {
+        let start = self.intended(self.first_measured);
+        (self.intended(index).saturating_sub(start) / NS_PER_S) as usize
+    }
+
+    /// Latency of message `index` answered at `recv_ns`, if it is measured.
+    fn latency(&self, index: u64, recv_ns: u64) -> Option<u64> {
+        self.measured(index)
+            .then(|| recv_ns.saturating_sub(self.intended(index)).max(1))
+    }
+
+    fn answer(&mut self, index: u64) -> bool {
+        let Some(meta) = self.meta.get_mut(index as usize) else {
+            return false;
+        };
+        if *meta & ANSWERED != 0 || self.sent_ns[index as usize] == 0 {
+            return false;
+        }
+        *meta |= ANSWERED;
+        self.answered += 1;
+        true
+    }
+
+    fn kind(&self, index: u64) -> Option<Kind> {
+        self.meta
+            .get(index as usize)
+            .and_then(|m| Kind::from_u8(m & 0x0f))
+    }
+}
+
+/// Logs in every session. Blocking, with a generous timeout: the server checks passwords
+/// with argon2, one at a time.
+fn login(endpoint: &Endpoint, count: usize) -> anyhow::Result<Vec<Session>> {
+    if endpoint.users.len() < count {
+        bail!(
+            "{count} sessions need {count} users, only {} given",
+            endpoint.users.len()
+        );
+    }
+    let decoder = FrameDecoder::new(DEFAULT_MAX_SERVER_PACKET_LEN);
+    let mut sessions = Vec::with_capacity(count);
+    for (index, (user, password)) in endpoint.users.iter().take(count).enumerate() {
+        let mut stream = std::net::TcpStream::connect(endpoint.addr)
+            .with_context(|| format!("connect to {}", endpoint.addr))?;
+        stream.set_nodelay(true)?;
+        stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+        let request = ClientPacket::LoginRequest(LoginRequest {
+            username: Username::new(user).context("user name (at most 6 characters)")?,
+            password: Password::new(password).context("password (at most 10 characters)")?,
+            requested_session: SessionId::BLANK,
+            requested_sequence_number: 0,
+        });
+        let mut out = Vec::new();
+        request.encode(&mut out)?;
+        stream.write_all(&out)?;
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 256];
+        loop {
+            if let Some((packet, used)) = decoder.decode_server(&buf)? {
+                match packet {
+                    ServerPacket::LoginAccepted(_) => {
+                        buf.drain(..used);
+                        break;
+                    }
+                    ServerPacket::LoginRejected(reason) => {
+                        bail!("login of {user} rejected: {reason:?}")
+                    }
+                    _ => {
+                        buf.drain(..used);
+                        continue;
+                    }
+                }
+            }
+            let n = stream
+                .read(&mut chunk)
+                .with_context(|| format!("waiting for the login of {user}"))?;
+            if n == 0 {
+                bail!("server closed the connection during the login of {user}");
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        stream.set_read_timeout(None)?;
+        stream.set_nonblocking(true)?;
+        let mut rbuf = vec![0u8; READ_BUFFER_BYTES];
+        let rlen = buf.len().min(READ_BUFFER_BYTES);
+        rbuf[..rlen].copy_from_slice(&buf[..rlen]);
+        sessions.push(Session {
+            name: user.clone(),
+            stream: TcpStream::from_std(stream),
+            wbuf: Vec::with_capacity(64 * 1024),
+            rbuf,
+            rlen,
+            view: View {
+                live: VecDeque::new(),
+                remaining: FxHashMap::default(),
+                canceling: FxHashMap::default(),
+                rng: Rng::new(0x5EED ^ (index as u64 + 1).wrapping_mul(0x1234_5678_9ABC_DEF1)),
+            },
+            last_sent_ns: sys::mono_ns(),
+            error: None,
+        });
+    }
+    Ok(sessions)
+}
+
+/// Runs one open-loop run against `endpoint` and returns what it measured.
+pub fn run(
+    endpoint: &Endpoint,
+    sessions_count: usize,
+    plan: &Plan,
+    progress: &ProgressBar,
+) -> anyhow::Result<RunResult> {
+    let mut sessions = login(endpoint, sessions_count)?;
+    for (session, rng_seed) in sessions.iter_mut().zip(0u64..) {
+        session.view.rng = Rng::new(plan.seed ^ (rng_seed + 1).wrapping_mul(0x9E37_79B9));
+    }
+    let mut poll = Poll::new()?;
+    for (index, session) in sessions.iter_mut().enumerate() {
+        poll.registry().register(
+            &mut session.stream,
+            Token(index),
+            Interest::READABLE | Interest::WRITABLE,
+        )?;
+    }
+    let mut timer = TimerFd::new()?;
+    let timer_fd = std::os::fd::AsRawFd::as_raw_fd(&timer);
+    poll.registry()
+        .register(&mut SourceFd(&timer_fd), TIMER, Interest::READABLE)?;
+
+    let period_ns = NS_PER_S as f64 / plan.rate;
+    let warm = (plan.warmup.as_secs_f64() * plan.rate).round() as u64;
+    let total = warm + (plan.duration.as_secs_f64() * plan.rate).round() as u64;
+    let len = usize::try_from(total).context("run too long")?;
+    let measured_seconds = plan.duration.as_secs() as usize + 1;
+    let mut seconds = Vec::with_capacity(measured_seconds);
+    for _ in 0..measured_seconds {
+        seconds.push((histogram(2)?, 0));
+    }
+    // Real time = monotonic + offset (sampled back to back; error ~ tens of ns).
+    let real_offset = {
+        let a = sys::mono_ns();
+        let r = sys::real_ns();
+        let b = sys::mono_ns();
+        i128::from(r) - i128::from(a / 2 + b / 2)
+    };
+    let start = sys::mono_ns() + 20_000_000;
+    let mut ledger = Ledger {
+        tokens: Tokens::new(plan.seed ^ start),
+        t0: start,
+        period_ns,
+        first_measured: warm,
+        sent_ns: vec![0; len],
+        meta: vec![0; len],
+        sent: 0,
+        answered: 0,
+        real_offset,
+        accepted: histogram(3)?,
+        executed: histogram(3)?,
+        canceled: histogram(3)?,
+        inbound: histogram(3)?,
+        outbound: histogram(3)?,
+        send_lag: histogram(3)?,
+        seconds,
+        rejected: 0,
+        reject_reasons: std::collections::BTreeMap::new(),
+        cancel_rejected: 0,
+        executions: 0,
+        ioc_remainders: 0,
+        foreign: 0,
+        moot_cancels: 0,
+        moot_cancels_rejected: 0,
+    };
+    let decoder = FrameDecoder::new(DEFAULT_MAX_SERVER_PACKET_LEN);
+    let mut events = Events::with_capacity(1024);
+    let mut next: u64 = 0;
+    let mut dirty = vec![false; sessions.len()];
+    let mut scratch = Vec::with_capacity(64);
+    let mut last_progress = 0u64;
+    let mut last_heartbeat_check = start;
+    let mut send_end: Option<u64> = None;
+    let tick_ns = plan.tick.as_nanos() as u64;
+    let mut last_send_wake = 0u64;
+    let mut in_flight_at_end = 0;
+    let mut final_lag = 0;
+    // CPU samples: taken a little before the measured window and after its last send.
+    let cpu_mark = warm.saturating_sub((plan.rate * 0.2) as u64);
+    let mut cpu_start: Option<(u64, u64, Vec<ThreadTimes>, Vec<ThreadTimes>)> = None;
+    let mut cpu_end: Option<(u64, u64, Vec<ThreadTimes>, Vec<ThreadTimes>)> = None;
+    let snapshot = |sent: u64| {
+        (
+            sys::mono_ns(),
+            sent,
+            plan.server_pid
+                .map(|pid| sys::thread_times(&pid.to_string()))
+                .unwrap_or_default(),
+            sys::thread_times("self"),
+        )
+    };
+    let mut pinned_threads = Vec::new();
+    let pin_server = || match (&plan.pin_server_threads, plan.server_pid) {
+        (Some(cores), Some(pid)) => sys::pin_threads_except(pid, "keel-matching", cores),
+        _ => Vec::new(),
+    };
+    pin_server();
+    let total_ns = ledger.intended(total) - start;
+    progress.set_length(total_ns / 1_000_000);
+
+    loop {
+        let now = sys::mono_ns();
+        // 1. Send everything due (never early).
+        if next < total && now >= ledger.intended(next) && now >= last_send_wake + tick_ns {
+            last_send_wake = now;
+            let due = (((now - start) as f64 / period_ns) as u64 + 1).min(total);
+            let batch_end = due.min(next + MAX_BATCH).max(next + 1);
+            for index in next..batch_end {
+                if cpu_start.is_none() && index >= cpu_mark {
+                    pinned_threads = pin_server();
+                    cpu_start = Some(snapshot(ledger.sent));
+                }
+                let session = (index % sessions.len() as u64) as usize;
+                emit(
+                    &mut sessions[session],
+                    &mut ledger,
+                    plan,
+                    index,
+                    now,
+                    &mut scratch,
+                );
+                dirty[session] = true;
+            }
+            next = batch_end;
+            for (session, flag) in sessions.iter_mut().zip(dirty.iter_mut()) {
+                if std::mem::take(flag) {
+                    flush(session, now);
+                }
+            }
+            if next == total {
+                send_end = Some(now);
+                final_lag = now.saturating_sub(ledger.intended(total - 1));
+                in_flight_at_end = ledger.sent - ledger.answered;
+                cpu_end = Some(snapshot(ledger.sent));
+            }
+        }
+        // 2. Housekeeping: progress, heartbeats, the end.
+        if now.saturating_sub(last_progress) >= 100_000_000 {
+            last_progress = now;
+            progress.set_position(now.saturating_sub(start) / 1_000_000);
+            let lag = if next < total && next > 0 {
+                now.saturating_sub(ledger.intended(next - 1)) as f64 / 1000.0
+            } else {
+                0.0
+            };
+            progress.set_message(format!(
+                "sent {} answered {} lag {:.0} µs",
+                ledger.sent, ledger.answered, lag
+            ));
+        }
+        if now.saturating_sub(last_heartbeat_check) >= 200_000_000 {
+            last_heartbeat_check = now;
+            for session in &mut sessions {
+                if now.saturating_sub(session.last_sent_ns) >= HEARTBEAT_NS {
+                    let _ = ClientPacket::ClientHeartbeat.encode(&mut session.wbuf);
+                    flush(session, now);
+                }
+            }
+        }
+        if let Some(end) = send_end {
+            if ledger.answered >= ledger.sent
+                || now.saturating_sub(end) >= plan.drain_timeout.as_nanos() as u64
+            {
+                break;
+            }
+        }
+        if sessions.iter().all(|s| s.error.is_some()) {
+            break;
+        }
+        // 3. Wait for the next send time or for responses.
+        let timeout = if next < total {
+            timer.arm_at(ledger.intended(next).max(last_send_wake + tick_ns))?;
+            None
+        } else {
+            Some(Duration::from_millis(10))
+        };
+        match poll.poll(&mut events, timeout) {
+            Ok(()) => {}
+            Err(error) if error.kind() == ErrorKind::Interrupted => continue,
+            Err(error) => return Err(error.into()),
+        }
+        for event in events.iter() {
+            let token = event.token();
+            if token == TIMER {
+                timer.fired();
+                continue;
+            }
+            let Some(session) = sessions.get_mut(token.0) else {
+                continue;
+            };
+            if event.is_readable() || event.is_read_closed() || event.is_error() {
+                receive(session, &mut ledger, &decoder);
+            }
+            if event.is_writable() && !session.wbuf.is_empty() {
+                flush(session, sys::mono_ns());
+            }
+        }
+    }
+    progress.set_position(progress.length().unwrap_or(0));
+
+    // Log out politely.
+    for session in &mut sessions {
+        let _ = ClientPacket::LogoutRequest.encode(&mut session.wbuf);
+        flush(session, sys::mono_ns());
+    }
+    let session_errors: Vec<String> = sessions
+        .iter()
+        .filter_map(|s| s.error.as_ref().map(|e| format!("{}: {e}", s.name)))
+        .collect();
+
+    let measured = total - warm;
+    let (mut rest, mut ioc, mut cancel) = (0, 0, 0);
+    for meta in ledger.meta.iter().skip(warm as usize) {
+        match Kind::from_u8(meta & 0x0f) {
+            Some(Kind::Rest) => rest += 1,
+            Some(Kind::Ioc) => ioc += 1,
+            Some(Kind::Cancel) => cancel += 1,
+            None => {}
+        }
+    }
+    let mut unanswered_by_kind = std::collections::BTreeMap::new();
+    let mut unanswered_examples = Vec::new();
+    for (index, meta) in ledger.meta.iter().enumerate() {
+        if ledger.sent_ns[index] != 0 && meta & ANSWERED == 0 {
+            let kind = format!("{:?}", Kind::from_u8(meta & 0x0f));
+            if unanswered_examples.len() < 8 {
+                unanswered_examples.push(format!(
+                    "{index}/{kind}/{}/{}",
+                    sessions[index % sessions.len()].name,
+                    ledger.tokens.token(index as u64)
+                ));
+            }
+            *unanswered_by_kind.entry(kind).or_insert(0) += 1;
+        }
+    }
+    let first_sent = ledger.sent_ns.get(warm as usize).copied().unwrap_or(0);
+    let last_sent = ledger.sent_ns.last().copied().unwrap_or(0);
+    let span = last_sent.saturating_sub(first_sent) as f64 / NS_PER_S as f64;
+    let achieved_rate = if span > 0.0 {
+        (measured.saturating_sub(1)) as f64 / span
+    } else {
+        0.0
+    };
+    let per_second = ledger
+        .seconds
+        .iter()
+        .enumerate()
+        .filter(|(_, (h, _))| !h.is_empty())
+        .map(|(second, (h, lag))| Second {
+            second: second as u32,
+            accepted: h.len(),
+            p50_us: h.value_at_quantile(0.5) as f64 / 1000.0,
+            p99_us: h.value_at_quantile(0.99) as f64 / 1000.0,
+            max_us: h.max() as f64 / 1000.0,
+            max_send_lag_us: *lag as f64 / 1000.0,
+        })
+        .collect();
+    let cpu = match (cpu_start, cpu_end) {
+        (Some(a), Some(b)) => cpu_delta(&a, &b),
+        _ => Vec::new(),
+    };
+    Ok(RunResult {
+        offered_rate: plan.rate,
+        sessions: sessions.len(),
+        measured_messages: measured,
+        measured_rest: rest,
+        measured_ioc: ioc,
+        measured_cancel: cancel,
+        achieved_rate,
+        send_lag: Latency::of(&ledger.send_lag, false),
+        final_send_lag_us: final_lag as f64 / 1000.0,
+        accepted: Latency::of(&ledger.accepted, true),
+        executed: Latency::of(&ledger.executed, true),
+        canceled: Latency::of(&ledger.canceled, false),
+        inbound_leg: Latency::of(&ledger.inbound, false),
+        outbound_leg: Latency::of(&ledger.outbound, false),
+        per_second,
+        unanswered: ledger.sent - ledger.answered,
+        unanswered_by_kind,
+        unanswered_examples,
+        in_flight_at_end,
+        rejected: ledger.rejected,
+        reject_reasons: ledger.reject_reasons.clone(),
+        cancel_rejected: ledger.cancel_rejected,
+        executions: ledger.executions,
+        ioc_remainders_canceled: ledger.ioc_remainders,
+        foreign_responses: ledger.foreign,
+        moot_cancels: ledger.moot_cancels,
+        moot_cancels_rejected: ledger.moot_cancels_rejected,
+        session_errors,
+        cpu,
+        pinned_server_threads: pinned_threads,
+    })
+}
+
+type CpuSample = (u64, u64, Vec<ThreadTimes>, Vec<ThreadTimes>);
+
+fn cpu_delta(start: &CpuSample, end: &CpuSample) -> Vec<ThreadCpu> {
+    let wall = end.0.saturating_sub(start.0) as f64 / NS_PER_S as f64;
+    let messages = end.1.saturating_sub(start.1).max(1) as f64;
+    let mut out = Vec::new();
+    for (process, before, after) in [
+        ("server", &start.2, &end.2),
+        ("generator", &start.3, &end.3),
+    ] {
+        for thread in after {
+            let Some(old) = before.iter().find(|t| t.tid == thread.tid) else {
+                continue;
+            };
+            let cpu = thread.cpu_s - old.cpu_s;
+            let voluntary = thread
+                .voluntary_switches
+                .saturating_sub(old.voluntary_switches);
+            let involuntary = thread
+                .involuntary_switches
+                .saturating_sub(old.involuntary_switches);
+            if cpu <= 0.0 && voluntary == 0 && involuntary == 0 {
+                continue;
+            }
+            out.push(ThreadCpu {
+                process: process.to_string(),
+                thread: thread.name.clone(),
+                cores: if wall > 0.0 { cpu / wall } else { 0.0 },
+                us_per_message: cpu * 1e6 / messages,
+                voluntary_per_message: voluntary as f64 / messages,
+                preemptions_per_s: if wall > 0.0 {
+                    involuntary as f64 / wall
+                } else {
+                    0.0
+                },
+            });
+        }
+    }
+    out
+}
+
+/// Decides and queues message `index` on its session.
+fn emit(
+    session: &mut Session,
+    ledger: &mut Ledger,
+    plan: &Plan,
+    index: u64,
+    now: u64,
+    scratch: &mut Vec<u8>,
+) {
+    let view = &mut session.view;
+    let mix = &plan.mix;
+    let mut kind = if view.rng.below(100) < mix.ioc_pct {
+        Kind::Ioc
+    } else if view.remaining.len() >= mix.resting_per_session {
+        Kind::Cancel
+    } else {
+        Kind::Rest
+    };
+    let message: InboundMessage = loop {
+        match kind {
+            Kind::Cancel => {
+                let mut target = None;
+                while let Some(candidate) = view.live.pop_front() {
+                    if let Some(open) = view.remaining.remove(&candidate) {
+                        target = Some((candidate, open));
+                        break;
+                    }
+                }
+                match target {
+                    Some((target, open)) => {
+                        view.canceling.insert(target, (index, open));
+                        break flow::cancel_order(&ledger.tokens, target);
+                    }
+                    None => kind = Kind::Rest,
+                }
+            }
+            Kind::Rest | Kind::Ioc => {
+                let (message, shares) =
+                    flow::enter_order(&ledger.tokens, index, plan.stock, mix, kind, &mut view.rng);
+                if kind == Kind::Rest {
+                    view.live.push_back(index);
+                    view.remaining.insert(index, shares);
+                }
+                break message;
+            }
+        }
+    };
+    scratch.clear();
+    message.encode_unsequenced(scratch);
+    session.wbuf.extend_from_slice(scratch);
+    let slot = index as usize;
+    ledger.sent_ns[slot] = now;
+    ledger.meta[slot] = kind as u8;
+    ledger.sent += 1;
+    if ledger.measured(index) {
+        let lag = now.saturating_sub(ledger.intended(index));
+        ledger.send_lag.saturating_record(lag.max(1));
+        let second = ledger.second_of(index);
+        if let Some(entry) = ledger.seconds.get_mut(second) {
+            entry.1 = entry.1.max(lag);
+        }
+    }
+}
+
+/// Writes what the session has queued, as far as the socket takes it.
+fn flush(session: &mut Session, now: u64) {
+    if session.error.is_some() {
+        session.wbuf.clear();
+        return;
+    }
+    let mut written = 0;
+    while written < session.wbuf.len() {
+        match session.stream.write(&session.wbuf[written..]) {
+            Ok(0) => break,
+            Ok(n) => written += n,
+            Err(error) if error.kind() == ErrorKind::WouldBlock => break,
+            Err(error) if error.kind() == ErrorKind::Interrupted => continue,
+            Err(error) => {
+                session.error = Some(format!("write: {error}"));
+                break;
+            }
+        }
+    }
+    if written > 0 {
+        session.wbuf.drain(..written);
+        session.last_sent_ns = now;
+    }
+}
+
+/// Reads everything available on a session and handles each response.
+fn receive(session: &mut Session, ledger: &mut Ledger, decoder: &FrameDecoder) {
+    if session.error.is_some() {
+        return;
+    }
+    loop {
+        if session.rlen == session.rbuf.len() {
+            // A full buffer always holds complete packets (a packet is < 1 KiB), so this
+            // only happens if decoding below stopped on an error.
+            return;
+        }
+        let space = session.rbuf.len() - session.rlen;
+        let read = session.stream.read(&mut session.rbuf[session.rlen..]);
+        let recv_ns = sys::mono_ns();
+        // A short read drained the socket: with edge-triggered readiness, any byte arriving
+        // later raises a new event, so there is no need for a read that says WouldBlock.
+        let drained = match read {
+            Ok(0) => {
+                session.error = Some("server closed the connection".into());
+                return;
+            }
+            Ok(n) => {
+                session.rlen += n;
+                n < space
+            }
+            Err(error) => match error.kind() {
+                ErrorKind::WouldBlock => return,
+                ErrorKind::Interrupted => continue,
+                _ => {
+                    session.error = Some(format!("read: {error}"));
+                    return;
+                }
+            },
+        };
+        let mut consumed = 0;
+        loop {
+            match decoder.decode_server(&session.rbuf[consumed..session.rlen]) {
+                Ok(Some((packet, used))) => {
+                    consumed += used;
+                    match packet {
+                        ServerPacket::SequencedData(payload) => {
+                            match OutboundMessage::decode(payload) {
+                                Ok(message) => handle(&mut session.view, ledger, &message, recv_ns),
+                                Err(error) => {
+                                    session.error = Some(format!("bad OUCH message: {error}"));
+                                }
+                            }
+                        }
+                        ServerPacket::EndOfSession => {
+                            session.error = Some("server sent End of Session".into());
+                        }
+                        _ => {}
+                    }
+                }
+                Ok(None) => break,
+                Err(error) => {
+                    session.error = Some(format!("bad SoupBinTCP packet: {error}"));
+                    break;
+                }
+            }
+        }
+        session.rbuf.copy_within(consumed..session.rlen, 0);
+        session.rlen -= consumed;
+        if session.error.is_some() || drained {
+            return;
+        }
+    }
+}
+
+/// Applies one response to the session's view and the recorders.
+fn handle(view: &mut View, ledger: &mut Ledger, message: &OutboundMessage, recv_ns: u64) {
+    let Some(token) = message.order_token() else {
+        return;
+    };
+    let Some(index) = ledger.tokens.index(&token) else {
+        ledger.foreign += 1;
+        return;
+    };
+    match message {
+        OutboundMessage::OrderAccepted(accepted) => {
+            if !ledger.answer(index) {
+                return;
+            }
+            if let Some(latency) = ledger.latency(index, recv_ns) {
+                ledger.accepted.saturating_record(latency);
+                let second = ledger.second_of(index);
+                if let Some(entry) = ledger.seconds.get_mut(second) {
+                    entry.0.saturating_record(latency);
+                }
+                // Split at the gateway's intake timestamp (ns since UTC midnight).
+                let sent_real = i128::from(ledger.sent_ns[index as usize]) + ledger.real_offset;
+                let recv_real = i128::from(recv_ns) + ledger.real_offset;
+                let day = i128::from(NS_PER_DAY);
+                let midnight = recv_real - recv_real.rem_euclid(day);
+                let mut stamp = midnight + i128::from(accepted.timestamp);
+                if stamp > recv_real + day / 2 {
+                    stamp -= day;
+                }
+                let inbound = (stamp - sent_real).max(1);
+                let outbound = (recv_real - stamp).max(1);
+                ledger
+                    .inbound
+                    .saturating_record(u64::try_from(inbound).unwrap_or(u64::MAX));
+                ledger
+                    .outbound
+                    .saturating_record(u64::try_from(outbound).unwrap_or(u64::MAX));
+            }
+        }
+        OutboundMessage::OrderRejected(rejected) => {
+            ledger.rejected += 1;
+            *ledger
+                .reject_reasons
+                .entry(char::from(rejected.reason.code()))
+                .or_insert(0) += 1;
+            ledger.answer(index);
+            view.remaining.remove(&index);
+        }
+        OutboundMessage::OrderExecuted(executed) => {
+            ledger.executions += 1;
+            if executed.liquidity_flag == LiquidityFlag::Removed
+                && ledger.kind(index) == Some(Kind::Ioc)
+            {
+                let slot = index as usize;
+                if ledger.meta[slot] & EXECUTED == 0 {
+                    ledger.meta[slot] |= EXECUTED;
+                    if let Some(latency) = ledger.latency(index, recv_ns) {
+                        ledger.executed.saturating_record(latency);
+                    }
+                }
+            } else if let Some(open) = view.remaining.get_mut(&index) {
+                *open = open.saturating_sub(executed.executed_shares);
+                if *open == 0 {
+                    view.remaining.remove(&index);
+                }
+            } else if let Some((cancel, open)) = view.canceling.get_mut(&index) {
+                // A fill racing the cancel: if it fills the order, the cancel is moot. OUCH
+                // answers it with Cancel Reject; count whether that really arrives.
+                *open = open.saturating_sub(executed.executed_shares);
+                if *open == 0 {
+                    let cancel = *cancel;
+                    ledger.moot_cancels += 1;
+                    if ledger.answer(cancel) {
+                        ledger.meta[cancel as usize] |= MOOT;
+                    }
+                }
+            }
+        }
+        OutboundMessage::OrderCanceled(canceled) => {
+            if canceled.reason == CancelReason::UserRequested {
+                if let Some((cancel, _)) = view.canceling.remove(&index) {
+                    if ledger.answer(cancel) {
+                        if let Some(latency) = ledger.latency(cancel, recv_ns) {
+                            ledger.canceled.saturating_record(latency);
+                        }
+                    }
+                }
+            } else {
+                ledger.ioc_remainders += 1;
+                view.remaining.remove(&index);
+            }
+        }
+        OutboundMessage::CancelReject(_) => {
+            ledger.cancel_rejected += 1;
+            if let Some((cancel, _)) = view.canceling.remove(&index) {
+                if ledger.meta[cancel as usize] & MOOT != 0 {
+                    ledger.moot_cancels_rejected += 1;
+                } else {
+                    ledger.answer(cancel);
+                }
+            }
+        }
+        _ => {}
+    }
+}

@@ -1,0 +1,409 @@
+//! Result files: the machine line, JSON (everything measured) and a Markdown summary.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::Serialize;
+
+use crate::e2e::{Report, RunRecord, Spread};
+
+/// What the figures were measured on.
+#[derive(Clone, Debug, Serialize)]
+pub struct Machine {
+    /// CPU model as `/proc/cpuinfo` reports it.
+    pub cpu: String,
+    /// Online cores.
+    pub cores: usize,
+    /// Kernel release.
+    pub kernel: String,
+    /// Memory, GiB.
+    pub memory_gib: f64,
+    /// `git rev-parse --short HEAD` of the workspace, with `+dirty` if it has changes.
+    pub commit: String,
+    /// Seconds since the Unix epoch when the run started.
+    pub unix_time: u64,
+    /// The same, as an ISO 8601 UTC date-time.
+    pub date: String,
+}
+
+impl Machine {
+    /// Reads `/proc` and git.
+    pub fn detect() -> Machine {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu = cpuinfo
+            .lines()
+            .find_map(|line| line.strip_prefix("model name"))
+            .and_then(|rest| rest.split_once(':'))
+            .map_or_else(|| "unknown".to_string(), |(_, v)| v.trim().to_string());
+        let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .map_or_else(|_| "unknown".to_string(), |s| s.trim().to_string());
+        let memory_gib = std::fs::read_to_string("/proc/meminfo")
+            .ok()
+            .and_then(|text| {
+                text.lines()
+                    .find_map(|l| l.strip_prefix("MemTotal:"))
+                    .and_then(|rest| rest.split_whitespace().next()?.parse::<f64>().ok())
+            })
+            .map_or(0.0, |kib| kib / (1024.0 * 1024.0));
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let git = |args: &[&str]| {
+            std::process::Command::new("git")
+                .args(args)
+                .current_dir(&workspace)
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        };
+        let mut commit = git(&["rev-parse", "--short", "HEAD"]).unwrap_or_else(|| "unknown".into());
+        if git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty()) {
+            commit.push_str("+dirty");
+        }
+        let unix_time = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        Machine {
+            cpu,
+            cores: crate::sys::cpu_count(),
+            kernel,
+            memory_gib,
+            commit,
+            unix_time,
+            date: iso_date(unix_time),
+        }
+    }
+
+    /// One line for a report header.
+    pub fn line(&self) -> String {
+        format!(
+            "{}, {} cores, {:.0} GiB, Linux {}, commit {}, {}",
+            self.cpu, self.cores, self.memory_gib, self.kernel, self.commit, self.date
+        )
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` for a Unix time.
+fn iso_date(unix: u64) -> String {
+    let days = (unix / 86_400) as i64;
+    let secs = unix % 86_400;
+    // Howard Hinnant's civil-from-days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
+/// Writes `<dir>/<label>.json` and `<dir>/<label>.md`, plus a timestamped copy of the JSON
+/// under `<dir>/runs/`. Returns the two main paths.
+pub fn write(dir: &Path, label: &str, report: &Report) -> anyhow::Result<(PathBuf, PathBuf)> {
+    std::fs::create_dir_all(dir.join("runs"))
+        .with_context(|| format!("cannot create {}", dir.display()))?;
+    let json = serde_json::to_string_pretty(report)?;
+    let json_path = dir.join(format!("{label}.json"));
+    std::fs::write(&json_path, &json)?;
+    std::fs::write(
+        dir.join("runs")
+            .join(format!("{label}-{}.json", report.machine.unix_time)),
+        &json,
+    )?;
+    let md_path = dir.join(format!("{label}.md"));
+    std::fs::write(&md_path, markdown(report))?;
+    Ok((json_path, md_path))
+}
+
+fn us(value: f64) -> String {
+    if !value.is_finite() {
+        "–".to_string()
+    } else if value >= 100.0 {
+        group(value.round() as u64)
+    } else {
+        format!("{value:.1}")
+    }
+}
+
+fn group(value: u64) -> String {
+    let digits = value.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn spread(s: Option<&Spread>, unit: fn(f64) -> String) -> String {
+    match s {
+        Some(s) => format!("**{}** ({}–{})", unit(s.median), unit(s.min), unit(s.max)),
+        None => "–".into(),
+    }
+}
+
+fn rate(value: f64) -> String {
+    group(value.round().max(0.0) as u64)
+}
+
+/// A one-line summary of a run for the terminal.
+pub fn one_line(record: &RunRecord) -> String {
+    let r = &record.result;
+    format!(
+        "{:.0}/s offered, {:.0}/s sent, load {:.2}→{:.2}: accepted p50 {} p99 {} p99.9 {} max {} µs; executed p50 {} p99 {} µs; send lag p99 {} µs, final {} µs; {}",
+        r.offered_rate,
+        r.achieved_rate,
+        record.load_before,
+        record.load_after,
+        us(r.accepted.p50_us),
+        us(r.accepted.p99_us),
+        us(r.accepted.p99_9_us),
+        us(r.accepted.max_us),
+        us(r.executed.p50_us),
+        us(r.executed.p99_us),
+        us(r.send_lag.p99_us),
+        us(r.final_send_lag_us),
+        record.verdict
+    )
+}
+
+fn run_rows(out: &mut String, records: &[RunRecord], first_column: &str) {
+    let _ = writeln!(
+        out,
+        "| {first_column} | load 1-min (before→after) | sent/s | accepted p50 | p99 | p99.9 | p99.99 | max | executed p50 | p99 | p99.9 | max | canceled p50 | p99 | send lag p99 | final lag | in flight at end | verdict |"
+    );
+    let _ = writeln!(
+        out,
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    );
+    for record in records {
+        let r = &record.result;
+        let first = if first_column == "run" {
+            record.run.to_string()
+        } else {
+            rate(r.offered_rate)
+        };
+        let _ = writeln!(
+            out,
+            "| {first} | {:.2}→{:.2} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            record.load_before,
+            record.load_after,
+            rate(r.achieved_rate),
+            us(r.accepted.p50_us),
+            us(r.accepted.p99_us),
+            us(r.accepted.p99_9_us),
+            us(r.accepted.p99_99_us),
+            us(r.accepted.max_us),
+            us(r.executed.p50_us),
+            us(r.executed.p99_us),
+            us(r.executed.p99_9_us),
+            us(r.executed.max_us),
+            us(r.canceled.p50_us),
+            us(r.canceled.p99_us),
+            us(r.send_lag.p99_us),
+            us(r.final_send_lag_us),
+            r.in_flight_at_end,
+            record.verdict
+        );
+    }
+}
+
+fn count_rows(out: &mut String, records: &[RunRecord]) {
+    let _ = writeln!(
+        out,
+        "\n| run | rate | measured messages (rest / IOC / cancel) | executions | IOC remainders canceled | Order Rejected | Cancel Reject | cancels whose order filled first (answered with Cancel Reject) | unanswered |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|");
+    for record in records {
+        let r = &record.result;
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} ({} / {} / {}) | {} | {} | {} | {} | {} ({}) | {} |",
+            record.run,
+            rate(r.offered_rate),
+            group(r.measured_messages),
+            group(r.measured_rest),
+            group(r.measured_ioc),
+            group(r.measured_cancel),
+            group(r.executions),
+            group(r.ioc_remainders_canceled),
+            r.rejected,
+            r.cancel_rejected,
+            r.moot_cancels,
+            r.moot_cancels_rejected,
+            r.unanswered
+        );
+    }
+}
+
+fn cpu_rows(out: &mut String, record: &RunRecord) {
+    if record.result.cpu.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\nThread CPU over the measured window of run {} ({:.0} messages/s offered):\n",
+        record.run, record.result.offered_rate
+    );
+    let _ = writeln!(
+        out,
+        "| process | thread | cores used | CPU µs per message | voluntary switches per message | preemptions/s |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|---|");
+    for cpu in &record.result.cpu {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {:.2} | {:.2} | {:.2} | {:.0} |",
+            cpu.process,
+            cpu.thread,
+            cpu.cores,
+            cpu.us_per_message,
+            cpu.voluntary_per_message,
+            cpu.preemptions_per_s
+        );
+    }
+}
+
+/// The Markdown summary.
+pub fn markdown(report: &Report) -> String {
+    let mut out = String::new();
+    let args = &report.args;
+    let _ = writeln!(out, "# keel-perf {}\n", report.kind);
+    let _ = writeln!(out, "- machine: {}", report.machine.line());
+    let _ = writeln!(out, "- command: `{}`", report.command);
+    let _ = writeln!(
+        out,
+        "- node: {}; {} sessions; mix: {}% crossing IOC, the rest resting limit orders and cancels (≤ {} live resting orders per session); latencies in µs from the intended send time",
+        if args.server.is_some() {
+            "external (--server)".to_string()
+        } else {
+            format!("`keel serve`, durability {:?}", args.durability).to_lowercase()
+        },
+        args.sessions,
+        args.ioc_pct,
+        args.resting_per_session
+    );
+    if !report.runs.is_empty() {
+        let s = &report.summary;
+        let _ = writeln!(
+            out,
+            "\n## Summary: median (min–max) of {} runs at {} messages/s offered\n",
+            report.runs.len(),
+            rate(args.rate)
+        );
+        let _ = writeln!(
+            out,
+            "| figure | order → Accepted | IOC → Executed | cancel → Canceled |"
+        );
+        let _ = writeln!(out, "|---|---|---|---|");
+        for (name, key) in [
+            ("p50", "p50"),
+            ("p99", "p99"),
+            ("p99.9", "p99_9"),
+            ("p99.99", "p99_99"),
+            ("max", "max"),
+        ] {
+            let _ = writeln!(
+                out,
+                "| {name} | {} | {} | {} |",
+                spread(s.get(&format!("accepted_{key}_us")), us),
+                spread(s.get(&format!("executed_{key}_us")), us),
+                spread(s.get(&format!("canceled_{key}_us")), us),
+            );
+        }
+        let _ = writeln!(
+            out,
+            "\nSent: {} messages/s; send lag p99 {} µs, max {} µs, at the end {} µs; split of order → Accepted at the gateway's intake timestamp: inbound (send → intake) p50 {} / p99 {} µs, outbound (intake → Accepted read) p50 {} / p99 {} µs; 1-min load {} before, {} after.\n",
+            spread(s.get("achieved_rate"), rate),
+            spread(s.get("send_lag_p99_us"), us),
+            spread(s.get("send_lag_max_us"), us),
+            spread(s.get("final_send_lag_us"), us),
+            spread(s.get("inbound_leg_p50_us"), us),
+            spread(s.get("inbound_leg_p99_us"), us),
+            spread(s.get("outbound_leg_p50_us"), us),
+            spread(s.get("outbound_leg_p99_us"), us),
+            spread(s.get("load_before"), |v| format!("{v:.2}")),
+            spread(s.get("load_after"), |v| format!("{v:.2}")),
+        );
+        let _ = writeln!(out, "## Runs\n");
+        run_rows(&mut out, &report.runs, "run");
+        count_rows(&mut out, &report.runs);
+        if let Some(median) = median_run(&report.runs) {
+            cpu_rows(&mut out, median);
+        }
+    }
+    for sweep in &report.sweeps {
+        let _ = writeln!(
+            out,
+            "\n## Sweep {}: highest rate sustained {} messages/s{}\n",
+            sweep.sweep,
+            rate(sweep.max_sustained_rate),
+            sweep
+                .first_failing_rate
+                .map(|r| format!(
+                    " (first failing {}: {})",
+                    rate(r),
+                    sweep.failing_verdict.clone().unwrap_or_default()
+                ))
+                .unwrap_or_default()
+        );
+        run_rows(&mut out, &sweep.steps, "offered/s");
+        count_rows(&mut out, &sweep.steps);
+        if let Some(last_good) = sweep
+            .steps
+            .iter()
+            .filter(|s| s.sustained)
+            .max_by(|a, b| a.result.offered_rate.total_cmp(&b.result.offered_rate))
+        {
+            cpu_rows(&mut out, last_good);
+        }
+    }
+    if let Some(best) = report.summary.get("max_sustained_rate") {
+        let _ = writeln!(
+            out,
+            "\n**Highest rate sustained: median {} messages/s (min {}, max {}) over {} sweeps.**",
+            rate(best.median),
+            rate(best.min),
+            rate(best.max),
+            report.sweeps.len()
+        );
+    }
+    out
+}
+
+/// The run whose Order Accepted p50 is the median one.
+fn median_run(runs: &[RunRecord]) -> Option<&RunRecord> {
+    let mut sorted: Vec<&RunRecord> = runs.iter().collect();
+    sorted.sort_by(|a, b| {
+        a.result
+            .accepted
+            .p50_us
+            .total_cmp(&b.result.accepted.p50_us)
+    });
+    sorted.get(sorted.len() / 2).copied()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_and_grouping() {
+        assert_eq!(iso_date(0), "1970-01-01T00:00:00Z");
+        assert_eq!(iso_date(1_763_683_200 + 3_661), "2025-11-21T01:01:01Z");
+        assert_eq!(group(1_234_567), "1,234,567");
+        assert_eq!(group(999), "999");
+        assert_eq!(us(12.345), "12.3");
+        assert_eq!(us(1234.4), "1,234");
+    }
+}

@@ -1,0 +1,237 @@
+//! A `keel serve` node managed by the benchmark: a configuration written into a temporary
+//! directory (users with known passwords, one instrument, the durability asked for), the
+//! `keel` binary spawned on it, and a clean SIGTERM shutdown at the end.
+
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+use crate::sys;
+
+/// The generated users' password (at most 10 characters, as SoupBinTCP allows).
+pub const PASSWORD: &str = "perfpass";
+/// The generated instrument's OUCH symbol.
+pub const SYMBOL: &str = "PERF";
+/// Its price scale (OUCH units per tick: ticks of $0.01).
+pub const PRICE_SCALE: u32 = 100;
+
+/// How to start the node.
+#[derive(Clone, Debug)]
+pub struct NodeOptions {
+    /// The `keel` binary.
+    pub keel: PathBuf,
+    /// `async` or `fsync`.
+    pub durability: String,
+    /// Users to create.
+    pub users: usize,
+    /// `server.matching_core`, if given.
+    pub matching_core: Option<usize>,
+    /// Parent directory for the temporary data directory (system default when absent).
+    pub temp_parent: Option<PathBuf>,
+    /// Keep the data directory and log after the run.
+    pub keep: bool,
+}
+
+/// A running node.
+pub struct Node {
+    child: Option<Child>,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// `(username, password)` of every generated user.
+    pub users: Vec<(String, String)>,
+    dir: Option<tempfile::TempDir>,
+    /// The node's standard error, copied to a file.
+    pub log: PathBuf,
+    /// What the node printed when it started (its "listening on" line).
+    pub banner: String,
+}
+
+/// Password hashes are slow on purpose (argon2); hash once per process and reuse.
+fn hash_once() -> anyhow::Result<String> {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    if let Some(hash) = HASH.get() {
+        return Ok(hash.clone());
+    }
+    let hash = keel_gateway::config::hash_password(PASSWORD)
+        .map_err(|error| anyhow::anyhow!("{error}"))?;
+    Ok(HASH.get_or_init(|| hash).clone())
+}
+
+/// The configuration text for a node in `data_dir`.
+pub fn config_text(options: &NodeOptions, data_dir: &Path) -> anyhow::Result<String> {
+    let hash = hash_once()?;
+    let mut text = String::new();
+    writeln!(text, "# Written by keel-perf e2e.")?;
+    writeln!(text, "[server]")?;
+    writeln!(text, "listen = \"127.0.0.1:0\"")?;
+    writeln!(text, "data_dir = {:?}", data_dir.display().to_string())?;
+    writeln!(text, "durability = {:?}", options.durability)?;
+    writeln!(text, "session = \"PERF\"")?;
+    if let Some(core) = options.matching_core {
+        writeln!(text, "matching_core = {core}")?;
+    }
+    writeln!(
+        text,
+        "\n[[instrument]]\nid = 1\nsymbol = \"{SYMBOL}\"\nprice_scale = {PRICE_SCALE}"
+    )?;
+    for user in 0..options.users {
+        writeln!(
+            text,
+            "\n[[user]]\nusername = \"perf{user}\"\npassword_hash = \"{hash}\"\naccount = {}\nstp = \"none\"",
+            user + 1
+        )?;
+    }
+    Ok(text)
+}
+
+impl Node {
+    /// Writes the configuration, starts `keel serve`, and waits until it listens.
+    pub fn start(options: &NodeOptions) -> anyhow::Result<Node> {
+        if options.users > 999 {
+            bail!("at most 999 generated users (user names are at most 6 characters)");
+        }
+        if !options.keel.exists() {
+            bail!(
+                "no keel binary at {} (build it with `cargo build --release -p keel-gateway`, or pass --keel)",
+                options.keel.display()
+            );
+        }
+        let mut builder = tempfile::Builder::new();
+        builder.prefix("keel-perf-");
+        let dir = match &options.temp_parent {
+            Some(parent) => builder.tempdir_in(parent),
+            None => builder.tempdir(),
+        }
+        .context("cannot create a temporary directory")?;
+        let config_path = dir.path().join("keel.toml");
+        let data_dir = dir.path().join("data");
+        std::fs::write(&config_path, config_text(options, &data_dir)?)?;
+        let log = dir.path().join("keel.log");
+        // The generator thread may be pinned; the node must not inherit that (its matching
+        // loop picks "the last core" among the cores it is allowed on).
+        let mut child = sys::with_all_cores(|| {
+            Command::new(&options.keel)
+                .arg("serve")
+                .arg("--config")
+                .arg(&config_path)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+        })
+        .with_context(|| format!("cannot start {}", options.keel.display()))?;
+        let stderr = child.stderr.take().context("no stderr pipe")?;
+        let (tx, rx) = mpsc::channel();
+        let mut log_file = std::fs::File::create(&log)?;
+        std::thread::Builder::new()
+            .name("keel-log".into())
+            .spawn(move || {
+                let mut sent = false;
+                for line in BufReader::new(stderr).lines() {
+                    let Ok(line) = line else { break };
+                    let _ = writeln!(log_file, "{line}");
+                    if !sent && line.contains("keel serve: listening on ") {
+                        sent = true;
+                        let _ = tx.send(line);
+                    }
+                }
+            })?;
+        let mut node = Node {
+            child: Some(child),
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            users: (0..options.users)
+                .map(|u| (format!("perf{u}"), PASSWORD.to_string()))
+                .collect(),
+            dir: Some(dir),
+            log: log.clone(),
+            banner: String::new(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let line = loop {
+            match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(line) => break line,
+                Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() < deadline => {
+                    if let Some(child) = node.child.as_mut() {
+                        if let Some(status) = child.try_wait()? {
+                            let text = std::fs::read_to_string(&log).unwrap_or_default();
+                            bail!("keel serve exited ({status}) before listening:\n{text}");
+                        }
+                    }
+                }
+                Err(_) => {
+                    let text = std::fs::read_to_string(&log).unwrap_or_default();
+                    bail!("keel serve did not start listening within 60 s:\n{text}");
+                }
+            }
+        };
+        let addr = line
+            .split("listening on ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .context("cannot read the listen address")?;
+        node.addr = addr
+            .parse()
+            .with_context(|| format!("bad listen address {addr:?}"))?;
+        node.banner = line
+            .split("keel serve: ")
+            .nth(1)
+            .unwrap_or(&line)
+            .to_string();
+        if options.keep {
+            if let Some(dir) = node.dir.take() {
+                let kept = dir.keep();
+                eprintln!("keel-perf: keeping {}", kept.display());
+            }
+        }
+        Ok(node)
+    }
+
+    /// The node's process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Stops the node with SIGTERM (SIGKILL after 20 s) and removes its directory.
+    pub fn stop(mut self) -> anyhow::Result<()> {
+        self.shutdown()
+    }
+
+    fn shutdown(&mut self) -> anyhow::Result<()> {
+        let Some(mut child) = self.child.take() else {
+            return Ok(());
+        };
+        let _ = sys::terminate(child.id());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = child.try_wait()? {
+                if !status.success() {
+                    let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+                    let tail: Vec<&str> = text.lines().rev().take(20).collect();
+                    eprintln!(
+                        "keel-perf: keel serve exited with {status}; last log lines:\n{}",
+                        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                    );
+                }
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!("keel serve did not stop within 20 s of SIGTERM; killed");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.shutdown();
+    }
+}
