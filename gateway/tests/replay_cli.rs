@@ -12,7 +12,9 @@ fn keel() -> Command {
 }
 
 fn repo_file(relative: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(relative)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(relative)
 }
 
 fn run_with_stdin(args: &[&str], stdin: &str) -> Output {
@@ -40,7 +42,8 @@ fn quickstart_example_matches_its_golden_output() {
         .output()
         .unwrap();
     assert!(output.status.success(), "{output:?}");
-    let expected = std::fs::read_to_string(repo_file("examples/quickstart.expected.jsonl")).unwrap();
+    let expected =
+        std::fs::read_to_string(repo_file("examples/quickstart.expected.jsonl")).unwrap();
     assert_eq!(String::from_utf8(output.stdout).unwrap(), expected);
 }
 
@@ -49,7 +52,8 @@ fn standard_input_gives_the_same_result_as_a_file() {
     let input = std::fs::read_to_string(repo_file("examples/quickstart.jsonl")).unwrap();
     let output = run_with_stdin(&["replay", "--book"], &input);
     assert!(output.status.success());
-    let expected = std::fs::read_to_string(repo_file("examples/quickstart.expected.jsonl")).unwrap();
+    let expected =
+        std::fs::read_to_string(repo_file("examples/quickstart.expected.jsonl")).unwrap();
     assert_eq!(String::from_utf8(output.stdout).unwrap(), expected);
 }
 

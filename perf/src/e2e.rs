@@ -500,7 +500,10 @@ fn run_once(args: &E2eArgs, rate: f64, run: usize, label: &str) -> anyhow::Resul
         seed: args.seed.wrapping_add(run as u64),
         server_pid: node.as_ref().and_then(Node::pid),
         tick: Duration::from_secs_f64(args.tick_us.max(0.0) / 1e6),
-        pin_server_threads: args.pin_server_threads.then(|| generator_cores(args)).flatten(),
+        pin_server_threads: args
+            .pin_server_threads
+            .then(|| generator_cores(args))
+            .flatten(),
     };
     let load_before = sys::load_average()[0];
     let bar = progress_bar(label);
