@@ -340,7 +340,7 @@ impl Engine {
 
     /// Puts a new order's remainder on its book.
     fn rest(&mut self, book: u32, order: &NewOrder, price: Price, open: Qty) {
-        let slot = self.orders.insert(Order {
+        self.insert_resting(Order {
             id: order.order_id,
             account: order.account,
             price,
@@ -353,12 +353,20 @@ impl Engine {
             side: order.side,
             stp: order.stp,
         });
-        self.books[book as usize].side_mut(order.side).push_back(
-            key_of(order.side, price),
+    }
+
+    /// Places `order` at the back of its price level and registers it everywhere a resting
+    /// order is found from: the id map, its account's list and the ledger.
+    fn insert_resting(&mut self, order: Order) {
+        let (id, side, price, open, book) =
+            (order.id, order.side, order.price, order.open, order.book);
+        let slot = self.orders.insert(order);
+        self.books[book as usize].side_mut(side).push_back(
+            key_of(side, price),
             slot,
             &mut self.orders,
         );
-        self.live.insert(order.order_id, slot);
+        self.live.insert(id, slot);
         self.link_account(slot);
         self.ledger.resting += u128::from(open);
     }

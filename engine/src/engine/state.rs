@@ -209,7 +209,7 @@ impl Builder {
             return Err(Error::Decode("duplicate resting order id"));
         }
         self.last_order = Some((side, key));
-        let slot = engine.orders.insert(Order {
+        engine.insert_resting(Order {
             id: order_id,
             account,
             price,
@@ -222,12 +222,6 @@ impl Builder {
             side,
             stp,
         });
-        engine.books[book as usize]
-            .side_mut(side)
-            .push_back(key, slot, &mut engine.orders);
-        engine.live.insert(order_id, slot);
-        engine.link_account(slot);
-        engine.ledger.resting += u128::from(open);
         Ok(())
     }
 
