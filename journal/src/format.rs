@@ -105,7 +105,7 @@ pub fn write_record_with(
     buf[18..24].fill(0);
     fill(&mut buf[RECORD_HEADER_BYTES..end]);
     buf[end..span].fill(0);
-    let crc = crc32c::crc32c(&buf[4..end]);
+    let crc = crate::crc::crc32c(&buf[4..end]);
     buf[0..4].copy_from_slice(&crc.to_le_bytes());
     span
 }
@@ -147,7 +147,7 @@ pub fn read_record(bytes: &[u8]) -> Result<(RecordHeader, &[u8]), RecordDefect> 
     }
     let end = RECORD_HEADER_BYTES + payload_len as usize;
     let body = bytes.get(4..end).ok_or(RecordDefect::Truncated)?;
-    if crc32c::crc32c(body) != crc {
+    if crate::crc::crc32c(body) != crc {
         return Err(RecordDefect::BadChecksum);
     }
     let span_end = record_span(payload_len as usize).min(bytes.len());
@@ -167,7 +167,7 @@ pub fn read_record(bytes: &[u8]) -> Result<(RecordHeader, &[u8]), RecordDefect> 
 pub fn marker_slot(seq: u64) -> [u8; MARKER_SLOT_BYTES] {
     let mut slot = [0u8; MARKER_SLOT_BYTES];
     slot[0..8].copy_from_slice(&seq.to_le_bytes());
-    let crc = crc32c::crc32c(&slot[0..8]);
+    let crc = crate::crc::crc32c(&slot[0..8]);
     slot[8..12].copy_from_slice(&crc.to_le_bytes());
     slot
 }
@@ -202,7 +202,7 @@ fn marker_slot_bytes(header: &[u8], slot: usize) -> Option<&[u8]> {
 /// The sequence number in a valid marker slot.
 fn marker_value(bytes: &[u8]) -> Option<u64> {
     let crc = u32::from_le_bytes(array(&bytes[8..12]));
-    let valid = crc32c::crc32c(&bytes[0..8]) == crc && bytes[12..16] == [0; 4];
+    let valid = crate::crc::crc32c(&bytes[0..8]) == crc && bytes[12..16] == [0; 4];
     valid.then(|| u64::from_le_bytes(array(&bytes[0..8])))
 }
 
@@ -215,7 +215,7 @@ pub fn segment_header(index: u64, size_bytes: u64) -> [u8; SEGMENT_HEADER_BYTES]
     header[12..16].copy_from_slice(&(SEGMENT_HEADER_BYTES as u32).to_le_bytes());
     header[16..24].copy_from_slice(&index.to_le_bytes());
     header[24..32].copy_from_slice(&size_bytes.to_le_bytes());
-    let crc = crc32c::crc32c(&header[0..60]);
+    let crc = crate::crc::crc32c(&header[0..60]);
     header[60..64].copy_from_slice(&crc.to_le_bytes());
     header
 }
@@ -228,7 +228,7 @@ pub fn parse_segment_header(bytes: &[u8]) -> Result<(u64, u64), &'static str> {
     if header[0..8] != SEGMENT_MAGIC {
         return Err("bad segment magic");
     }
-    if crc32c::crc32c(&header[0..60]) != u32::from_le_bytes(array(&header[60..64])) {
+    if crate::crc::crc32c(&header[0..60]) != u32::from_le_bytes(array(&header[60..64])) {
         return Err("segment header checksum mismatch");
     }
     if u32::from_le_bytes(array(&header[8..12])) != SEGMENT_VERSION {

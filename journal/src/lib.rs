@@ -11,6 +11,7 @@
 #![deny(missing_docs)]
 
 mod appender;
+mod crc;
 pub mod envelope;
 mod flusher;
 pub mod format;
