@@ -58,6 +58,8 @@ const READ_BUFFER_BYTES: usize = 256 * 1024;
 /// Per-message state bits (low nibble: [`Kind`]).
 const ANSWERED: u8 = 0x10;
 const EXECUTED: u8 = 0x20;
+/// Worst latencies kept per run.
+const WORST_KEPT: usize = 10;
 /// A cancel whose order was filled completely while the cancel was in flight.
 const MOOT: u8 = 0x40;
 
@@ -146,6 +148,21 @@ impl Latency {
     }
 }
 
+/// One of the worst Order Accepted latencies of a run, split at the gateway's intake.
+#[derive(Clone, Debug, Serialize)]
+pub struct Worst {
+    /// Intended send time, ms after the run's start (warm-up included).
+    pub intended_ms: f64,
+    /// Order → Accepted, µs.
+    pub latency_us: f64,
+    /// Of which: intended → actual send.
+    pub send_lag_us: f64,
+    /// Actual send → gateway intake.
+    pub inbound_us: f64,
+    /// Gateway intake → Accepted read.
+    pub outbound_us: f64,
+}
+
 /// One second of the measured window (by intended send time).
 #[derive(Clone, Debug, Serialize)]
 pub struct Second {
@@ -213,6 +230,8 @@ pub struct RunResult {
     pub outbound_leg: Latency,
     /// Per-second view of the measured window.
     pub per_second: Vec<Second>,
+    /// The worst Order Accepted latencies (one per 10 ms stall), split at the intake.
+    pub worst: Vec<Worst>,
     /// Messages without their answer when the run ended (after the drain timeout).
     pub unanswered: u64,
     /// Those by kind, with a few examples (`index kind session token`), for diagnosis.
@@ -292,6 +311,7 @@ struct Ledger {
     foreign: u64,
     moot_cancels: u64,
     moot_cancels_rejected: u64,
+    worst: Vec<Worst>,
 }
 
 fn histogram(sigfig: u8) -> anyhow::Result<Histogram<u64>> {
@@ -329,6 +349,33 @@ impl Ledger {
         *meta |= ANSWERED;
         self.answered += 1;
         true
+    }
+
+    /// Keeps the worst Order Accepted latencies, one per 10 ms of intended time (so one
+    /// stall shows once), at most [`WORST_KEPT`].
+    fn note_worst(&mut self, sample: Worst) {
+        if self.worst.len() == WORST_KEPT
+            && self
+                .worst
+                .last()
+                .is_some_and(|w| w.latency_us >= sample.latency_us)
+        {
+            return;
+        }
+        if let Some(same) = self
+            .worst
+            .iter_mut()
+            .find(|w| (w.intended_ms - sample.intended_ms).abs() < 10.0)
+        {
+            if same.latency_us < sample.latency_us {
+                *same = sample;
+            }
+        } else {
+            self.worst.push(sample);
+        }
+        self.worst
+            .sort_by(|a, b| b.latency_us.total_cmp(&a.latency_us));
+        self.worst.truncate(WORST_KEPT);
     }
 
     fn kind(&self, index: u64) -> Option<Kind> {
@@ -479,6 +526,7 @@ pub fn run(
         foreign: 0,
         moot_cancels: 0,
         moot_cancels_rejected: 0,
+        worst: Vec::new(),
     };
     let decoder = FrameDecoder::new(DEFAULT_MAX_SERVER_PACKET_LEN);
     let mut events = Events::with_capacity(1024);
@@ -494,12 +542,13 @@ pub fn run(
     let mut final_lag = 0;
     // CPU samples: taken a little before the measured window and after its last send.
     let cpu_mark = warm.saturating_sub((plan.rate * 0.2) as u64);
-    let mut cpu_start: Option<(u64, u64, Vec<ThreadTimes>, Vec<ThreadTimes>)> = None;
-    let mut cpu_end: Option<(u64, u64, Vec<ThreadTimes>, Vec<ThreadTimes>)> = None;
+    let mut cpu_start: Option<CpuSample> = None;
+    let mut cpu_end: Option<CpuSample> = None;
     let snapshot = |sent: u64| {
         (
             sys::mono_ns(),
             sent,
+            sys::machine_busy_s(),
             plan.server_pid
                 .map(|pid| sys::thread_times(&pid.to_string()))
                 .unwrap_or_default(),
@@ -692,6 +741,7 @@ pub fn run(
         inbound_leg: Latency::of(&ledger.inbound, false),
         outbound_leg: Latency::of(&ledger.outbound, false),
         per_second,
+        worst: ledger.worst.clone(),
         unanswered: ledger.sent - ledger.answered,
         unanswered_by_kind,
         unanswered_examples,
@@ -710,21 +760,24 @@ pub fn run(
     })
 }
 
-type CpuSample = (u64, u64, Vec<ThreadTimes>, Vec<ThreadTimes>);
+/// (monotonic ns, messages sent, machine busy s, server threads, generator threads)
+type CpuSample = (u64, u64, f64, Vec<ThreadTimes>, Vec<ThreadTimes>);
 
 fn cpu_delta(start: &CpuSample, end: &CpuSample) -> Vec<ThreadCpu> {
     let wall = end.0.saturating_sub(start.0) as f64 / NS_PER_S as f64;
     let messages = end.1.saturating_sub(start.1).max(1) as f64;
     let mut out = Vec::new();
+    let mut ours = 0.0;
     for (process, before, after) in [
-        ("server", &start.2, &end.2),
-        ("generator", &start.3, &end.3),
+        ("server", &start.3, &end.3),
+        ("generator", &start.4, &end.4),
     ] {
         for thread in after {
             let Some(old) = before.iter().find(|t| t.tid == thread.tid) else {
                 continue;
             };
             let cpu = thread.cpu_s - old.cpu_s;
+            ours += cpu;
             let voluntary = thread
                 .voluntary_switches
                 .saturating_sub(old.voluntary_switches);
@@ -748,6 +801,21 @@ fn cpu_delta(start: &CpuSample, end: &CpuSample) -> Vec<ThreadCpu> {
             });
         }
     }
+    // Everything else the machine did meanwhile: other people's builds and tests, kernel
+    // threads, interrupts not charged to a thread.
+    let busy = end.2 - start.2;
+    out.push(ThreadCpu {
+        process: "other".to_string(),
+        thread: "(rest of the machine)".to_string(),
+        cores: if wall > 0.0 {
+            ((busy - ours) / wall).max(0.0)
+        } else {
+            0.0
+        },
+        us_per_message: ((busy - ours) * 1e6 / messages).max(0.0),
+        voluntary_per_message: 0.0,
+        preemptions_per_s: 0.0,
+    });
     out
 }
 
@@ -940,6 +1008,14 @@ fn handle(view: &mut View, ledger: &mut Ledger, message: &OutboundMessage, recv_
                 }
                 let inbound = (stamp - sent_real).max(1);
                 let outbound = (recv_real - stamp).max(1);
+                ledger.note_worst(Worst {
+                    intended_ms: (ledger.intended(index) - ledger.t0) as f64 / 1e6,
+                    latency_us: latency as f64 / 1000.0,
+                    send_lag_us: (ledger.sent_ns[index as usize] - ledger.intended(index)) as f64
+                        / 1000.0,
+                    inbound_us: inbound as f64 / 1000.0,
+                    outbound_us: outbound as f64 / 1000.0,
+                });
                 ledger
                     .inbound
                     .saturating_record(u64::try_from(inbound).unwrap_or(u64::MAX));

@@ -77,13 +77,18 @@ pub struct E2eArgs {
     /// Highest rate the sweep tries.
     #[arg(long, default_value_t = 4_000_000.0)]
     pub sweep_max: f64,
-    /// A step fails if the Order Accepted p99 exceeds this (µs).
-    #[arg(long, default_value_t = 1000.0)]
+    /// A step fails if the Order Accepted p99 exceeds this (µs): latency exploded.
+    #[arg(long, default_value_t = 20_000.0)]
     pub p99_limit_us: f64,
     /// A step fails if the generator ends more than this behind its schedule (µs) or sends
     /// less than 98% of the offered rate: the backlog grew on the sending side.
-    #[arg(long, default_value_t = 1000.0)]
+    #[arg(long, default_value_t = 5_000.0)]
     pub lag_limit_us: f64,
+    /// A step fails if, when the last message is sent, more than this many milliseconds of
+    /// traffic are still unanswered, or if the median latency of the last measured second
+    /// exceeds twice the first second's plus 1 ms: the queue grew.
+    #[arg(long, default_value_t = 10.0)]
+    pub backlog_limit_ms: f64,
     /// Minimum µs between two sending wake-ups of the generator (0: one wake-up per
     /// message's intended time). Larger ticks batch messages into fewer writes; the tick's
     /// delay counts in the latencies.
@@ -121,6 +126,10 @@ pub struct E2eArgs {
     /// Keep the node's data directory and log.
     #[arg(long)]
     pub keep: bool,
+    /// Run against `keel-perf echo-server` (answers at once, no matching, no journal)
+    /// instead of `keel serve`: the floor set by loopback TCP and the generator.
+    #[arg(long)]
+    pub echo: bool,
     /// Use a running node at this address instead of starting one.
     #[arg(long)]
     pub server: Option<SocketAddr>,
@@ -223,12 +232,38 @@ pub struct Report {
     pub machine: Machine,
     /// Options.
     pub args: E2eArgs,
+    /// The `keel` binary used (path, size, modification time), when the tool started it.
+    pub keel_binary: Option<String>,
     /// Fixed-rate runs.
     pub runs: Vec<RunRecord>,
     /// Sweeps.
     pub sweeps: Vec<Sweep>,
     /// Medians and spreads over the runs (or sweeps).
     pub summary: std::collections::BTreeMap<String, Spread>,
+}
+
+/// Which `keel` binary a managed run uses: path, size and modification time (builds in a
+/// shared target directory change under one's feet; this says which one was measured).
+fn describe_keel(args: &E2eArgs) -> Option<String> {
+    if args.server.is_some() || args.echo {
+        return None;
+    }
+    let path = match &args.keel {
+        Some(path) => path.clone(),
+        None => default_keel().ok()?,
+    };
+    let meta = std::fs::metadata(&path).ok()?;
+    let modified = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_secs());
+    Some(format!(
+        "{} ({} bytes, modified {})",
+        path.display(),
+        meta.len(),
+        report::iso_date(modified)
+    ))
 }
 
 fn default_keel() -> anyhow::Result<PathBuf> {
@@ -271,6 +306,7 @@ pub fn main(args: E2eArgs) -> anyhow::Result<()> {
         command,
         machine,
         args: args.clone(),
+        keel_binary: describe_keel(&args),
         runs: Vec::new(),
         sweeps: Vec::new(),
         summary: Default::default(),
@@ -313,9 +349,17 @@ pub fn main(args: E2eArgs) -> anyhow::Result<()> {
     let results = args.results.clone().unwrap_or_else(default_results);
     let label = args.label.clone().unwrap_or_else(|| {
         if args.sweep {
-            format!("e2e-sweep-{}", args.durability.name())
+            if args.echo {
+                "e2e-sweep-echo".to_string()
+            } else {
+                format!("e2e-sweep-{}", args.durability.name())
+            }
         } else {
-            format!("e2e-{}-{:.0}", args.durability.name(), args.rate)
+            if args.echo {
+                format!("e2e-echo-{:.0}", args.rate)
+            } else {
+                format!("e2e-{}-{:.0}", args.durability.name(), args.rate)
+            }
         }
     });
     let (json, markdown) = report::write(&results, &label, &report)?;
@@ -360,10 +404,16 @@ fn pin_generator(args: &E2eArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Medians and spreads over the runs that completed (a run whose sessions were cut off —
+/// the node stopped or crashed — is reported but left out of the figures).
 fn summarize(runs: &[RunRecord]) -> std::collections::BTreeMap<String, Spread> {
     let mut summary = std::collections::BTreeMap::new();
+    let complete: Vec<&RunRecord> = runs
+        .iter()
+        .filter(|r| r.result.session_errors.is_empty())
+        .collect();
     let mut put = |name: &str, f: &dyn Fn(&RunRecord) -> f64| {
-        let values: Vec<f64> = runs.iter().map(f).collect();
+        let values: Vec<f64> = complete.iter().map(|r| f(r)).collect();
         summary.insert(name.to_string(), Spread::of(&values));
     };
     put("achieved_rate", &|r| r.result.achieved_rate);
@@ -379,6 +429,9 @@ fn summarize(runs: &[RunRecord]) -> std::collections::BTreeMap<String, Spread> {
     put("executed_max_us", &|r| r.result.executed.max_us);
     put("canceled_p50_us", &|r| r.result.canceled.p50_us);
     put("canceled_p99_us", &|r| r.result.canceled.p99_us);
+    put("canceled_p99_9_us", &|r| r.result.canceled.p99_9_us);
+    put("canceled_p99_99_us", &|r| r.result.canceled.p99_99_us);
+    put("canceled_max_us", &|r| r.result.canceled.max_us);
     put("inbound_leg_p50_us", &|r| r.result.inbound_leg.p50_us);
     put("outbound_leg_p50_us", &|r| r.result.outbound_leg.p50_us);
     put("inbound_leg_p99_us", &|r| r.result.inbound_leg.p99_us);
@@ -388,7 +441,17 @@ fn summarize(runs: &[RunRecord]) -> std::collections::BTreeMap<String, Spread> {
     put("send_lag_max_us", &|r| r.result.send_lag.max_us);
     put("final_send_lag_us", &|r| r.result.final_send_lag_us);
     put("load_before", &|r| r.load_before);
+    put("other_cores", &report::other_cores);
     put("load_after", &|r| r.load_after);
+    let failed = (runs.len() - complete.len()) as f64;
+    summary.insert(
+        "runs_cut_off".to_string(),
+        Spread {
+            median: failed,
+            min: failed,
+            max: failed,
+        },
+    );
     summary
 }
 
@@ -419,6 +482,27 @@ fn judge(args: &E2eArgs, result: &RunResult) -> (bool, String) {
                 result.final_send_lag_us, result.achieved_rate, result.offered_rate
             ),
         );
+    }
+    let backlog = result.offered_rate * args.backlog_limit_ms / 1000.0;
+    if result.in_flight_at_end as f64 > backlog {
+        return (
+            false,
+            format!(
+                "queue grew: {} messages unanswered when the last was sent (> {:.0} ms of traffic)",
+                result.in_flight_at_end, args.backlog_limit_ms
+            ),
+        );
+    }
+    if let (Some(first), Some(last)) = (result.per_second.first(), result.per_second.last()) {
+        if last.p50_us > 2.0 * first.p50_us + 1000.0 {
+            return (
+                false,
+                format!(
+                    "queue grew: median latency {:.0} µs in the first second, {:.0} µs in the last",
+                    first.p50_us, last.p50_us
+                ),
+            );
+        }
     }
     if result.accepted.p99_us > args.p99_limit_us {
         return (
@@ -477,7 +561,11 @@ fn run_once(args: &E2eArgs, rate: f64, run: usize, label: &str) -> anyhow::Resul
                 temp_parent: args.tmp.clone(),
                 keep: args.keep,
             };
-            let node = Node::start(&options)?;
+            let node = if args.echo {
+                Node::start_echo(&options)?
+            } else {
+                Node::start(&options)?
+            };
             let endpoint = Endpoint {
                 addr: node.addr,
                 users: node.users.clone(),
@@ -539,23 +627,38 @@ fn run_sweep(args: &E2eArgs, sweep: usize) -> anyhow::Result<Sweep> {
             args.durability.name(),
             rate
         );
-        let record = run_once(args, rate, steps.len() + 1, &label)?;
+        let mut record = run_once(args, rate, steps.len() + 1, &label)?;
         eprintln!("keel-perf e2e: {}", report::one_line(&record));
+        if !record.result.session_errors.is_empty() {
+            // The node ended the sessions (stopped from outside, or crashed): say so, keep
+            // the record, and measure the step once more.
+            steps.push(record);
+            record = run_once(args, rate, steps.len() + 1, &label)?;
+            eprintln!("keel-perf e2e: (retry) {}", report::one_line(&record));
+        }
         let ok = record.sustained;
         steps.push(record);
         Ok(ok)
     };
+    // Up from the start rate until a step fails; if the very first fails, down until one
+    // passes (or the rate is below 1,000/s).
     loop {
         if step(rate, &mut steps)? {
             good = Some(rate);
-            if rate >= args.sweep_max {
+            if bad.is_some() || rate >= args.sweep_max {
                 break;
             }
             rate = (rate * args.sweep_factor).min(args.sweep_max);
         } else {
             let verdict = steps.last().map(|s| s.verdict.clone()).unwrap_or_default();
             bad = Some((rate, verdict));
-            break;
+            if good.is_some() {
+                break;
+            }
+            rate = (rate / args.sweep_factor / 1000.0).round() * 1000.0;
+            if rate < 1000.0 {
+                break;
+            }
         }
     }
     if let (Some(mut low), Some((mut high, _))) = (good, bad.clone()) {

@@ -84,7 +84,7 @@ impl Machine {
 }
 
 /// `YYYY-MM-DDTHH:MM:SSZ` for a Unix time.
-fn iso_date(unix: u64) -> String {
+pub fn iso_date(unix: u64) -> String {
     let days = (unix / 86_400) as i64;
     let secs = unix % 86_400;
     // Howard Hinnant's civil-from-days.
@@ -156,15 +156,26 @@ fn rate(value: f64) -> String {
     group(value.round().max(0.0) as u64)
 }
 
+/// Cores used by everything but the node and the generator during the measured window.
+pub fn other_cores(record: &RunRecord) -> f64 {
+    record
+        .result
+        .cpu
+        .iter()
+        .find(|c| c.process == "other")
+        .map_or(f64::NAN, |c| c.cores)
+}
+
 /// A one-line summary of a run for the terminal.
 pub fn one_line(record: &RunRecord) -> String {
     let r = &record.result;
     format!(
-        "{:.0}/s offered, {:.0}/s sent, load {:.2}→{:.2}: accepted p50 {} p99 {} p99.9 {} max {} µs; executed p50 {} p99 {} µs; send lag p99 {} µs, final {} µs; {}",
+        "{:.0}/s offered, {:.0}/s sent, load {:.2}→{:.2}, other CPU {:.2} cores: accepted p50 {} p99 {} p99.9 {} max {} µs; executed p50 {} p99 {} µs; send lag p99 {} µs, final {} µs; {}",
         r.offered_rate,
         r.achieved_rate,
         record.load_before,
         record.load_after,
+        other_cores(record),
         us(r.accepted.p50_us),
         us(r.accepted.p99_us),
         us(r.accepted.p99_9_us),
@@ -180,11 +191,11 @@ pub fn one_line(record: &RunRecord) -> String {
 fn run_rows(out: &mut String, records: &[RunRecord], first_column: &str) {
     let _ = writeln!(
         out,
-        "| {first_column} | load 1-min (before→after) | sent/s | accepted p50 | p99 | p99.9 | p99.99 | max | executed p50 | p99 | p99.9 | max | canceled p50 | p99 | send lag p99 | final lag | in flight at end | verdict |"
+        "| {first_column} | load 1-min (before→after) | other CPU (cores) | sent/s | accepted p50 | p99 | p99.9 | p99.99 | max | executed p50 | p99 | p99.9 | max | canceled p50 | p99 | send lag p99 | final lag | in flight at end | verdict |"
     );
     let _ = writeln!(
         out,
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     );
     for record in records {
         let r = &record.result;
@@ -195,9 +206,10 @@ fn run_rows(out: &mut String, records: &[RunRecord], first_column: &str) {
         };
         let _ = writeln!(
             out,
-            "| {first} | {:.2}→{:.2} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {first} | {:.2}→{:.2} | {:.2} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             record.load_before,
             record.load_after,
+            other_cores(record),
             rate(r.achieved_rate),
             us(r.accepted.p50_us),
             us(r.accepted.p99_us),
@@ -281,11 +293,16 @@ pub fn markdown(report: &Report) -> String {
     let _ = writeln!(out, "# keel-perf {}\n", report.kind);
     let _ = writeln!(out, "- machine: {}", report.machine.line());
     let _ = writeln!(out, "- command: `{}`", report.command);
+    if let Some(keel) = &report.keel_binary {
+        let _ = writeln!(out, "- keel binary: `{keel}`");
+    }
     let _ = writeln!(
         out,
         "- node: {}; {} sessions; mix: {}% crossing IOC, the rest resting limit orders and cancels (≤ {} live resting orders per session); latencies in µs from the intended send time",
         if args.server.is_some() {
             "external (--server)".to_string()
+        } else if args.echo {
+            "`keel-perf echo-server` (no matching, no journal: the floor)".to_string()
         } else {
             format!("`keel serve`, durability {:?}", args.durability).to_lowercase()
         },
@@ -295,12 +312,19 @@ pub fn markdown(report: &Report) -> String {
     );
     if !report.runs.is_empty() {
         let s = &report.summary;
+        let cut_off = s.get("runs_cut_off").map_or(0.0, |c| c.median) as usize;
         let _ = writeln!(
             out,
             "\n## Summary: median (min–max) of {} runs at {} messages/s offered\n",
-            report.runs.len(),
+            report.runs.len() - cut_off,
             rate(args.rate)
         );
+        if cut_off > 0 {
+            let _ = writeln!(
+                out,
+                "({cut_off} more run(s) were cut off — the node ended the sessions — and are left out; see the runs table.)\n"
+            );
+        }
         let _ = writeln!(
             out,
             "| figure | order → Accepted | IOC → Executed | cancel → Canceled |"
@@ -323,7 +347,7 @@ pub fn markdown(report: &Report) -> String {
         }
         let _ = writeln!(
             out,
-            "\nSent: {} messages/s; send lag p99 {} µs, max {} µs, at the end {} µs; split of order → Accepted at the gateway's intake timestamp: inbound (send → intake) p50 {} / p99 {} µs, outbound (intake → Accepted read) p50 {} / p99 {} µs; 1-min load {} before, {} after.\n",
+            "\nSent: {} messages/s; send lag p99 {} µs, max {} µs, at the end {} µs; split of order → Accepted at the gateway's intake timestamp: inbound (send → intake) p50 {} / p99 {} µs, outbound (intake → Accepted read) p50 {} / p99 {} µs; 1-min load {} before, {} after; CPU used by the rest of the machine during the window {} cores.\n",
             spread(s.get("achieved_rate"), rate),
             spread(s.get("send_lag_p99_us"), us),
             spread(s.get("send_lag_max_us"), us),
@@ -334,6 +358,7 @@ pub fn markdown(report: &Report) -> String {
             spread(s.get("outbound_leg_p99_us"), us),
             spread(s.get("load_before"), |v| format!("{v:.2}")),
             spread(s.get("load_after"), |v| format!("{v:.2}")),
+            spread(s.get("other_cores"), |v| format!("{v:.2}")),
         );
         let _ = writeln!(out, "## Runs\n");
         run_rows(&mut out, &report.runs, "run");

@@ -112,20 +112,40 @@ impl Node {
         let config_path = dir.path().join("keel.toml");
         let data_dir = dir.path().join("data");
         std::fs::write(&config_path, config_text(options, &data_dir)?)?;
+        let mut command = Command::new(&options.keel);
+        command.arg("serve").arg("--config").arg(&config_path);
+        Node::spawn(command, dir, options)
+    }
+
+    /// Starts `keel-perf echo-server` (this executable) instead of a node: the floor under
+    /// the end-to-end figures (see [`crate::echo`]).
+    pub fn start_echo(options: &NodeOptions) -> anyhow::Result<Node> {
+        let dir = tempfile::Builder::new()
+            .prefix("keel-perf-echo-")
+            .tempdir()
+            .context("cannot create a temporary directory")?;
+        let exe = std::env::current_exe().context("cannot locate this executable")?;
+        let mut command = Command::new(exe);
+        command.arg("echo-server");
+        Node::spawn(command, dir, options)
+    }
+
+    fn spawn(
+        mut command: Command,
+        dir: tempfile::TempDir,
+        options: &NodeOptions,
+    ) -> anyhow::Result<Node> {
         let log = dir.path().join("keel.log");
         // The generator thread may be pinned; the node must not inherit that (its matching
         // loop picks "the last core" among the cores it is allowed on).
         let mut child = sys::with_all_cores(|| {
-            Command::new(&options.keel)
-                .arg("serve")
-                .arg("--config")
-                .arg(&config_path)
+            command
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped())
                 .spawn()
         })
-        .with_context(|| format!("cannot start {}", options.keel.display()))?;
+        .with_context(|| format!("cannot start {:?}", command.get_program()))?;
         let stderr = child.stderr.take().context("no stderr pipe")?;
         let (tx, rx) = mpsc::channel();
         let mut log_file = std::fs::File::create(&log)?;
