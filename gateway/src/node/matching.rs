@@ -105,9 +105,9 @@ impl MatchingLoop {
             tracing::info!("matching loop not pinned");
             return;
         };
-        let pinned = core_affinity::get_core_ids()
-            .and_then(|ids| ids.into_iter().find(|id| id.id == core))
-            .is_some_and(core_affinity::set_for_current);
+        // By id, not by looking it up among this thread's allowed cores: the node keeps its
+        // other threads (this one's parent included) off this very core.
+        let pinned = core_affinity::set_for_current(core_affinity::CoreId { id: core });
         if pinned {
             tracing::info!(core, "matching loop pinned");
         } else {

@@ -64,6 +64,17 @@ pub fn run(
     shutdown: &AtomicBool,
     started: impl FnOnce(&StartInfo),
 ) -> Result<(), Error> {
+    let core = config
+        .server
+        .matching_core
+        .or_else(|| core_affinity::get_core_ids().and_then(|ids| ids.iter().map(|id| id.id).max()));
+    // Before any thread exists: every thread of the node (and the kernel's io_uring workers,
+    // which inherit the mask) stays off the matching core; only the matching loop pins
+    // itself there. Otherwise the scheduler spills I/O work onto that core and preempts
+    // the loop thousands of times a second under load.
+    if let Some(core) = core {
+        keep_off_core(core);
+    }
     let mut book = SessionBook::new(config)?;
     let recovered = startup::recover(config, &mut Replay(&mut book))?;
     let session = match &config.server.session {
@@ -88,10 +99,6 @@ pub fn run(
     let (auth_tx, auth_rx) = crossbeam_channel::bounded(64);
     let (verdict_tx, verdict_rx) = crossbeam_channel::bounded(64);
     let auth = server::spawn_auth(auth_rx, verdict_tx, waker)?;
-    let core = config
-        .server
-        .matching_core
-        .or_else(|| core_affinity::get_core_ids().and_then(|ids| ids.iter().map(|id| id.id).max()));
     let stop = Arc::new(AtomicBool::new(false));
     let matching = MatchingLoop {
         engine: recovered.engine,
@@ -141,6 +148,40 @@ pub fn run(
     let _ = auth.join();
     served?;
     engine.map(|_| ())
+}
+
+/// Restricts the calling thread (and so every thread it starts afterwards) to all online
+/// cores but `core`. With a single core there is nothing to keep off, and nothing is done.
+fn keep_off_core(core: usize) {
+    let Some(ids) = core_affinity::get_core_ids() else {
+        return;
+    };
+    let others: Vec<usize> = ids
+        .iter()
+        .map(|id| id.id)
+        .filter(|&id| id != core)
+        .collect();
+    if others.is_empty() {
+        return;
+    }
+    // SAFETY: cpu_set_t is plain data; CPU_ZERO/CPU_SET only write inside it, and
+    // sched_setaffinity(0, ..) reads it for the calling thread.
+    let applied = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_ZERO(&mut set);
+        for id in &others {
+            libc::CPU_SET(*id, &mut set);
+        }
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
+    };
+    if applied {
+        tracing::info!(matching_core = core, other_cores = ?others, "node threads kept off the matching core");
+    } else {
+        tracing::warn!(
+            matching_core = core,
+            "could not keep node threads off the matching core"
+        );
+    }
 }
 
 /// `KEEL` and the session's start date as `YYMMDD` (UTC).
