@@ -89,7 +89,7 @@ pub(crate) fn spawn(
 }
 
 fn run(dir: &Path, mut syncer: Syncer, marks: &Watermarks) {
-    reduce_timer_slack();
+    crate::threads::reduce_timer_slack();
     let mut targets: BTreeMap<u64, Target> = BTreeMap::new();
     let mut durable = marks.durable();
     let mut marker_slot = 0usize;
@@ -232,12 +232,4 @@ fn drain(ring: &mut IoUring) -> std::io::Result<()> {
         }
     }
     Ok(())
-}
-
-/// Lets the idle sleep wake within microseconds instead of the default 50 µs slack.
-fn reduce_timer_slack() {
-    // SAFETY: PR_SET_TIMERSLACK takes a plain integer and affects only this thread.
-    unsafe {
-        libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong);
-    }
 }

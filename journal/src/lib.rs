@@ -22,6 +22,7 @@ mod reader;
 pub mod recovery;
 mod segment;
 pub mod snapshot;
+pub mod threads;
 mod watermarks;
 
 pub use appender::Appender;

@@ -23,7 +23,7 @@ pub(crate) fn spawn(
     std::thread::Builder::new()
         .name("keel-journal-prep".into())
         .spawn(move || {
-            lower_priority();
+            crate::threads::lower_priority();
             let mut prepared = marks.active_segment();
             while !marks.stopping() {
                 let wanted = marks.spare_wanted();
@@ -48,14 +48,4 @@ fn prepare(dir: &std::path::Path, index: u64, size_bytes: u64) -> std::io::Resul
         segment::create(dir, index, size_bytes)?;
     }
     segment::map_writable(dir, index)
-}
-
-/// Zero-filling a 64 MiB segment is bulk work with a whole segment's worth of slack: run it
-/// at the lowest scheduling priority so it never delays the threads that serve clients.
-fn lower_priority() {
-    // SAFETY: setpriority on the calling thread (who = 0) with a constant; failure only
-    // leaves the thread at its normal priority.
-    unsafe {
-        libc::setpriority(libc::PRIO_PROCESS, 0, 19);
-    }
 }

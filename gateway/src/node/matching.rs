@@ -55,7 +55,7 @@ impl MatchingLoop {
     /// Runs until stopped, then syncs and closes the journal. Returns the engine.
     pub fn run(mut self) -> Result<Engine, crate::Error> {
         self.pin();
-        reduce_timer_slack();
+        keel_journal::threads::reduce_timer_slack();
         let mut events: Vec<Event> = Vec::with_capacity(4096);
         let mut idle_since: Option<Instant> = None;
         loop {
@@ -113,13 +113,5 @@ impl MatchingLoop {
         } else {
             tracing::warn!(core, "could not pin the matching loop to this core");
         }
-    }
-}
-
-/// Lets the idle sleep end within microseconds instead of the default 50 µs slack.
-fn reduce_timer_slack() {
-    // SAFETY: PR_SET_TIMERSLACK takes a plain integer and affects only this thread.
-    unsafe {
-        libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong);
     }
 }

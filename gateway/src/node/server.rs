@@ -105,7 +105,7 @@ pub fn spawn_auth(
     std::thread::Builder::new()
         .name("keel-auth".into())
         .spawn(move || {
-            lower_priority();
+            keel_journal::threads::lower_priority();
             for request in requests {
                 let ok = crate::config::verify_password(&request.password, &request.hash)
                     && request.user.is_some();
@@ -121,16 +121,6 @@ pub fn spawn_auth(
                 let _ = waker.wake();
             }
         })
-}
-
-/// Password checks are deliberately expensive (argon2): run them at the lowest scheduling
-/// priority so that a stream of logins never competes with order traffic for the CPU.
-fn lower_priority() {
-    // SAFETY: setpriority on this thread's id (0 = the calling thread) with a constant;
-    // failure only means the thread keeps its normal priority.
-    unsafe {
-        libc::setpriority(libc::PRIO_PROCESS, 0, 19);
-    }
 }
 
 #[derive(Debug, PartialEq, Eq)]
