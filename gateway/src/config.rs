@@ -33,6 +33,45 @@ pub struct Config {
     /// `[[user]]` tables.
     #[serde(rename = "user", default)]
     pub users: Vec<UserConfig>,
+    /// `[cluster]`: present when the node is one of a Raft cluster.
+    #[serde(default)]
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// `[cluster]`: this node's place in a Raft cluster. Every node lists every node (itself
+/// included) under `peers`, with the address other nodes reach its Raft port on.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// This node's id (a key of `peers`).
+    pub node_id: u64,
+    /// Node id (as a string key) → Raft address.
+    pub peers: std::collections::BTreeMap<String, SocketAddr>,
+    /// Shared secret (at least 16 characters) that authenticates every peer frame.
+    pub secret: String,
+    /// Leader silence after which followers elect a new one (randomised up to twice this).
+    #[serde(default = "default_election_timeout_ms")]
+    pub election_timeout_ms: u64,
+    /// Leader heartbeat interval.
+    #[serde(default = "default_heartbeat_ms")]
+    pub heartbeat_ms: u64,
+}
+
+impl ClusterConfig {
+    /// Peers as (id, address), this node included.
+    pub fn peer_ids(&self) -> Vec<(u64, SocketAddr)> {
+        self.peers
+            .iter()
+            .filter_map(|(id, addr)| id.parse().ok().map(|id| (id, *addr)))
+            .collect()
+    }
+}
+
+fn default_election_timeout_ms() -> u64 {
+    200
+}
+fn default_heartbeat_ms() -> u64 {
+    40
 }
 
 /// `[server]`: where to listen, where to keep data, how to acknowledge.
@@ -147,6 +186,47 @@ fn default_price_scale() -> u32 {
     1
 }
 
+fn check_cluster(cluster: &ClusterConfig) -> Result<(), Error> {
+    let fail = |key: &str, problem: String| Err(Error::Config(format!("cluster.{key}: {problem}")));
+    for key in cluster.peers.keys() {
+        match key.parse::<u64>() {
+            Ok(id) if id > 0 => {}
+            _ => {
+                return fail(
+                    "peers",
+                    format!("`{key}` is not a node id (a positive integer)"),
+                )
+            }
+        }
+    }
+    if cluster.peers.len() < 3 || cluster.peers.len() % 2 == 0 {
+        return fail(
+            "peers",
+            format!(
+                "{} nodes; a cluster needs an odd number, at least 3",
+                cluster.peers.len()
+            ),
+        );
+    }
+    if !cluster.peers.contains_key(&cluster.node_id.to_string()) {
+        return fail(
+            "node_id",
+            format!("{} is not one of the peers", cluster.node_id),
+        );
+    }
+    if cluster.secret.len() < 16 {
+        return fail("secret", "must be at least 16 characters".into());
+    }
+    if cluster.heartbeat_ms < 10 || cluster.election_timeout_ms < 3 * cluster.heartbeat_ms {
+        return fail(
+            "election_timeout_ms",
+            "heartbeat_ms must be at least 10 and the election timeout at least 3 heartbeats"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
 impl Config {
     /// Parses and checks a configuration.
     pub fn parse(text: &str) -> Result<Config, Error> {
@@ -195,6 +275,9 @@ impl Config {
                 "server.segment_size_bytes".into(),
                 "must be a multiple of 4096 and at least 1 MiB",
             );
+        }
+        if let Some(cluster) = &self.cluster {
+            check_cluster(cluster)?;
         }
         if self.instruments.is_empty() {
             return fail(

@@ -18,6 +18,8 @@ use keel_journal::{offline_reader, Durability, Journal, JournalConfig, SyncMetho
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
+mod cluster_cmd;
+
 /// Keel: an exchange matching engine.
 #[derive(Debug, Parser)]
 #[command(name = "keel", version, about)]
@@ -44,6 +46,9 @@ enum Commands {
     Passwd,
     /// Place, replace and cancel orders, or watch a user's messages, over OUCH 4.2.
     Client(keel_gateway::client::cli::Args),
+    /// Run a local Raft cluster of `keel serve` nodes on loopback (a demo for newcomers):
+    /// configurations and data in subfolders of one directory, logs prefixed by node.
+    Cluster(cluster_cmd::ClusterArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -87,6 +92,13 @@ enum JournalCommand {
         #[arg(long, default_value_t = 1)]
         from: u64,
     },
+    /// Replay the journal into an engine and print one JSON line with the last sequence
+    /// number, the journal Merkle root and the engine state root (replicas that hold the
+    /// same records print the same line).
+    Roots {
+        /// Journal directory.
+        dir: PathBuf,
+    },
     /// Truncate the journal at its first corruption, discarding everything after it.
     Repair {
         /// Journal directory.
@@ -122,6 +134,8 @@ fn main() -> ExitCode {
         Commands::Journal(JournalCommand::Verify { dir }) => verify(&dir),
         Commands::Journal(JournalCommand::Dump { dir, from }) => dump(&dir, from),
         Commands::Journal(JournalCommand::Repair { dir }) => repair(&dir),
+        Commands::Journal(JournalCommand::Roots { dir }) => roots(&dir),
+        Commands::Cluster(args) => cluster_cmd::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -392,6 +406,38 @@ fn dump(dir: &Path, from: u64) -> anyhow::Result<()> {
             replay::write_command(&mut out, &command)?;
         }
     }
+    out.flush()?;
+    Ok(())
+}
+
+fn roots(dir: &Path) -> anyhow::Result<()> {
+    let mut engine = Engine::default();
+    let mut frontier = MerkleFrontier::new();
+    let mut last_seq = 0;
+    let scan = keel_journal::recovery::scan(dir, |_| {})?;
+    if scan.records > 0 {
+        let (mut reader, _) = offline_reader(dir, 1)?;
+        if reader.next_seq() != 1 {
+            bail!(
+                "records before {} were retired; no root from the start",
+                reader.next_seq()
+            );
+        }
+        let mut events = Vec::new();
+        while let Some(record) = reader.next()? {
+            frontier.push(record.bytes);
+            if let Some(command) = engine_command(record.record_type, record.payload)
+                .with_context(|| format!("record {} cannot be decoded", record.seq))?
+            {
+                events.clear();
+                engine.process(&command, &mut events);
+            }
+            last_seq = record.seq;
+        }
+    }
+    let stdout = io::stdout();
+    let mut out = stdout.lock();
+    replay::write_roots(&mut out, last_seq, &frontier.root(), &state_root(&engine))?;
     out.flush()?;
     Ok(())
 }

@@ -61,6 +61,32 @@ impl Appender {
         })
     }
 
+    /// Appends a copy of a record taken from another journal (a replica's leader): `bytes`
+    /// holds one record (header and payload, as [`crate::Record::bytes`], padding optional).
+    /// The header's sequence number must be this journal's next, so the copy is byte for
+    /// byte the original. Returns its sequence number.
+    pub fn append_copy(&mut self, bytes: &[u8]) -> Result<u64, Error> {
+        let (header, payload) =
+            crate::format::read_record(bytes).map_err(|defect| Error::Corrupt {
+                segment: self.segment.index,
+                offset: self.write_pos as u64,
+                reason: format!("copied record does not verify: {defect:?}"),
+            })?;
+        if header.record_type == RecordType::Seal || header.seq != self.next_seq {
+            return Err(Error::Corrupt {
+                segment: self.segment.index,
+                offset: self.write_pos as u64,
+                reason: format!(
+                    "copied record {} ({:?}) where {} was expected",
+                    header.seq, header.record_type, self.next_seq
+                ),
+            });
+        }
+        self.append_with(header.record_type, payload.len(), |buf| {
+            buf.copy_from_slice(payload)
+        })
+    }
+
     /// Appends a record of `payload_len` bytes that `fill` writes in place.
     #[inline]
     fn append_with(

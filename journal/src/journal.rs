@@ -282,6 +282,43 @@ pub fn repair(dir: &Path) -> Result<Option<(u64, u64, String)>, Error> {
     }
 }
 
+/// Discards every record after `last_kept_seq` from a journal no process has open (a
+/// replica whose log diverged from its leader's): zeroes the rest of the segment holding
+/// record `last_kept_seq + 1`, removes later segments and the snapshots past the cut, and
+/// lowers the durable markers. Returns how many records were discarded.
+pub fn truncate_after(dir: &Path, last_kept_seq: u64) -> Result<u64, Error> {
+    let scan = recovery::scan(dir, |_| {})?;
+    if scan.first_seq.is_none() || last_kept_seq >= scan.last_seq {
+        return Ok(0);
+    }
+    let first = scan.first_seq.unwrap_or(1);
+    if last_kept_seq + 1 < first {
+        return Err(Error::NoSuchRecord {
+            seq: last_kept_seq + 1,
+        });
+    }
+    let marks = Arc::new(Watermarks::default());
+    marks.publish_appended(scan.last_seq);
+    let reader = Reader::open(dir, marks, last_kept_seq + 1)?;
+    let (cut_segment, cut_offset) = reader.position();
+    drop(reader);
+    truncate(dir, cut_segment, cut_offset)?;
+    for index in segment::list(dir)? {
+        if index > cut_segment {
+            fs::remove_file(segment::segment_path(dir, index))?;
+        }
+    }
+    segment::sync_dir(dir)?;
+    reset_markers(dir, last_kept_seq)?;
+    for seq in crate::snapshot::list_snapshots(dir)? {
+        if seq > last_kept_seq {
+            fs::remove_file(dir.join(crate::snapshot::snapshot_file_name(seq)))?;
+        }
+    }
+    segment::sync_dir(dir)?;
+    Ok(scan.last_seq - last_kept_seq)
+}
+
 /// Rewrites every segment's marker slots to say "durable up to `seq`".
 fn reset_markers(dir: &Path, seq: u64) -> Result<(), Error> {
     use crate::format::{marker_slot, MARKER_SLOT_BYTES, MARKER_SLOT_OFFSET};

@@ -27,7 +27,9 @@ mod watermarks;
 
 pub use appender::Appender;
 pub use flusher::SyncMethod;
-pub use journal::{offline_reader, repair, Durability, Journal, JournalConfig, Recovery};
+pub use journal::{
+    offline_reader, repair, truncate_after, Durability, Journal, JournalConfig, Recovery,
+};
 pub use reader::{Reader, Record};
 pub use watermarks::Watermarks;
 

@@ -43,7 +43,7 @@ pub struct Reader {
 
 impl Reader {
     /// A reader whose first record will be `from_seq` (clamped to the journal's first).
-    pub(crate) fn open(dir: &Path, marks: Arc<Watermarks>, from_seq: u64) -> Result<Reader, Error> {
+    pub fn open(dir: &Path, marks: Arc<Watermarks>, from_seq: u64) -> Result<Reader, Error> {
         let indices = segment::list(dir)?;
         // The last segment whose first record is at or before `from_seq`.
         let mut start = None;
@@ -76,6 +76,11 @@ impl Reader {
             }
         }
         Ok(reader)
+    }
+
+    /// Segment and byte offset where the next record (or a seal) starts.
+    pub(crate) fn position(&self) -> (u64, u64) {
+        (self.segment, self.pos as u64)
     }
 
     /// Sequence number of the next record this reader returns.

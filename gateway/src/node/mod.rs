@@ -9,6 +9,7 @@
 //!  releases each response once its input is acknowledged (durable under `fsync`).
 //! ```
 
+pub mod cluster;
 pub mod matching;
 pub mod server;
 pub mod sessions;
@@ -64,10 +65,10 @@ pub fn run(
     shutdown: &AtomicBool,
     started: impl FnOnce(&StartInfo),
 ) -> Result<(), Error> {
-    let core = config
-        .server
-        .matching_core
-        .or_else(|| core_affinity::get_core_ids().and_then(|ids| ids.iter().map(|id| id.id).max()));
+    if config.cluster.is_some() {
+        return cluster::run(config, shutdown, started);
+    }
+    let core = matching_core(config);
     // Before any thread exists: every thread of the node (and the kernel's io_uring workers,
     // which inherit the mask) stays off the matching core; only the matching loop pins
     // itself there. Otherwise the scheduler spills I/O work onto that core and preempts
@@ -77,6 +78,28 @@ pub fn run(
     }
     let mut book = SessionBook::new(config)?;
     let recovered = startup::recover(config, &mut Replay(&mut book))?;
+    serve(config, recovered, book, core, shutdown, None, started)
+}
+
+/// The matching core: configured, or the last one.
+fn matching_core(config: &Config) -> Option<usize> {
+    config
+        .server
+        .matching_core
+        .or_else(|| core_affinity::get_core_ids().and_then(|ids| ids.iter().map(|id| id.id).max()))
+}
+
+/// Serves order entry from a recovered journal, engine and sessions until `shutdown` is set:
+/// the matching loop on its core, the gateway on this thread.
+fn serve(
+    config: &Config,
+    recovered: startup::Recovered,
+    book: SessionBook,
+    core: Option<usize>,
+    shutdown: &AtomicBool,
+    cluster: Option<server::ClusterLink>,
+    started: impl FnOnce(&StartInfo),
+) -> Result<(), Error> {
     let session = match &config.server.session {
         Some(name) => name.clone(),
         None => default_session_name(recovered.session_start_ns),
@@ -85,6 +108,9 @@ pub fn run(
         SessionId::new(&session).map_err(|e| Error::Config(format!("server.session: {e}")))?;
     let poll = Poll::new()?;
     let waker = server::waker(&poll)?;
+    if let Some(link) = &cluster {
+        let _ = link.waker.set(waker.clone());
+    }
     let marks = recovered.journal.watermarks().clone();
     {
         let waker = waker.clone();
@@ -132,6 +158,7 @@ pub fn run(
         auth_requests: auth_tx,
         auth_responses: verdict_rx,
         outbound_limit_bytes: config.server.outbound_buffer_bytes,
+        cluster,
     })?;
     started(&StartInfo {
         listen,

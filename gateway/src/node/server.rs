@@ -174,6 +174,7 @@ pub struct Server {
     logged_in: HashMap<usize, Token>,
     failures: HashMap<String, (u32, Instant)>,
     outbound_limit_bytes: usize,
+    cluster: Option<ClusterLink>,
     /// Connections with input left to read or handle: a socket not read to `WouldBlock`
     /// (the read buffer was full) or complete packets held back by backpressure. Readiness
     /// is edge-triggered, so no new event would come for them; they are serviced again on
@@ -209,6 +210,23 @@ pub struct ServerParts {
     pub auth_responses: Receiver<AuthResponse>,
     /// Slow-reader bound.
     pub outbound_limit_bytes: usize,
+    /// In a cluster: the committed watermark and the deposed flag.
+    pub cluster: Option<ClusterLink>,
+}
+
+/// What a leader's gateway shares with the replication thread.
+#[derive(Clone, Debug, Default)]
+pub struct ClusterLink {
+    /// Sequence number of the last record committed by a majority. Nothing above it is
+    /// released to a client.
+    pub committed: Arc<std::sync::atomic::AtomicU64>,
+    /// Set when this node lost leadership: the gateway stops without waiting for answers
+    /// that can never be committed and without End of Session (clients move on to the new
+    /// leader and resume there).
+    pub deposed: Arc<AtomicBool>,
+    /// The gateway's waker, once it exists: the replication thread wakes the gateway when
+    /// the committed watermark moves.
+    pub waker: Arc<std::sync::OnceLock<Arc<Waker>>>,
 }
 
 impl Server {
@@ -242,6 +260,7 @@ impl Server {
             logged_in: HashMap::new(),
             failures: HashMap::new(),
             outbound_limit_bytes: parts.outbound_limit_bytes,
+            cluster: parts.cluster,
             unread: HashSet::new(),
         })
     }
@@ -658,9 +677,13 @@ impl Server {
 
     /// Highest journal sequence number whose outcome may be shown to clients.
     fn release_seq(&self) -> u64 {
-        match self.durability {
+        let local = match self.durability {
             Durability::Fsync => self.marks.durable().min(self.last_done_seq),
             Durability::Async => self.last_done_seq,
+        };
+        match &self.cluster {
+            Some(link) => local.min(link.committed.load(Ordering::Acquire)),
+            None => local,
         }
     }
 
@@ -781,6 +804,15 @@ impl Server {
     }
 
     fn shutdown(&mut self) {
+        if self
+            .cluster
+            .as_ref()
+            .is_some_and(|link| link.deposed.load(Ordering::Acquire))
+        {
+            // Nothing more will be committed here; drop connections, say nothing.
+            tracing::warn!("no longer the leader: order entry closed");
+            return;
+        }
         // Let everything submitted be answered and acknowledged, for a bounded time.
         let deadline = Instant::now() + Duration::from_secs(5);
         while (!self.in_flight.is_empty() || self.release_seq() < self.last_done_seq)

@@ -42,20 +42,24 @@ pub struct Recovered {
     pub session_start_ns: u64,
 }
 
-/// Opens the journal in the configured data directory, replays it into a fresh engine and
-/// `sink`, and journals a session start (first run) and any configured instrument the
-/// journal does not define yet (also passed to `sink`).
-pub fn recover(config: &Config, sink: &mut impl RecordSink) -> Result<Recovered, Error> {
-    let journal_config = JournalConfig {
+/// How the configuration asks for the journal to be opened.
+pub fn journal_config(config: &Config) -> JournalConfig {
+    JournalConfig {
         segment_size_bytes: config.server.segment_size_bytes,
         durability: match config.server.durability {
             DurabilityConfig::Fsync => Durability::Fsync,
             DurabilityConfig::Async => Durability::Async,
         },
         sync_method: SyncMethod::Auto,
-    };
+    }
+}
+
+/// Opens the journal in the configured data directory, replays it into a fresh engine and
+/// `sink`, and journals a session start (first run) and any configured instrument the
+/// journal does not define yet (also passed to `sink`).
+pub fn recover(config: &Config, sink: &mut impl RecordSink) -> Result<Recovered, Error> {
     let dir = &config.server.data_dir;
-    let (mut journal, recovery) = Journal::open(dir, journal_config)?;
+    let (journal, recovery) = Journal::open(dir, journal_config(config))?;
     if let Some(torn) = recovery.scan.torn {
         tracing::warn!(
             segment = torn.segment,
@@ -70,29 +74,82 @@ pub fn recover(config: &Config, sink: &mut impl RecordSink) -> Result<Recovered,
         "journal recovered"
     );
     let mut engine = Engine::default();
-    let mut events = Vec::new();
-    let mut session_start_ns = None;
-    let mut last_seq = 0;
-    if recovery.scan.records > 0 {
-        let mut reader = journal.reader(1)?;
-        if reader.next_seq() != 1 {
-            return Err(Error::Node("the journal does not start at record 1".into()));
-        }
-        while let Some(record) = reader.next()? {
-            events.clear();
-            if let Some(command) = engine_command(record.record_type, record.payload)? {
-                engine.process(&command, &mut events);
-            }
-            if record.record_type == RecordType::Envelope {
-                let envelope = Envelope::decode(record.payload)?;
-                if envelope.origin == Origin::SessionStart && session_start_ns.is_none() {
-                    session_start_ns = Some(envelope.timestamp_ns);
-                }
-                sink.record(record.seq, &envelope, &events);
-            }
-            last_seq = record.seq;
-        }
+    let replayed = replay(&journal, &mut engine, sink)?;
+    start_serving(config, journal, engine, replayed, sink)
+}
+
+/// What a replay of the journal found.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Replayed {
+    /// Sequence number of the last record.
+    pub last_seq: u64,
+    /// The first session start journaled, if any.
+    pub session_start_ns: Option<u64>,
+}
+
+/// Replays every record of `journal` into `engine` and `sink`.
+pub fn replay(
+    journal: &Journal,
+    engine: &mut Engine,
+    sink: &mut impl RecordSink,
+) -> Result<Replayed, Error> {
+    let mut replayed = Replayed::default();
+    if journal.watermarks().appended() == 0 {
+        return Ok(replayed);
     }
+    let mut events = Vec::new();
+    let mut reader = journal.reader(1)?;
+    if reader.next_seq() != 1 {
+        return Err(Error::Node("the journal does not start at record 1".into()));
+    }
+    while let Some(record) = reader.next()? {
+        apply_record(
+            engine,
+            sink,
+            &mut replayed,
+            &mut events,
+            (record.seq, record.record_type, record.payload),
+        )?;
+    }
+    Ok(replayed)
+}
+
+/// Applies one journal record (`seq`, type, payload) to `engine` and `sink`.
+pub fn apply_record(
+    engine: &mut Engine,
+    sink: &mut impl RecordSink,
+    replayed: &mut Replayed,
+    events: &mut Vec<Event>,
+    (seq, record_type, payload): (u64, RecordType, &[u8]),
+) -> Result<(), Error> {
+    events.clear();
+    if let Some(command) = engine_command(record_type, payload)? {
+        engine.process(&command, events);
+    }
+    if record_type == RecordType::Envelope {
+        let envelope = Envelope::decode(payload)?;
+        if envelope.origin == Origin::SessionStart && replayed.session_start_ns.is_none() {
+            replayed.session_start_ns = Some(envelope.timestamp_ns);
+        }
+        sink.record(seq, &envelope, events);
+    }
+    replayed.last_seq = seq;
+    Ok(())
+}
+
+/// Journals what the node adds before it serves (a session start on first run, instruments
+/// the configuration adds, cancel-on-disconnect of stranded orders) and waits until it is
+/// durable. Only the node that will append — the single node, or a cluster's new leader —
+/// calls this.
+pub fn start_serving(
+    config: &Config,
+    mut journal: Journal,
+    mut engine: Engine,
+    replayed: Replayed,
+    sink: &mut impl RecordSink,
+) -> Result<Recovered, Error> {
+    let mut events = Vec::new();
+    let mut last_seq = replayed.last_seq;
     let mut append = |envelope: Envelope, engine: &mut Engine| -> Result<(), Error> {
         let seq = journal.appender().append_envelope(&envelope)?;
         events.clear();
@@ -103,7 +160,7 @@ pub fn recover(config: &Config, sink: &mut impl RecordSink) -> Result<Recovered,
         last_seq = seq;
         Ok(())
     };
-    let session_start_ns = match session_start_ns {
+    let session_start_ns = match replayed.session_start_ns {
         Some(start) => start,
         None => {
             let start = now_ns();

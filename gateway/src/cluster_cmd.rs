@@ -1,0 +1,158 @@
+//! `keel cluster --nodes N`: a local Raft cluster on loopback for newcomers. Writes one
+//! configuration per node (the demo instruments and users, a `[cluster]` section with a
+//! fresh random secret) into `DIR/nodeI.toml`, data into `DIR/nodeI/`, starts `keel serve`
+//! for each and prefixes their logs with the node's name. Ctrl-C stops them all.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use keel_gateway::config::{Config, DEFAULT_CONFIG};
+
+/// Options of `keel cluster`.
+#[derive(Debug, clap::Args)]
+pub struct ClusterArgs {
+    /// Number of nodes (odd, at least 3).
+    #[arg(long, default_value_t = 3)]
+    nodes: u64,
+    /// Directory for the configurations and the nodes' data.
+    #[arg(long, default_value = "./keel-cluster")]
+    dir: PathBuf,
+    /// Order-entry port of node 1 (node i listens on this + i - 1).
+    #[arg(long, default_value_t = 9001)]
+    client_port: u16,
+    /// Raft port of node 1 (node i uses this + i - 1).
+    #[arg(long, default_value_t = 9101)]
+    raft_port: u16,
+    /// Durability policy of every node.
+    #[arg(long, default_value = "fsync")]
+    durability: String,
+}
+
+/// Runs the cluster until Ctrl-C.
+pub fn run(args: &ClusterArgs) -> anyhow::Result<()> {
+    if args.nodes < 3 || args.nodes % 2 == 0 {
+        bail!("--nodes must be odd and at least 3");
+    }
+    std::fs::create_dir_all(&args.dir)
+        .with_context(|| format!("cannot create {}", args.dir.display()))?;
+    let secret = secret(&args.dir)?;
+    let mut paths = Vec::new();
+    for id in 1..=args.nodes {
+        let path = args.dir.join(format!("node{id}.toml"));
+        std::fs::write(&path, node_config(args, id, &secret)?)?;
+        Config::load(&path)?;
+        paths.push(path);
+    }
+    let endpoints: Vec<String> = (0..args.nodes)
+        .map(|i| format!("127.0.0.1:{}", u64::from(args.client_port) + i))
+        .collect();
+    eprintln!(
+        "keel cluster: {} nodes, configurations and data in {}\n  order entry on {} \
+         (followers answer Login Rejected S; clients try each)\n  \
+         e.g. keel client --server {} --user alice buy BTC-PERP 10 @ 100.25\n  Ctrl-C stops every node",
+        args.nodes,
+        args.dir.display(),
+        endpoints.join(", "),
+        endpoints.join(","),
+    );
+    let shutdown = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, shutdown.clone())?;
+    }
+    let exe = std::env::current_exe()?;
+    let mut children: Vec<(String, Child)> = Vec::new();
+    for (i, path) in paths.iter().enumerate() {
+        let name = format!("node{}", i + 1);
+        let mut child = Command::new(&exe)
+            .arg("serve")
+            .arg("--config")
+            .arg(path)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("cannot start {name}"))?;
+        if let Some(out) = child.stdout.take() {
+            prefix(name.clone(), out);
+        }
+        if let Some(err) = child.stderr.take() {
+            prefix(name.clone(), err);
+        }
+        children.push((name, child));
+    }
+    while !shutdown.load(Ordering::Acquire) {
+        for (name, child) in &mut children {
+            if let Ok(Some(status)) = child.try_wait() {
+                eprintln!("[{name}] exited: {status}");
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for (_, child) in &mut children {
+        if let Ok(pid) = i32::try_from(child.id()) {
+            // SAFETY: kill(2) with a child's pid and SIGTERM has no memory effects here.
+            unsafe {
+                libc::kill(pid, libc::SIGTERM);
+            }
+        }
+    }
+    for (name, child) in &mut children {
+        let status = child.wait()?;
+        eprintln!("[{name}] stopped: {status}");
+    }
+    Ok(())
+}
+
+fn prefix(name: String, stream: impl Read + Send + 'static) {
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines() {
+            match line {
+                Ok(line) => eprintln!("[{name}] {line}"),
+                Err(_) => break,
+            }
+        }
+    });
+}
+
+/// The cluster secret: kept in `DIR/secret` (created once, random, 0600).
+fn secret(dir: &Path) -> anyhow::Result<String> {
+    let path = dir.join("secret");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        return Ok(text.trim().to_string());
+    }
+    let mut bytes = [0u8; 16];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    std::fs::write(&path, &secret)?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(secret)
+}
+
+fn node_config(args: &ClusterArgs, id: u64, secret: &str) -> anyhow::Result<String> {
+    // The demo configuration's instruments and users, with this node's [server] and [cluster].
+    let body = DEFAULT_CONFIG
+        .split_once("[[instrument]]")
+        .map(|(_, rest)| format!("[[instrument]]{rest}"))
+        .context("embedded configuration has no instruments")?;
+    let data_dir = std::path::absolute(args.dir.join(format!("node{id}")))?;
+    let mut peers = String::new();
+    for peer in 1..=args.nodes {
+        peers.push_str(&format!(
+            "\"{peer}\" = \"127.0.0.1:{}\"\n",
+            u64::from(args.raft_port) + peer - 1
+        ));
+    }
+    Ok(format!(
+        "# Written by `keel cluster`: node {id} of {nodes}.\n\n[server]\nlisten = \"127.0.0.1:{listen}\"\n\
+         data_dir = {data_dir:?}\ndurability = \"{durability}\"\n\n[cluster]\nnode_id = {id}\n\
+         secret = \"{secret}\"\n\n[cluster.peers]\n{peers}\n{body}",
+        nodes = args.nodes,
+        listen = u64::from(args.client_port) + id - 1,
+        durability = args.durability,
+    ))
+}

@@ -1,0 +1,366 @@
+//! The node's [`Backend`]: records in the journal, the Raft index and hard state in two
+//! small files beside it (`raft-index`, `raft-state`; byte layout in `replication/FORMAT.md`).
+//!
+//! A follower's backend owns the journal and appends the leader's records to it. While the
+//! node leads, the matching loop owns the journal and appends; the backend then only tails it
+//! (records are proposed after the loop journaled them, so "appending" them is a no-op).
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use keel_journal::{Journal, JournalConfig, Reader, Watermarks};
+use raft::prelude::HardState;
+
+use crate::batch::{self, SeqRange};
+use crate::store::{Backend, Loaded, Meta};
+use crate::Error;
+
+/// Name of the index file in the journal directory.
+pub const INDEX_FILE: &str = "raft-index";
+/// Name of the hard-state file in the journal directory.
+pub const STATE_FILE: &str = "raft-state";
+const INDEX_MAGIC: [u8; 8] = *b"KEELRIDX";
+const STATE_MAGIC: [u8; 8] = *b"KEELRHS1";
+/// Bytes per index entry (and of the index file's header).
+const INDEX_ENTRY_BYTES: u64 = 32;
+const STATE_BYTES: usize = 40;
+
+enum Access {
+    /// This backend appends (follower).
+    Owned(Box<Journal>),
+    /// The matching loop appends; this backend reads (leader).
+    Tailing(Arc<Watermarks>),
+}
+
+/// Journal plus `raft-index` and `raft-state`.
+pub struct DiskBackend {
+    dir: PathBuf,
+    config: JournalConfig,
+    access: Access,
+    reader: Option<Reader>,
+    index: File,
+}
+
+impl DiskBackend {
+    /// Opens the Raft files in `dir` and the journal there. Journal records the index does
+    /// not cover (journaled by a leader that never proposed them, or whose index entry was
+    /// lost in a crash) are discarded first: they were never acknowledged, and a follower's
+    /// journal must end where its Raft log ends.
+    pub fn open(dir: &Path, config: JournalConfig) -> Result<(DiskBackend, Loaded), Error> {
+        fs::create_dir_all(dir)?;
+        let (index, mut metas) = open_index(dir)?;
+        let hard_state = load_state(dir)?;
+        let scan = keel_journal::recovery::scan(dir, |_| {});
+        let journal_last = match scan {
+            Ok(scan) => scan.last_seq,
+            // A torn tail is repaired by Journal::open below; measure after it.
+            Err(_) => 0,
+        };
+        let (journal, _) = Journal::open(dir, config)?;
+        let journal_last = journal_last.max(journal.watermarks().appended());
+        let keep = metas
+            .iter()
+            .take_while(|m| m.range.last_seq() <= journal_last)
+            .count();
+        metas.truncate(keep);
+        let log_last = metas.last().map_or(0, |m| m.range.last_seq());
+        let mut backend = DiskBackend {
+            dir: dir.to_path_buf(),
+            config,
+            access: Access::Owned(Box::new(journal)),
+            reader: None,
+            index,
+        };
+        backend.rewrite_index_len(keep as u64)?;
+        if backend.last_seq() > log_last {
+            tracing::warn!(
+                from_seq = log_last + 1,
+                to_seq = backend.last_seq(),
+                "discarding journal records the raft log does not hold"
+            );
+            backend.truncate_after(log_last)?;
+        }
+        Ok((backend, Loaded { metas, hard_state }))
+    }
+
+    /// The journal directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Hands the journal to the matching loop (this node now leads); the backend tails it.
+    pub fn release_journal(&mut self) -> Option<Journal> {
+        let marks = match &self.access {
+            Access::Owned(journal) => journal.watermarks().clone(),
+            Access::Tailing(_) => return None,
+        };
+        self.reader = None;
+        match std::mem::replace(&mut self.access, Access::Tailing(marks)) {
+            Access::Owned(journal) => Some(*journal),
+            Access::Tailing(_) => None,
+        }
+    }
+
+    /// Takes the journal back after the matching loop closed it (this node stepped down):
+    /// records after `keep_seq` (journaled but never in the Raft log) are discarded.
+    pub fn reclaim_journal(&mut self, keep_seq: u64) -> Result<(), Error> {
+        self.reader = None;
+        keel_journal::truncate_after(&self.dir, keep_seq)?;
+        let (journal, _) = Journal::open(&self.dir, self.config)?;
+        self.access = Access::Owned(Box::new(journal));
+        Ok(())
+    }
+
+    /// The journal, while this backend owns it.
+    pub fn journal(&mut self) -> Option<&mut Journal> {
+        match &mut self.access {
+            Access::Owned(journal) => Some(journal),
+            Access::Tailing(_) => None,
+        }
+    }
+
+    /// The journal's watermarks.
+    pub fn watermarks(&self) -> Arc<Watermarks> {
+        match &self.access {
+            Access::Owned(journal) => journal.watermarks().clone(),
+            Access::Tailing(marks) => marks.clone(),
+        }
+    }
+
+    /// Reads the records after `after_seq`, at most `max_records` or about `max_bytes`, into
+    /// `out` as a batch (the leader's next proposal). Returns their range.
+    pub fn read_new(
+        &mut self,
+        after_seq: u64,
+        max_records: u32,
+        max_bytes: usize,
+        out: &mut Vec<u8>,
+    ) -> Result<SeqRange, Error> {
+        let available = self.last_seq().saturating_sub(after_seq);
+        let count = u32::try_from(available.min(u64::from(max_records))).unwrap_or(max_records);
+        let mut range = SeqRange {
+            first_seq: after_seq + 1,
+            count: 0,
+        };
+        if count == 0 {
+            return Ok(range);
+        }
+        let reader = self.reader_at(after_seq + 1)?;
+        while range.count < count && out.len() < max_bytes {
+            match reader.next()? {
+                Some(record) => {
+                    batch::push_record(out, record.bytes);
+                    range.count += 1;
+                }
+                None => break,
+            }
+        }
+        Ok(range)
+    }
+
+    fn reader_at(&mut self, seq: u64) -> Result<&mut Reader, Error> {
+        let reusable = self.reader.as_ref().is_some_and(|r| r.next_seq() == seq);
+        if !reusable {
+            self.reader = Some(Reader::open(&self.dir, self.watermarks(), seq)?);
+        }
+        self.reader
+            .as_mut()
+            .ok_or_else(|| Error::Storage("journal reader missing".into()))
+    }
+
+    fn rewrite_index_len(&mut self, entries: u64) -> Result<(), Error> {
+        self.index.set_len(INDEX_ENTRY_BYTES * (entries + 1))?;
+        Ok(())
+    }
+}
+
+impl Backend for DiskBackend {
+    fn last_seq(&self) -> u64 {
+        match &self.access {
+            Access::Owned(journal) => journal.watermarks().appended(),
+            Access::Tailing(marks) => marks.appended(),
+        }
+    }
+
+    fn read(&mut self, first_seq: u64, count: u32, out: &mut Vec<u8>) -> Result<(), Error> {
+        let reader = self.reader_at(first_seq)?;
+        for _ in 0..count {
+            let record = reader.next()?.ok_or_else(|| {
+                Error::Storage(format!("record missing in {first_seq}..+{count}"))
+            })?;
+            batch::push_record(out, record.bytes);
+        }
+        Ok(())
+    }
+
+    fn append(&mut self, records: &[u8]) -> Result<(), Error> {
+        let Access::Owned(journal) = &mut self.access else {
+            return Err(Error::Storage(
+                "records appended while the matching loop owns the journal".into(),
+            ));
+        };
+        let appender = journal.appender();
+        batch::for_each(records, |_, _, _, record| {
+            appender.append_copy(record)?;
+            Ok(())
+        })
+    }
+
+    fn truncate_after(&mut self, seq: u64) -> Result<(), Error> {
+        if !matches!(self.access, Access::Owned(_)) {
+            return Err(Error::Storage(
+                "journal truncated while the matching loop owns it".into(),
+            ));
+        }
+        self.reader = None;
+        // Close (syncing what is there), cut, reopen: conflicts are rare (after a change of
+        // leader), so the simple path is the right one.
+        let marks = self.watermarks();
+        if let Access::Owned(journal) = std::mem::replace(&mut self.access, Access::Tailing(marks))
+        {
+            journal.close()?;
+        }
+        self.reclaim_journal(seq)
+    }
+
+    fn save_metas(&mut self, first_index: u64, metas: &[Meta]) -> Result<(), Error> {
+        self.rewrite_index_len(first_index.saturating_sub(1))?;
+        let mut bytes = Vec::with_capacity(metas.len() * INDEX_ENTRY_BYTES as usize);
+        for meta in metas {
+            bytes.extend_from_slice(&encode_meta(meta));
+        }
+        self.index
+            .write_all_at(&bytes, INDEX_ENTRY_BYTES * first_index)?;
+        Ok(())
+    }
+
+    fn save_hard_state(&mut self, hard_state: &HardState) -> Result<(), Error> {
+        let mut bytes = [0u8; STATE_BYTES];
+        bytes[0..8].copy_from_slice(&STATE_MAGIC);
+        bytes[8..16].copy_from_slice(&hard_state.term.to_le_bytes());
+        bytes[16..24].copy_from_slice(&hard_state.vote.to_le_bytes());
+        bytes[24..32].copy_from_slice(&hard_state.commit.to_le_bytes());
+        let crc = crc32c::crc32c(&bytes[0..32]);
+        bytes[32..36].copy_from_slice(&crc.to_le_bytes());
+        // Write a new file and rename it over the old one: the state is always one whole
+        // version or the other.
+        let tmp = self.dir.join(format!("{STATE_FILE}.tmp"));
+        let mut file = File::create(&tmp)?;
+        file.write_all(&bytes)?;
+        file.sync_data()?;
+        fs::rename(&tmp, self.dir.join(STATE_FILE))?;
+        File::open(&self.dir)?.sync_all()?;
+        Ok(())
+    }
+
+    fn sync(&mut self) -> Result<(), Error> {
+        // Records: the journal's flusher syncs continuously; wait for it to pass our end.
+        let marks = self.watermarks();
+        let target = marks.appended();
+        while marks.durable() < target {
+            if marks.failed() {
+                return Err(Error::Journal(keel_journal::Error::SyncFailed));
+            }
+            std::thread::sleep(Duration::from_micros(20));
+        }
+        self.index.sync_data()?;
+        Ok(())
+    }
+}
+
+fn encode_meta(meta: &Meta) -> [u8; INDEX_ENTRY_BYTES as usize] {
+    let mut bytes = [0u8; INDEX_ENTRY_BYTES as usize];
+    bytes[0..8].copy_from_slice(&meta.term.to_le_bytes());
+    bytes[8..16].copy_from_slice(&meta.range.first_seq.to_le_bytes());
+    bytes[16..20].copy_from_slice(&meta.range.count.to_le_bytes());
+    let crc = crc32c::crc32c(&bytes[0..24]);
+    bytes[24..28].copy_from_slice(&crc.to_le_bytes());
+    bytes
+}
+
+fn decode_meta(bytes: &[u8]) -> Option<Meta> {
+    let field = |range: std::ops::Range<usize>| bytes.get(range);
+    let crc = u32::from_le_bytes(field(24..28)?.try_into().ok()?);
+    if crc32c::crc32c(field(0..24)?) != crc || field(20..24)? != [0; 4] || field(28..32)? != [0; 4]
+    {
+        return None;
+    }
+    Some(Meta {
+        term: u64::from_le_bytes(field(0..8)?.try_into().ok()?),
+        range: SeqRange {
+            first_seq: u64::from_le_bytes(field(8..16)?.try_into().ok()?),
+            count: u32::from_le_bytes(field(16..20)?.try_into().ok()?),
+        },
+    })
+}
+
+/// Opens (creating) the index and reads its entries. A torn or damaged tail entry (a write
+/// cut short by a crash before its sync) ends the index there; the entries before it were
+/// synced before any peer was told about them.
+fn open_index(dir: &Path) -> Result<(File, Vec<Meta>), Error> {
+    let path = dir.join(INDEX_FILE);
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)?;
+    if bytes.len() < INDEX_ENTRY_BYTES as usize {
+        let mut header = [0u8; INDEX_ENTRY_BYTES as usize];
+        header[0..8].copy_from_slice(&INDEX_MAGIC);
+        file.set_len(0)?;
+        file.write_all_at(&header, 0)?;
+        file.sync_all()?;
+        File::open(dir)?.sync_all()?;
+        return Ok((file, Vec::new()));
+    }
+    if bytes[0..8] != INDEX_MAGIC {
+        return Err(Error::Storage(format!(
+            "{} is not a Keel raft index",
+            path.display()
+        )));
+    }
+    let mut metas = Vec::new();
+    for chunk in bytes[INDEX_ENTRY_BYTES as usize..].chunks(INDEX_ENTRY_BYTES as usize) {
+        match decode_meta(chunk) {
+            Some(meta) => metas.push(meta),
+            None => break,
+        }
+    }
+    Ok((file, metas))
+}
+
+fn load_state(dir: &Path) -> Result<HardState, Error> {
+    let path = dir.join(STATE_FILE);
+    let bytes = match fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(HardState::default())
+        }
+        Err(error) => return Err(error.into()),
+    };
+    let valid = bytes.len() == STATE_BYTES
+        && bytes[0..8] == STATE_MAGIC
+        && bytes[32..36] == crc32c::crc32c(&bytes[0..32]).to_le_bytes();
+    if !valid {
+        // Written whole by rename, so damage is not a torn write: refuse to guess a vote.
+        return Err(Error::Storage(format!("{} is damaged", path.display())));
+    }
+    let word = |at: usize| {
+        let mut field = [0u8; 8];
+        field.copy_from_slice(&bytes[at..at + 8]);
+        u64::from_le_bytes(field)
+    };
+    Ok(HardState {
+        term: word(8),
+        vote: word(16),
+        commit: word(24),
+        ..HardState::default()
+    })
+}

@@ -1,0 +1,76 @@
+//! Keel's replication: a Raft cluster (TiKV's raft-rs) that copies the journal to followers.
+//!
+//! - [`batch`]: Raft entry payloads, a run of journal records byte for byte.
+//! - [`store`]: raft-rs storage over the journal plus a small index (term and record range
+//!   per entry); the [`store::Backend`] says where bytes live and how they become durable.
+//! - [`replica`]: one member's Raft state machine, sans IO (raft-rs `RawNode` and the Ready
+//!   protocol).
+//! - [`mem`]: an in-memory backend that forgets unsynced writes, for the simulation.
+//! - [`disk`]: the node's backend: the journal and two small files beside it.
+//! - [`transport`]: authenticated, length-prefixed TCP frames between nodes.
+#![deny(missing_docs)]
+
+pub mod batch;
+pub mod disk;
+pub mod mem;
+pub mod replica;
+pub mod store;
+pub mod transport;
+
+pub use replica::{Committed, Output, Replica, ReplicaConfig};
+pub use store::{Backend, Loaded, Meta, Store};
+
+/// Errors at the replication boundary.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A Raft entry's records do not verify.
+    #[error("bad record batch: {0}")]
+    BadBatch(String),
+    /// The Raft log's storage is inconsistent or failed.
+    #[error("raft storage: {0}")]
+    Storage(String),
+    /// raft-rs refused an operation.
+    #[error("raft: {0}")]
+    Raft(#[from] raft::Error),
+    /// The journal failed.
+    #[error("journal: {0}")]
+    Journal(#[from] keel_journal::Error),
+    /// A file beside the journal failed.
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A logger for raft-rs that forwards warnings and errors to `tracing` (raft-rs logs with
+/// slog; its debug chatter is dropped).
+pub fn raft_logger(node_id: u64) -> slog::Logger {
+    slog::Logger::root(TracingDrain { node_id }, slog::o!())
+}
+
+struct TracingDrain {
+    node_id: u64,
+}
+
+impl slog::Drain for TracingDrain {
+    type Ok = ();
+    type Err = slog::Never;
+
+    fn log(
+        &self,
+        record: &slog::Record<'_>,
+        _values: &slog::OwnedKVList,
+    ) -> Result<(), slog::Never> {
+        match record.level() {
+            slog::Level::Critical | slog::Level::Error => {
+                tracing::error!(node = self.node_id, "raft: {}", record.msg());
+            }
+            slog::Level::Warning => {
+                tracing::warn!(node = self.node_id, "raft: {}", record.msg());
+            }
+            slog::Level::Info => {
+                tracing::debug!(node = self.node_id, "raft: {}", record.msg());
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
