@@ -9,6 +9,7 @@
 //!  releases each response once its input is acknowledged (durable under `fsync`).
 //! ```
 
+mod chunked;
 pub mod cluster;
 pub mod matching;
 pub mod server;

@@ -13,11 +13,12 @@
 //! N receives exactly what it would have received had nothing happened. Timestamps come
 //! from the journaled arrival time (nanoseconds since UTC midnight of that time).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use keel_engine::{AccountId, Command, Event, InstrumentId, OrderId, SelfTradePrevention};
 use keel_journal::envelope::{Envelope, Origin};
 
+use super::chunked::{ByteLog, ChunkedVec, GenerationalSet};
 use crate::config::Config;
 use crate::protocol::mapping::{self, CancelIntent, OrderContext, PriceScale};
 use crate::protocol::ouch::{
@@ -32,41 +33,43 @@ use crate::protocol::{Firm, OrderToken, Stock};
 const CANCEL_REJECT_CODE: u8 = b'I';
 const NS_PER_DAY: u64 = 86_400 * 1_000_000_000;
 
-/// One user's sequenced outbound messages (SoupBinTCP sequence number = index + 1).
+/// One user's sequenced outbound messages (SoupBinTCP sequence number = index + 1), stored
+/// in fixed chunks so that growing never stalls the gateway (see [`super::chunked`]).
 #[derive(Debug, Default)]
 pub struct Stream {
-    bytes: Vec<u8>,
-    /// End offset of each message in `bytes`.
-    ends: Vec<usize>,
+    messages: ByteLog,
     /// Journal sequence number of the input that produced each message (non-decreasing).
-    seqs: Vec<u64>,
+    seqs: ChunkedVec<u64>,
 }
+
+/// Longest outbound OUCH message, in bytes (Order Replaced, 80), with room to spare.
+const OUTBOUND_MESSAGE_BYTES_MAX: usize = 128;
 
 impl Stream {
     /// Number of messages.
     pub fn len(&self) -> usize {
-        self.ends.len()
+        self.messages.len()
     }
 
     /// Whether there are no messages.
     pub fn is_empty(&self) -> bool {
-        self.ends.is_empty()
+        self.messages.len() == 0
     }
 
     /// Message `index` (0-based).
     pub fn message(&self, index: usize) -> &[u8] {
-        let start = if index == 0 { 0 } else { self.ends[index - 1] };
-        &self.bytes[start..self.ends[index]]
+        self.messages.get(index)
     }
 
     /// How many messages were produced by inputs at or below `seq` (those may be released).
     pub fn released_len(&self, seq: u64) -> usize {
-        self.seqs.partition_point(|&s| s <= seq)
+        self.seqs.partition_point(|s| s <= seq)
     }
 
     fn push(&mut self, seq: u64, message: &OutboundMessage) {
-        message.encode(&mut self.bytes);
-        self.ends.push(self.bytes.len());
+        debug_assert!(message.encoded_len() <= OUTBOUND_MESSAGE_BYTES_MAX);
+        self.messages
+            .push_with(OUTBOUND_MESSAGE_BYTES_MAX, |out| message.encode(out));
         self.seqs.push(seq);
     }
 }
@@ -85,7 +88,7 @@ pub struct User {
     /// Outbound messages.
     pub stream: Stream,
     /// Every order token the user has used this session (tokens are single-use).
-    used_tokens: HashSet<OrderToken>,
+    used_tokens: GenerationalSet<OrderToken>,
     /// Current token → live order.
     live_tokens: HashMap<OrderToken, OrderId>,
 }
@@ -156,7 +159,7 @@ impl SessionBook {
                 stp: user.stp.into(),
                 cancel_on_disconnect: user.cancel_on_disconnect,
                 stream: Stream::default(),
-                used_tokens: HashSet::new(),
+                used_tokens: GenerationalSet::default(),
                 live_tokens: HashMap::new(),
             })
             .collect();
