@@ -8,9 +8,12 @@
 //!   used by the `keel-throughput` and `keel-callgrind-replay` binaries.
 //! - [`scenarios`]: single-purpose batches (add, cancel, replace, sweep) for criterion.
 //! - [`stats`]: measures what a workload actually does ([`measure_mix`]).
+//! - [`peers`]: adapters driving other order-book crates with the same commands, for the
+//!   side-by-side comparison (`keel-peers`, the `peers` criterion group).
 #![deny(missing_docs)]
 
 pub mod exchange_core;
+pub mod peers;
 pub mod rng;
 pub mod scenarios;
 pub mod stats;
