@@ -41,8 +41,77 @@ pub struct DiskBackend {
     dir: PathBuf,
     config: JournalConfig,
     access: Access,
+    /// Reader for raft-rs's entry reads (`Backend::read`).
     reader: Option<Reader>,
+    /// Reader that follows the matching loop for new proposals (`read_new`): kept apart so
+    /// the two never reposition each other (a reposition scans a segment from its start).
+    tail: Option<Reader>,
+    /// Recent batches, so raft-rs's reads of entries it just handled (sending them to a
+    /// follower, committing them) do not go back to the journal.
+    cache: BatchCache,
     index: File,
+    /// Index entries written (the file is preallocated beyond them, zero-filled).
+    index_entries: u64,
+    /// Index entries the file has room for.
+    index_capacity: u64,
+}
+
+/// Index entries added to the file at a time, zero-filled and synced up front: appending
+/// within the file then never changes its size, so `fdatasync` flushes data only (a size
+/// change costs an ext4 journal commit, milliseconds on every Raft round).
+const INDEX_GROW_ENTRIES: u64 = 64 * 1024;
+/// Bytes of recent batches kept in memory.
+const CACHE_BYTES_MAX: usize = 64 << 20;
+
+/// Recent batches by first sequence number, oldest first, bounded in bytes.
+#[derive(Default)]
+struct BatchCache {
+    batches: std::collections::VecDeque<(SeqRange, Vec<u8>)>,
+    bytes: usize,
+}
+
+impl BatchCache {
+    fn insert(&mut self, range: SeqRange, data: &[u8]) {
+        if range.count == 0 {
+            return;
+        }
+        // Keep ranges ascending and disjoint: anything at or after this start is stale.
+        while self
+            .batches
+            .back()
+            .is_some_and(|(r, _)| r.last_seq() >= range.first_seq)
+        {
+            if let Some((_, old)) = self.batches.pop_back() {
+                self.bytes -= old.len();
+            }
+        }
+        self.bytes += data.len();
+        self.batches.push_back((range, data.to_vec()));
+        while self.bytes > CACHE_BYTES_MAX {
+            match self.batches.pop_front() {
+                Some((_, old)) => self.bytes -= old.len(),
+                None => break,
+            }
+        }
+    }
+
+    fn get(&self, first_seq: u64, count: u32) -> Option<&[u8]> {
+        let i = self
+            .batches
+            .partition_point(|(r, _)| r.first_seq < first_seq);
+        self.batches
+            .get(i)
+            .filter(|(r, _)| r.first_seq == first_seq && r.count == count)
+            .map(|(_, data)| data.as_slice())
+    }
+
+    fn truncate_after(&mut self, seq: u64) {
+        while self.batches.back().is_some_and(|(r, _)| r.last_seq() > seq) {
+            if let Some((_, old)) = self.batches.pop_back() {
+                self.bytes -= old.len();
+            }
+        }
+    }
 }
 
 impl DiskBackend {
@@ -53,6 +122,7 @@ impl DiskBackend {
     pub fn open(dir: &Path, config: JournalConfig) -> Result<(DiskBackend, Loaded), Error> {
         fs::create_dir_all(dir)?;
         let (index, mut metas) = open_index(dir)?;
+        let metas_on_disk = metas.len() as u64;
         let hard_state = load_state(dir)?;
         let scan = keel_journal::recovery::scan(dir, |_| {});
         let journal_last = match scan {
@@ -73,9 +143,18 @@ impl DiskBackend {
             config,
             access: Access::Owned(Box::new(journal)),
             reader: None,
+            tail: None,
+            cache: BatchCache::default(),
             index,
+            index_entries: 0,
+            index_capacity: 0,
         };
-        backend.rewrite_index_len(keep as u64)?;
+        backend.index_capacity =
+            (backend.index.metadata()?.len() / INDEX_ENTRY_BYTES).saturating_sub(1);
+        // Zero everything after the valid prefix: a crash can leave whole entries of a
+        // batch behind a torn one, and they must not reappear once the gap is rewritten.
+        backend.index_entries = backend.index_capacity.max(metas_on_disk);
+        backend.cut_index(keep as u64)?;
         if backend.last_seq() > log_last {
             tracing::warn!(
                 from_seq = log_last + 1,
@@ -99,6 +178,7 @@ impl DiskBackend {
             Access::Tailing(_) => return None,
         };
         self.reader = None;
+        self.tail = None;
         match std::mem::replace(&mut self.access, Access::Tailing(marks)) {
             Access::Owned(journal) => Some(*journal),
             Access::Tailing(_) => None,
@@ -109,6 +189,8 @@ impl DiskBackend {
     /// records after `keep_seq` (journaled but never in the Raft log) are discarded.
     pub fn reclaim_journal(&mut self, keep_seq: u64) -> Result<(), Error> {
         self.reader = None;
+        self.tail = None;
+        self.cache.truncate_after(keep_seq);
         keel_journal::truncate_after(&self.dir, keep_seq)?;
         let (journal, _) = Journal::open(&self.dir, self.config)?;
         self.access = Access::Owned(Box::new(journal));
@@ -149,7 +231,18 @@ impl DiskBackend {
         if count == 0 {
             return Ok(range);
         }
-        let reader = self.reader_at(after_seq + 1)?;
+        let reusable = self
+            .tail
+            .as_ref()
+            .is_some_and(|r| r.next_seq() == after_seq + 1);
+        if !reusable {
+            self.tail = Some(Reader::open(&self.dir, self.watermarks(), after_seq + 1)?);
+        }
+        let reader = self
+            .tail
+            .as_mut()
+            .ok_or_else(|| Error::Storage("journal reader missing".into()))?;
+        let start = out.len();
         while range.count < count && out.len() < max_bytes {
             match reader.next()? {
                 Some(record) => {
@@ -159,6 +252,7 @@ impl DiskBackend {
                 None => break,
             }
         }
+        self.cache.insert(range, &out[start..]);
         Ok(range)
     }
 
@@ -172,8 +266,31 @@ impl DiskBackend {
             .ok_or_else(|| Error::Storage("journal reader missing".into()))
     }
 
-    fn rewrite_index_len(&mut self, entries: u64) -> Result<(), Error> {
-        self.index.set_len(INDEX_ENTRY_BYTES * (entries + 1))?;
+    /// Drops index entries from `entries` on: zeroes them on disk and syncs at once (a
+    /// conflict is rare, and a stale entry must never reappear behind new ones after a
+    /// crash).
+    fn cut_index(&mut self, entries: u64) -> Result<(), Error> {
+        if entries >= self.index_entries {
+            return Ok(());
+        }
+        let zeros = vec![0u8; ((self.index_entries - entries) * INDEX_ENTRY_BYTES) as usize];
+        self.index
+            .write_all_at(&zeros, INDEX_ENTRY_BYTES * (entries + 1))?;
+        self.index.sync_data()?;
+        self.index_entries = entries;
+        Ok(())
+    }
+
+    /// Makes room for `entries` index entries: grows the file by zero-filled steps, synced
+    /// with its new size, so later appends within it change no metadata.
+    fn reserve_index(&mut self, entries: u64) -> Result<(), Error> {
+        if entries <= self.index_capacity {
+            return Ok(());
+        }
+        let capacity = entries.next_multiple_of(INDEX_GROW_ENTRIES);
+        self.index.set_len(INDEX_ENTRY_BYTES * (capacity + 1))?;
+        self.index.sync_all()?;
+        self.index_capacity = capacity;
         Ok(())
     }
 }
@@ -187,6 +304,10 @@ impl Backend for DiskBackend {
     }
 
     fn read(&mut self, first_seq: u64, count: u32, out: &mut Vec<u8>) -> Result<(), Error> {
+        if let Some(data) = self.cache.get(first_seq, count) {
+            out.extend_from_slice(data);
+            return Ok(());
+        }
         let reader = self.reader_at(first_seq)?;
         for _ in 0..count {
             let record = reader.next()?.ok_or_else(|| {
@@ -204,10 +325,20 @@ impl Backend for DiskBackend {
             ));
         };
         let appender = journal.appender();
-        batch::for_each(records, |_, _, _, record| {
+        let mut range: Option<SeqRange> = None;
+        batch::for_each(records, |_, seq, _, record| {
             appender.append_copy(record)?;
+            let r = range.get_or_insert(SeqRange {
+                first_seq: seq,
+                count: 0,
+            });
+            r.count += 1;
             Ok(())
-        })
+        })?;
+        if let Some(range) = range {
+            self.cache.insert(range, records);
+        }
+        Ok(())
     }
 
     fn truncate_after(&mut self, seq: u64) -> Result<(), Error> {
@@ -217,6 +348,8 @@ impl Backend for DiskBackend {
             ));
         }
         self.reader = None;
+        self.tail = None;
+        self.cache.truncate_after(seq);
         // Close (syncing what is there), cut, reopen: conflicts are rare (after a change of
         // leader), so the simple path is the right one.
         let marks = self.watermarks();
@@ -228,13 +361,16 @@ impl Backend for DiskBackend {
     }
 
     fn save_metas(&mut self, first_index: u64, metas: &[Meta]) -> Result<(), Error> {
-        self.rewrite_index_len(first_index.saturating_sub(1))?;
+        self.cut_index(first_index.saturating_sub(1))?;
+        let end = first_index.saturating_sub(1) + metas.len() as u64;
+        self.reserve_index(end)?;
         let mut bytes = Vec::with_capacity(metas.len() * INDEX_ENTRY_BYTES as usize);
         for meta in metas {
             bytes.extend_from_slice(&encode_meta(meta));
         }
         self.index
             .write_all_at(&bytes, INDEX_ENTRY_BYTES * first_index)?;
+        self.index_entries = end;
         Ok(())
     }
 

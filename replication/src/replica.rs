@@ -2,7 +2,7 @@
 //! messages to send and committed records come out. The node wraps it in a thread with a
 //! transport and a clock; the simulation drives it with a simulated network and clock.
 
-use raft::prelude::{Entry, Message};
+use raft::prelude::{Entry, Message, MessageType};
 use raft::{RawNode, StateRole};
 
 use crate::batch::SeqRange;
@@ -105,11 +105,25 @@ impl<B: Backend> Replica<B> {
     /// Hands over a message from a peer. A message raft-rs refuses is an error the caller
     /// logs; the replica stays usable.
     pub fn step(&mut self, message: Message) -> Result<(), Error> {
+        // Only the local replication thread proposes (see `propose`): a proposal arriving
+        // from a peer (a deposed leader's, or a stale or duplicated one) would make this
+        // leader append records its own matching loop never journaled: at best a batch
+        // that fails to parse in the Ready (wedging the replica), at worst another node's
+        // speculative records committed under this leader's engine.
+        if message.get_msg_type() == MessageType::MsgPropose {
+            return Err(Error::Raft(raft::Error::ProposalDropped));
+        }
         Ok(self.node.step(message)?)
     }
 
-    /// Proposes a batch of journal records (the leader's next ones, in order).
+    /// Proposes a batch of journal records (the leader's next ones, in order). Refused
+    /// unless this node leads: raft-rs 0.7 would forward a follower's proposal to the
+    /// leader (it has no switch to turn that off), and the records of a deposed leader
+    /// must be discarded, never appended to another leader's log.
     pub fn propose(&mut self, batch: Vec<u8>) -> Result<(), Error> {
+        if self.role() != StateRole::Leader {
+            return Err(Error::Raft(raft::Error::ProposalDropped));
+        }
         Ok(self.node.propose(Vec::new(), batch)?)
     }
 
@@ -129,7 +143,11 @@ impl<B: Backend> Replica<B> {
         }
         let committed = ready.take_committed_entries();
         let must_sync = !ready.entries().is_empty() || ready.must_sync();
+        // Entries of the term this node leads are its own proposals, of records its journal
+        // already holds; any other entry's records are compared with what the journal holds.
+        let own_term = (self.node.raft.state == StateRole::Leader).then_some(self.node.raft.term);
         let store = self.node.mut_store();
+        store.set_own_term(own_term);
         store.append(ready.entries())?;
         if let Some(hard_state) = ready.hs() {
             store.set_hard_state(hard_state)?;

@@ -60,6 +60,9 @@ pub struct Store<B: Backend> {
     conf_state: ConfState,
     /// Lowest sequence number discarded by a conflict since the caller last asked.
     truncated_from_seq: Option<u64>,
+    /// The term this node leads, if it does: entries of that term are its own proposals
+    /// of records its matching loop journaled (see `append_records`).
+    own_term: Option<u64>,
 }
 
 impl<B: Backend> Store<B> {
@@ -93,6 +96,7 @@ impl<B: Backend> Store<B> {
             hard_state,
             conf_state: ConfState::from((voters, vec![])),
             truncated_from_seq: None,
+            own_term: None,
         })
     }
 
@@ -133,6 +137,12 @@ impl<B: Backend> Store<B> {
         self.truncated_from_seq.take()
     }
 
+    /// Tells the store which term this node leads (`None`: it does not), before the
+    /// entries of a `Ready` are appended.
+    pub fn set_own_term(&mut self, term: Option<u64>) {
+        self.own_term = term;
+    }
+
     /// Persists entries raft-rs handed over in a `Ready` (not yet synced).
     pub fn append(&mut self, entries: &[Entry]) -> Result<(), Error> {
         let Some(first) = entries.first() else {
@@ -168,7 +178,8 @@ impl<B: Backend> Store<B> {
                 )));
             }
             let range = batch::parse(&entry.data, self.log_last_seq() + 1)?;
-            self.append_records(&entry.data, range)?;
+            let own = self.own_term == Some(entry.term);
+            self.append_records(&entry.data, range, own)?;
             self.metas.push(Meta {
                 term: entry.term,
                 range,
@@ -180,25 +191,52 @@ impl<B: Backend> Store<B> {
     }
 
     /// Writes the records of a batch that the journal does not hold yet. On the leader the
-    /// matching loop has already journaled them; on a follower they are new.
-    fn append_records(&mut self, data: &[u8], range: SeqRange) -> Result<(), Error> {
+    /// matching loop has already journaled them (`own`: an entry of the term this node
+    /// leads, which only its own proposals can be); on a follower they are new.
+    ///
+    /// Records a follower's journal holds beyond the Raft log are not necessarily this
+    /// entry's: a deposed leader's journal can still hold its unproposed speculative
+    /// records (the matching loop discards them only once it learns of the step-down) when
+    /// the new leader's entries for the same sequence numbers arrive. Equal sequence numbers
+    /// prove nothing, so the bytes are compared: the common prefix is kept, and from the
+    /// first record that differs the journal is truncated (reported by `take_truncation`)
+    /// and the entry's records are written instead. (Before this comparison, such an entry
+    /// was skipped as "already present" and the follower kept the deposed leader's records
+    /// under the new leader's index: the simulation caught replicas committing different
+    /// records at one sequence number.)
+    fn append_records(&mut self, data: &[u8], range: SeqRange, own: bool) -> Result<(), Error> {
         let backend = self.backend.get_mut();
         let have = backend.last_seq();
-        if range.count == 0 || range.last_seq() <= have {
+        if range.count == 0 || (own && range.last_seq() <= have) {
             return Ok(());
         }
         if range.first_seq > have {
             return backend.append(data);
         }
-        // Partly present (cannot happen after the truncation above, but stay exact).
-        let mut tail_start = None;
-        batch::for_each(data, |offset, seq, _, _| {
-            if seq == have + 1 {
-                tail_start = Some(offset);
+        let present = have.min(range.last_seq()) - range.first_seq + 1;
+        let mut held = Vec::with_capacity(data.len());
+        // `present` <= range.count, a u32.
+        backend.read(range.first_seq, present as u32, &mut held)?;
+        // Walk the entry's records; while they equal the journal's, both sit at the same
+        // offsets, so the first difference is found by comparing slices at equal offsets.
+        let mut differs_at = None;
+        let mut tail_at = None;
+        batch::for_each(data, |offset, seq, _, record| {
+            if differs_at.is_none() && tail_at.is_none() {
+                if seq > have {
+                    tail_at = Some(offset);
+                } else if held.get(offset..offset + record.len()) != Some(record) {
+                    differs_at = Some((offset, seq));
+                }
             }
             Ok(())
         })?;
-        match tail_start {
+        if let Some((offset, seq)) = differs_at {
+            backend.truncate_after(seq - 1)?;
+            self.truncated_from_seq = Some(self.truncated_from_seq.map_or(seq, |t| t.min(seq)));
+            return self.backend.get_mut().append(&data[offset..]);
+        }
+        match tail_at {
             Some(offset) => backend.append(&data[offset..]),
             None => Ok(()),
         }
@@ -305,5 +343,55 @@ impl<B: Backend> Storage for Store<B> {
         Err(raft::Error::Store(
             StorageError::SnapshotTemporarilyUnavailable,
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mem::MemBackend;
+    use keel_journal::format::RecordType;
+
+    fn entry(index: u64, term: u64, data: Vec<u8>) -> Entry {
+        Entry {
+            index,
+            term,
+            data: data.into(),
+            ..Entry::default()
+        }
+    }
+
+    /// A deposed leader's unproposed records beyond the Raft log must not pass for the new
+    /// leader's records at the same sequence numbers.
+    #[test]
+    fn a_foreign_entry_replaces_an_unproposed_tail_that_differs() {
+        let mut store = Store::new(MemBackend::default(), Loaded::default(), vec![1, 2]).unwrap();
+        // The new leader's records 1 and 2, built on another journal.
+        let mut theirs = MemBackend::default();
+        theirs.append_local(RecordType::Command, b"theirs-1");
+        theirs.append_local(RecordType::Command, b"theirs-2");
+        let mut data = Vec::new();
+        theirs.read(1, 2, &mut data).unwrap();
+        // Our journal holds record 1 identical to theirs, then our own speculative record 2.
+        let backend = store.backend_mut();
+        backend.append_local(RecordType::Command, b"theirs-1");
+        backend.append_local(RecordType::Command, b"ours-2");
+        store.append(&[entry(1, 2, data.clone())]).unwrap();
+        assert_eq!(store.take_truncation(), Some(2));
+        let mut held = Vec::new();
+        store.backend_mut().read(1, 2, &mut held).unwrap();
+        assert_eq!(held, data);
+
+        // The leader's own proposal of records its journal already holds is taken as is.
+        store.set_own_term(Some(3));
+        let seq = store
+            .backend_mut()
+            .append_local(RecordType::Command, b"mine-3");
+        let mut mine = Vec::new();
+        store.backend_mut().read(seq, 1, &mut mine).unwrap();
+        store.append(&[entry(2, 3, mine)]).unwrap();
+        assert_eq!(store.take_truncation(), None);
+        assert_eq!(store.backend().last_seq(), 3);
+        assert_eq!(store.log_last_seq(), 3);
     }
 }

@@ -117,6 +117,8 @@ struct Stint {
     thread: JoinHandle<Result<(), Error>>,
     /// Last record handed to raft.
     proposed_seq: u64,
+    /// The term this stint leads.
+    term: u64,
 }
 
 /// Runs a cluster node until `shutdown` is set.
@@ -207,6 +209,27 @@ pub fn run(
                 next_tick = Instant::now() + TICK;
             }
         }
+        // Stepping down comes first, before raft's next Ready: the new leader's entries in
+        // it must go to a journal this thread owns again, after the records the old
+        // stint journaled but raft never took are cut.
+        let deposed = stint
+            .as_ref()
+            .is_some_and(|s| replica.role() != StateRole::Leader || replica.term() != s.term);
+        if deposed {
+            tracing::warn!(
+                term = replica.term(),
+                leader = replica.leader_id(),
+                "lost leadership; stepping down"
+            );
+            if let Some(old) = stint.take() {
+                end_stint(old)?;
+            }
+            let keep_seq = replica.log_last_seq();
+            let backend = replica.store_mut().backend_mut();
+            backend.reclaim_journal(keep_seq).map_err(replication)?;
+            applied = Applied::rebuild(config, backend)?;
+            door = Some(Door::open(config.server.listen)?);
+        }
         if let Some(stint) = &mut stint {
             if let Err(error) = propose_new(&mut replica, stint, &mut batch) {
                 tracing::warn!(%error, "proposal refused");
@@ -245,23 +268,8 @@ pub fn run(
                 applied = Applied::rebuild(config, replica.store_mut().backend_mut())?;
             }
         }
-        // Role changes.
-        let leading = replica.role() == StateRole::Leader;
-        if stint.is_some() && !leading {
-            tracing::warn!(
-                term = replica.term(),
-                leader = replica.leader_id(),
-                "lost leadership; stepping down"
-            );
-            if let Some(old) = stint.take() {
-                end_stint(old)?;
-            }
-            let keep_seq = replica.log_last_seq();
-            let backend = replica.store_mut().backend_mut();
-            backend.reclaim_journal(keep_seq).map_err(replication)?;
-            applied = Applied::rebuild(config, backend)?;
-            door = Some(Door::open(config.server.listen)?);
-        } else if stint.is_none() && replica.leader_ready() {
+        // Becoming leader.
+        if stint.is_none() && replica.leader_ready() {
             if let Some(door) = door.take() {
                 door.close();
             }
@@ -289,7 +297,13 @@ pub fn run(
                     taken.replayed.last_seq
                 )));
             }
-            stint = Some(start_stint(config, core, journal, taken, proposed_seq)?);
+            stint = Some(start_stint(
+                config,
+                core,
+                journal,
+                taken,
+                (proposed_seq, replica.term()),
+            )?);
         }
     };
     if let Some(old) = stint.take() {
@@ -372,7 +386,7 @@ fn start_stint(
     core: Option<usize>,
     journal: keel_journal::Journal,
     applied: Applied,
-    proposed_seq: u64,
+    (proposed_seq, term): (u64, u64),
 ) -> Result<Stint, Error> {
     let link = ClusterLink::default();
     link.committed.store(proposed_seq, Ordering::Release);
@@ -407,6 +421,7 @@ fn start_stint(
         stop,
         thread,
         proposed_seq,
+        term,
     })
 }
 
