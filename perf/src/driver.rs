@@ -82,6 +82,9 @@ pub struct Plan {
     pub seed: u64,
     /// Process whose threads' CPU time is sampled over the measured window, if any.
     pub server_pid: Option<u32>,
+    /// The other members of a cluster (followers): their threads' CPU time is sampled too
+    /// and reported as process `follower`, not lumped into the rest of the machine.
+    pub follower_pids: Vec<u32>,
     /// Minimum interval between two sending wake-ups (0: wake for every message's
     /// intended time). A tick batches messages (fewer system calls per message on both
     /// sides) at the cost of up to one tick of send lag, which the latencies include.
@@ -183,7 +186,7 @@ pub struct Second {
 /// CPU used by one thread over the measured window.
 #[derive(Clone, Debug, Serialize)]
 pub struct ThreadCpu {
-    /// `server` or `generator`.
+    /// `server` (the node, or a cluster's leader), `follower`, `generator` or `other`.
     pub process: String,
     /// Thread name.
     pub thread: String,
@@ -553,6 +556,10 @@ pub fn run(
                 .map(|pid| sys::thread_times(&pid.to_string()))
                 .unwrap_or_default(),
             sys::thread_times("self"),
+            plan.follower_pids
+                .iter()
+                .flat_map(|pid| sys::thread_times(&pid.to_string()))
+                .collect::<Vec<_>>(),
         )
     };
     let mut pinned_threads = Vec::new();
@@ -760,8 +767,16 @@ pub fn run(
     })
 }
 
-/// (monotonic ns, messages sent, machine busy s, server threads, generator threads)
-type CpuSample = (u64, u64, f64, Vec<ThreadTimes>, Vec<ThreadTimes>);
+/// (monotonic ns, messages sent, machine busy s, server threads, generator threads,
+/// follower threads)
+type CpuSample = (
+    u64,
+    u64,
+    f64,
+    Vec<ThreadTimes>,
+    Vec<ThreadTimes>,
+    Vec<ThreadTimes>,
+);
 
 fn cpu_delta(start: &CpuSample, end: &CpuSample) -> Vec<ThreadCpu> {
     let wall = end.0.saturating_sub(start.0) as f64 / NS_PER_S as f64;
@@ -770,6 +785,7 @@ fn cpu_delta(start: &CpuSample, end: &CpuSample) -> Vec<ThreadCpu> {
     let mut ours = 0.0;
     for (process, before, after) in [
         ("server", &start.3, &end.3),
+        ("follower", &start.5, &end.5),
         ("generator", &start.4, &end.4),
     ] {
         for thread in after {

@@ -4,6 +4,14 @@
 //!
 //! Each run (and, in a sweep, each step) starts a fresh `keel serve` node unless
 //! `--server` names one, so runs do not inherit each other's journal, books or streams.
+//!
+//! `--cluster N` starts a fresh N-node Raft cluster of `keel serve` processes instead (same
+//! per-node configuration plus `[cluster]`, see [`crate::cluster`]), finds the leader (the
+//! endpoint that accepts a login) and drives the same load against it: every response is
+//! then released only once a majority holds its input. `--compare-single` measures the
+//! single node and the cluster in the same invocation, runs interleaved (single, cluster,
+//! cluster, single, ...) so that drift in the machine's load hits both alike, and reports
+//! the ratio of their Order Accepted p99s.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -14,6 +22,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use keel_gateway::protocol::Stock;
 use serde::Serialize;
 
+use crate::cluster::{Cluster, ClusterOptions};
 use crate::driver::{self, Endpoint, Plan, RunResult};
 use crate::flow::Mix;
 use crate::report::{self, Machine};
@@ -109,15 +118,17 @@ pub struct E2eArgs {
     /// The `keel` binary (default: `keel` next to this executable).
     #[arg(long)]
     pub keel: Option<PathBuf>,
-    /// `server.matching_core` for the node started (default: the node's own, the last core).
+    /// `server.matching_core` for the node started, or every node of a cluster (default:
+    /// the node's own, the last core).
     #[arg(long)]
     pub matching_core: Option<usize>,
     /// Cores the generator thread may run on (comma separated; default: every core but the
     /// matching loop's; `none` leaves it to the scheduler).
     #[arg(long)]
     pub generator_cores: Option<String>,
-    /// Pin every thread of the node except its matching loop to the generator's cores
-    /// (as `taskset -p` would), so that nothing is scheduled beside the spinning loop.
+    /// Pin every thread of the node (a cluster's leader) except its matching loop to the
+    /// generator's cores (as `taskset -p` would), so that nothing is scheduled beside the
+    /// spinning loop.
     #[arg(long)]
     pub pin_server_threads: bool,
     /// Parent directory for the node's temporary data directory.
@@ -146,9 +157,37 @@ pub struct E2eArgs {
     #[arg(long)]
     pub results: Option<PathBuf>,
     /// Name of the result files (default `e2e-<durability>-<rate>` or
-    /// `e2e-sweep-<durability>`).
+    /// `e2e-sweep-<durability>`; with --cluster N `e2e-clusterN-<durability>-<rate>`, and
+    /// with --compare-single also `e2e-clusterN-vs-single-<durability>-<rate>`).
     #[arg(long)]
     pub label: Option<String>,
+    /// Start an N-node Raft cluster (odd, at least 3) instead of one node and drive the
+    /// load against its leader.
+    #[arg(long, value_name = "N")]
+    pub cluster: Option<usize>,
+    /// With --cluster: also run the single-node configuration, alternating with the
+    /// cluster, --runs runs each, and report both and the ratio of their p99s.
+    #[arg(long, requires = "cluster")]
+    pub compare_single: bool,
+    /// With --cluster: `cluster.election_timeout_ms` (default: the node's, 200).
+    #[arg(long, requires = "cluster")]
+    pub election_timeout_ms: Option<u64>,
+    /// With --cluster: `cluster.heartbeat_ms` (default: the node's, 40).
+    #[arg(long, requires = "cluster")]
+    pub heartbeat_ms: Option<u64>,
+    /// With --compare-single: the aim for replicated p99 / single-node p99 (issue #5: 3).
+    #[arg(long, default_value_t = 3.0)]
+    pub aim_p99_ratio: f64,
+}
+
+impl E2eArgs {
+    /// `clusterN` for a cluster run, `single` otherwise: the name of the configuration.
+    pub fn topology(&self) -> String {
+        match self.cluster {
+            Some(nodes) => format!("cluster{nodes}"),
+            None => "single".to_string(),
+        }
+    }
 }
 
 /// One run as reported: the measurement plus its context.
@@ -242,6 +281,307 @@ pub struct Report {
     pub summary: std::collections::BTreeMap<String, Spread>,
 }
 
+/// The output of `--compare-single`: both configurations' runs and the ratios.
+#[derive(Clone, Debug, Serialize)]
+pub struct Comparison {
+    /// `e2e-cluster-vs-single`.
+    pub kind: String,
+    /// The command line.
+    pub command: String,
+    /// Machine, commit, date.
+    pub machine: Machine,
+    /// Options.
+    pub args: E2eArgs,
+    /// The `keel` binary used.
+    pub keel_binary: Option<String>,
+    /// The order the runs were made in, e.g. `single 1`, `cluster3 1`, `cluster3 2`, ...
+    pub order: Vec<String>,
+    /// The single-node runs.
+    pub single: Report,
+    /// The cluster runs.
+    pub cluster: Report,
+    /// Median over the cluster's runs / median over the single node's runs, for
+    /// `accepted_p50_us`, `accepted_p99_us`, `accepted_p99_9_us`.
+    pub ratios: std::collections::BTreeMap<String, f64>,
+    /// Cluster p99 / single p99 of each pair of runs made back to back.
+    pub pair_p99_ratios: Vec<f64>,
+    /// The aim for the p99 ratio.
+    pub aim_p99_ratio: f64,
+    /// Whether the median p99 ratio is within the aim (and no run was cut off).
+    pub aim_met: bool,
+}
+
+/// `--compare-single`: single node and cluster alternately, `--runs` each, in the order
+/// single, cluster, cluster, single, single, cluster, ... (each pair swaps who goes first,
+/// so a steady drift in the machine's load does not favour either).
+fn compare(args: E2eArgs) -> anyhow::Result<()> {
+    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    let machine = Machine::detect();
+    eprintln!("keel-perf e2e: {}", machine.line());
+    pin_generator(&args)?;
+    let mut single_args = args.clone();
+    single_args.cluster = None;
+    single_args.compare_single = false;
+    let mut cluster_args = args.clone();
+    cluster_args.compare_single = false;
+    let empty = |a: &E2eArgs| Report {
+        kind: format!("e2e-{}", a.topology()),
+        command: command.clone(),
+        machine: machine.clone(),
+        args: a.clone(),
+        keel_binary: describe_keel(a),
+        runs: Vec::new(),
+        sweeps: Vec::new(),
+        summary: Default::default(),
+    };
+    let mut single = empty(&single_args);
+    let mut cluster = empty(&cluster_args);
+    let mut order = Vec::new();
+    for run in 1..=args.runs {
+        let pair: [(&E2eArgs, &mut Report); 2] = if run % 2 == 1 {
+            [(&single_args, &mut single), (&cluster_args, &mut cluster)]
+        } else {
+            [(&cluster_args, &mut cluster), (&single_args, &mut single)]
+        };
+        for (config, report) in pair {
+            let label = format!(
+                "run {run}/{} {} {} {:.0}/s",
+                args.runs,
+                config.topology(),
+                config.durability.name(),
+                config.rate
+            );
+            // A run the node cut off (e.g. a leader change) is kept in the report, left
+            // out of the figures, and made again, at most twice.
+            for attempt in 0..3 {
+                let record = run_once(config, config.rate, run, &label)?;
+                eprintln!(
+                    "keel-perf e2e: {} {}",
+                    config.topology(),
+                    report::one_line(&record)
+                );
+                let complete = record.result.session_errors.is_empty();
+                order.push(format!(
+                    "{} {run}{}",
+                    config.topology(),
+                    if complete { "" } else { " (cut off)" }
+                ));
+                report.runs.push(record);
+                if complete || attempt == 2 {
+                    break;
+                }
+            }
+        }
+    }
+    single.summary = summarize(&single.runs);
+    cluster.summary = summarize(&cluster.runs);
+    let median = |r: &Report, key: &str| r.summary.get(key).map_or(f64::NAN, |s| s.median);
+    let ratios: std::collections::BTreeMap<String, f64> =
+        ["accepted_p50_us", "accepted_p99_us", "accepted_p99_9_us"]
+            .iter()
+            .map(|key| {
+                (
+                    (*key).to_string(),
+                    median(&cluster, key) / median(&single, key),
+                )
+            })
+            .collect();
+    // Pairs by run number, from the complete runs.
+    let complete_p99 = |r: &Report, run: usize| {
+        r.runs
+            .iter()
+            .rev()
+            .find(|x| x.run == run && x.result.session_errors.is_empty())
+            .map_or(f64::NAN, |x| x.result.accepted.p99_us)
+    };
+    let pair_p99_ratios = (1..=args.runs)
+        .map(|run| complete_p99(&cluster, run) / complete_p99(&single, run))
+        .collect();
+    let complete = |r: &Report| {
+        (1..=args.runs).all(|run| {
+            r.runs
+                .iter()
+                .any(|x| x.run == run && x.result.session_errors.is_empty())
+        })
+    };
+    let cut_off = !complete(&single) || !complete(&cluster);
+    let p99_ratio = ratios.get("accepted_p99_us").copied().unwrap_or(f64::NAN);
+    let comparison = Comparison {
+        kind: "e2e-cluster-vs-single".to_string(),
+        command,
+        machine,
+        keel_binary: describe_keel(&args),
+        args: args.clone(),
+        order,
+        single,
+        cluster,
+        ratios,
+        pair_p99_ratios,
+        aim_p99_ratio: args.aim_p99_ratio,
+        aim_met: !cut_off && p99_ratio <= args.aim_p99_ratio,
+    };
+    let results = args.results.clone().unwrap_or_else(default_results);
+    let topology = cluster_args.topology();
+    let (cluster_label, label) = match &args.label {
+        Some(label) => (format!("{label}-{topology}"), label.clone()),
+        None => (
+            format!("e2e-{topology}-{}-{:.0}", args.durability.name(), args.rate),
+            format!(
+                "e2e-{topology}-vs-single-{}-{:.0}",
+                args.durability.name(),
+                args.rate
+            ),
+        ),
+    };
+    let (cluster_json, cluster_md) = report::write(&results, &cluster_label, &comparison.cluster)?;
+    let (json, markdown) = report::write_comparison(&results, &label, &comparison)?;
+    println!("{}", report::comparison_markdown(&comparison));
+    eprintln!(
+        "keel-perf e2e: replicated p99 / single p99 = {p99_ratio:.2} (aim ≤ {}): {}",
+        args.aim_p99_ratio,
+        if comparison.aim_met { "met" } else { "NOT met" }
+    );
+    eprintln!(
+        "keel-perf e2e: wrote {}, {}, {} and {}",
+        json.display(),
+        markdown.display(),
+        cluster_json.display(),
+        cluster_md.display()
+    );
+    Ok(())
+}
+
+/// What a managed run started: one node (or the echo server), or a cluster and which of
+/// its nodes leads.
+enum Managed {
+    Node(Node),
+    Cluster { cluster: Cluster, leader: usize },
+}
+
+impl Managed {
+    /// Starts a fresh cluster and finds its leader.
+    fn start_cluster(
+        args: &E2eArgs,
+        options: &NodeOptions,
+        nodes: usize,
+    ) -> anyhow::Result<Managed> {
+        let cluster = Cluster::start(&ClusterOptions {
+            node: options.clone(),
+            nodes,
+            election_timeout_ms: args.election_timeout_ms,
+            heartbeat_ms: args.heartbeat_ms,
+        })?;
+        let user = cluster.users.first().cloned().context("no users")?;
+        // The first leader of a fresh cluster is sometimes replaced at once (a node that
+        // started late campaigns): take a leader that is still the leader a second later.
+        let mut leader = cluster.find_leader(&user, Duration::from_secs(60))?;
+        for _ in 0..5 {
+            std::thread::sleep(Duration::from_secs(1));
+            let again = cluster.find_leader(&user, Duration::from_secs(60))?;
+            if again == leader {
+                break;
+            }
+            eprintln!(
+                "keel-perf e2e: leader changed from node{} to node{} after the start",
+                leader + 1,
+                again + 1
+            );
+            leader = again;
+        }
+        Ok(Managed::Cluster { cluster, leader })
+    }
+
+    /// Where the sessions log in: the node, or the cluster's leader.
+    fn endpoint(&self) -> Endpoint {
+        match self {
+            Managed::Node(node) => Endpoint {
+                addr: node.addr,
+                users: node.users.clone(),
+            },
+            Managed::Cluster { cluster, leader } => Endpoint {
+                addr: cluster.endpoints[*leader],
+                users: cluster.users.clone(),
+            },
+        }
+    }
+
+    /// The process serving order entry.
+    fn pid(&self) -> Option<u32> {
+        match self {
+            Managed::Node(node) => node.pid(),
+            Managed::Cluster { cluster, leader } => cluster.pid(*leader),
+        }
+    }
+
+    /// A cluster's followers.
+    fn follower_pids(&self) -> Vec<u32> {
+        match self {
+            Managed::Node(_) => Vec::new(),
+            Managed::Cluster { cluster, leader } => cluster.other_pids(*leader),
+        }
+    }
+
+    /// Start line(s), for the report.
+    fn banner(&self) -> String {
+        match self {
+            Managed::Node(node) => node.banner.clone(),
+            Managed::Cluster { cluster, leader } => {
+                format!("leader node{}; {}", leader + 1, cluster.banner())
+            }
+        }
+    }
+
+    /// The last warnings and errors of every node's log (`; node log: ...`), or nothing.
+    fn warnings(&self) -> String {
+        let logs: Vec<(String, &std::path::Path)> = match self {
+            Managed::Node(node) => vec![("node".to_string(), node.log.as_path())],
+            Managed::Cluster { cluster, .. } => cluster
+                .logs
+                .iter()
+                .enumerate()
+                .map(|(i, log)| (format!("node{}", i + 1), log.as_path()))
+                .collect(),
+        };
+        let mut out = String::new();
+        for (name, log) in logs {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            let lines: Vec<&str> = text
+                .lines()
+                .filter(|l| {
+                    (l.contains(" WARN ") || l.contains(" ERROR ") || l.contains("panicked"))
+                        && !l.contains("cannot connect to peer")
+                })
+                .collect();
+            for line in lines.iter().skip(lines.len().saturating_sub(5)) {
+                out.push_str(&format!("; {name} log: {line}"));
+            }
+        }
+        out
+    }
+
+    fn stop(self) -> anyhow::Result<()> {
+        match self {
+            Managed::Node(node) => node.stop(),
+            Managed::Cluster { cluster, .. } => cluster.stop(),
+        }
+    }
+}
+
+/// The options of the node(s) a run starts.
+fn node_options(args: &E2eArgs) -> anyhow::Result<NodeOptions> {
+    Ok(NodeOptions {
+        keel: match &args.keel {
+            Some(path) => path.clone(),
+            None => default_keel()?,
+        },
+        durability: args.durability.name().to_string(),
+        users: args.sessions,
+        matching_core: args.matching_core,
+        temp_parent: args.tmp.clone(),
+        keep: args.keep,
+    })
+}
+
 /// Which `keel` binary a managed run uses: path, size and modification time (builds in a
 /// shared target directory change under one's feet; this says which one was measured).
 fn describe_keel(args: &E2eArgs) -> Option<String> {
@@ -252,7 +592,12 @@ fn describe_keel(args: &E2eArgs) -> Option<String> {
         Some(path) => path.clone(),
         None => default_keel().ok()?,
     };
-    let meta = std::fs::metadata(&path).ok()?;
+    describe_binary(&path)
+}
+
+/// A binary's path, size and modification time.
+pub fn describe_binary(path: &std::path::Path) -> Option<String> {
+    let meta = std::fs::metadata(path).ok()?;
     let modified = meta
         .modified()
         .ok()
@@ -266,14 +611,15 @@ fn describe_keel(args: &E2eArgs) -> Option<String> {
     ))
 }
 
-fn default_keel() -> anyhow::Result<PathBuf> {
+/// The `keel` binary next to this executable (where `cargo build` puts both).
+pub fn default_keel() -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe().context("cannot locate this executable")?;
     Ok(exe.with_file_name("keel"))
 }
 
 /// The folder results go to by default: `perf/results` of the workspace this tool was built
 /// in, or `./perf/results` if that is gone.
-fn default_results() -> PathBuf {
+pub fn default_results() -> PathBuf {
     let built = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("results");
     if built.parent().is_some_and(|p| p.exists()) {
         built
@@ -296,6 +642,20 @@ fn parse_cores(text: &str) -> anyhow::Result<Vec<usize>> {
 pub fn main(args: E2eArgs) -> anyhow::Result<()> {
     if args.sessions == 0 || args.rate <= 0.0 || args.runs == 0 {
         bail!("--sessions, --rate and --runs must be positive");
+    }
+    if let Some(nodes) = args.cluster {
+        if nodes < 3 || nodes % 2 == 0 {
+            bail!("--cluster needs an odd number of nodes, at least 3");
+        }
+        if args.server.is_some() || args.echo {
+            bail!("--cluster starts its own nodes: it cannot be combined with --server or --echo");
+        }
+        if args.compare_single && args.sweep {
+            bail!("--compare-single compares fixed-rate runs; it cannot be combined with --sweep");
+        }
+    }
+    if args.compare_single {
+        return compare(args);
     }
     let command = std::env::args().collect::<Vec<_>>().join(" ");
     let machine = Machine::detect();
@@ -335,8 +695,9 @@ pub fn main(args: E2eArgs) -> anyhow::Result<()> {
     } else {
         for run in 1..=args.runs {
             let label = format!(
-                "run {run}/{} {} {:.0}/s",
+                "run {run}/{} {} {} {:.0}/s",
                 args.runs,
+                args.topology(),
                 args.durability.name(),
                 args.rate
             );
@@ -348,7 +709,17 @@ pub fn main(args: E2eArgs) -> anyhow::Result<()> {
     }
     let results = args.results.clone().unwrap_or_else(default_results);
     let label = args.label.clone().unwrap_or_else(|| {
-        if args.sweep {
+        if let Some(nodes) = args.cluster {
+            if args.sweep {
+                format!("e2e-cluster{nodes}-sweep-{}", args.durability.name())
+            } else {
+                format!(
+                    "e2e-cluster{nodes}-{}-{:.0}",
+                    args.durability.name(),
+                    args.rate
+                )
+            }
+        } else if args.sweep {
             if args.echo {
                 "e2e-sweep-echo".to_string()
             } else {
@@ -535,7 +906,7 @@ fn run_once(args: &E2eArgs, rate: f64, run: usize, label: &str) -> anyhow::Resul
     let sweep = args.sweep;
     let duration = args.duration.unwrap_or(if sweep { 5.0 } else { 10.0 });
     let warmup = args.warmup.unwrap_or(if sweep { 1.0 } else { 2.0 });
-    let (node, endpoint, stock, price_scale) = match args.server {
+    let (server, endpoint, stock, price_scale) = match args.server {
         Some(addr) => {
             let users = args
                 .users
@@ -550,28 +921,15 @@ fn run_once(args: &E2eArgs, rate: f64, run: usize, label: &str) -> anyhow::Resul
             (None, Endpoint { addr, users }, stock, args.price_scale)
         }
         None => {
-            let options = NodeOptions {
-                keel: match &args.keel {
-                    Some(path) => path.clone(),
-                    None => default_keel()?,
-                },
-                durability: args.durability.name().to_string(),
-                users: args.sessions,
-                matching_core: args.matching_core,
-                temp_parent: args.tmp.clone(),
-                keep: args.keep,
+            let options = node_options(args)?;
+            let managed = match args.cluster {
+                Some(nodes) => Managed::start_cluster(args, &options, nodes)?,
+                None if args.echo => Managed::Node(Node::start_echo(&options)?),
+                None => Managed::Node(Node::start(&options)?),
             };
-            let node = if args.echo {
-                Node::start_echo(&options)?
-            } else {
-                Node::start(&options)?
-            };
-            let endpoint = Endpoint {
-                addr: node.addr,
-                users: node.users.clone(),
-            };
+            let endpoint = managed.endpoint();
             let stock = Stock::new(server::SYMBOL).context("symbol")?;
-            (Some(node), endpoint, stock, server::PRICE_SCALE)
+            (Some(managed), endpoint, stock, server::PRICE_SCALE)
         }
     };
     let plan = Plan {
@@ -586,7 +944,11 @@ fn run_once(args: &E2eArgs, rate: f64, run: usize, label: &str) -> anyhow::Resul
         },
         stock,
         seed: args.seed.wrapping_add(run as u64),
-        server_pid: node.as_ref().and_then(Node::pid),
+        server_pid: server.as_ref().and_then(Managed::pid),
+        follower_pids: server
+            .as_ref()
+            .map(Managed::follower_pids)
+            .unwrap_or_default(),
         tick: Duration::from_secs_f64(args.tick_us.max(0.0) / 1e6),
         pin_server_threads: args
             .pin_server_threads
@@ -598,9 +960,19 @@ fn run_once(args: &E2eArgs, rate: f64, run: usize, label: &str) -> anyhow::Resul
     let result = driver::run(&endpoint, args.sessions, &plan, &bar);
     bar.finish_and_clear();
     let load_after = sys::load_average()[0];
-    let banner = node.as_ref().map(|n| n.banner.clone());
-    if let Some(node) = node {
-        node.stop()?;
+    let cut_off = result
+        .as_ref()
+        .map_or(true, |r| !r.session_errors.is_empty());
+    let banner = server.as_ref().map(|s| {
+        let mut banner = s.banner();
+        if cut_off {
+            // Why the node(s) ended the sessions: their warnings, while the logs exist.
+            banner.push_str(&s.warnings());
+        }
+        banner
+    });
+    if let Some(server) = server {
+        server.stop()?;
     }
     let result = result?;
     let (sustained, verdict) = judge(args, &result);

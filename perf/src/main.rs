@@ -4,17 +4,35 @@
 //!   the tool, or an existing one), many SoupBinTCP/OUCH sessions on loopback driven open
 //!   loop at a fixed offered rate by one frugal thread, latencies corrected for coordinated
 //!   omission; `--sweep` searches for the highest rate sustained without the queue growing.
+//! - `keel-perf e2e --cluster 3`: the same load against the leader of a 3-node Raft
+//!   cluster; `--compare-single` alternates it with the single node and reports the ratio.
+//! - `keel-perf failover`: kill -9 of a 3-node cluster's leader under steady order entry:
+//!   time until a client has an order accepted by the new leader, and nothing acknowledged
+//!   lost.
 //! - `keel-perf echo-server`: a do-nothing OUCH server; `e2e --echo` runs the same load
 //!   against it to show the floor that loopback TCP and the generator set on this machine.
+//! - `keel-perf lobster`: replays real NASDAQ order flow from LOBSTER files through the
+//!   engine, timing it and checking executions and books against the exchange's.
+//!
+//! - `keel-perf engine`: in-process engine throughput and per-command latency on seeded
+//!   workloads (exchange-core's mix, a 100k-order book, sweeps, market makers' cancels).
+//! - `keel-perf report`: the whole suite with reduced settings (under 10 minutes on 2
+//!   cores), rewriting `BENCHMARKS.md` and the plots in `perf/plots/`.
 //!
 //! Results go to `perf/results/` as JSON (everything measured) and Markdown.
 
+mod cluster;
 mod driver;
 mod e2e;
 mod echo;
+mod engine;
+mod failover;
 mod flow;
+mod lobster;
+mod plots;
 mod report;
 mod server;
+mod suite;
 mod sys;
 
 use std::process::ExitCode;
@@ -38,6 +56,19 @@ enum Commands {
     /// A do-nothing OUCH server (answers every order at once) for `e2e --echo`: the floor
     /// of loopback TCP, wake-ups and the generator on this machine.
     EchoServer(echo::EchoArgs),
+    /// Kill -9 the leader of a 3-node cluster under steady order entry, `--trials` times:
+    /// time until the client has an order accepted by the new leader; nothing acknowledged
+    /// may be lost.
+    Failover(Box<failover::FailoverArgs>),
+    /// Replay LOBSTER (NASDAQ) message/orderbook files through the engine: commands/s, and
+    /// agreement of executions and books with the exchange (see perf/LOBSTER.md).
+    Lobster(lobster::LobsterArgs),
+    /// In-process engine throughput (commands/s) and per-command latency on seeded
+    /// workloads; results in perf/results/engine.{json,md}.
+    Engine(Box<engine::EngineArgs>),
+    /// Run the whole suite with reduced settings and rewrite BENCHMARKS.md and perf/plots/
+    /// (build first: `cargo build --release --workspace`).
+    Report(suite::ReportArgs),
 }
 
 fn main() -> ExitCode {
@@ -45,6 +76,10 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Commands::E2e(args) => e2e::main(*args),
         Commands::EchoServer(args) => echo::main(&args),
+        Commands::Failover(args) => failover::main(&args),
+        Commands::Lobster(args) => lobster::main(&args),
+        Commands::Engine(args) => engine::main(&args),
+        Commands::Report(args) => suite::main(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::Serialize;
 
-use crate::e2e::{Report, RunRecord, Spread};
+use crate::e2e::{Comparison, Report, RunRecord, Spread};
 
 /// What the figures were measured on.
 #[derive(Clone, Debug, Serialize)]
@@ -301,6 +301,11 @@ pub fn markdown(report: &Report) -> String {
         "- node: {}; {} sessions; mix: {}% crossing IOC, the rest resting limit orders and cancels (≤ {} live resting orders per session); latencies in µs from the intended send time",
         if args.server.is_some() {
             "external (--server)".to_string()
+        } else if let Some(nodes) = args.cluster {
+            format!(
+                "{nodes}-node Raft cluster of `keel serve` on loopback, durability {} on every node, load on the leader (responses released once a majority holds the input)",
+                format!("{:?}", args.durability).to_lowercase()
+            )
         } else if args.echo {
             "`keel-perf echo-server` (no matching, no journal: the floor)".to_string()
         } else {
@@ -362,6 +367,19 @@ pub fn markdown(report: &Report) -> String {
         );
         let _ = writeln!(out, "## Runs\n");
         run_rows(&mut out, &report.runs, "run");
+        for record in report
+            .runs
+            .iter()
+            .filter(|r| !r.result.session_errors.is_empty())
+        {
+            let _ = writeln!(
+                out,
+                "\nRun {} was cut off ({}); node(s): {}",
+                record.run,
+                record.verdict,
+                record.node.as_deref().unwrap_or("external")
+            );
+        }
         count_rows(&mut out, &report.runs);
         if let Some(median) = median_run(&report.runs) {
             cpu_rows(&mut out, median);
@@ -402,6 +420,119 @@ pub fn markdown(report: &Report) -> String {
             rate(best.max),
             report.sweeps.len()
         );
+    }
+    out
+}
+
+/// Writes `<dir>/<label>.json` and `<dir>/<label>.md` for a `--compare-single` run, plus
+/// a timestamped copy of the JSON under `<dir>/runs/`.
+pub fn write_comparison(
+    dir: &Path,
+    label: &str,
+    comparison: &Comparison,
+) -> anyhow::Result<(PathBuf, PathBuf)> {
+    std::fs::create_dir_all(dir.join("runs"))
+        .with_context(|| format!("cannot create {}", dir.display()))?;
+    let json = serde_json::to_string_pretty(comparison)?;
+    let json_path = dir.join(format!("{label}.json"));
+    std::fs::write(&json_path, &json)?;
+    std::fs::write(
+        dir.join("runs")
+            .join(format!("{label}-{}.json", comparison.machine.unix_time)),
+        &json,
+    )?;
+    let md_path = dir.join(format!("{label}.md"));
+    std::fs::write(&md_path, comparison_markdown(comparison))?;
+    Ok((json_path, md_path))
+}
+
+fn ratio(value: f64) -> String {
+    if value.is_finite() {
+        format!("{value:.2}×")
+    } else {
+        "–".to_string()
+    }
+}
+
+/// The Markdown of a `--compare-single` run: the comparison first, then each
+/// configuration's full report (headings one level down).
+pub fn comparison_markdown(comparison: &Comparison) -> String {
+    let mut out = String::new();
+    let args = &comparison.args;
+    let topology = comparison.cluster.args.topology();
+    let _ = writeln!(
+        out,
+        "# keel-perf e2e: single node vs {topology}, {} messages/s, durability {}\n",
+        rate(args.rate),
+        format!("{:?}", args.durability).to_lowercase()
+    );
+    let _ = writeln!(out, "- machine: {}", comparison.machine.line());
+    let _ = writeln!(out, "- command: `{}`", comparison.command);
+    if let Some(keel) = &comparison.keel_binary {
+        let _ = writeln!(out, "- keel binary: `{keel}`");
+    }
+    let _ = writeln!(
+        out,
+        "- {} runs each, interleaved in this order: {}",
+        args.runs,
+        comparison.order.join(", ")
+    );
+    let _ = writeln!(
+        out,
+        "- same per-node configuration (users, instrument, durability); the cluster adds `[cluster]` and serves from its leader\n"
+    );
+    let _ = writeln!(
+        out,
+        "## Order → Accepted, µs: median (min–max) over the runs\n"
+    );
+    let _ = writeln!(
+        out,
+        "| figure | single node | {topology} | {topology} / single (medians) |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|");
+    for (name, key) in [("p50", "p50"), ("p99", "p99"), ("p99.9", "p99_9")] {
+        let key = format!("accepted_{key}_us");
+        let _ = writeln!(
+            out,
+            "| {name} | {} | {} | {} |",
+            spread(comparison.single.summary.get(&key), us),
+            spread(comparison.cluster.summary.get(&key), us),
+            ratio(comparison.ratios.get(&key).copied().unwrap_or(f64::NAN)),
+        );
+    }
+    let p99_ratio = comparison
+        .ratios
+        .get("accepted_p99_us")
+        .copied()
+        .unwrap_or(f64::NAN);
+    let _ = writeln!(
+        out,
+        "\n**Replicated p99 / single p99 = {} (aim ≤ {}×): {}.** Per pair of runs made back to back: {}.\n",
+        ratio(p99_ratio),
+        comparison.aim_p99_ratio,
+        if comparison.aim_met { "met" } else { "not met" },
+        comparison
+            .pair_p99_ratios
+            .iter()
+            .map(|r| ratio(*r))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    for (title, report) in [
+        ("Single node", &comparison.single),
+        (topology.as_str(), &comparison.cluster),
+    ] {
+        let _ = writeln!(out, "## {title}");
+        for line in markdown(report).lines() {
+            if line.starts_with("# keel-perf") {
+                continue;
+            }
+            if line.starts_with('#') {
+                let _ = writeln!(out, "#{line}");
+            } else {
+                let _ = writeln!(out, "{line}");
+            }
+        }
     }
     out
 }

@@ -1,6 +1,8 @@
 //! A `keel serve` node managed by the benchmark: a configuration written into a temporary
 //! directory (users with known passwords, one instrument, the durability asked for), the
-//! `keel` binary spawned on it, and a clean SIGTERM shutdown at the end.
+//! `keel` binary spawned on it, and a clean SIGTERM shutdown at the end. Cluster members
+//! ([`crate::cluster`]) use the same configuration plus a `[cluster]` section, and can also
+//! be killed with SIGKILL and started again on the same data directory.
 
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Write};
@@ -53,7 +55,7 @@ pub struct Node {
 }
 
 /// Password hashes are slow on purpose (argon2); hash once per process and reuse.
-fn hash_once() -> anyhow::Result<String> {
+pub fn hash_once() -> anyhow::Result<String> {
     static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     if let Some(hash) = HASH.get() {
         return Ok(hash.clone());
@@ -63,18 +65,28 @@ fn hash_once() -> anyhow::Result<String> {
     Ok(HASH.get_or_init(|| hash).clone())
 }
 
-/// The configuration text for a node in `data_dir`.
-pub fn config_text(options: &NodeOptions, data_dir: &Path) -> anyhow::Result<String> {
+/// The configuration text for a node in `data_dir` listening on `listen` (e.g.
+/// `127.0.0.1:0` for any free port); `cluster` is a `[cluster]` section (with its
+/// `[cluster.peers]` table) for a cluster member, appended after `[server]`.
+pub fn config_text(
+    options: &NodeOptions,
+    data_dir: &Path,
+    listen: &str,
+    cluster: Option<&str>,
+) -> anyhow::Result<String> {
     let hash = hash_once()?;
     let mut text = String::new();
-    writeln!(text, "# Written by keel-perf e2e.")?;
+    writeln!(text, "# Written by keel-perf.")?;
     writeln!(text, "[server]")?;
-    writeln!(text, "listen = \"127.0.0.1:0\"")?;
+    writeln!(text, "listen = {listen:?}")?;
     writeln!(text, "data_dir = {:?}", data_dir.display().to_string())?;
     writeln!(text, "durability = {:?}", options.durability)?;
     writeln!(text, "session = \"PERF\"")?;
     if let Some(core) = options.matching_core {
         writeln!(text, "matching_core = {core}")?;
+    }
+    if let Some(cluster) = cluster {
+        writeln!(text, "\n{}", cluster.trim_end())?;
     }
     writeln!(
         text,
@@ -111,10 +123,29 @@ impl Node {
         .context("cannot create a temporary directory")?;
         let config_path = dir.path().join("keel.toml");
         let data_dir = dir.path().join("data");
-        std::fs::write(&config_path, config_text(options, &data_dir)?)?;
+        std::fs::write(
+            &config_path,
+            config_text(options, &data_dir, "127.0.0.1:0", None)?,
+        )?;
         let mut command = Command::new(&options.keel);
         command.arg("serve").arg("--config").arg(&config_path);
-        Node::spawn(command, dir, options)
+        let log = dir.path().join("keel.log");
+        Node::spawn(command, Some(dir), log, options)
+    }
+
+    /// Starts `keel serve` on an existing configuration (a cluster member's; its directory
+    /// belongs to the caller), appending the node's standard error to `log`. Used for the
+    /// first start and for restarts on the same data directory.
+    pub fn start_member(options: &NodeOptions, config: &Path, log: &Path) -> anyhow::Result<Node> {
+        if !options.keel.exists() {
+            bail!(
+                "no keel binary at {} (build it with `cargo build --release -p keel-gateway`, or pass --keel)",
+                options.keel.display()
+            );
+        }
+        let mut command = Command::new(&options.keel);
+        command.arg("serve").arg("--config").arg(config);
+        Node::spawn(command, None, log.to_path_buf(), options)
     }
 
     /// Starts `keel-perf echo-server` (this executable) instead of a node: the floor under
@@ -127,15 +158,16 @@ impl Node {
         let exe = std::env::current_exe().context("cannot locate this executable")?;
         let mut command = Command::new(exe);
         command.arg("echo-server");
-        Node::spawn(command, dir, options)
+        let log = dir.path().join("keel.log");
+        Node::spawn(command, Some(dir), log, options)
     }
 
     fn spawn(
         mut command: Command,
-        dir: tempfile::TempDir,
+        dir: Option<tempfile::TempDir>,
+        log: PathBuf,
         options: &NodeOptions,
     ) -> anyhow::Result<Node> {
-        let log = dir.path().join("keel.log");
         // The generator thread may be pinned; the node must not inherit that (its matching
         // loop picks "the last core" among the cores it is allowed on).
         let mut child = sys::with_all_cores(|| {
@@ -148,7 +180,11 @@ impl Node {
         .with_context(|| format!("cannot start {:?}", command.get_program()))?;
         let stderr = child.stderr.take().context("no stderr pipe")?;
         let (tx, rx) = mpsc::channel();
-        let mut log_file = std::fs::File::create(&log)?;
+        let mut log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .with_context(|| format!("cannot open {}", log.display()))?;
         std::thread::Builder::new()
             .name("keel-log".into())
             .spawn(move || {
@@ -168,7 +204,7 @@ impl Node {
             users: (0..options.users)
                 .map(|u| (format!("perf{u}"), PASSWORD.to_string()))
                 .collect(),
-            dir: Some(dir),
+            dir,
             log: log.clone(),
             banner: String::new(),
         };
@@ -179,6 +215,8 @@ impl Node {
                 Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() < deadline => {
                     if let Some(child) = node.child.as_mut() {
                         if let Some(status) = child.try_wait()? {
+                            // Reaped: never signal this pid again.
+                            node.child = None;
                             let text = std::fs::read_to_string(&log).unwrap_or_default();
                             bail!("keel serve exited ({status}) before listening:\n{text}");
                         }
@@ -220,6 +258,28 @@ impl Node {
     /// Stops the node with SIGTERM (SIGKILL after 20 s) and removes its directory.
     pub fn stop(mut self) -> anyhow::Result<()> {
         self.shutdown()
+    }
+
+    /// Sends SIGTERM without waiting (see [`Node::stop`]), so that several nodes can stop
+    /// at once.
+    pub fn signal_stop(&self) {
+        if let Some(child) = &self.child {
+            let _ = sys::terminate(child.id());
+        }
+    }
+
+    /// `kill -9`: SIGKILL, without waiting for the process to end (its exit, e.g. while
+    /// an fsync is in flight, takes a while, and the caller's clock must keep running). The
+    /// data directory stays. Returns the monotonic instant taken just before the signal and
+    /// the process, which the caller must reap ([`Child::wait`]); this node never signals
+    /// that pid again.
+    pub fn kill9(&mut self) -> anyhow::Result<(Instant, Child)> {
+        let Some(mut child) = self.child.take() else {
+            bail!("the node is not running");
+        };
+        let before = Instant::now();
+        child.kill().context("SIGKILL")?;
+        Ok((before, child))
     }
 
     fn shutdown(&mut self) -> anyhow::Result<()> {

@@ -1,0 +1,341 @@
+//! A Raft cluster of `keel serve` processes on loopback, managed by the benchmarks.
+//!
+//! Every node gets the configuration a single benchmark node gets ([`server::config_text`]:
+//! the same users, instrument and durability) plus a `[cluster]` section naming every
+//! node's Raft address, as `keel cluster` writes it. Ports are fresh random loopback ports
+//! (asked of the kernel, then released: a port taken by someone else in between makes the
+//! start fail, it is not silently shared). The configurations, data directories and logs
+//! live in one temporary directory:
+//!
+//! ```text
+//!  DIR/node1.toml  DIR/node1/ (data)  DIR/node1.log (stderr of every start, appended)
+//!  DIR/node2.toml  ...
+//! ```
+//!
+//! Followers answer every Login Request with Login Rejected `S`; the leader is found by
+//! logging in through the client library, which tries the endpoints in order.
+
+use std::fmt::Write as _;
+use std::io::Read;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use keel_gateway::client::{Client, ClientEvent, ClientOptions};
+
+use crate::server::{self, Node, NodeOptions};
+
+/// How to start a cluster.
+#[derive(Clone, Debug)]
+pub struct ClusterOptions {
+    /// Every node's options (binary, durability, users, temporary directory, keep).
+    pub node: NodeOptions,
+    /// Number of nodes (odd, at least 3).
+    pub nodes: usize,
+    /// `cluster.election_timeout_ms`, if given (the node's default otherwise).
+    pub election_timeout_ms: Option<u64>,
+    /// `cluster.heartbeat_ms`, if given (the node's default otherwise).
+    pub heartbeat_ms: Option<u64>,
+}
+
+/// A running cluster. Dropping it stops every node (SIGTERM) and removes the directory
+/// unless `keep` was asked for.
+pub struct Cluster {
+    options: NodeOptions,
+    dir: Option<tempfile::TempDir>,
+    /// The directory holding configurations, data and logs.
+    pub root: PathBuf,
+    configs: Vec<PathBuf>,
+    /// Each node's data directory (index = node id − 1).
+    pub data_dirs: Vec<PathBuf>,
+    /// Each node's log (standard error of every start).
+    pub logs: Vec<PathBuf>,
+    /// Each node's order-entry address (index = node id − 1).
+    pub endpoints: Vec<SocketAddr>,
+    nodes: Vec<Option<Node>>,
+    /// Killed nodes' processes, not yet reaped.
+    corpses: Vec<std::process::Child>,
+    /// `(username, password)` of every generated user.
+    pub users: Vec<(String, String)>,
+}
+
+/// A port the kernel says is free on loopback right now.
+fn free_port() -> anyhow::Result<u16> {
+    let listener = TcpListener::bind("127.0.0.1:0").context("cannot find a free port")?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// 32 random hexadecimal characters from `/dev/urandom`: the cluster's shared secret.
+fn random_secret() -> anyhow::Result<String> {
+    let mut bytes = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .context("cannot read /dev/urandom")?;
+    Ok(bytes.iter().fold(String::new(), |mut out, b| {
+        let _ = write!(out, "{b:02x}");
+        out
+    }))
+}
+
+impl Cluster {
+    /// Writes every node's configuration, starts them all, and waits until each listens
+    /// (not until a leader is elected: see [`Cluster::find_leader`]).
+    pub fn start(options: &ClusterOptions) -> anyhow::Result<Cluster> {
+        if options.nodes < 3 || options.nodes % 2 == 0 {
+            bail!("a cluster needs an odd number of nodes, at least 3");
+        }
+        if options.node.users > 999 {
+            bail!("at most 999 generated users (user names are at most 6 characters)");
+        }
+        let mut builder = tempfile::Builder::new();
+        builder.prefix("keel-perf-cluster-");
+        let dir = match &options.node.temp_parent {
+            Some(parent) => builder.tempdir_in(parent),
+            None => builder.tempdir(),
+        }
+        .context("cannot create a temporary directory")?;
+        let root = dir.path().to_path_buf();
+        let client_ports = (0..options.nodes)
+            .map(|_| free_port())
+            .collect::<anyhow::Result<Vec<u16>>>()?;
+        let raft_ports = (0..options.nodes)
+            .map(|_| free_port())
+            .collect::<anyhow::Result<Vec<u16>>>()?;
+        let secret = random_secret()?;
+        let mut peers = String::new();
+        for (i, port) in raft_ports.iter().enumerate() {
+            writeln!(peers, "\"{}\" = \"127.0.0.1:{port}\"", i + 1)?;
+        }
+        let mut configs = Vec::new();
+        let mut data_dirs = Vec::new();
+        let mut logs = Vec::new();
+        for (i, port) in client_ports.iter().enumerate() {
+            let id = i + 1;
+            let data_dir = root.join(format!("node{id}"));
+            let mut section = format!("[cluster]\nnode_id = {id}\nsecret = \"{secret}\"\n");
+            if let Some(ms) = options.election_timeout_ms {
+                writeln!(section, "election_timeout_ms = {ms}")?;
+            }
+            if let Some(ms) = options.heartbeat_ms {
+                writeln!(section, "heartbeat_ms = {ms}")?;
+            }
+            write!(section, "\n[cluster.peers]\n{peers}")?;
+            let text = server::config_text(
+                &options.node,
+                &data_dir,
+                &format!("127.0.0.1:{port}"),
+                Some(&section),
+            )?;
+            let config = root.join(format!("node{id}.toml"));
+            std::fs::write(&config, text)
+                .with_context(|| format!("cannot write {}", config.display()))?;
+            configs.push(config);
+            data_dirs.push(data_dir);
+            logs.push(root.join(format!("node{id}.log")));
+        }
+        let mut cluster = Cluster {
+            options: options.node.clone(),
+            dir: Some(dir),
+            root,
+            configs,
+            data_dirs,
+            logs,
+            endpoints: client_ports
+                .iter()
+                .map(|p| SocketAddr::from(([127, 0, 0, 1], *p)))
+                .collect(),
+            nodes: Vec::new(),
+            corpses: Vec::new(),
+            users: (0..options.node.users)
+                .map(|u| (format!("perf{u}"), server::PASSWORD.to_string()))
+                .collect(),
+        };
+        for i in 0..options.nodes {
+            let node = Node::start_member(&cluster.options, &cluster.configs[i], &cluster.logs[i])
+                .with_context(|| format!("starting node {}", i + 1))?;
+            cluster.nodes.push(Some(node));
+        }
+        if options.node.keep {
+            if let Some(dir) = cluster.dir.take() {
+                let kept = dir.keep();
+                eprintln!("keel-perf: keeping {}", kept.display());
+            }
+        }
+        Ok(cluster)
+    }
+
+    /// Number of nodes.
+    pub fn len(&self) -> usize {
+        self.endpoints.len()
+    }
+
+    /// The node (index = id − 1) whose order-entry address is `addr`.
+    pub fn index_of(&self, addr: SocketAddr) -> Option<usize> {
+        self.endpoints.iter().position(|e| *e == addr)
+    }
+
+    /// Process id of node `index`, if it runs.
+    pub fn pid(&self, index: usize) -> Option<u32> {
+        self.nodes.get(index)?.as_ref()?.pid()
+    }
+
+    /// Process ids of every running node but `index`.
+    pub fn other_pids(&self, index: usize) -> Vec<u32> {
+        (0..self.len())
+            .filter(|&i| i != index)
+            .filter_map(|i| self.pid(i))
+            .collect()
+    }
+
+    /// Start lines of every node, for the report.
+    pub fn banner(&self) -> String {
+        let lines: Vec<String> = self
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, node)| match node {
+                Some(node) => format!("node{}: {}", i + 1, node.banner),
+                None => format!("node{}: down", i + 1),
+            })
+            .collect();
+        lines.join("; ")
+    }
+
+    /// Finds the leader: logs in as `user` through the client library (endpoints in
+    /// order; followers answer Login Rejected `S`), notes which endpoint accepted, and logs
+    /// out, waiting until the leader closed the session (so the same user can log in
+    /// again at once). Retries until `timeout` (an election takes a few election timeouts).
+    pub fn find_leader(&self, user: &(String, String), timeout: Duration) -> anyhow::Result<usize> {
+        let options = ClientOptions {
+            connect_attempts: u32::try_from(timeout.as_millis() / 50).unwrap_or(u32::MAX),
+            backoff_initial: Duration::from_millis(20),
+            backoff_max: Duration::from_millis(50),
+            reconnect: false,
+            ..ClientOptions::default()
+        };
+        let client = Client::connect(&self.endpoints, &user.0, &user.1, options)
+            .with_context(|| format!("no leader accepted a login within {timeout:?}"))?;
+        let endpoint = client
+            .endpoint()
+            .context("the client has no endpoint after connecting")?;
+        let index = self
+            .index_of(endpoint)
+            .with_context(|| format!("logged in at {endpoint}, which is not a node"))?;
+        client.logout()?;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            match client.next_event(Duration::from_millis(100)) {
+                Some(ClientEvent::LoggedOut | ClientEvent::GaveUp { .. }) => break,
+                Some(_) => {}
+                None if client.is_finished() => break,
+                None => {}
+            }
+        }
+        Ok(index)
+    }
+
+    /// `kill -9` node `index`; returns the instant taken just before the signal (the
+    /// process is reaped later, by [`Cluster::restart`] or the shutdown).
+    pub fn kill9(&mut self, index: usize) -> anyhow::Result<Instant> {
+        let node = self
+            .nodes
+            .get_mut(index)
+            .and_then(Option::as_mut)
+            .with_context(|| format!("node {} is not running", index + 1))?;
+        let (killed, corpse) = node.kill9()?;
+        self.corpses.push(corpse);
+        self.nodes[index] = None;
+        Ok(killed)
+    }
+
+    /// Waits for every killed process to end.
+    fn reap(&mut self) {
+        for mut corpse in self.corpses.drain(..) {
+            let _ = corpse.wait();
+        }
+    }
+
+    /// Starts node `index` again on its configuration and data directory (once the killed
+    /// process has ended); waits until it listens.
+    pub fn restart(&mut self, index: usize) -> anyhow::Result<()> {
+        if self.nodes.get(index).is_some_and(Option::is_some) {
+            bail!("node {} is still running", index + 1);
+        }
+        self.reap();
+        let node = Node::start_member(&self.options, &self.configs[index], &self.logs[index])
+            .with_context(|| format!("restarting node {}", index + 1))?;
+        self.nodes[index] = Some(node);
+        Ok(())
+    }
+
+    /// `keel journal roots` of every node's data directory: sequence number, journal root
+    /// and state root, one line each.
+    pub fn roots(&self) -> anyhow::Result<Vec<String>> {
+        self.data_dirs
+            .iter()
+            .map(|dir| journal_roots(&self.options.keel, dir))
+            .collect()
+    }
+
+    /// Waits until every node's journal holds the same records (equal `keel journal roots`
+    /// lines); returns the common line. Only meaningful while no orders are being sent.
+    pub fn wait_converged(&self, timeout: Duration) -> anyhow::Result<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let lines = self.roots()?;
+            if lines.iter().all(|l| *l == lines[0]) {
+                return Ok(lines[0].trim().to_string());
+            }
+            if Instant::now() >= deadline {
+                bail!("the replicas did not converge within {timeout:?}: {lines:?}");
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Stops every node: SIGTERM to all at once, then waits for each.
+    pub fn stop(mut self) -> anyhow::Result<()> {
+        self.shutdown()
+    }
+
+    fn shutdown(&mut self) -> anyhow::Result<()> {
+        self.reap();
+        for node in self.nodes.iter().flatten() {
+            node.signal_stop();
+        }
+        let mut first_error = None;
+        for node in self.nodes.iter_mut() {
+            if let Some(node) = node.take() {
+                if let Err(error) = node.stop() {
+                    first_error.get_or_insert(error);
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = self.shutdown();
+    }
+}
+
+/// `keel journal roots DIR`: the last sequence number, journal root and state root.
+pub fn journal_roots(keel: &Path, dir: &Path) -> anyhow::Result<String> {
+    let out = Command::new(keel)
+        .args(["journal", "roots"])
+        .arg(dir)
+        .output()
+        .with_context(|| format!("cannot run {} journal roots", keel.display()))?;
+    if !out.status.success() {
+        bail!(
+            "keel journal roots {}: {}",
+            dir.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
