@@ -10,7 +10,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use io_uring::{opcode, types, IoUring};
 use memmap2::MmapMut;
@@ -53,10 +53,16 @@ struct Target {
     map: Option<MmapMut>,
 }
 
-/// How long an idle flusher sleeps between looks at the appended watermark.
+/// How long a busy flusher sleeps between looks at the appended watermark.
 const IDLE_SLEEP: Duration = Duration::from_micros(20);
-/// Idle rounds (about 1 ms) after which a written-but-unsynced marker is synced on its own.
-const MARKER_SYNC_IDLE_ROUNDS: u32 = 50;
+/// After this long without anything to sync the flusher stops polling and parks (for at most
+/// [`IDLE_PARK`], or until [`Watermarks::wake_flusher`]): several journals on one machine
+/// (a cluster on loopback) polling every 20 µs each would otherwise keep a core busy.
+const HOT_WINDOW: Duration = Duration::from_millis(2);
+/// Longest idle park.
+const IDLE_PARK: Duration = Duration::from_millis(1);
+/// Idle time after which a written-but-unsynced marker is synced on its own.
+const MARKER_SYNC_IDLE: Duration = Duration::from_millis(1);
 
 /// Picks the sync mechanism, logging which one is used.
 fn choose(method: SyncMethod) -> std::io::Result<Syncer> {
@@ -90,11 +96,13 @@ pub(crate) fn spawn(
 
 fn run(dir: &Path, mut syncer: Syncer, marks: &Watermarks) {
     crate::threads::reduce_timer_slack();
+    marks.set_flusher(std::thread::current());
     let mut targets: BTreeMap<u64, Target> = BTreeMap::new();
     let mut durable = marks.durable();
     let mut marker_slot = 0usize;
-    // Idle rounds since a marker was written but not yet synced (None: marker on disk).
-    let mut marker_unsynced_for: Option<u32> = None;
+    // When a marker was written but not yet synced (None: the marker is on disk).
+    let mut marker_unsynced_since: Option<Instant> = None;
+    let mut last_activity = Instant::now();
     loop {
         let stopping = marks.stopping();
         // Read `appended` before `active_segment`: every record up to `appended` then lies
@@ -120,14 +128,15 @@ fn run(dir: &Path, mut syncer: Syncer, marks: &Watermarks) {
             if let Err(error) = write_marker(&mut targets, active, durable, &mut marker_slot) {
                 tracing::error!(%error, "cannot write the journal's durable marker");
             }
-            marker_unsynced_for = Some(0);
+            marker_unsynced_since = Some(Instant::now());
+            last_activity = Instant::now();
             continue;
         }
-        let idle_rounds = marker_unsynced_for.map(|rounds| rounds + 1);
-        if stopping || idle_rounds.is_some_and(|rounds| rounds >= MARKER_SYNC_IDLE_ROUNDS) {
+        let marker_due = marker_unsynced_since.is_some_and(|t| t.elapsed() >= MARKER_SYNC_IDLE);
+        if stopping || marker_due {
             // Persist the last marker, so after a quiet period (or a clean stop) recovery
             // knows exactly how far the journal was durable.
-            if idle_rounds.is_some() {
+            if marker_unsynced_since.is_some() {
                 let active = marks.active_segment();
                 if let Err(error) = sync_segments(dir, &mut syncer, &mut targets, active, active) {
                     tracing::error!(%error, "journal marker sync failed");
@@ -135,14 +144,21 @@ fn run(dir: &Path, mut syncer: Syncer, marks: &Watermarks) {
                     return;
                 }
             }
-            marker_unsynced_for = None;
+            marker_unsynced_since = None;
             if stopping {
                 return;
             }
             continue;
         }
-        marker_unsynced_for = idle_rounds;
-        std::thread::sleep(IDLE_SLEEP);
+        if last_activity.elapsed() < HOT_WINDOW || marker_unsynced_since.is_some() {
+            std::thread::sleep(IDLE_SLEEP);
+        } else {
+            std::thread::park_timeout(IDLE_PARK);
+            if marks.take_wake_request() {
+                // Someone is about to append or waits for durability: poll fast a while.
+                last_activity = Instant::now();
+            }
+        }
     }
 }
 

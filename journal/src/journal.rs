@@ -178,6 +178,7 @@ impl Journal {
     /// and shutdown; the matching loop never calls this.
     pub fn wait_durable(&self) -> Result<(), Error> {
         let target = self.marks.appended();
+        self.marks.wake_flusher();
         while self.marks.durable() < target {
             if self.marks.failed() {
                 return Err(Error::SyncFailed);
@@ -196,6 +197,7 @@ impl Journal {
     pub fn close(mut self) -> Result<(), Error> {
         let synced = self.wait_durable();
         self.marks.stop();
+        self.marks.wake_flusher();
         for thread in self.threads.drain(..) {
             let _ = thread.join();
         }
@@ -206,6 +208,7 @@ impl Journal {
 impl Drop for Journal {
     fn drop(&mut self) {
         self.marks.stop();
+        self.marks.wake_flusher();
         for thread in self.threads.drain(..) {
             let _ = thread.join();
         }

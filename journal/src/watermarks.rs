@@ -22,6 +22,10 @@ pub struct Watermarks {
     failed: AtomicBool,
     snapshotter_stopping: AtomicBool,
     durable_hook: OnceLock<DurableHook>,
+    /// The flusher thread, to wake it from its idle park.
+    flusher: OnceLock<std::thread::Thread>,
+    /// Set by `wake_flusher`: the flusher stays in its fast poll for a while after it.
+    wake_requested: AtomicBool,
 }
 
 impl std::fmt::Debug for Watermarks {
@@ -64,6 +68,26 @@ impl Watermarks {
     /// registration takes effect; returns whether this one did.
     pub fn set_durable_hook(&self, hook: DurableHook) -> bool {
         self.durable_hook.set(hook).is_ok()
+    }
+
+    /// Wakes the flusher if it is parked after a quiet spell. Whoever is about to append (or
+    /// waits for durability) after a pause calls this so the first sync is not late by the
+    /// flusher's idle park; under steady flow the flusher polls and this is unnecessary.
+    /// A system call: never from the matching loop.
+    pub fn wake_flusher(&self) {
+        self.wake_requested.store(true, Ordering::Release);
+        if let Some(thread) = self.flusher.get() {
+            thread.unpark();
+        }
+    }
+
+    /// Whether a wake was requested since the last call.
+    pub(crate) fn take_wake_request(&self) -> bool {
+        self.wake_requested.swap(false, Ordering::AcqRel)
+    }
+
+    pub(crate) fn set_flusher(&self, thread: std::thread::Thread) {
+        let _ = self.flusher.set(thread);
     }
 
     pub(crate) fn active_segment(&self) -> u64 {

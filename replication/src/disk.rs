@@ -397,6 +397,7 @@ impl Backend for DiskBackend {
         // Records: the journal's flusher syncs continuously; wait for it to pass our end.
         let marks = self.watermarks();
         let target = marks.appended();
+        marks.wake_flusher();
         while marks.durable() < target {
             if marks.failed() {
                 return Err(Error::Journal(keel_journal::Error::SyncFailed));

@@ -131,11 +131,28 @@ impl<B: Backend> Replica<B> {
     /// entries and hard state and syncs them, then releases the messages that had to wait
     /// for persistence, and reports committed entries.
     pub fn handle_ready(&mut self, out: &mut Output) -> Result<(), Error> {
+        let mut early = Vec::new();
+        let result = self.handle_ready_with(out, &mut |messages| early.extend(messages));
+        out.messages.splice(0..0, early);
+        result
+    }
+
+    /// As [`Replica::handle_ready`], but the messages that may leave before persistence (a
+    /// leader's appends and heartbeats) are handed to `send_now` first, so followers write
+    /// and sync while the leader does; the rest go to `out` as usual.
+    pub fn handle_ready_with(
+        &mut self,
+        out: &mut Output,
+        send_now: &mut dyn FnMut(Vec<Message>),
+    ) -> Result<(), Error> {
         if !self.node.has_ready() {
             return Ok(());
         }
         let mut ready = self.node.ready();
-        out.messages.extend(ready.take_messages());
+        let early = ready.take_messages();
+        if !early.is_empty() {
+            send_now(early);
+        }
         if !ready.snapshot().is_empty() {
             return Err(Error::Storage(
                 "a snapshot arrived; logs are never compacted".into(),

@@ -47,9 +47,6 @@ const TICK: Duration = Duration::from_millis(10);
 /// Records per proposal, and its approximate byte bound.
 const PROPOSAL_RECORDS_MAX: u32 = 4096;
 const PROPOSAL_BYTES_MAX: usize = 1 << 20;
-/// While leading, how long the loop waits for peer messages before looking for new records
-/// from the matching loop.
-const LEADER_POLL: Duration = Duration::from_micros(50);
 /// Inbound peer messages buffered.
 const INBOUND_CAPACITY: usize = 16 * 1024;
 
@@ -181,6 +178,7 @@ pub fn run(
         matching_core: core,
         recovered_records: applied.replayed.last_seq,
     });
+    let (kick_tx, kick_rx) = crossbeam_channel::bounded::<()>(1);
     let mut door = Some(Door::open(config.server.listen)?);
     let mut stint: Option<Stint> = None;
     let mut next_tick = Instant::now() + TICK;
@@ -190,17 +188,21 @@ pub fn run(
         if shutdown.load(Ordering::Acquire) {
             break Ok(());
         }
-        let wait = if stint.is_some() {
-            LEADER_POLL
-        } else {
-            next_tick.saturating_duration_since(Instant::now())
-        };
-        if let Ok((from, bytes)) = inbound_rx.recv_timeout(wait) {
-            step(&mut replica, from, &bytes);
-            // Drain what else arrived, boundedly.
-            for (from, bytes) in inbound_rx.try_iter().take(1024) {
-                step(&mut replica, from, &bytes);
+        // Sleep until a peer message, a kick from the gateway (new records journaled), or
+        // the next tick.
+        let wait = next_tick.saturating_duration_since(Instant::now());
+        crossbeam_channel::select! {
+            recv(inbound_rx) -> message => {
+                if let Ok((from, bytes)) = message {
+                    step(&mut replica, from, &bytes);
+                }
             }
+            recv(kick_rx) -> _ => {}
+            default(wait) => {}
+        }
+        // Drain what else arrived, boundedly.
+        for (from, bytes) in inbound_rx.try_iter().take(1024) {
+            step(&mut replica, from, &bytes);
         }
         if Instant::now() >= next_tick {
             replica.tick();
@@ -237,15 +239,15 @@ pub fn run(
         }
         out.messages.clear();
         out.committed.clear();
-        if let Err(error) = replica.handle_ready(&mut out) {
+        // The leader's messages go out before it persists (raft-rs's Ready protocol), so
+        // followers write and sync in parallel with the leader.
+        let ready = replica.handle_ready_with(&mut out, &mut |messages| {
+            send_all(&transport, messages);
+        });
+        if let Err(error) = ready {
             break Err(replication(error));
         }
-        for message in out.messages.drain(..) {
-            match message.write_to_bytes() {
-                Ok(bytes) => transport.send(message.to, bytes),
-                Err(error) => tracing::error!(%error, "cannot encode a raft message"),
-            }
-        }
+        send_all(&transport, out.messages.drain(..));
         if let Some(stint) = &stint {
             stint
                 .link
@@ -303,6 +305,7 @@ pub fn run(
                 journal,
                 taken,
                 (proposed_seq, replica.term()),
+                kick_tx.clone(),
             )?);
         }
     };
@@ -331,6 +334,15 @@ fn replica_config(cluster: &ClusterConfig) -> ReplicaConfig {
 
 fn replication(error: keel_replication::Error) -> Error {
     Error::Node(format!("replication: {error}"))
+}
+
+fn send_all(transport: &Transport, messages: impl IntoIterator<Item = Message>) {
+    for message in messages {
+        match message.write_to_bytes() {
+            Ok(bytes) => transport.send(message.to, bytes),
+            Err(error) => tracing::error!(%error, "cannot encode a raft message"),
+        }
+    }
 }
 
 /// Hands one peer message to raft. Only authenticated bytes reach here (the transport
@@ -387,8 +399,12 @@ fn start_stint(
     journal: keel_journal::Journal,
     applied: Applied,
     (proposed_seq, term): (u64, u64),
+    kick: crossbeam_channel::Sender<()>,
 ) -> Result<Stint, Error> {
-    let link = ClusterLink::default();
+    let link = ClusterLink {
+        kick: Some(kick),
+        ..ClusterLink::default()
+    };
     link.committed.store(proposed_seq, Ordering::Release);
     let stop = Arc::new(AtomicBool::new(false));
     let thread = {

@@ -227,6 +227,9 @@ pub struct ClusterLink {
     /// The gateway's waker, once it exists: the replication thread wakes the gateway when
     /// the committed watermark moves.
     pub waker: Arc<std::sync::OnceLock<Arc<Waker>>>,
+    /// Tells the replication thread that new records were journaled (a bounded(1) channel:
+    /// a pending kick is enough).
+    pub kick: Option<Sender<()>>,
 }
 
 impl Server {
@@ -645,6 +648,10 @@ impl Server {
                 }
             }
         }
+        // The flusher may be parked after a quiet spell; this input is about to be journaled.
+        if self.durability == Durability::Fsync || self.cluster.is_some() {
+            self.marks.wake_flusher();
+        }
         if let Some(connection) = origin.and_then(|token| self.connections.get_mut(&token)) {
             connection.in_flight += 1;
         }
@@ -654,6 +661,17 @@ impl Server {
 
     /// Applies every outcome the matching loop has produced.
     fn pump_outcomes(&mut self) {
+        let done_before = self.last_done_seq;
+        self.pump_outcomes_inner();
+        if self.last_done_seq != done_before {
+            // New records are journaled: the replication thread proposes them.
+            if let Some(kick) = self.cluster.as_ref().and_then(|link| link.kick.as_ref()) {
+                let _ = kick.try_send(());
+            }
+        }
+    }
+
+    fn pump_outcomes_inner(&mut self) {
         loop {
             match self.outcomes.try_recv() {
                 Ok(Outcome::Event(event)) => self.events.push(event),
