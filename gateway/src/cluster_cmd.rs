@@ -84,10 +84,18 @@ pub fn run(args: &ClusterArgs) -> anyhow::Result<()> {
         }
         children.push((name, child));
     }
+    let mut exited = vec![false; children.len()];
     while !shutdown.load(Ordering::Acquire) {
-        for (name, child) in &mut children {
+        for ((name, child), exited) in children.iter_mut().zip(exited.iter_mut()) {
+            if *exited {
+                continue;
+            }
             if let Ok(Some(status)) = child.try_wait() {
-                eprintln!("[{name}] exited: {status}");
+                *exited = true;
+                eprintln!(
+                    "[{name}] exited: {status} (restart it with `keel serve --config {}`)",
+                    args.dir.join(format!("{name}.toml")).display()
+                );
             }
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -100,9 +108,11 @@ pub fn run(args: &ClusterArgs) -> anyhow::Result<()> {
             }
         }
     }
-    for (name, child) in &mut children {
+    for ((name, child), exited) in children.iter_mut().zip(exited) {
         let status = child.wait()?;
-        eprintln!("[{name}] stopped: {status}");
+        if !exited {
+            eprintln!("[{name}] stopped: {status}");
+        }
     }
     Ok(())
 }

@@ -68,10 +68,10 @@ impl ClusterConfig {
 }
 
 fn default_election_timeout_ms() -> u64 {
-    200
+    150
 }
 fn default_heartbeat_ms() -> u64 {
-    40
+    30
 }
 
 /// `[server]`: where to listen, where to keep data, how to acknowledge.

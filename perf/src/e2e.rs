@@ -169,10 +169,10 @@ pub struct E2eArgs {
     /// cluster, --runs runs each, and report both and the ratio of their p99s.
     #[arg(long, requires = "cluster")]
     pub compare_single: bool,
-    /// With --cluster: `cluster.election_timeout_ms` (default: the node's, 200).
+    /// With --cluster: `cluster.election_timeout_ms` (default: the node's, 150).
     #[arg(long, requires = "cluster")]
     pub election_timeout_ms: Option<u64>,
-    /// With --cluster: `cluster.heartbeat_ms` (default: the node's, 40).
+    /// With --cluster: `cluster.heartbeat_ms` (default: the node's, 30).
     #[arg(long, requires = "cluster")]
     pub heartbeat_ms: Option<u64>,
     /// With --compare-single: the aim for replicated p99 / single-node p99 (issue #5: 3).

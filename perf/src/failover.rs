@@ -96,10 +96,10 @@ pub struct FailoverArgs {
     /// 2,000 ms).
     #[arg(long, default_value_t = 100)]
     pub backoff_max_ms: u64,
-    /// `cluster.election_timeout_ms` (default: the node's, 200).
+    /// `cluster.election_timeout_ms` (default: the node's, 150).
     #[arg(long)]
     pub election_timeout_ms: Option<u64>,
-    /// `cluster.heartbeat_ms` (default: the node's, 40).
+    /// `cluster.heartbeat_ms` (default: the node's, 30).
     #[arg(long)]
     pub heartbeat_ms: Option<u64>,
     /// Seed of the kill moments.
@@ -950,9 +950,9 @@ pub fn markdown(report: &FailoverReport) -> String {
         "- cluster: {NODES} `keel serve` nodes on loopback, durability {}, election timeout {} ms, heartbeat {} ms",
         format!("{:?}", args.durability).to_lowercase(),
         args.election_timeout_ms
-            .map_or("200 (default)".to_string(), |v| v.to_string()),
+            .map_or("150 (default)".to_string(), |v| v.to_string()),
         args.heartbeat_ms
-            .map_or("40 (default)".to_string(), |v| v.to_string()),
+            .map_or("30 (default)".to_string(), |v| v.to_string()),
     );
     let _ = writeln!(out, "- client: {}", report.client);
     let _ = writeln!(
