@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use keel_journal::{Journal, JournalConfig, Reader, Watermarks};
+use keel_journal::{Durability, Journal, JournalConfig, Reader, Watermarks};
 use raft::prelude::HardState;
 
 use crate::batch::{self, SeqRange};
@@ -394,6 +394,14 @@ impl Backend for DiskBackend {
     }
 
     fn sync(&mut self) -> Result<(), Error> {
+        if self.config.durability == Durability::Async {
+            // The node's policy is `async`: an entry counts as persisted once it is in the
+            // page cache (journal mapping and index file), which survives a crash of the
+            // process but not of the machine — the same promise a single `async` node
+            // makes. The journal's flusher still syncs continuously behind it. Hard state
+            // (term and vote) is always synced (`save_hard_state`).
+            return Ok(());
+        }
         // Records: the journal's flusher syncs continuously; wait for it to pass our end.
         let marks = self.watermarks();
         let target = marks.appended();
