@@ -10,8 +10,10 @@
 //! - [`stats`]: measures what a workload actually does ([`measure_mix`]).
 //! - [`peers`]: adapters driving other order-book crates with the same commands, for the
 //!   side-by-side comparison (`keel-peers`, the `peers` criterion group).
+//! - [`cli`]: the binaries' shared `--flag value` parsing.
 #![deny(missing_docs)]
 
+pub mod cli;
 pub mod exchange_core;
 pub mod peers;
 pub mod rng;

@@ -18,14 +18,14 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::ProgressBar;
 use keel_gateway::protocol::Stock;
 use serde::Serialize;
 
 use crate::cluster::{Cluster, ClusterOptions};
 use crate::driver::{self, Endpoint, Plan, RunResult};
 use crate::flow::Mix;
-use crate::report::{self, Machine};
+use crate::report::{self, Machine, Spread};
 use crate::server::{self, Node, NodeOptions};
 use crate::sys;
 
@@ -222,42 +222,6 @@ pub struct Sweep {
     pub failing_verdict: Option<String>,
     /// Every step in order.
     pub steps: Vec<RunRecord>,
-}
-
-/// Median and spread of one figure over the runs.
-#[derive(Clone, Debug, Serialize)]
-pub struct Spread {
-    /// Median.
-    pub median: f64,
-    /// Smallest.
-    pub min: f64,
-    /// Largest.
-    pub max: f64,
-}
-
-impl Spread {
-    fn of(values: &[f64]) -> Spread {
-        let mut sorted: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
-        sorted.sort_by(f64::total_cmp);
-        if sorted.is_empty() {
-            return Spread {
-                median: f64::NAN,
-                min: f64::NAN,
-                max: f64::NAN,
-            };
-        }
-        let n = sorted.len();
-        let median = if n % 2 == 1 {
-            sorted[n / 2]
-        } else {
-            (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
-        };
-        Spread {
-            median,
-            min: sorted[0],
-            max: sorted[n - 1],
-        }
-    }
 }
 
 /// The whole output file.
@@ -888,15 +852,7 @@ fn judge(args: &E2eArgs, result: &RunResult) -> (bool, String) {
 }
 
 fn progress_bar(label: &str) -> ProgressBar {
-    if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
-    if let Ok(style) =
-        ProgressStyle::with_template("{prefix:.bold} [{bar:30}] {pos:>6}/{len} ms {msg}")
-    {
-        bar.set_style(style.progress_chars("=> "));
-    }
+    let bar = report::progress_bar(0, "{prefix:.bold} [{bar:30}] {pos:>6}/{len} ms {msg}", None);
     bar.set_prefix(label.to_string());
     bar
 }

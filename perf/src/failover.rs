@@ -33,11 +33,11 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::ProgressBar;
 use keel_gateway::client::{Client, ClientEvent, ClientOptions, OrderBuilder};
 use keel_gateway::protocol::ouch::{OutboundMessage, Price};
 use keel_gateway::protocol::OrderToken;
@@ -46,7 +46,7 @@ use serde::Serialize;
 use crate::cluster::{Cluster, ClusterOptions};
 use crate::e2e::{self, DurabilityArg};
 use crate::flow::{Rng, MID_TICKS};
-use crate::report::Machine;
+use crate::report::{self, header_lines, median, sorted_finite, Machine};
 use crate::server::{self, NodeOptions};
 use crate::sys;
 
@@ -403,7 +403,13 @@ pub fn main(args: &FailoverArgs) -> anyhow::Result<()> {
     let stopped = cluster.stop();
     report.summary = summarize(args, &report.trials);
     let dir = args.results.clone().unwrap_or_else(e2e::default_results);
-    let (json, markdown_path) = write(&dir, &args.label, &report)?;
+    let (json, markdown_path) = report::write_result(
+        &dir,
+        &args.label,
+        &report,
+        &report.machine,
+        &markdown(&report),
+    )?;
     println!("{}", markdown(&report));
     eprintln!(
         "keel-perf failover: wrote {} and {}",
@@ -841,27 +847,10 @@ fn time_of_day_ns(stamp: &str) -> Option<i128> {
     Some(((hours * 60 + minutes) * 60 + whole) * 1_000_000_000 + fraction_ns)
 }
 
-fn median(sorted: &[f64]) -> f64 {
-    let n = sorted.len();
-    if n == 0 {
-        f64::NAN
-    } else if n % 2 == 1 {
-        sorted[n / 2]
-    } else {
-        (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
-    }
-}
-
-fn sorted(values: impl Iterator<Item = f64>) -> Vec<f64> {
-    let mut values: Vec<f64> = values.filter(|v| v.is_finite()).collect();
-    values.sort_by(f64::total_cmp);
-    values
-}
-
 fn summarize(args: &FailoverArgs, trials: &[Trial]) -> Summary {
-    let failover = sorted(trials.iter().filter_map(|t| t.failover_ms));
+    let failover = sorted_finite(trials.iter().filter_map(|t| t.failover_ms));
     let unmeasured = trials.iter().any(|t| t.failover_ms.is_none());
-    let elected = sorted(trials.iter().filter_map(|t| t.elected_ms));
+    let elected = sorted_finite(trials.iter().filter_map(|t| t.elected_ms));
     let lost: usize = trials
         .iter()
         .map(|t| t.lost_after_trial.len() + t.lost_at_end.len() + t.duplicated.len())
@@ -879,13 +868,17 @@ fn summarize(args: &FailoverArgs, trials: &[Trial]) -> Summary {
         failover_p50_ms,
         failover_max_ms,
         failover_min_ms: failover.first().copied().unwrap_or(f64::NAN),
-        disconnected_p50_ms: median(&sorted(trials.iter().filter_map(|t| t.disconnected_ms))),
+        disconnected_p50_ms: median(&sorted_finite(
+            trials.iter().filter_map(|t| t.disconnected_ms),
+        )),
         elected_p50_ms: median(&elected),
         elected_max_ms: elected.last().copied().unwrap_or(f64::NAN),
-        open_p50_ms: median(&sorted(trials.iter().filter_map(|t| t.open_ms))),
-        logged_in_p50_ms: median(&sorted(trials.iter().filter_map(|t| t.logged_in_ms))),
-        reconnected_p50_ms: median(&sorted(trials.iter().filter_map(|t| t.reconnected_ms))),
-        converge_p50_ms: median(&sorted(trials.iter().filter_map(|t| t.converge_ms))),
+        open_p50_ms: median(&sorted_finite(trials.iter().filter_map(|t| t.open_ms))),
+        logged_in_p50_ms: median(&sorted_finite(trials.iter().filter_map(|t| t.logged_in_ms))),
+        reconnected_p50_ms: median(&sorted_finite(
+            trials.iter().filter_map(|t| t.reconnected_ms),
+        )),
+        converge_p50_ms: median(&sorted_finite(trials.iter().filter_map(|t| t.converge_ms))),
         acknowledged: trials.iter().map(|t| t.acknowledged).sum(),
         lost_or_duplicated: lost,
         nothing_lost: lost == 0 && trials.iter().all(|t| t.checked_at_end),
@@ -940,11 +933,12 @@ pub fn markdown(report: &FailoverReport) -> String {
     let args = &report.args;
     let s = &report.summary;
     let _ = writeln!(out, "# keel-perf failover\n");
-    let _ = writeln!(out, "- machine: {}", report.machine.line());
-    let _ = writeln!(out, "- command: `{}`", report.command);
-    if let Some(keel) = &report.keel_binary {
-        let _ = writeln!(out, "- keel binary: `{keel}`");
-    }
+    header_lines(
+        &mut out,
+        &report.machine,
+        &report.command,
+        report.keel_binary.as_deref(),
+    );
     let _ = writeln!(
         out,
         "- cluster: {NODES} `keel serve` nodes on loopback, durability {}, election timeout {} ms, heartbeat {} ms",
@@ -1124,35 +1118,12 @@ pub fn markdown(report: &FailoverReport) -> String {
     out
 }
 
-/// Writes `<dir>/<label>.json` and `.md`, and a timestamped copy of the JSON in `runs/`.
-fn write(dir: &Path, label: &str, report: &FailoverReport) -> anyhow::Result<(PathBuf, PathBuf)> {
-    std::fs::create_dir_all(dir.join("runs"))
-        .with_context(|| format!("cannot create {}", dir.display()))?;
-    let json = serde_json::to_string_pretty(report)?;
-    let json_path = dir.join(format!("{label}.json"));
-    std::fs::write(&json_path, &json)?;
-    std::fs::write(
-        dir.join("runs")
-            .join(format!("{label}-{}.json", report.machine.unix_time)),
-        &json,
-    )?;
-    let md_path = dir.join(format!("{label}.md"));
-    std::fs::write(&md_path, markdown(report))?;
-    Ok((json_path, md_path))
-}
-
 fn progress_bar(trials: usize) -> ProgressBar {
-    if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::with_draw_target(Some(trials as u64), ProgressDrawTarget::stderr());
-    if let Ok(style) =
-        ProgressStyle::with_template("failover [{bar:30}] {pos}/{len} trials, {elapsed} {msg}")
-    {
-        bar.set_style(style.progress_chars("=> "));
-    }
-    bar.enable_steady_tick(Duration::from_millis(200));
-    bar
+    report::progress_bar(
+        trials as u64,
+        "failover [{bar:30}] {pos}/{len} trials, {elapsed} {msg}",
+        Some(Duration::from_millis(200)),
+    )
 }
 
 #[cfg(test)]

@@ -1,12 +1,16 @@
-//! Result files: the machine line, JSON (everything measured) and a Markdown summary.
+//! Result files (the machine line, JSON with everything measured, a Markdown summary) and
+//! the helpers every `keel-perf` subcommand shares to make them: medians, number formats,
+//! the workspace root, progress bars.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::Context;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
-use crate::e2e::{Comparison, Report, RunRecord, Spread};
+use crate::e2e::{Comparison, Report, RunRecord};
 
 /// What the figures were measured on.
 #[derive(Clone, Debug, Serialize)]
@@ -46,7 +50,7 @@ impl Machine {
                     .and_then(|rest| rest.split_whitespace().next()?.parse::<f64>().ok())
             })
             .map_or(0.0, |kib| kib / (1024.0 * 1024.0));
-        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let workspace = workspace_root();
         let git = |args: &[&str]| {
             std::process::Command::new("git")
                 .args(args)
@@ -105,22 +109,117 @@ pub fn iso_date(unix: u64) -> String {
     )
 }
 
-/// Writes `<dir>/<label>.json` and `<dir>/<label>.md`, plus a timestamped copy of the JSON
-/// under `<dir>/runs/`. Returns the two main paths.
-pub fn write(dir: &Path, label: &str, report: &Report) -> anyhow::Result<(PathBuf, PathBuf)> {
+/// The workspace root this tool was built from (results, git and the suite's commands are
+/// relative to it).
+pub fn workspace_root() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    root.canonicalize().unwrap_or(root)
+}
+
+/// Writes a result the way every `keel-perf` subcommand does: `<dir>/<label>.json` (pretty
+/// JSON of `result`) and `<dir>/<label>.md` (`markdown`), plus a copy of the JSON under
+/// `<dir>/runs/<label>-<unix time of the run>.json` so earlier runs are kept. Returns the
+/// two main paths.
+pub fn write_result(
+    dir: &Path,
+    label: &str,
+    result: &impl Serialize,
+    machine: &Machine,
+    markdown: &str,
+) -> anyhow::Result<(PathBuf, PathBuf)> {
     std::fs::create_dir_all(dir.join("runs"))
         .with_context(|| format!("cannot create {}", dir.display()))?;
-    let json = serde_json::to_string_pretty(report)?;
+    let json = serde_json::to_string_pretty(result)?;
     let json_path = dir.join(format!("{label}.json"));
-    std::fs::write(&json_path, &json)?;
+    std::fs::write(&json_path, &json)
+        .with_context(|| format!("cannot write {}", json_path.display()))?;
     std::fs::write(
         dir.join("runs")
-            .join(format!("{label}-{}.json", report.machine.unix_time)),
+            .join(format!("{label}-{}.json", machine.unix_time)),
         &json,
     )?;
     let md_path = dir.join(format!("{label}.md"));
-    std::fs::write(&md_path, markdown(report))?;
+    std::fs::write(&md_path, markdown)
+        .with_context(|| format!("cannot write {}", md_path.display()))?;
     Ok((json_path, md_path))
+}
+
+/// Writes an e2e report with [`write_result`].
+pub fn write(dir: &Path, label: &str, report: &Report) -> anyhow::Result<(PathBuf, PathBuf)> {
+    write_result(dir, label, report, &report.machine, &markdown(report))
+}
+
+/// A progress bar on standard error drawn with `template` (indicatif syntax, `=> ` as the
+/// bar's characters), ticking every `steady_tick` if given; hidden when standard error is
+/// not a terminal, so logs and captured output stay clean.
+pub fn progress_bar(len: u64, template: &str, steady_tick: Option<Duration>) -> ProgressBar {
+    if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
+    if let Ok(style) = ProgressStyle::with_template(template) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    if let Some(interval) = steady_tick {
+        bar.enable_steady_tick(interval);
+    }
+    bar
+}
+
+/// Median and spread of one figure over the runs.
+#[derive(Clone, Debug, Serialize)]
+pub struct Spread {
+    /// Median.
+    pub median: f64,
+    /// Smallest.
+    pub min: f64,
+    /// Largest.
+    pub max: f64,
+}
+
+impl Spread {
+    /// Median, min and max of the finite `values` (NaN for none).
+    pub fn of(values: &[f64]) -> Spread {
+        let sorted = sorted_finite(values.iter().copied());
+        match (sorted.first(), sorted.last()) {
+            (Some(&min), Some(&max)) => Spread {
+                median: median(&sorted),
+                min,
+                max,
+            },
+            _ => Spread {
+                median: f64::NAN,
+                min: f64::NAN,
+                max: f64::NAN,
+            },
+        }
+    }
+}
+
+/// The finite `values`, sorted ascending: what [`median`] and min/max are taken over.
+pub fn sorted_finite(values: impl Iterator<Item = f64>) -> Vec<f64> {
+    let mut values: Vec<f64> = values.filter(|v| v.is_finite()).collect();
+    values.sort_by(f64::total_cmp);
+    values
+}
+
+/// The median of `sorted` (ascending): the middle value, or the mean of the two middle
+/// values; NaN when empty.
+pub fn median(sorted: &[f64]) -> f64 {
+    let n = sorted.len();
+    if n == 0 {
+        f64::NAN
+    } else if n % 2 == 1 {
+        sorted[n / 2]
+    } else {
+        (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
+    }
+}
+
+/// `**median** (min–max)`, each shown with `unit`: how every report gives a figure
+/// measured over several runs.
+pub fn median_min_max<T>(median: T, min: T, max: T, unit: impl Fn(T) -> String) -> String {
+    format!("**{}** ({}–{})", unit(median), unit(min), unit(max))
 }
 
 fn us(value: f64) -> String {
@@ -133,7 +232,18 @@ fn us(value: f64) -> String {
     }
 }
 
-fn group(value: u64) -> String {
+/// The first lines of every result's Markdown list: the machine, the command that produced
+/// the result and, when the tool started a node, the `keel` binary it used.
+pub fn header_lines(out: &mut String, machine: &Machine, command: &str, keel: Option<&str>) {
+    let _ = writeln!(out, "- machine: {}", machine.line());
+    let _ = writeln!(out, "- command: `{command}`");
+    if let Some(keel) = keel {
+        let _ = writeln!(out, "- keel binary: `{keel}`");
+    }
+}
+
+/// `1234567` as `1,234,567`: thousands separators for every figure in the reports.
+pub fn group(value: u64) -> String {
     let digits = value.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
@@ -147,7 +257,7 @@ fn group(value: u64) -> String {
 
 fn spread(s: Option<&Spread>, unit: fn(f64) -> String) -> String {
     match s {
-        Some(s) => format!("**{}** ({}–{})", unit(s.median), unit(s.min), unit(s.max)),
+        Some(s) => median_min_max(s.median, s.min, s.max, unit),
         None => "–".into(),
     }
 }
@@ -291,11 +401,12 @@ pub fn markdown(report: &Report) -> String {
     let mut out = String::new();
     let args = &report.args;
     let _ = writeln!(out, "# keel-perf {}\n", report.kind);
-    let _ = writeln!(out, "- machine: {}", report.machine.line());
-    let _ = writeln!(out, "- command: `{}`", report.command);
-    if let Some(keel) = &report.keel_binary {
-        let _ = writeln!(out, "- keel binary: `{keel}`");
-    }
+    header_lines(
+        &mut out,
+        &report.machine,
+        &report.command,
+        report.keel_binary.as_deref(),
+    );
     let _ = writeln!(
         out,
         "- node: {}; {} sessions; mix: {}% crossing IOC, the rest resting limit orders and cancels (≤ {} live resting orders per session); latencies in µs from the intended send time",
@@ -424,26 +535,19 @@ pub fn markdown(report: &Report) -> String {
     out
 }
 
-/// Writes `<dir>/<label>.json` and `<dir>/<label>.md` for a `--compare-single` run, plus
-/// a timestamped copy of the JSON under `<dir>/runs/`.
+/// Writes a `--compare-single` run with [`write_result`].
 pub fn write_comparison(
     dir: &Path,
     label: &str,
     comparison: &Comparison,
 ) -> anyhow::Result<(PathBuf, PathBuf)> {
-    std::fs::create_dir_all(dir.join("runs"))
-        .with_context(|| format!("cannot create {}", dir.display()))?;
-    let json = serde_json::to_string_pretty(comparison)?;
-    let json_path = dir.join(format!("{label}.json"));
-    std::fs::write(&json_path, &json)?;
-    std::fs::write(
-        dir.join("runs")
-            .join(format!("{label}-{}.json", comparison.machine.unix_time)),
-        &json,
-    )?;
-    let md_path = dir.join(format!("{label}.md"));
-    std::fs::write(&md_path, comparison_markdown(comparison))?;
-    Ok((json_path, md_path))
+    write_result(
+        dir,
+        label,
+        comparison,
+        &comparison.machine,
+        &comparison_markdown(comparison),
+    )
 }
 
 fn ratio(value: f64) -> String {
@@ -466,11 +570,12 @@ pub fn comparison_markdown(comparison: &Comparison) -> String {
         rate(args.rate),
         format!("{:?}", args.durability).to_lowercase()
     );
-    let _ = writeln!(out, "- machine: {}", comparison.machine.line());
-    let _ = writeln!(out, "- command: `{}`", comparison.command);
-    if let Some(keel) = &comparison.keel_binary {
-        let _ = writeln!(out, "- keel binary: `{keel}`");
-    }
+    header_lines(
+        &mut out,
+        &comparison.machine,
+        &comparison.command,
+        comparison.keel_binary.as_deref(),
+    );
     let _ = writeln!(
         out,
         "- {} runs each, interleaved in this order: {}",

@@ -23,6 +23,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use keel_benches::cli::{self, as_usize, parse_flags};
 use keel_benches::peers::{self, BookState, PeerInfo, RunResult, Tally, PEER_NAMES};
 use keel_benches::{measure_mix, ExchangeCoreMix, MixStats};
 use serde_json::{json, Value};
@@ -47,25 +48,12 @@ fn parse_args() -> Result<Options, String> {
         out: PathBuf::from("perf/results"),
         peers: PEER_NAMES.to_vec(),
     };
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        if flag == "--help" || flag == "-h" {
-            return Err(USAGE.to_string());
-        }
-        let value = args
-            .next()
-            .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
-        let number = |value: &str| -> Result<u64, String> {
-            value
-                .replace('_', "")
-                .parse::<u64>()
-                .map_err(|err| format!("{flag} {value}: {err}\n{USAGE}"))
-        };
-        let as_usize = |value: u64| usize::try_from(value).map_err(|err| err.to_string());
-        match flag.as_str() {
-            "--commands" => options.mix.commands = as_usize(number(&value)?)?.max(1),
-            "--seed" => options.mix.seed = number(&value)?,
-            "--runs" => options.runs = as_usize(number(&value)?)?.max(1),
+    parse_flags(USAGE, |flag, value| {
+        let number = || cli::number(flag, value, USAGE);
+        match flag {
+            "--commands" => options.mix.commands = as_usize(number()?)?.max(1),
+            "--seed" => options.mix.seed = number()?,
+            "--runs" => options.runs = as_usize(number()?)?.max(1),
             "--out" => options.out = PathBuf::from(value),
             "--peers" => {
                 let mut chosen = Vec::new();
@@ -84,7 +72,8 @@ fn parse_args() -> Result<Options, String> {
             }
             _ => return Err(format!("unknown flag {flag}\n{USAGE}")),
         }
-    }
+        Ok(())
+    })?;
     Ok(options)
 }
 

@@ -17,6 +17,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use hdrhistogram::Histogram;
+use keel_benches::cli::{self, as_usize, parse_flags};
 use keel_benches::{measure_mix, process_all, ExchangeCoreMix, Workload};
 use keel_engine::{Command, Engine, Event};
 
@@ -39,35 +40,23 @@ fn parse_args() -> Result<Options, String> {
         runs: 5,
         latency_commands: usize::MAX,
     };
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        if flag == "--help" || flag == "-h" {
-            return Err(USAGE.to_string());
-        }
-        let value = args
-            .next()
-            .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
-        let number = |value: &str| -> Result<u64, String> {
-            value
-                .replace('_', "")
-                .parse::<u64>()
-                .map_err(|err| format!("{flag} {value}: {err}\n{USAGE}"))
-        };
-        let as_usize = |value: u64| usize::try_from(value).map_err(|err| err.to_string());
-        match flag.as_str() {
-            "--commands" => options.mix.commands = as_usize(number(&value)?)?,
-            "--seed" => options.mix.seed = number(&value)?,
-            "--runs" => options.runs = as_usize(number(&value)?)?.max(1),
-            "--latency-commands" => options.latency_commands = as_usize(number(&value)?)?,
-            "--accounts" => options.mix.accounts = number(&value)?.max(1),
-            "--target-orders" => options.mix.target_orders = as_usize(number(&value)?)?,
+    parse_flags(USAGE, |flag, value| {
+        let number = || cli::number(flag, value, USAGE);
+        match flag {
+            "--commands" => options.mix.commands = as_usize(number()?)?,
+            "--seed" => options.mix.seed = number()?,
+            "--runs" => options.runs = as_usize(number()?)?.max(1),
+            "--latency-commands" => options.latency_commands = as_usize(number()?)?,
+            "--accounts" => options.mix.accounts = number()?.max(1),
+            "--target-orders" => options.mix.target_orders = as_usize(number()?)?,
             "--central-price" => {
-                options.mix.central_price = i64::try_from(number(&value)?)
-                    .map_err(|err| format!("--central-price: {err}"))?
+                options.mix.central_price =
+                    i64::try_from(number()?).map_err(|err| format!("--central-price: {err}"))?
             }
             _ => return Err(format!("unknown flag {flag}\n{USAGE}")),
         }
-    }
+        Ok(())
+    })?;
     Ok(options)
 }
 

@@ -22,12 +22,12 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 use hdrhistogram::Histogram;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::ProgressBar;
 use keel_benches::{measure_mix, process_all, Workload};
 use keel_engine::{Engine, Event};
 use serde::Serialize;
 
-use crate::report::Machine;
+use crate::report::{self, group, header_lines, median_min_max, Machine};
 use workloads::Kind;
 
 /// How per-command latency is timed.
@@ -107,22 +107,9 @@ pub struct Spread {
 }
 
 impl Spread {
-    /// Median, min and max of `values` (NaN for none).
+    /// Median, min and max of the finite `values` (NaN for none), and every value.
     pub fn of(values: &[f64]) -> Spread {
-        let mut sorted = values.to_vec();
-        sorted.sort_by(f64::total_cmp);
-        let n = sorted.len();
-        let (median, min, max) = if n == 0 {
-            (f64::NAN, f64::NAN, f64::NAN)
-        } else if n % 2 == 1 {
-            (sorted[n / 2], sorted[0], sorted[n - 1])
-        } else {
-            (
-                (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
-                sorted[0],
-                sorted[n - 1],
-            )
-        };
+        let report::Spread { median, min, max } = report::Spread::of(values);
         Spread {
             median,
             min,
@@ -284,7 +271,13 @@ pub fn main(args: &EngineArgs) -> anyhow::Result<()> {
         .results
         .clone()
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("results"));
-    let (json, md) = write(&dir, &args.label, &report)?;
+    let (json, md) = report::write_result(
+        &dir,
+        &args.label,
+        &report,
+        &report.machine,
+        &markdown(&report),
+    )?;
     println!("{}", markdown(&report));
     eprintln!(
         "keel-perf engine: wrote {} and {}",
@@ -295,15 +288,7 @@ pub fn main(args: &EngineArgs) -> anyhow::Result<()> {
 }
 
 fn progress_bar(len: u64) -> ProgressBar {
-    if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
-    if let Ok(style) = ProgressStyle::with_template("engine [{bar:30}] {pos:>3}/{len} steps {msg}")
-    {
-        bar.set_style(style.progress_chars("=> "));
-    }
-    bar
+    report::progress_bar(len, "engine [{bar:30}] {pos:>3}/{len} steps {msg}", None)
 }
 
 fn run_workload(
@@ -468,24 +453,11 @@ pub fn timing_label(latency: &LatencySummary) -> String {
     }
 }
 
-fn group(value: u64) -> String {
-    let digits = value.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
 /// The Markdown summary.
 pub fn markdown(report: &EngineReport) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "# keel-perf engine\n");
-    let _ = writeln!(out, "- machine: {}", report.machine.line());
-    let _ = writeln!(out, "- command: `{}`", report.command);
+    header_lines(&mut out, &report.machine, &report.command, None);
     let _ = writeln!(
         out,
         "- {} measured commands per workload after an untimed warm-up, seed {}; throughput = commands/s over the whole measured stream, median (min–max) of {} runs on fresh engines, one thread; latency = one more pass, HdrHistogram of per-command time (ns) including the clock's own cost\n",
@@ -502,11 +474,14 @@ pub fn markdown(report: &EngineReport) -> String {
         let l = &w.latency;
         let _ = writeln!(
             out,
-            "| {} | **{}** ({}–{}) | {} ns | {} ns | {} ns | {} ns | {} ns | {} (clock pair {} ns) | {} ({}–{}) | {} | {:.3} | `{}` |",
+            "| {} | {} | {} ns | {} ns | {} ns | {} ns | {} ns | {} (clock pair {} ns) | {} ({}–{}) | {} | {:.3} | `{}` |",
             w.name,
-            group(w.commands_per_s.median as u64),
-            group(w.commands_per_s.min as u64),
-            group(w.commands_per_s.max as u64),
+            median_min_max(
+                w.commands_per_s.median,
+                w.commands_per_s.min,
+                w.commands_per_s.max,
+                |v| group(v as u64)
+            ),
             group(l.p50_ns),
             group(l.p99_ns),
             group(l.p99_9_ns),
@@ -547,23 +522,4 @@ pub fn markdown(report: &EngineReport) -> String {
         );
     }
     out
-}
-
-/// Writes `<dir>/<label>.json` and `.md` and a timestamped JSON copy under `<dir>/runs/`.
-fn write(dir: &Path, label: &str, report: &EngineReport) -> anyhow::Result<(PathBuf, PathBuf)> {
-    std::fs::create_dir_all(dir.join("runs"))
-        .with_context(|| format!("cannot create {}", dir.display()))?;
-    let json = serde_json::to_string_pretty(report)?;
-    let json_path = dir.join(format!("{label}.json"));
-    std::fs::write(&json_path, &json)
-        .with_context(|| format!("cannot write {}", json_path.display()))?;
-    std::fs::write(
-        dir.join("runs")
-            .join(format!("{label}-{}.json", report.machine.unix_time)),
-        &json,
-    )?;
-    let md_path = dir.join(format!("{label}.md"));
-    std::fs::write(&md_path, markdown(report))
-        .with_context(|| format!("cannot write {}", md_path.display()))?;
-    Ok((json_path, md_path))
 }

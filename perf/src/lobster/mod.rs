@@ -16,11 +16,11 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::ProgressBar;
 use keel_engine::{Engine, EngineConfig, Event};
 use serde::Serialize;
 
-use crate::report::Machine;
+use crate::report::{self, group, header_lines, median_min_max, Machine, Spread};
 
 /// Arguments of `keel-perf lobster`.
 #[derive(Debug, clap::Args)]
@@ -53,42 +53,6 @@ pub struct LobsterArgs {
     /// Result file name: `<out>/<label>.json` and `<out>/<label>.md`.
     #[arg(long, default_value = "lobster")]
     pub label: String,
-}
-
-/// Median and spread of one figure over the runs.
-#[derive(Clone, Debug, Serialize)]
-pub struct Spread {
-    /// Median.
-    pub median: f64,
-    /// Smallest.
-    pub min: f64,
-    /// Largest.
-    pub max: f64,
-}
-
-impl Spread {
-    fn of(values: &[f64]) -> Spread {
-        let mut sorted = values.to_vec();
-        sorted.sort_by(f64::total_cmp);
-        let n = sorted.len();
-        if n == 0 {
-            return Spread {
-                median: f64::NAN,
-                min: f64::NAN,
-                max: f64::NAN,
-            };
-        }
-        let median = if n % 2 == 1 {
-            sorted[n / 2]
-        } else {
-            (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
-        };
-        Spread {
-            median,
-            min: sorted[0],
-            max: sorted[n - 1],
-        }
-    }
 }
 
 /// Timing of the engine replay.
@@ -207,15 +171,8 @@ fn symbol_of(path: &Path) -> String {
 }
 
 fn progress_bar(label: &str, len: u64, unit: &str) -> ProgressBar {
-    if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
-    if let Ok(style) = ProgressStyle::with_template(&format!(
-        "{{prefix:.bold}} [{{bar:30}}] {{pos:>6}}/{{len}} {unit}"
-    )) {
-        bar.set_style(style.progress_chars("=> "));
-    }
+    let template = format!("{{prefix:.bold}} [{{bar:30}}] {{pos:>6}}/{{len}} {unit}");
+    let bar = report::progress_bar(len, &template, None);
     bar.set_prefix(label.to_string());
     bar
 }
@@ -321,18 +278,6 @@ pub fn run_pair(
     })
 }
 
-fn group(value: u64) -> String {
-    let digits = value.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
 fn percent(share: f64) -> String {
     if share.is_finite() {
         format!("{:.2}%", share * 100.0)
@@ -345,8 +290,7 @@ fn percent(share: f64) -> String {
 pub fn markdown(report: &Report) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "# keel-perf lobster\n");
-    let _ = writeln!(out, "- machine: {}", report.machine.line());
-    let _ = writeln!(out, "- command: `{}`", report.command);
+    header_lines(&mut out, &report.machine, &report.command, None);
     let _ = writeln!(
         out,
         "- rules and classes: [`perf/LOBSTER.md`](../LOBSTER.md); commands/s is engine processing only (median, min–max over the runs) on a shared, loaded machine\n"
@@ -362,14 +306,17 @@ pub fn markdown(report: &Report) -> String {
         let b = &pair.checks.book;
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | **{}** ({}–{}) | {} | {} | **{}** | {} | {} | **{}** |",
+            "| {} | {} | {} | {} | {} | {} | {} | **{}** | {} | {} | **{}** |",
             pair.symbol,
             group(pair.messages),
             pair.file_levels,
             group(t.commands),
-            group(t.commands_per_s.median as u64),
-            group(t.commands_per_s.min as u64),
-            group(t.commands_per_s.max as u64),
+            median_min_max(
+                t.commands_per_s.median,
+                t.commands_per_s.min,
+                t.commands_per_s.max,
+                |v| group(v as u64)
+            ),
             group(e.checkable),
             group(e.matched),
             percent(e.match_share),
@@ -418,25 +365,6 @@ pub fn markdown(report: &Report) -> String {
         table("engine refusals", &pair.checks.engine_refusals);
     }
     out
-}
-
-/// Writes `<dir>/<label>.json` and `.md` and a timestamped JSON copy under `<dir>/runs/`.
-fn write(dir: &Path, label: &str, report: &Report) -> anyhow::Result<(PathBuf, PathBuf)> {
-    std::fs::create_dir_all(dir.join("runs"))
-        .with_context(|| format!("cannot create {}", dir.display()))?;
-    let json = serde_json::to_string_pretty(report)?;
-    let json_path = dir.join(format!("{label}.json"));
-    std::fs::write(&json_path, &json)
-        .with_context(|| format!("cannot write {}", json_path.display()))?;
-    std::fs::write(
-        dir.join("runs")
-            .join(format!("{label}-{}.json", report.machine.unix_time)),
-        &json,
-    )?;
-    let md_path = dir.join(format!("{label}.md"));
-    std::fs::write(&md_path, markdown(report))
-        .with_context(|| format!("cannot write {}", md_path.display()))?;
-    Ok((json_path, md_path))
 }
 
 /// `keel-perf lobster`.
@@ -496,7 +424,13 @@ pub fn main(args: &LobsterArgs) -> anyhow::Result<()> {
         .out
         .clone()
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("results"));
-    let (json, md) = write(&out, &args.label, &report)?;
+    let (json, md) = report::write_result(
+        &out,
+        &args.label,
+        &report,
+        &report.machine,
+        &markdown(&report),
+    )?;
     eprintln!("wrote {} and {}", json.display(), md.display());
     Ok(())
 }

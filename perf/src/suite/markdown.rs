@@ -11,6 +11,7 @@ use std::path::Path;
 use serde_json::Value;
 
 use super::{settings, Manifest, StepRecord};
+use crate::report::{group, median_min_max};
 
 /// Each step's main result file, relative to the results folder.
 pub fn result_file(step: &str) -> Option<String> {
@@ -176,19 +177,6 @@ fn text<'a>(value: &'a Value, path: &[&str]) -> Option<&'a str> {
     v.as_str()
 }
 
-/// Thousands separators.
-pub fn group(value: u64) -> String {
-    let digits = value.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
 /// A figure: grouped integer from 100 up, one decimal below.
 fn fig(value: Option<f64>) -> String {
     match value {
@@ -212,12 +200,7 @@ fn spread(value: &Value, path: &[&str]) -> String {
     if median.is_none() {
         return "–".to_string();
     }
-    format!(
-        "**{}** ({}–{})",
-        fig(median),
-        fig(num(v, &["min"])),
-        fig(num(v, &["max"]))
-    )
+    median_min_max(median, num(v, &["min"]), num(v, &["max"]), fig)
 }
 
 /// `**median×** (min–max)` of a `{median, min, max}` object of ratios.

@@ -32,10 +32,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::ProgressBar;
 use serde::{Deserialize, Serialize};
 
-use crate::report::Machine;
+use crate::report::{self, workspace_root, Machine};
 
 /// `keel-perf report` options.
 #[derive(Clone, Debug, clap::Args)]
@@ -201,12 +201,6 @@ fn shell_quote(arg: &str) -> String {
     } else {
         format!("'{}'", arg.replace('\'', "'\\''"))
     }
-}
-
-/// The workspace root this tool was built from.
-pub fn workspace_root() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    root.canonicalize().unwrap_or(root)
 }
 
 /// The steps of the suite, in order, with results in `results` (workspace-relative).
@@ -493,17 +487,11 @@ fn measure(
 }
 
 fn progress(len: u64) -> ProgressBar {
-    if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
-    if let Ok(style) = ProgressStyle::with_template(
+    report::progress_bar(
+        len,
         "report [{bar:20}] {pos}/{len} steps, {elapsed} elapsed; running {msg}",
-    ) {
-        bar.set_style(style.progress_chars("=> "));
-    }
-    bar.enable_steady_tick(Duration::from_millis(500));
-    bar
+        Some(Duration::from_millis(500)),
+    )
 }
 
 /// Runs one step from the workspace root, its output into `log`; `Err(reason)` when it
