@@ -124,14 +124,9 @@ impl DiskBackend {
         let (index, mut metas) = open_index(dir)?;
         let metas_on_disk = metas.len() as u64;
         let hard_state = load_state(dir)?;
-        let scan = keel_journal::recovery::scan(dir, |_| {});
-        let journal_last = match scan {
-            Ok(scan) => scan.last_seq,
-            // A torn tail is repaired by Journal::open below; measure after it.
-            Err(_) => 0,
-        };
+        // Opening recovers the journal (a torn tail is cut) and publishes its last record.
         let (journal, _) = Journal::open(dir, config)?;
-        let journal_last = journal_last.max(journal.watermarks().appended());
+        let journal_last = journal.watermarks().appended();
         let keep = metas
             .iter()
             .take_while(|m| m.range.last_seq() <= journal_last)

@@ -85,26 +85,20 @@ impl Applied {
             if seq <= replayed.last_seq {
                 return Ok(());
             }
-            let payload = read_record(record)
-                .map(|(_, payload)| payload)
+            // `for_each` checked the record already; this only splits header and payload.
+            let (header, payload) = read_record(record)
                 .map_err(|d| keel_replication::Error::BadBatch(format!("{d:?}")))?;
             startup::apply_record(
                 engine,
                 &mut Replay(book),
                 replayed,
                 events,
-                (seq, record_type_of(record), payload),
+                (seq, header.record_type, payload),
             )
             .map_err(|e| keel_replication::Error::Storage(e.to_string()))
         })
         .map_err(|e| Error::Node(format!("applying committed records: {e}")))
     }
-}
-
-fn record_type_of(record: &[u8]) -> keel_journal::format::RecordType {
-    read_record(record)
-        .map(|(header, _)| header.record_type)
-        .unwrap_or(keel_journal::format::RecordType::Command)
 }
 
 /// A leadership stint: the gateway and matching loop serving on their own thread.
