@@ -100,6 +100,14 @@ pub struct ServerConfig {
     /// Journal segment size in bytes.
     #[serde(default = "default_segment_size")]
     pub segment_size_bytes: u64,
+    /// Client packets a session may send per second, sustained; beyond it the gateway stops
+    /// reading that session's socket until it is back under the rate (nothing is dropped).
+    /// A user's own `messages_per_second_max` overrides it.
+    #[serde(default = "default_messages_per_second_max")]
+    pub messages_per_second_max: u64,
+    /// Packets a session may send at once above the sustained rate (the bucket's size).
+    #[serde(default = "default_message_burst_max")]
+    pub message_burst_max: u64,
 }
 
 /// Durability policy names in the configuration.
@@ -142,6 +150,9 @@ pub struct UserConfig {
     /// Cancel the account's resting orders when the user's connection ends.
     #[serde(default)]
     pub cancel_on_disconnect: bool,
+    /// This user's session throttle, instead of `server.messages_per_second_max`.
+    #[serde(default)]
+    pub messages_per_second_max: Option<u64>,
 }
 
 /// Self-trade prevention names in the configuration.
@@ -181,6 +192,12 @@ fn default_outbound_limit() -> usize {
 }
 fn default_segment_size() -> u64 {
     64 << 20
+}
+fn default_messages_per_second_max() -> u64 {
+    20_000
+}
+fn default_message_burst_max() -> u64 {
+    2_000
 }
 fn default_price_scale() -> u32 {
     1
@@ -276,6 +293,15 @@ impl Config {
                 "must be a multiple of 4096 and at least 1 MiB",
             );
         }
+        if self.server.messages_per_second_max == 0 {
+            return fail(
+                "server.messages_per_second_max".into(),
+                "must be at least 1",
+            );
+        }
+        if self.server.message_burst_max == 0 {
+            return fail("server.message_burst_max".into(), "must be at least 1");
+        }
         if let Some(cluster) = &self.cluster {
             check_cluster(cluster)?;
         }
@@ -318,6 +344,9 @@ impl Config {
             if !names.insert(name.to_ascii_lowercase()) {
                 return fail(key("username"), "duplicate user name");
             }
+            if user.messages_per_second_max == Some(0) {
+                return fail(key("messages_per_second_max"), "must be at least 1");
+            }
             if PasswordHash::new(&user.password_hash).is_err() {
                 return fail(
                     key("password_hash"),
@@ -326,6 +355,16 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// The session throttle of user `index`: (packets per second, burst).
+    pub fn throttle_of(&self, index: usize) -> (u64, u64) {
+        let rate = self
+            .users
+            .get(index)
+            .and_then(|user| user.messages_per_second_max)
+            .unwrap_or(self.server.messages_per_second_max);
+        (rate, self.server.message_burst_max)
     }
 
     /// The user with this SoupBinTCP user name (compared case-insensitively, as the field is
@@ -392,6 +431,13 @@ mod tests {
                 "user[0].username",
             ),
             (base.replace("account = 1", "account = -1"), "account"),
+            (
+                base.replace(
+                    "# outbound_buffer_bytes",
+                    "messages_per_second_max = 0\n# outbound_buffer_bytes",
+                ),
+                "server.messages_per_second_max",
+            ),
         ];
         for (text, needle) in cases {
             let error = Config::parse(&text).unwrap_err().to_string();

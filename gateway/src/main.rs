@@ -279,6 +279,7 @@ fn replay_journaled(
             SyncArg::IoUring => SyncMethod::IoUring,
             SyncArg::Msync => SyncMethod::Msync,
         },
+        ..JournalConfig::default()
     };
     let (mut journal, recovery) = Journal::open(dir, config)
         .with_context(|| format!("cannot open journal {}", dir.display()))?;

@@ -410,3 +410,68 @@ fn a_flood_of_connections_does_not_take_the_server_down() {
     assert!(node.is_running());
     assert!(node.count_log("connected") >= 450);
 }
+
+#[test]
+fn a_session_over_its_message_rate_is_slowed_not_cut_off_and_others_go_first() {
+    // 20 packets a second, 5 at once: alice's 40 orders in one write need at least
+    // (40 - 5) / 20 = 1.75 s of the server's time; bob's one order must not wait for them.
+    let setup = write_config(
+        "async",
+        "messages_per_second_max = 20\nmessage_burst_max = 5",
+    );
+    let node = Node::start(&setup.config);
+    let (mut alice, _) = Client::logged_in(node.addr, "alice", 0);
+    let (mut bob, _) = Client::logged_in(node.addr, "bob", 0);
+    const ORDERS: usize = 40;
+    let mut burst = Vec::new();
+    for n in 0..ORDERS {
+        enter(
+            &format!("A{n}"),
+            BuySellIndicator::Buy,
+            1,
+            "BTC-PERP",
+            1_000 + n as u32,
+            GTC,
+        )
+        .encode_unsequenced(&mut burst);
+    }
+    assert!(alice.send_raw(&burst));
+    assert!(bob.send(&enter(
+        "B0",
+        BuySellIndicator::Sell,
+        1,
+        "BTC-PERP",
+        9_000_000,
+        GTC
+    )));
+    let OutboundMessage::OrderAccepted(bob_accepted) = bob.expect_message() else {
+        panic!("bob's first message is not his Order Accepted");
+    };
+    node.wait_log("session throttled", 10 * SECOND)
+        .expect("the throttle is logged");
+
+    // Every one of alice's orders is accepted, in the order sent: slowed, nothing dropped.
+    let mut intake_ns = Vec::new();
+    for n in 0..ORDERS {
+        match alice.expect_message() {
+            OutboundMessage::OrderAccepted(accepted) => {
+                assert_eq!(accepted.order_token.as_str(), format!("A{n}"));
+                intake_ns.push(accepted.timestamp);
+            }
+            other => panic!("order A{n}: {other:?}"),
+        }
+    }
+    // The server's own intake times (Order Accepted's timestamp) show the rate held: at
+    // most the burst at once, then 20 a second.
+    let spread_ns = intake_ns[ORDERS - 1] - intake_ns[0];
+    let floor_ns = (ORDERS as u64 - 5) * 1_000_000_000 / 20;
+    assert!(
+        spread_ns + 50_000_000 >= floor_ns,
+        "40 orders taken in within {spread_ns} ns; the throttle allows no less than {floor_ns}"
+    );
+    // bob's order was taken in while alice's backlog was still waiting.
+    assert!(
+        bob_accepted.timestamp < intake_ns[ORDERS - 1],
+        "bob's order waited behind alice's throttled backlog"
+    );
+}

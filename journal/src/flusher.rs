@@ -1,7 +1,10 @@
 //! The flusher thread: makes appended records durable and publishes the durable watermark.
 //!
 //! Group commit falls out of the loop: each round syncs everything appended since the last
-//! round with one `fdatasync` per touched segment, however many records that is.
+//! round with one `fdatasync` per touched segment, however many records that is. With a
+//! minimum interval between rounds (`JournalConfig::sync_interval_min`, for a journal nobody
+//! waits on) the flusher parks until the interval since the last round's start has passed,
+//! unless someone asks for durability or the journal stops.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -84,17 +87,37 @@ fn choose(method: SyncMethod) -> std::io::Result<Syncer> {
 pub(crate) fn spawn(
     dir: PathBuf,
     method: SyncMethod,
+    interval_min: Duration,
     marks: Arc<Watermarks>,
 ) -> std::io::Result<(JoinHandle<()>, &'static str)> {
     let syncer = choose(method)?;
     let name = syncer.name();
+    if !interval_min.is_zero() {
+        tracing::info!(
+            interval_us = interval_min.as_micros(),
+            "journal sync rounds paced"
+        );
+    }
     let handle = std::thread::Builder::new()
         .name("keel-journal-sync".into())
-        .spawn(move || run(&dir, syncer, &marks))?;
+        .spawn(move || run(&dir, syncer, &marks, interval_min))?;
     Ok((handle, name))
 }
 
-fn run(dir: &Path, mut syncer: Syncer, marks: &Watermarks) {
+/// How much longer the flusher must wait before its next sync round: `None` when it may
+/// start one now (no minimum interval, no round yet or a wake request since, or the
+/// interval since the last round's start has passed).
+fn pause_left(last_round_start: Option<Instant>, interval_min: Duration) -> Option<Duration> {
+    if interval_min.is_zero() {
+        return None;
+    }
+    let elapsed = last_round_start?.elapsed();
+    interval_min
+        .checked_sub(elapsed)
+        .filter(|left| !left.is_zero())
+}
+
+fn run(dir: &Path, mut syncer: Syncer, marks: &Watermarks, interval_min: Duration) {
     crate::threads::reduce_timer_slack();
     marks.set_flusher(std::thread::current());
     let mut targets: BTreeMap<u64, Target> = BTreeMap::new();
@@ -103,12 +126,29 @@ fn run(dir: &Path, mut syncer: Syncer, marks: &Watermarks) {
     // When a marker was written but not yet synced (None: the marker is on disk).
     let mut marker_unsynced_since: Option<Instant> = None;
     let mut last_activity = Instant::now();
+    // When the last sync round started, for the minimum interval between rounds (None: no
+    // round yet, or someone asked for durability since: the next round must not wait).
+    let mut last_round_start: Option<Instant> = None;
     loop {
         let stopping = marks.stopping();
         // Read `appended` before `active_segment`: every record up to `appended` then lies
         // in a segment at or below `active_segment` (see Appender::roll).
         let appended = marks.appended();
         if appended > durable {
+            if let Some(left) = pause_left(last_round_start, interval_min).filter(|_| !stopping) {
+                // Too soon after the last round, and nobody waits for this one. No marker-only
+                // sync meanwhile: the next round persists the marker with the records.
+                if marks.take_wake_request() {
+                    // Now somebody waits (`wait_durable`, close): sync at once.
+                    last_round_start = None;
+                    last_activity = Instant::now();
+                } else {
+                    // `wake_flusher` (also called on stop, after `stopping` is set) unparks.
+                    std::thread::park_timeout(left);
+                }
+                continue;
+            }
+            last_round_start = Some(Instant::now());
             let active = marks.active_segment();
             let first = targets.keys().next().copied().unwrap_or(active).min(active);
             if let Err(error) = sync_segments(dir, &mut syncer, &mut targets, first, active) {
@@ -122,6 +162,7 @@ fn run(dir: &Path, mut syncer: Syncer, marks: &Watermarks) {
             // Sealed segments below the active one are complete and now durable.
             targets.retain(|&index, _| index >= active);
             durable = appended;
+            marks.count_sync_round();
             marks.publish_durable(durable);
             // Record the durable point on disk; the next sync (this loop's next round, or
             // the idle sync below) persists it.
@@ -155,8 +196,10 @@ fn run(dir: &Path, mut syncer: Syncer, marks: &Watermarks) {
         } else {
             std::thread::park_timeout(IDLE_PARK);
             if marks.take_wake_request() {
-                // Someone is about to append or waits for durability: poll fast a while.
+                // Someone is about to append or waits for durability: poll fast a while, and
+                // do not pause before the next round.
                 last_activity = Instant::now();
+                last_round_start = None;
             }
         }
     }
@@ -248,4 +291,25 @@ fn drain(ring: &mut IoUring) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pause_left_paces_only_with_an_interval_and_a_previous_round() {
+        let hour = Duration::from_secs(3600);
+        let now = Instant::now();
+        // No interval: never pause (the flusher's behaviour without pacing).
+        assert_eq!(pause_left(Some(now), Duration::ZERO), None);
+        // No round yet, or a wake request since: start one at once.
+        assert_eq!(pause_left(None, hour), None);
+        // Just after a round: wait for (nearly) the whole interval.
+        let left = pause_left(Some(now), hour).unwrap();
+        assert!(left > Duration::from_secs(3000) && left <= hour, "{left:?}");
+        // The interval has passed: no pause.
+        let long_ago = now.checked_sub(Duration::from_secs(2)).unwrap();
+        assert_eq!(pause_left(Some(long_ago), Duration::from_secs(1)), None);
+    }
 }

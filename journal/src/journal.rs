@@ -4,6 +4,7 @@ use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use crate::appender::Appender;
 use crate::flusher::{self, SyncMethod};
@@ -34,6 +35,20 @@ pub struct JournalConfig {
     pub durability: Durability,
     /// How the flusher syncs.
     pub sync_method: SyncMethod,
+    /// Shortest time from the start of one sync round to the start of the next (default
+    /// zero: the flusher syncs again as soon as anything new is appended).
+    ///
+    /// Only for a journal whose durable watermark nobody waits on — `Async` durability on a
+    /// single node. There acknowledgements follow the appended watermark, so syncing flat
+    /// out (a round every few tens of microseconds under load) buys nothing and costs the
+    /// flusher and its io_uring worker a share of a core; pacing bounds that to one round per
+    /// interval. The price: a kernel crash or power loss can take up to this long (plus one
+    /// sync) of acknowledged flow. Under `Fsync`, or when replication waits for durability,
+    /// leave it zero: every wait on the durable watermark would grow by up to the interval.
+    /// A pause ends at once when someone asks for durability ([`Watermarks::wake_flusher`],
+    /// hence [`Journal::wait_durable`]) or the journal closes: closing still syncs
+    /// everything.
+    pub sync_interval_min: Duration,
 }
 
 impl Default for JournalConfig {
@@ -42,6 +57,7 @@ impl Default for JournalConfig {
             segment_size_bytes: 64 << 20,
             durability: Durability::Fsync,
             sync_method: SyncMethod::Auto,
+            sync_interval_min: Duration::ZERO,
         }
     }
 }
@@ -139,8 +155,12 @@ impl Journal {
             marks.clone(),
             spare_tx,
         )?;
-        let (flusher, sync_method) =
-            flusher::spawn(dir.to_path_buf(), config.sync_method, marks.clone())?;
+        let (flusher, sync_method) = flusher::spawn(
+            dir.to_path_buf(),
+            config.sync_method,
+            config.sync_interval_min,
+            marks.clone(),
+        )?;
         let recovery = Recovery {
             truncated_torn_tail: scan.torn.is_some(),
             scan,

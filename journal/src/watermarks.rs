@@ -24,8 +24,11 @@ pub struct Watermarks {
     durable_hook: OnceLock<DurableHook>,
     /// The flusher thread, to wake it from its idle park.
     flusher: OnceLock<std::thread::Thread>,
-    /// Set by `wake_flusher`: the flusher stays in its fast poll for a while after it.
+    /// Set by `wake_flusher`: the flusher syncs without pausing and stays in its fast poll
+    /// for a while after it.
     wake_requested: AtomicBool,
+    /// Sync rounds that advanced the durable watermark.
+    sync_rounds: AtomicU64,
 }
 
 impl std::fmt::Debug for Watermarks {
@@ -73,7 +76,8 @@ impl Watermarks {
     /// Wakes the flusher if it is parked after a quiet spell. Whoever is about to append (or
     /// waits for durability) after a pause calls this so the first sync is not late by the
     /// flusher's idle park; under steady flow the flusher polls and this is unnecessary.
-    /// A system call: never from the matching loop.
+    /// It also ends a pause between sync rounds (`JournalConfig::sync_interval_min`): the
+    /// next round starts at once. A system call: never from the matching loop.
     pub fn wake_flusher(&self) {
         self.wake_requested.store(true, Ordering::Release);
         if let Some(thread) = self.flusher.get() {
@@ -84,6 +88,19 @@ impl Watermarks {
     /// Whether a wake was requested since the last call.
     pub(crate) fn take_wake_request(&self) -> bool {
         self.wake_requested.swap(false, Ordering::AcqRel)
+    }
+
+    /// How many sync rounds the flusher has completed that advanced the durable watermark
+    /// (each one `fdatasync` per touched segment; the marker-only sync after a quiet spell is
+    /// not counted). After reading `durable() >= n`, the count includes the round that made
+    /// `n` durable.
+    pub fn sync_rounds(&self) -> u64 {
+        self.sync_rounds.load(Ordering::Relaxed)
+    }
+
+    /// Counts a sync round; called by the flusher before it publishes the round's watermark.
+    pub(crate) fn count_sync_round(&self) {
+        self.sync_rounds.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn set_flusher(&self, thread: std::thread::Thread) {

@@ -30,19 +30,22 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use hdrhistogram::Histogram;
 use indicatif::ProgressBar;
-use keel_gateway::protocol::ouch::{CancelReason, InboundMessage, LiquidityFlag, OutboundMessage};
+use keel_gateway::protocol::ouch::{
+    CancelReason, LiquidityFlag, OrderAccepted, OrderCanceled, OrderExecuted, OutboundMessage,
+};
 use keel_gateway::protocol::soupbin::{
-    ClientPacket, FrameDecoder, LoginRequest, Password, ServerPacket, SessionId,
+    packet_type, ClientPacket, FrameDecoder, LoginRequest, Password, ServerPacket, SessionId,
     DEFAULT_MAX_SERVER_PACKET_LEN,
 };
-use keel_gateway::protocol::{Stock, Username};
+use keel_gateway::protocol::{OrderToken, ProtocolError, Stock, Username};
 use mio::net::TcpStream;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use rustc_hash::FxHashMap;
 use serde::Serialize;
 
-use crate::flow::{self, Kind, Mix, Rng, Tokens};
+use crate::flow::{Encoder, Kind, Mix, Rng, Tokens, TOKEN_LEN};
+use crate::recorder::Recorder;
 use crate::sys::{self, ThreadTimes, TimerFd};
 
 const TIMER: Token = Token(usize::MAX - 1);
@@ -294,18 +297,23 @@ struct Ledger {
     t0: u64,
     period_ns: f64,
     first_measured: u64,
+    /// `intended(first_measured)`, the start of the measured window.
+    measured_start: u64,
     sent_ns: Vec<u64>,
     meta: Vec<u8>,
     sent: u64,
     answered: u64,
     real_offset: i128,
-    accepted: Histogram<u64>,
-    executed: Histogram<u64>,
-    canceled: Histogram<u64>,
-    inbound: Histogram<u64>,
-    outbound: Histogram<u64>,
-    send_lag: Histogram<u64>,
-    seconds: Vec<(Histogram<u64>, u64)>,
+    // The latency histograms, recorded cheaply and turned into HdrHistograms at the end
+    // (the same histograms as recording into them directly: see `recorder`).
+    accepted: Recorder,
+    executed: Recorder,
+    canceled: Recorder,
+    inbound: Recorder,
+    outbound: Recorder,
+    send_lag: Recorder,
+    /// Per measured second: Order Accepted latencies, largest send lag.
+    seconds: Vec<(Recorder, u64)>,
     rejected: u64,
     reject_reasons: std::collections::BTreeMap<char, u64>,
     cancel_rejected: u64,
@@ -322,6 +330,10 @@ fn histogram(sigfig: u8) -> anyhow::Result<Histogram<u64>> {
     Histogram::new_with_bounds(1, 3_600 * NS_PER_S, sigfig).context("histogram bounds")
 }
 
+fn recorder(sigfig: u8) -> anyhow::Result<Recorder> {
+    Recorder::new(histogram(sigfig)?)
+}
+
 impl Ledger {
     fn intended(&self, index: u64) -> u64 {
         self.t0 + (index as f64 * self.period_ns) as u64
@@ -331,9 +343,9 @@ impl Ledger {
         index >= self.first_measured
     }
 
-    fn second_of(&self, index: u64) -> usize {
-        let start = self.intended(self.first_measured);
-        (self.intended(index).saturating_sub(start) / NS_PER_S) as usize
+    /// The second of the measured window a message intended at `intended` falls in.
+    fn second_at(&self, intended: u64) -> usize {
+        (intended.saturating_sub(self.measured_start) / NS_PER_S) as usize
     }
 
     /// Latency of message `index` answered at `recv_ns`, if it is measured.
@@ -354,15 +366,21 @@ impl Ledger {
         true
     }
 
-    /// Keeps the worst Order Accepted latencies, one per 10 ms of intended time (so one
-    /// stall shows once), at most [`WORST_KEPT`].
-    fn note_worst(&mut self, sample: Worst) {
-        if self.worst.len() == WORST_KEPT
+    /// Whether an Order Accepted latency of `latency_us` would be left out of the worst
+    /// kept: there are [`WORST_KEPT`] already and none is smaller. Lets the caller skip
+    /// building the sample, the common case.
+    fn worst_is_full_above(&self, latency_us: f64) -> bool {
+        self.worst.len() == WORST_KEPT
             && self
                 .worst
                 .last()
-                .is_some_and(|w| w.latency_us >= sample.latency_us)
-        {
+                .is_some_and(|w| w.latency_us >= latency_us)
+    }
+
+    /// Keeps the worst Order Accepted latencies, one per 10 ms of intended time (so one
+    /// stall shows once), at most [`WORST_KEPT`].
+    fn note_worst(&mut self, sample: Worst) {
+        if self.worst_is_full_above(sample.latency_us) {
             return;
         }
         if let Some(same) = self
@@ -494,7 +512,7 @@ pub fn run(
     let measured_seconds = plan.duration.as_secs() as usize + 1;
     let mut seconds = Vec::with_capacity(measured_seconds);
     for _ in 0..measured_seconds {
-        seconds.push((histogram(2)?, 0));
+        seconds.push((recorder(2)?, 0));
     }
     // Real time = monotonic + offset (sampled back to back; error ~ tens of ns).
     let real_offset = {
@@ -509,17 +527,18 @@ pub fn run(
         t0: start,
         period_ns,
         first_measured: warm,
+        measured_start: 0,
         sent_ns: vec![0; len],
         meta: vec![0; len],
         sent: 0,
         answered: 0,
         real_offset,
-        accepted: histogram(3)?,
-        executed: histogram(3)?,
-        canceled: histogram(3)?,
-        inbound: histogram(3)?,
-        outbound: histogram(3)?,
-        send_lag: histogram(3)?,
+        accepted: recorder(3)?,
+        executed: recorder(3)?,
+        canceled: recorder(3)?,
+        inbound: recorder(3)?,
+        outbound: recorder(3)?,
+        send_lag: recorder(3)?,
         seconds,
         rejected: 0,
         reject_reasons: std::collections::BTreeMap::new(),
@@ -531,11 +550,14 @@ pub fn run(
         moot_cancels_rejected: 0,
         worst: Vec::new(),
     };
+    ledger.measured_start = ledger.intended(warm);
+    let encoder = Encoder::new(ledger.tokens, plan.stock, &plan.mix)?;
     let decoder = FrameDecoder::new(DEFAULT_MAX_SERVER_PACKET_LEN);
     let mut events = Events::with_capacity(1024);
     let mut next: u64 = 0;
+    // `ledger.intended(next)`, kept up to date with `next`.
+    let mut next_due = ledger.intended(next);
     let mut dirty = vec![false; sessions.len()];
-    let mut scratch = Vec::with_capacity(64);
     let mut last_progress = 0u64;
     let mut last_heartbeat_check = start;
     let mut send_end: Option<u64> = None;
@@ -574,27 +596,33 @@ pub fn run(
     loop {
         let now = sys::mono_ns();
         // 1. Send everything due (never early).
-        if next < total && now >= ledger.intended(next) && now >= last_send_wake + tick_ns {
+        if next < total && now >= next_due && now >= last_send_wake + tick_ns {
             last_send_wake = now;
             let due = (((now - start) as f64 / period_ns) as u64 + 1).min(total);
             let batch_end = due.min(next + MAX_BATCH).max(next + 1);
+            // Message i goes to session i mod S.
+            let mut session = (next % sessions.len() as u64) as usize;
             for index in next..batch_end {
                 if cpu_start.is_none() && index >= cpu_mark {
                     pinned_threads = pin_server();
                     cpu_start = Some(snapshot(ledger.sent));
                 }
-                let session = (index % sessions.len() as u64) as usize;
                 emit(
                     &mut sessions[session],
                     &mut ledger,
                     plan,
+                    &encoder,
                     index,
                     now,
-                    &mut scratch,
                 );
                 dirty[session] = true;
+                session += 1;
+                if session == sessions.len() {
+                    session = 0;
+                }
             }
             next = batch_end;
+            next_due = ledger.intended(next);
             for (session, flag) in sessions.iter_mut().zip(dirty.iter_mut()) {
                 if std::mem::take(flag) {
                     flush(session, now);
@@ -642,7 +670,7 @@ pub fn run(
         }
         // 3. Wait for the next send time or for responses.
         let timeout = if next < total {
-            timer.arm_at(ledger.intended(next).max(last_send_wake + tick_ns))?;
+            timer.arm_at(next_due.max(last_send_wake + tick_ns))?;
             None
         } else {
             Some(Duration::from_millis(10))
@@ -718,8 +746,9 @@ pub fn run(
         .seconds
         .iter()
         .enumerate()
-        .filter(|(_, (h, _))| !h.is_empty())
-        .map(|(second, (h, lag))| Second {
+        .map(|(second, (recorder, lag))| (second, recorder.histogram(), lag))
+        .filter(|(_, h, _)| !h.is_empty())
+        .map(|(second, h, lag)| Second {
             second: second as u32,
             accepted: h.len(),
             p50_us: h.value_at_quantile(0.5) as f64 / 1000.0,
@@ -740,13 +769,13 @@ pub fn run(
         measured_ioc: ioc,
         measured_cancel: cancel,
         achieved_rate,
-        send_lag: Latency::of(&ledger.send_lag, false),
+        send_lag: Latency::of(&ledger.send_lag.histogram(), false),
         final_send_lag_us: final_lag as f64 / 1000.0,
-        accepted: Latency::of(&ledger.accepted, true),
-        executed: Latency::of(&ledger.executed, true),
-        canceled: Latency::of(&ledger.canceled, false),
-        inbound_leg: Latency::of(&ledger.inbound, false),
-        outbound_leg: Latency::of(&ledger.outbound, false),
+        accepted: Latency::of(&ledger.accepted.histogram(), true),
+        executed: Latency::of(&ledger.executed.histogram(), true),
+        canceled: Latency::of(&ledger.canceled.histogram(), false),
+        inbound_leg: Latency::of(&ledger.inbound.histogram(), false),
+        outbound_leg: Latency::of(&ledger.outbound.histogram(), false),
         per_second,
         worst: ledger.worst.clone(),
         unanswered: ledger.sent - ledger.answered,
@@ -840,9 +869,9 @@ fn emit(
     session: &mut Session,
     ledger: &mut Ledger,
     plan: &Plan,
+    encoder: &Encoder,
     index: u64,
     now: u64,
-    scratch: &mut Vec<u8>,
 ) {
     let view = &mut session.view;
     let mix = &plan.mix;
@@ -853,7 +882,7 @@ fn emit(
     } else {
         Kind::Rest
     };
-    let message: InboundMessage = loop {
+    loop {
         match kind {
             Kind::Cancel => {
                 let mut target = None;
@@ -866,33 +895,31 @@ fn emit(
                 match target {
                     Some((target, open)) => {
                         view.canceling.insert(target, (index, open));
-                        break flow::cancel_order(&ledger.tokens, target);
+                        encoder.cancel_order(&mut session.wbuf, target);
+                        break;
                     }
                     None => kind = Kind::Rest,
                 }
             }
             Kind::Rest | Kind::Ioc => {
-                let (message, shares) =
-                    flow::enter_order(&ledger.tokens, index, plan.stock, mix, kind, &mut view.rng);
+                let shares = encoder.enter_order(&mut session.wbuf, index, kind, &mut view.rng);
                 if kind == Kind::Rest {
                     view.live.push_back(index);
                     view.remaining.insert(index, shares);
                 }
-                break message;
+                break;
             }
         }
-    };
-    scratch.clear();
-    message.encode_unsequenced(scratch);
-    session.wbuf.extend_from_slice(scratch);
+    }
     let slot = index as usize;
     ledger.sent_ns[slot] = now;
     ledger.meta[slot] = kind as u8;
     ledger.sent += 1;
     if ledger.measured(index) {
-        let lag = now.saturating_sub(ledger.intended(index));
-        ledger.send_lag.saturating_record(lag.max(1));
-        let second = ledger.second_of(index);
+        let intended = ledger.intended(index);
+        let lag = now.saturating_sub(intended);
+        ledger.send_lag.record(lag.max(1));
+        let second = ledger.second_at(intended);
         if let Some(entry) = ledger.seconds.get_mut(second) {
             entry.1 = entry.1.max(lag);
         }
@@ -919,7 +946,11 @@ fn flush(session: &mut Session, now: u64) {
         }
     }
     if written > 0 {
-        session.wbuf.drain(..written);
+        if written == session.wbuf.len() {
+            session.wbuf.clear();
+        } else {
+            session.wbuf.drain(..written);
+        }
         session.last_sent_ns = now;
     }
 }
@@ -937,6 +968,9 @@ fn receive(session: &mut Session, ledger: &mut Ledger, decoder: &FrameDecoder) {
         }
         let space = session.rbuf.len() - session.rlen;
         let read = session.stream.read(&mut session.rbuf[session.rlen..]);
+        // One clock read per read(): every response this read returned had arrived by the
+        // time it returned, so this instant is the receive time of each of them (latency =
+        // this − the message's intended send time).
         let recv_ns = sys::mono_ns();
         // A short read drained the socket: with edge-triggered readiness, any byte arriving
         // later raises a new event, so there is no need for a read that says WouldBlock.
@@ -958,118 +992,239 @@ fn receive(session: &mut Session, ledger: &mut Ledger, decoder: &FrameDecoder) {
                 }
             },
         };
+        let Session {
+            rbuf,
+            rlen,
+            view,
+            error,
+            ..
+        } = session;
         let mut consumed = 0;
-        loop {
-            match decoder.decode_server(&session.rbuf[consumed..session.rlen]) {
+        while consumed < *rlen {
+            let buf = &rbuf[consumed..*rlen];
+            // The common case, parsed in place: a Sequenced Data packet (2-byte length, type
+            // `S`, payload) within the decoder's length limit. The checks are the decoder's
+            // own for this packet type; anything else goes through the decoder below.
+            if let [len_hi, len_lo, packet_type::SEQUENCED_DATA, ..] = *buf {
+                let len = usize::from(u16::from_be_bytes([len_hi, len_lo]));
+                if len != 0 && len <= usize::from(DEFAULT_MAX_SERVER_PACKET_LEN) {
+                    let Some(payload) = buf.get(3..2 + len) else {
+                        break; // Incomplete: the rest comes with a later read.
+                    };
+                    consumed += 2 + len;
+                    if let Err(bad) = on_message(view, ledger, payload, recv_ns) {
+                        *error = Some(format!("bad OUCH message: {bad}"));
+                    }
+                    continue;
+                }
+            }
+            match decoder.decode_server(buf) {
                 Ok(Some((packet, used))) => {
                     consumed += used;
                     match packet {
                         ServerPacket::SequencedData(payload) => {
-                            match OutboundMessage::decode(payload) {
-                                Ok(message) => handle(&mut session.view, ledger, &message, recv_ns),
-                                Err(error) => {
-                                    session.error = Some(format!("bad OUCH message: {error}"));
-                                }
+                            if let Err(bad) = on_message(view, ledger, payload, recv_ns) {
+                                *error = Some(format!("bad OUCH message: {bad}"));
                             }
                         }
                         ServerPacket::EndOfSession => {
-                            session.error = Some("server sent End of Session".into());
+                            *error = Some("server sent End of Session".into());
                         }
                         _ => {}
                     }
                 }
                 Ok(None) => break,
-                Err(error) => {
-                    session.error = Some(format!("bad SoupBinTCP packet: {error}"));
+                Err(bad) => {
+                    *error = Some(format!("bad SoupBinTCP packet: {bad}"));
                     break;
                 }
             }
         }
-        session.rbuf.copy_within(consumed..session.rlen, 0);
-        session.rlen -= consumed;
-        if session.error.is_some() || drained {
+        rbuf.copy_within(consumed..*rlen, 0);
+        *rlen -= consumed;
+        if error.is_some() || drained {
             return;
         }
     }
 }
 
-/// Applies one response to the session's view and the recorders.
+/// What the generator needs from a response about one of its orders.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Reply {
+    /// Order Accepted, with the gateway's intake timestamp (ns since midnight).
+    Accepted { timestamp: u64 },
+    /// Order Rejected, with its reason code.
+    Rejected { reason: u8 },
+    /// Order Executed: shares, and whether this side removed liquidity.
+    Executed { shares: u32, removed: bool },
+    /// Order Canceled: whether the user asked for it (otherwise an IOC remainder).
+    Canceled { user_requested: bool },
+    /// Cancel Reject.
+    CancelReject,
+    /// Anything else about an order (Replaced, Broken Trade, ...): ignored.
+    Other,
+}
+
+/// Handles one OUCH message (a Sequenced Data payload); an error if it does not decode.
+fn on_message(
+    view: &mut View,
+    ledger: &mut Ledger,
+    payload: &[u8],
+    recv_ns: u64,
+) -> Result<(), ProtocolError> {
+    if let Some((index, reply)) = parse_reply(&ledger.tokens, payload) {
+        apply(view, ledger, index, reply, recv_ns);
+        return Ok(());
+    }
+    let message = OutboundMessage::decode(payload)?;
+    handle(view, ledger, &message, recv_ns);
+    Ok(())
+}
+
+/// Parses the frequent responses in place: Order Accepted, Order Executed and Order
+/// Canceled of this run's tokens, with the right length and valid codes in the fields
+/// read. `None` sends the message through the full decoder ([`OutboundMessage::decode`]
+/// and [`handle`]), which deals with everything else (other types, foreign tokens,
+/// malformed messages) as before. Fields the generator does not read (stock, price, ...
+/// of Order Accepted) are not validated here.
+fn parse_reply(tokens: &Tokens, payload: &[u8]) -> Option<(u64, Reply)> {
+    let (&message_type, _) = payload.split_first()?;
+    let len = match message_type {
+        OrderAccepted::TYPE => OrderAccepted::LEN,
+        OrderExecuted::TYPE => OrderExecuted::LEN,
+        OrderCanceled::TYPE => OrderCanceled::LEN,
+        _ => return None,
+    };
+    if payload.len() != len {
+        return None;
+    }
+    // Each of these is type (1), timestamp (8), Order Token (14), then its own fields.
+    let token: &[u8; TOKEN_LEN] = payload.get(9..9 + TOKEN_LEN)?.try_into().ok()?;
+    let index = tokens.index_of_wire(token)?;
+    let reply = match message_type {
+        OrderAccepted::TYPE => Reply::Accepted {
+            timestamp: u64::from_be_bytes(payload.get(1..9)?.try_into().ok()?),
+        },
+        OrderExecuted::TYPE => Reply::Executed {
+            shares: u32::from_be_bytes(payload.get(23..27)?.try_into().ok()?),
+            removed: LiquidityFlag::from_code(*payload.get(31)?).ok()? == LiquidityFlag::Removed,
+        },
+        _ => Reply::Canceled {
+            user_requested: CancelReason::from_code(*payload.get(27)?).ok()?
+                == CancelReason::UserRequested,
+        },
+    };
+    Some((index, reply))
+}
+
+/// Applies one decoded response to the session's view and the recorders.
 fn handle(view: &mut View, ledger: &mut Ledger, message: &OutboundMessage, recv_ns: u64) {
-    let Some(token) = message.order_token() else {
+    let Some((token, reply)) = decoded_reply(message) else {
         return;
     };
     let Some(index) = ledger.tokens.index(&token) else {
         ledger.foreign += 1;
         return;
     };
-    match message {
-        OutboundMessage::OrderAccepted(accepted) => {
-            if !ledger.answer(index) {
+    apply(view, ledger, index, reply, recv_ns);
+}
+
+/// The order a decoded response is about and what the generator needs from it (`None`
+/// for a message about no order, i.e. System Event).
+fn decoded_reply(message: &OutboundMessage) -> Option<(OrderToken, Reply)> {
+    let token = message.order_token()?;
+    let reply = match message {
+        OutboundMessage::OrderAccepted(accepted) => Reply::Accepted {
+            timestamp: accepted.timestamp,
+        },
+        OutboundMessage::OrderRejected(rejected) => Reply::Rejected {
+            reason: rejected.reason.code(),
+        },
+        OutboundMessage::OrderExecuted(executed) => Reply::Executed {
+            shares: executed.executed_shares,
+            removed: executed.liquidity_flag == LiquidityFlag::Removed,
+        },
+        OutboundMessage::OrderCanceled(canceled) => Reply::Canceled {
+            user_requested: canceled.reason == CancelReason::UserRequested,
+        },
+        OutboundMessage::CancelReject(_) => Reply::CancelReject,
+        _ => Reply::Other,
+    };
+    Some((token, reply))
+}
+
+/// Applies one response about message `index` to the session's view and the recorders.
+fn apply(view: &mut View, ledger: &mut Ledger, index: u64, reply: Reply, recv_ns: u64) {
+    match reply {
+        Reply::Accepted { timestamp } => {
+            if !ledger.answer(index) || !ledger.measured(index) {
                 return;
             }
-            if let Some(latency) = ledger.latency(index, recv_ns) {
-                ledger.accepted.saturating_record(latency);
-                let second = ledger.second_of(index);
-                if let Some(entry) = ledger.seconds.get_mut(second) {
-                    entry.0.saturating_record(latency);
-                }
-                // Split at the gateway's intake timestamp (ns since UTC midnight).
-                let sent_real = i128::from(ledger.sent_ns[index as usize]) + ledger.real_offset;
-                let recv_real = i128::from(recv_ns) + ledger.real_offset;
-                let day = i128::from(NS_PER_DAY);
-                let midnight = recv_real - recv_real.rem_euclid(day);
-                let mut stamp = midnight + i128::from(accepted.timestamp);
-                if stamp > recv_real + day / 2 {
-                    stamp -= day;
-                }
-                let inbound = (stamp - sent_real).max(1);
-                let outbound = (recv_real - stamp).max(1);
+            let intended = ledger.intended(index);
+            let latency = recv_ns.saturating_sub(intended).max(1);
+            ledger.accepted.record(latency);
+            let second = ledger.second_at(intended);
+            if let Some(entry) = ledger.seconds.get_mut(second) {
+                entry.0.record(latency);
+            }
+            // Split at the gateway's intake timestamp (ns since UTC midnight).
+            let sent_ns = ledger.sent_ns[index as usize];
+            let sent_real = i128::from(sent_ns) + ledger.real_offset;
+            let recv_real = i128::from(recv_ns) + ledger.real_offset;
+            let day = i128::from(NS_PER_DAY);
+            let midnight = match u64::try_from(recv_real) {
+                // The same as below for any time after 1970, in 64-bit arithmetic.
+                Ok(real) => i128::from(real - real % NS_PER_DAY),
+                Err(_) => recv_real - recv_real.rem_euclid(day),
+            };
+            let mut stamp = midnight + i128::from(timestamp);
+            if stamp > recv_real + day / 2 {
+                stamp -= day;
+            }
+            let inbound = (stamp - sent_real).max(1);
+            let outbound = (recv_real - stamp).max(1);
+            let latency_us = latency as f64 / 1000.0;
+            if !ledger.worst_is_full_above(latency_us) {
                 ledger.note_worst(Worst {
-                    intended_ms: (ledger.intended(index) - ledger.t0) as f64 / 1e6,
-                    latency_us: latency as f64 / 1000.0,
-                    send_lag_us: (ledger.sent_ns[index as usize] - ledger.intended(index)) as f64
-                        / 1000.0,
+                    intended_ms: (intended - ledger.t0) as f64 / 1e6,
+                    latency_us,
+                    send_lag_us: (sent_ns - intended) as f64 / 1000.0,
                     inbound_us: inbound as f64 / 1000.0,
                     outbound_us: outbound as f64 / 1000.0,
                 });
-                ledger
-                    .inbound
-                    .saturating_record(u64::try_from(inbound).unwrap_or(u64::MAX));
-                ledger
-                    .outbound
-                    .saturating_record(u64::try_from(outbound).unwrap_or(u64::MAX));
             }
+            ledger
+                .inbound
+                .record(u64::try_from(inbound).unwrap_or(u64::MAX));
+            ledger
+                .outbound
+                .record(u64::try_from(outbound).unwrap_or(u64::MAX));
         }
-        OutboundMessage::OrderRejected(rejected) => {
+        Reply::Rejected { reason } => {
             ledger.rejected += 1;
-            *ledger
-                .reject_reasons
-                .entry(char::from(rejected.reason.code()))
-                .or_insert(0) += 1;
+            *ledger.reject_reasons.entry(char::from(reason)).or_insert(0) += 1;
             ledger.answer(index);
             view.remaining.remove(&index);
         }
-        OutboundMessage::OrderExecuted(executed) => {
+        Reply::Executed { shares, removed } => {
             ledger.executions += 1;
-            if executed.liquidity_flag == LiquidityFlag::Removed
-                && ledger.kind(index) == Some(Kind::Ioc)
-            {
+            if removed && ledger.kind(index) == Some(Kind::Ioc) {
                 let slot = index as usize;
                 if ledger.meta[slot] & EXECUTED == 0 {
                     ledger.meta[slot] |= EXECUTED;
                     if let Some(latency) = ledger.latency(index, recv_ns) {
-                        ledger.executed.saturating_record(latency);
+                        ledger.executed.record(latency);
                     }
                 }
             } else if let Some(open) = view.remaining.get_mut(&index) {
-                *open = open.saturating_sub(executed.executed_shares);
+                *open = open.saturating_sub(shares);
                 if *open == 0 {
                     view.remaining.remove(&index);
                 }
             } else if let Some((cancel, open)) = view.canceling.get_mut(&index) {
                 // A fill racing the cancel: if it fills the order, the cancel is moot. OUCH
                 // answers it with Cancel Reject; count whether that really arrives.
-                *open = open.saturating_sub(executed.executed_shares);
+                *open = open.saturating_sub(shares);
                 if *open == 0 {
                     let cancel = *cancel;
                     ledger.moot_cancels += 1;
@@ -1079,12 +1234,12 @@ fn handle(view: &mut View, ledger: &mut Ledger, message: &OutboundMessage, recv_
                 }
             }
         }
-        OutboundMessage::OrderCanceled(canceled) => {
-            if canceled.reason == CancelReason::UserRequested {
+        Reply::Canceled { user_requested } => {
+            if user_requested {
                 if let Some((cancel, _)) = view.canceling.remove(&index) {
                     if ledger.answer(cancel) {
                         if let Some(latency) = ledger.latency(cancel, recv_ns) {
-                            ledger.canceled.saturating_record(latency);
+                            ledger.canceled.record(latency);
                         }
                     }
                 }
@@ -1093,7 +1248,7 @@ fn handle(view: &mut View, ledger: &mut Ledger, message: &OutboundMessage, recv_
                 view.remaining.remove(&index);
             }
         }
-        OutboundMessage::CancelReject(_) => {
+        Reply::CancelReject => {
             ledger.cancel_rejected += 1;
             if let Some((cancel, _)) = view.canceling.remove(&index) {
                 if ledger.meta[cancel as usize] & MOOT != 0 {
@@ -1103,6 +1258,117 @@ fn handle(view: &mut View, ledger: &mut Ledger, message: &OutboundMessage, recv_
                 }
             }
         }
-        _ => {}
+        Reply::Other => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use keel_gateway::protocol::ouch::{
+        BboWeightIndicator, BuySellIndicator, Capacity, CrossType, DisplayType,
+        IntermarketSweepEligibility, OrderState, Price, TimeInForce,
+    };
+    use keel_gateway::protocol::Firm;
+
+    use super::*;
+
+    fn accepted(token: OrderToken, timestamp: u64) -> OutboundMessage {
+        OutboundMessage::OrderAccepted(OrderAccepted {
+            timestamp,
+            order_token: token,
+            side: BuySellIndicator::Sell,
+            shares: 42,
+            stock: Stock::new("PERF").unwrap(),
+            price: Price(1_000_100),
+            time_in_force: TimeInForce::SYSTEM_HOURS,
+            firm: Firm::BLANK,
+            display: DisplayType::Anonymous,
+            order_reference_number: 77,
+            capacity: Capacity::Agency,
+            intermarket_sweep: IntermarketSweepEligibility::NotEligible,
+            minimum_quantity: 0,
+            cross_type: CrossType::NoCross,
+            order_state: OrderState::Live,
+            bbo_weight_indicator: BboWeightIndicator::Weight0,
+        })
+    }
+
+    /// The in-place parser agrees with the full decoder on every message it takes, and
+    /// leaves the rest (foreign tokens, other types, bad lengths or codes) to it.
+    #[test]
+    fn in_place_parse_agrees_with_the_decoder() {
+        let tokens = Tokens::new(99);
+        let foreign = Tokens::new(98);
+        let mut messages = Vec::new();
+        for index in [
+            0u64,
+            1,
+            35,
+            36,
+            1295,
+            1296,
+            123_456_789,
+            3_656_158_440_062_975,
+        ] {
+            for token in [tokens.token(index), foreign.token(index)] {
+                messages.push(accepted(token, 12_345_678_901_234));
+                for flag in LiquidityFlag::ALL {
+                    messages.push(OutboundMessage::OrderExecuted(OrderExecuted {
+                        timestamp: 5,
+                        order_token: token,
+                        executed_shares: 17,
+                        execution_price: Price(1_000_300),
+                        liquidity_flag: *flag,
+                        match_number: 9,
+                    }));
+                }
+                for reason in CancelReason::ALL {
+                    messages.push(OutboundMessage::OrderCanceled(OrderCanceled {
+                        timestamp: 6,
+                        order_token: token,
+                        decrement_shares: 3,
+                        reason: *reason,
+                    }));
+                }
+            }
+        }
+        let mut taken = 0;
+        for message in &messages {
+            let mut wire = Vec::new();
+            message.encode(&mut wire);
+            let expected = decoded_reply(message)
+                .and_then(|(token, reply)| tokens.index(&token).map(|index| (index, reply)));
+            match parse_reply(&tokens, &wire) {
+                Some(parsed) => {
+                    taken += 1;
+                    assert_eq!(Some(parsed), expected, "{message:?}");
+                }
+                None => assert!(expected.is_none(), "{message:?}"),
+            }
+        }
+        assert_eq!(
+            taken,
+            8 * (1 + LiquidityFlag::ALL.len() + CancelReason::ALL.len())
+        );
+        // Not taken: wrong length, unlisted code, a digit that is not base 36.
+        let mut wire = Vec::new();
+        accepted(tokens.token(5), 1).encode(&mut wire);
+        assert!(parse_reply(&tokens, &wire[..wire.len() - 1]).is_none());
+        let mut bad_digit = wire.clone();
+        bad_digit[9 + TOKEN_LEN - 1] = b'a';
+        assert!(parse_reply(&tokens, &bad_digit).is_none());
+        let mut executed = Vec::new();
+        OutboundMessage::OrderExecuted(OrderExecuted {
+            timestamp: 5,
+            order_token: tokens.token(5),
+            executed_shares: 17,
+            execution_price: Price(1_000_300),
+            liquidity_flag: LiquidityFlag::Removed,
+            match_number: 9,
+        })
+        .encode(&mut executed);
+        executed[31] = b'?';
+        assert!(parse_reply(&tokens, &executed).is_none());
+        assert!(OutboundMessage::decode(&executed).is_err());
     }
 }

@@ -48,6 +48,8 @@ pub const IOC_THROUGH: u32 = 3;
 const BASE36: &[u8; 36] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";
 const PREFIX_LEN: usize = 4;
 const INDEX_LEN: usize = 10;
+/// Order Token length.
+pub const TOKEN_LEN: usize = PREFIX_LEN + INDEX_LEN;
 
 /// What a message slot turned out to be.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,6 +81,29 @@ pub struct Tokens {
     prefix: [u8; PREFIX_LEN],
 }
 
+/// Two base-36 digits per entry: entry `n` spells `n` (0..36²), most significant first.
+const BASE36_PAIRS: [[u8; 2]; 36 * 36] = {
+    let mut pairs = [[0u8; 2]; 36 * 36];
+    let mut n = 0;
+    while n < 36 * 36 {
+        pairs[n] = [BASE36[n / 36], BASE36[n % 36]];
+        n += 1;
+    }
+    pairs
+};
+
+/// The value of a base-36 digit byte (`0`–`9`, `A`–`Z`), or `NOT_A_DIGIT`.
+const NOT_A_DIGIT: u8 = 0xff;
+const BASE36_VALUES: [u8; 256] = {
+    let mut values = [NOT_A_DIGIT; 256];
+    let mut digit = 0;
+    while digit < 36 {
+        values[BASE36[digit] as usize] = digit as u8;
+        digit += 1;
+    }
+    values
+};
+
 impl Tokens {
     /// Tokens for a run; `seed` picks the prefix.
     pub fn new(seed: u64) -> Tokens {
@@ -93,33 +118,47 @@ impl Tokens {
 
     /// The token of message `index`.
     pub fn token(&self, index: u64) -> OrderToken {
-        let mut text = [b'0'; PREFIX_LEN + INDEX_LEN];
-        text[..PREFIX_LEN].copy_from_slice(&self.prefix);
-        let mut rest = index;
-        for slot in text[PREFIX_LEN..].iter_mut().rev() {
-            *slot = BASE36[(rest % 36) as usize];
-            rest /= 36;
-        }
+        let mut text = [b'0'; TOKEN_LEN];
+        self.write(index, &mut text);
         // 14 printable ASCII characters, no trailing space: always a valid token.
         OrderToken::from_wire(&text, "Order Token").unwrap_or(OrderToken::BLANK)
     }
 
+    /// Writes the wire form of the token of message `index` (the bytes of
+    /// [`Tokens::token`]), without building an [`OrderToken`]: the prefix, then the index
+    /// in 10 base-36 digits (indices beyond 36¹⁰ wrap, as in [`Tokens::token`]).
+    /// `out` must hold at least [`TOKEN_LEN`] bytes; the token goes to its start.
+    pub fn write(&self, index: u64, out: &mut [u8]) {
+        out[..PREFIX_LEN].copy_from_slice(&self.prefix);
+        let mut rest = index;
+        for pair in out[PREFIX_LEN..TOKEN_LEN].chunks_exact_mut(2).rev() {
+            pair.copy_from_slice(&BASE36_PAIRS[(rest % (36 * 36)) as usize]);
+            rest /= 36 * 36;
+        }
+    }
+
     /// The message index a token carries, if it is one of this run's.
     pub fn index(&self, token: &OrderToken) -> Option<u64> {
-        let wire = token.wire();
+        self.index_of_wire(token.wire())
+    }
+
+    /// [`Tokens::index`] straight from the token's 14 wire bytes (no validation beyond
+    /// what the index needs: this run's prefix and 10 base-36 digits, which together are
+    /// always a valid token).
+    pub fn index_of_wire(&self, wire: &[u8; TOKEN_LEN]) -> Option<u64> {
         if wire[..PREFIX_LEN] != self.prefix {
             return None;
         }
         let mut index: u64 = 0;
+        // Digits are < 64, `NOT_A_DIGIT` is not: one test for all ten, after the loop.
+        let mut any_bad = 0u8;
         for &byte in &wire[PREFIX_LEN..] {
-            let digit = match byte {
-                b'0'..=b'9' => byte - b'0',
-                b'A'..=b'Z' => byte - b'A' + 10,
-                _ => return None,
-            };
-            index = index.checked_mul(36)?.checked_add(u64::from(digit))?;
+            let digit = BASE36_VALUES[usize::from(byte)];
+            any_bad |= digit;
+            // At most 36^10 - 1 < 2^52 (wrapping only for the non-digits rejected below).
+            index = index.wrapping_mul(36).wrapping_add(u64::from(digit));
         }
-        Some(index)
+        (any_bad < 64).then_some(index)
     }
 }
 
@@ -160,15 +199,11 @@ impl Rng {
     }
 }
 
-/// The OUCH message for slot `index` of the given kind.
-pub fn enter_order(
-    tokens: &Tokens,
-    index: u64,
-    stock: Stock,
-    mix: &Mix,
-    kind: Kind,
-    rng: &mut Rng,
-) -> (InboundMessage, u32) {
+/// The terms of an Enter Order of the given kind: `(buy, price in ticks, shares, time in
+/// force)`. The one place that draws from the session's generator for an order, so the
+/// reference encoder (`enter_order`, in tests) and the generator's ([`Encoder::enter_order`])
+/// consume the same numbers.
+fn order_terms(kind: Kind, rng: &mut Rng) -> (bool, u32, u32, TimeInForce) {
     let buy = rng.below(2) == 0;
     let (ticks, shares, tif) = match kind {
         Kind::Ioc => {
@@ -189,6 +224,21 @@ pub fn enter_order(
             (ticks, 10 + rng.below(91), TimeInForce::SYSTEM_HOURS)
         }
     };
+    (buy, ticks, shares, tif)
+}
+
+/// The OUCH message for slot `index` of the given kind (the reference the generator's
+/// [`Encoder`] is tested against).
+#[cfg(test)]
+pub fn enter_order(
+    tokens: &Tokens,
+    index: u64,
+    stock: Stock,
+    mix: &Mix,
+    kind: Kind,
+    rng: &mut Rng,
+) -> (InboundMessage, u32) {
+    let (buy, ticks, shares, tif) = order_terms(kind, rng);
     let message = InboundMessage::EnterOrder(EnterOrder {
         order_token: tokens.token(index),
         side: if buy {
@@ -211,12 +261,102 @@ pub fn enter_order(
     (message, shares)
 }
 
-/// A Cancel Order for the order with message index `target`.
+/// A Cancel Order for the order with message index `target` (the reference the
+/// generator's [`Encoder`] is tested against).
+#[cfg(test)]
 pub fn cancel_order(tokens: &Tokens, target: u64) -> InboundMessage {
     InboundMessage::CancelOrder(CancelOrder {
         order_token: tokens.token(target),
         shares: 0,
     })
+}
+
+/// Enter Order framed as a SoupBinTCP Unsequenced Data packet: 3 header bytes + 49.
+const ENTER_PACKET_LEN: usize = 3 + EnterOrder::LEN;
+/// Cancel Order framed likewise: 3 + 19.
+const CANCEL_PACKET_LEN: usize = 3 + CancelOrder::LEN;
+/// Field offsets in those packets (header, then the type byte, then the fields in order).
+const TOKEN_AT: usize = 4;
+const ENTER_SIDE_AT: usize = TOKEN_AT + TOKEN_LEN;
+const ENTER_SHARES_AT: usize = ENTER_SIDE_AT + 1;
+const ENTER_PRICE_AT: usize = ENTER_SHARES_AT + 4 + 8;
+const ENTER_TIF_AT: usize = ENTER_PRICE_AT + 4;
+
+/// Writes the generated messages, framed, straight into a session's output buffer: a
+/// packet template encoded once by the gateway's own encoder, with the token, side,
+/// shares, price and time in force patched in per message. Byte for byte what
+/// `enter_order(..).encode_unsequenced(..)` and `cancel_order(..).encode_unsequenced(..)`
+/// write (tested), without building a message or an [`OrderToken`] per message.
+#[derive(Clone, Debug)]
+pub struct Encoder {
+    tokens: Tokens,
+    price_scale: u32,
+    enter: [u8; ENTER_PACKET_LEN],
+    cancel: [u8; CANCEL_PACKET_LEN],
+}
+
+impl Encoder {
+    /// An encoder for the run's tokens, instrument and mix.
+    pub fn new(tokens: Tokens, stock: Stock, mix: &Mix) -> anyhow::Result<Encoder> {
+        let mut enter = Vec::with_capacity(ENTER_PACKET_LEN);
+        InboundMessage::EnterOrder(EnterOrder {
+            order_token: tokens.token(0),
+            side: BuySellIndicator::Buy,
+            shares: 0,
+            stock,
+            price: Price(0),
+            time_in_force: TimeInForce(0),
+            firm: Firm::BLANK,
+            display: DisplayType::Anonymous,
+            capacity: Capacity::Agency,
+            intermarket_sweep: IntermarketSweepEligibility::NotEligible,
+            minimum_quantity: 0,
+            cross_type: CrossType::NoCross,
+            customer_type: CustomerType::PortDefault,
+        })
+        .encode_unsequenced(&mut enter);
+        let mut cancel = Vec::with_capacity(CANCEL_PACKET_LEN);
+        InboundMessage::CancelOrder(CancelOrder {
+            order_token: tokens.token(0),
+            shares: 0,
+        })
+        .encode_unsequenced(&mut cancel);
+        let (Ok(enter), Ok(cancel)) = (enter.try_into(), cancel.try_into()) else {
+            anyhow::bail!("unexpected Enter Order or Cancel Order packet length");
+        };
+        Ok(Encoder {
+            tokens,
+            price_scale: mix.price_scale,
+            enter,
+            cancel,
+        })
+    }
+
+    /// Appends the Enter Order for slot `index` of the given kind (drawing its terms from
+    /// `rng` exactly as the reference `enter_order` does) and returns its shares.
+    pub fn enter_order(&self, out: &mut Vec<u8>, index: u64, kind: Kind, rng: &mut Rng) -> u32 {
+        let (buy, ticks, shares, tif) = order_terms(kind, rng);
+        let mut packet = self.enter;
+        self.tokens.write(index, &mut packet[TOKEN_AT..]);
+        packet[ENTER_SIDE_AT] = if buy {
+            BuySellIndicator::Buy.code()
+        } else {
+            BuySellIndicator::Sell.code()
+        };
+        packet[ENTER_SHARES_AT..ENTER_SHARES_AT + 4].copy_from_slice(&shares.to_be_bytes());
+        packet[ENTER_PRICE_AT..ENTER_PRICE_AT + 4]
+            .copy_from_slice(&ticks.saturating_mul(self.price_scale).to_be_bytes());
+        packet[ENTER_TIF_AT..ENTER_TIF_AT + 4].copy_from_slice(&tif.0.to_be_bytes());
+        out.extend_from_slice(&packet);
+        shares
+    }
+
+    /// Appends the Cancel Order (shares 0) for the order with message index `target`.
+    pub fn cancel_order(&self, out: &mut Vec<u8>, target: u64) {
+        let mut packet = self.cancel;
+        self.tokens.write(target, &mut packet[TOKEN_AT..]);
+        out.extend_from_slice(&packet);
+    }
 }
 
 #[cfg(test)]
@@ -232,6 +372,93 @@ mod tests {
             assert_eq!(tokens.index(&token), Some(index));
         }
         assert_eq!(Tokens::new(1).index(&tokens.token(5)), None);
+    }
+
+    /// The token text as first written: one base-36 digit per division.
+    fn token_digit_by_digit(prefix: &[u8; PREFIX_LEN], index: u64) -> [u8; TOKEN_LEN] {
+        let mut text = [b'0'; TOKEN_LEN];
+        text[..PREFIX_LEN].copy_from_slice(prefix);
+        let mut rest = index;
+        for slot in text[PREFIX_LEN..].iter_mut().rev() {
+            *slot = BASE36[(rest % 36) as usize];
+            rest /= 36;
+        }
+        text
+    }
+
+    #[test]
+    fn token_bytes_and_indices_match_the_digit_by_digit_forms() {
+        let tokens = Tokens::new(987_654);
+        let mut rng = Rng::new(3);
+        let mut indices = vec![
+            0,
+            1,
+            35,
+            36,
+            1295,
+            1296,
+            36u64.pow(10) - 1,
+            36u64.pow(10),
+            u64::MAX,
+        ];
+        indices.extend((0..10_000).map(|_| rng.next_u64() >> (rng.below(64))));
+        for index in indices {
+            let expected = token_digit_by_digit(&tokens.prefix, index);
+            let mut wire = [0u8; TOKEN_LEN];
+            tokens.write(index, &mut wire);
+            assert_eq!(wire, expected, "{index}");
+            assert_eq!(tokens.token(index).wire(), &expected);
+            assert_eq!(tokens.index_of_wire(&wire), Some(index % 36u64.pow(10)));
+        }
+        let mut wire = [0u8; TOKEN_LEN];
+        tokens.write(12_345, &mut wire);
+        for bad in [b'a', b' ', b'-', 0, 0xff] {
+            let mut broken = wire;
+            broken[TOKEN_LEN - 3] = bad;
+            assert_eq!(tokens.index_of_wire(&broken), None);
+        }
+        let mut other = wire;
+        other[0] = if other[0] == b'Z' { b'Y' } else { b'Z' };
+        assert_eq!(tokens.index_of_wire(&other), None);
+    }
+
+    /// The generator's encoder writes exactly what the gateway's encoder writes for the
+    /// reference messages, and draws the same numbers from the session's generator.
+    #[test]
+    fn encoder_writes_the_reference_bytes() {
+        let tokens = Tokens::new(4242);
+        let stock = Stock::new("PERF").unwrap();
+        for price_scale in [1, 100, 10_000] {
+            let mix = Mix {
+                ioc_pct: 10,
+                resting_per_session: 64,
+                price_scale,
+            };
+            let encoder = Encoder::new(tokens, stock, &mix).unwrap();
+            let mut reference_rng = Rng::new(price_scale.into());
+            let mut rng = reference_rng.clone();
+            let mut expected = Vec::new();
+            let mut out = Vec::new();
+            for index in (0..5_000u64).chain([36u64.pow(10) - 1, 36u64.pow(10) + 7]) {
+                let kind = match index % 3 {
+                    0 => Kind::Rest,
+                    1 => Kind::Ioc,
+                    _ => Kind::Cancel,
+                };
+                if kind == Kind::Cancel {
+                    let target = index / 2;
+                    cancel_order(&tokens, target).encode_unsequenced(&mut expected);
+                    encoder.cancel_order(&mut out, target);
+                } else {
+                    let (message, shares) =
+                        enter_order(&tokens, index, stock, &mix, kind, &mut reference_rng);
+                    message.encode_unsequenced(&mut expected);
+                    assert_eq!(encoder.enter_order(&mut out, index, kind, &mut rng), shares);
+                }
+                assert_eq!(out, expected, "index {index}");
+            }
+            assert_eq!(rng.next_u64(), reference_rng.next_u64());
+        }
     }
 
     #[test]

@@ -30,6 +30,7 @@ mod failover;
 mod flow;
 mod lobster;
 mod plots;
+mod recorder;
 mod report;
 mod server;
 mod suite;

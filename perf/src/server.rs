@@ -82,6 +82,10 @@ pub fn config_text(
     writeln!(text, "data_dir = {:?}", data_dir.display().to_string())?;
     writeln!(text, "durability = {:?}", options.durability)?;
     writeln!(text, "session = \"PERF\"")?;
+    // The benchmarks measure the node, not the per-session throttle that protects it from
+    // one flooding client: lift the throttle far above any rate they offer.
+    writeln!(text, "messages_per_second_max = 100000000")?;
+    writeln!(text, "message_burst_max = 1000000")?;
     if let Some(core) = options.matching_core {
         writeln!(text, "matching_core = {core}")?;
     }

@@ -49,6 +49,7 @@ fn config(durability: Durability, sync_method: SyncMethod) -> JournalConfig {
         segment_size_bytes: 64 << 20,
         durability,
         sync_method,
+        ..JournalConfig::default()
     }
 }
 

@@ -7,7 +7,7 @@
 //! capacity), so the cost of any single insertion is bounded by the chunk size, not by the
 //! session's history.
 
-use std::collections::HashSet;
+use foldhash::{HashSet, HashSetExt};
 use std::hash::Hash;
 
 /// Elements per chunk of a [`ChunkedVec`].

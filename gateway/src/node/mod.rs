@@ -15,6 +15,7 @@ pub mod matching;
 pub mod server;
 pub mod sessions;
 pub mod startup;
+mod throttle;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -148,6 +149,13 @@ fn serve(
             .iter()
             .map(|u| u.password_hash.clone())
             .collect(),
+        throttles: (0..config.users.len())
+            .map(|index| config.throttle_of(index))
+            .collect(),
+        default_throttle: (
+            config.server.messages_per_second_max,
+            config.server.message_burst_max,
+        ),
         inbound: inbound_tx,
         outcomes: outcome_rx,
         marks,

@@ -15,8 +15,14 @@
 //!   dropped, and so is one that has not sent a whole Login Request 15 s after connecting;
 //!   a client that stops reading is dropped once its unsent output exceeds the configured
 //!   bound.
+//! - each session has at most [`SESSION_IN_FLIGHT_MAX`] inputs in the matching loop, and is
+//!   throttled to its configured packets per second (a token bucket, [`Throttle`]): over the
+//!   rate its socket is not read until the bucket refills, so the one I/O thread's time
+//!   cannot be taken by one session.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
+
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use std::io::{ErrorKind, Read, Write};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,6 +39,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use super::matching::Outcome;
 use super::sessions::SessionBook;
 use super::startup::now_ns;
+use super::throttle::Throttle;
 use crate::protocol::ouch::InboundMessage;
 use crate::protocol::soupbin::{
     ClientPacket, FrameDecoder, LoginAccepted, LoginRejectReason, ServerPacket, SessionId,
@@ -58,6 +65,8 @@ pub const LOGIN_FAILURE_WINDOW: Duration = Duration::from_secs(60);
 pub const CONNECTIONS_MAX: usize = 1024;
 /// Bytes of unprocessed input buffered per connection (many packets; a packet is ≤ 50).
 const READ_BUFFER_BYTES: usize = 64 * 1024;
+/// Bytes taken from a socket per `read` call.
+const READ_CHUNK_BYTES: usize = 16 * 1024;
 /// While catching up from an old sequence number, output is queued in chunks of this size.
 const CATCH_UP_CHUNK_BYTES: usize = 256 * 1024;
 /// Inputs handed to the matching loop and not yet answered.
@@ -68,6 +77,9 @@ const ANSWER_SPIN: Duration = Duration::from_micros(300);
 /// Inputs of one connection in flight at once. A flooding session fills its own window and
 /// then waits its turn, so other sessions' orders are never queued behind its backlog.
 pub const SESSION_IN_FLIGHT_MAX: usize = 32;
+/// A throttled session is looked at again once its bucket holds this many packets (or is
+/// full, if smaller): one wake-up per batch, not per packet.
+const THROTTLE_RESUME_PACKETS: u64 = 64;
 /// Checked for logins with an unknown user name, so that a wrong name costs the same time as
 /// a wrong password (argon2id with the default parameters of `keel passwd`; the password
 /// behind it is not one anyone could send).
@@ -140,12 +152,31 @@ struct Connection {
     next_index: usize,
     /// Whether the connection has once sent everything released (ends catch-up mode).
     caught_up: bool,
+    /// The release point up to which everything is queued (meaningful once caught up).
+    filled_seq: u64,
     connected_at: Instant,
     /// This connection's inputs handed to the matching loop and not yet answered.
     in_flight: usize,
     last_received: Instant,
     last_sent: Instant,
     closing: Option<String>,
+    /// Packets this connection may still send now (see [`Throttle`]).
+    throttle: Throttle,
+    /// Times the throttle held this connection back (logged when it disconnects).
+    throttled_count: u64,
+}
+
+/// Why `handle_packets` stopped with complete packets left in a connection's buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum HeldBack {
+    /// Nothing left, or nothing that can be handled (an incomplete packet, a closing
+    /// connection).
+    No,
+    /// The matching loop's window (global or this session's) is full; answers are due
+    /// within microseconds.
+    Window,
+    /// The session's throttle is empty until this instant.
+    Throttled(Instant),
 }
 
 /// The I/O side of the node.
@@ -162,7 +193,8 @@ pub struct Server {
     inbound: Sender<Envelope>,
     outcomes: Receiver<Outcome>,
     /// Inputs handed to the matching loop, oldest first, with the connection they came from.
-    in_flight: VecDeque<(Envelope, Option<Token>)>,
+    /// The decoded client message rides along, so that the outcome does not decode it again.
+    in_flight: VecDeque<InFlight>,
     /// Last time an input was handed over or an answer came back.
     last_progress: Instant,
     events: Vec<Event>,
@@ -180,6 +212,23 @@ pub struct Server {
     /// is edge-triggered, so no new event would come for them; they are serviced again on
     /// the next turn of the loop.
     unread: HashSet<Token>,
+    /// Connections held back by their throttle, with the instant to look at them again.
+    /// Their sockets are not read meanwhile, so TCP pushes back on the sender.
+    throttled: HashMap<Token, Instant>,
+    /// Session throttle (packets per second, burst) by user index.
+    throttles: Vec<(u64, u64)>,
+    /// Throttle of a connection before its login is accepted.
+    default_throttle: (u64, u64),
+    /// Scratch space sockets are read into, allocated once (a fresh zeroed array per read
+    /// cost more than handling the packets in it).
+    read_chunk: Vec<u8>,
+    /// Reused list of connections to visit (no allocation per turn of the loop).
+    scratch_tokens: Vec<Token>,
+    /// The release point of the last `release`.
+    released_seq: u64,
+    /// Whether every logged-in connection had all released output queued at the last
+    /// `release` (false while one catches up from an old sequence number, or just logged in).
+    all_caught_up: bool,
 }
 
 /// Everything the server is built from.
@@ -194,6 +243,10 @@ pub struct ServerParts {
     pub book: SessionBook,
     /// Password hash of each user, by user index.
     pub hashes: Vec<String>,
+    /// Session throttle (packets per second, burst) of each user, by user index.
+    pub throttles: Vec<(u64, u64)>,
+    /// Throttle before login (packets per second, burst).
+    pub default_throttle: (u64, u64),
     /// Queue to the matching loop.
     pub inbound: Sender<Envelope>,
     /// Queue from the matching loop.
@@ -265,6 +318,13 @@ impl Server {
             outbound_limit_bytes: parts.outbound_limit_bytes,
             cluster: parts.cluster,
             unread: HashSet::new(),
+            throttled: HashMap::new(),
+            throttles: parts.throttles,
+            default_throttle: parts.default_throttle,
+            read_chunk: vec![0; READ_CHUNK_BYTES],
+            scratch_tokens: Vec::with_capacity(CONNECTIONS_MAX),
+            released_seq: 0,
+            all_caught_up: false,
         })
     }
 
@@ -274,20 +334,7 @@ impl Server {
         let mut events = Events::with_capacity(1024);
         let mut last_tick = Instant::now();
         while !shutdown.load(Ordering::Acquire) {
-            let timeout = if !self.unread.is_empty() {
-                // Input is waiting in buffers or sockets: just collect new events.
-                Duration::ZERO
-            } else if self.in_flight.is_empty() {
-                // Nothing due from the matching loop; the flusher's waker ends the wait when
-                // acknowledgements become releasable.
-                Duration::from_millis(50)
-            } else if self.last_progress.elapsed() < ANSWER_SPIN {
-                // Answers are due within microseconds, and their arrival on the queue wakes
-                // no file descriptor: poll without sleeping for a short while.
-                Duration::ZERO
-            } else {
-                Duration::from_millis(1)
-            };
+            let timeout = self.poll_timeout();
             match self.poll.poll(&mut events, Some(timeout)) {
                 Ok(()) => {}
                 Err(error) if error.kind() == ErrorKind::Interrupted => continue,
@@ -302,6 +349,7 @@ impl Server {
             }
             self.finish_logins();
             self.pump_outcomes();
+            self.resume_throttled();
             self.resume_reads();
             self.release();
             if last_tick.elapsed() >= Duration::from_millis(100) {
@@ -312,6 +360,46 @@ impl Server {
         }
         self.shutdown();
         Ok(())
+    }
+
+    /// How long the next poll may wait for events.
+    fn poll_timeout(&self) -> Duration {
+        let timeout = if !self.unread.is_empty() {
+            // Input is waiting in buffers or sockets: just collect new events.
+            Duration::ZERO
+        } else if self.in_flight.is_empty() {
+            // Nothing due from the matching loop; the flusher's waker ends the wait when
+            // acknowledgements become releasable.
+            Duration::from_millis(50)
+        } else if self.last_progress.elapsed() < ANSWER_SPIN {
+            // Answers are due within microseconds, and their arrival on the queue wakes
+            // no file descriptor: poll without sleeping for a short while.
+            Duration::ZERO
+        } else {
+            Duration::from_millis(1)
+        };
+        match self.throttled.values().min() {
+            Some(at) => timeout.min(at.saturating_duration_since(Instant::now())),
+            None => timeout,
+        }
+    }
+
+    /// Services the throttled connections whose buckets have refilled.
+    fn resume_throttled(&mut self) {
+        if self.throttled.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let due: Vec<Token> = self
+            .throttled
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(token, _)| *token)
+            .collect();
+        for token in due {
+            self.throttled.remove(&token);
+            self.service(token);
+        }
     }
 
     fn accept(&mut self) {
@@ -345,11 +433,18 @@ impl Server {
                             write_buf: Vec::with_capacity(4096),
                             next_index: 0,
                             caught_up: false,
+                            filled_seq: 0,
                             connected_at: now,
                             in_flight: 0,
                             last_received: now,
                             last_sent: now,
                             closing: None,
+                            throttle: Throttle::new(
+                                self.default_throttle.0,
+                                self.default_throttle.1,
+                                now,
+                            ),
+                            throttled_count: 0,
                         },
                     );
                 }
@@ -367,14 +462,18 @@ impl Server {
         let Some(connection) = self.connections.get_mut(&token) else {
             return;
         };
-        let mut chunk = [0u8; 16 * 1024];
+        let chunk = &mut self.read_chunk;
         // Whether the socket was read until it had nothing more (or ended).
         let mut drained = false;
         loop {
             if connection.read_buf.len() >= READ_BUFFER_BYTES {
                 break;
             }
-            match connection.stream.read(&mut chunk) {
+            if self.throttled.contains_key(&token) {
+                // Held back: leave its input in the socket until the throttle allows more.
+                break;
+            }
+            match connection.stream.read(chunk) {
                 Ok(0) => {
                     connection
                         .closing
@@ -400,10 +499,24 @@ impl Server {
                 }
             }
         }
-        let held_back = self.handle_packets(token);
-        if !drained || held_back {
-            // Edge-triggered readiness will not report this input again: come back to it.
-            self.unread.insert(token);
+        if self.throttled.contains_key(&token) {
+            // Woken by readiness while throttled: its input waits in the socket, but output
+            // the socket can now take goes out.
+            self.flush(token);
+            return;
+        }
+        match self.handle_packets(token) {
+            HeldBack::Throttled(at) => {
+                self.throttled.insert(token, at);
+            }
+            HeldBack::Window => {
+                self.unread.insert(token);
+            }
+            HeldBack::No if !drained => {
+                // Edge-triggered readiness will not report this input again: come back to it.
+                self.unread.insert(token);
+            }
+            HeldBack::No => {}
         }
         self.flush(token);
     }
@@ -413,32 +526,35 @@ impl Server {
         if self.unread.is_empty() {
             return;
         }
-        let tokens: Vec<Token> = self.unread.drain().collect();
-        for token in tokens {
+        let mut tokens = std::mem::take(&mut self.scratch_tokens);
+        tokens.clear();
+        tokens.extend(self.unread.drain());
+        for &token in &tokens {
             self.service(token);
         }
+        self.scratch_tokens = tokens;
     }
 
-    /// Handles the complete packets buffered for `token`. Returns true if it stopped because
-    /// of backpressure with packets left to handle.
-    fn handle_packets(&mut self, token: Token) -> bool {
+    /// Handles the complete packets buffered for `token`; says why it stopped if packets are
+    /// left that it could not handle yet.
+    fn handle_packets(&mut self, token: Token) -> HeldBack {
         let mut consumed = 0;
-        let mut held_back = false;
+        let mut held_back = HeldBack::No;
         loop {
             if self.in_flight.len() >= IN_FLIGHT_MAX {
                 // Backpressure: leave the rest buffered until the matching loop catches up.
-                held_back = true;
+                held_back = HeldBack::Window;
                 break;
             }
             let Some(connection) = self.connections.get_mut(&token) else {
-                return false;
+                return HeldBack::No;
             };
             if connection.closing.is_some() {
                 break;
             }
             if connection.in_flight >= SESSION_IN_FLIGHT_MAX {
                 // Fairness: this session waits for its own answers; others go on.
-                held_back = true;
+                held_back = HeldBack::Window;
                 break;
             }
             let buf = &connection.read_buf[consumed..];
@@ -450,19 +566,33 @@ impl Server {
                     break;
                 }
             };
-            let action = Self::classify(&connection.state, packet);
+            if !connection.throttle.try_take(Instant::now) {
+                // Left unconsumed: handled, in order, once the throttle allows.
+                connection.throttled_count += 1;
+                if connection.throttled_count == 1 {
+                    tracing::info!(peer = %connection.peer, "session throttled: over its message rate");
+                }
+                held_back =
+                    HeldBack::Throttled(connection.throttle.ready_at(THROTTLE_RESUME_PACKETS));
+                break;
+            }
             consumed += used;
+            let action = Self::classify(&mut self.book, &connection.state, packet);
             self.act(token, action);
         }
         if let Some(connection) = self.connections.get_mut(&token) {
             connection.read_buf.drain(..consumed);
-            // Nothing is held back for a connection that is closing.
-            held_back &= connection.closing.is_none();
+            if connection.closing.is_some() {
+                // Nothing is held back for a connection that is closing.
+                held_back = HeldBack::No;
+            }
         }
         held_back
     }
 
-    fn classify(state: &State, packet: ClientPacket<'_>) -> Action {
+    /// What to do with a packet. Orders, the hot path, are decoded once, straight into an
+    /// envelope (which updates the session's token bookkeeping).
+    fn classify(book: &mut SessionBook, state: &State, packet: ClientPacket<'_>) -> Action {
         match (state, packet) {
             (State::AwaitingLogin, ClientPacket::LoginRequest(login)) => Action::Login {
                 username: login.username.as_str().trim_end().to_string(),
@@ -476,11 +606,11 @@ impl Server {
             (State::LoggedIn { .. }, ClientPacket::LoginRequest(_)) => {
                 Action::Close("second login request on a logged-in connection".into())
             }
-            (State::LoggedIn { user }, ClientPacket::UnsequencedData(payload)) => {
+            (&State::LoggedIn { user }, ClientPacket::UnsequencedData(payload)) => {
                 match InboundMessage::decode(payload) {
-                    Ok(_) => Action::Order {
-                        user: *user,
-                        message: payload.to_vec(),
+                    Ok(message) => match book.intake_decoded(user, now_ns(), &message, payload) {
+                        Some(envelope) => Action::Submit(envelope, message),
+                        None => Action::Close("OUCH message too long for the journal".into()),
                     },
                     Err(error) => Action::Close(format!("bad OUCH message: {error}")),
                 }
@@ -500,11 +630,7 @@ impl Server {
                     connection.closing.get_or_insert(reason);
                 }
             }
-            Action::Order { user, message } => {
-                if let Some(envelope) = self.book.intake(user, now_ns(), &message) {
-                    self.submit(envelope, Some(token));
-                }
-            }
+            Action::Submit(envelope, message) => self.submit(envelope, Some(message), Some(token)),
             Action::Login {
                 username,
                 password,
@@ -590,8 +716,15 @@ impl Server {
                 continue;
             };
             connection.state = State::LoggedIn { user };
+            let (rate, burst) = self
+                .throttles
+                .get(user)
+                .copied()
+                .unwrap_or(self.default_throttle);
+            connection.throttle = Throttle::new(rate, burst, Instant::now());
             connection.next_index = next - 1;
             connection.caught_up = false;
+            self.all_caught_up = false;
             let accepted = ServerPacket::LoginAccepted(LoginAccepted {
                 session: self.session,
                 sequence_number: next as u64,
@@ -631,7 +764,12 @@ impl Server {
     }
 
     /// Hands an input (from connection `origin`, if any) to the matching loop.
-    fn submit(&mut self, envelope: Envelope, origin: Option<Token>) {
+    fn submit(
+        &mut self,
+        envelope: Envelope,
+        message: Option<InboundMessage>,
+        origin: Option<Token>,
+    ) {
         let mut pending = envelope;
         loop {
             match self.inbound.try_send(pending) {
@@ -655,7 +793,11 @@ impl Server {
         if let Some(connection) = origin.and_then(|token| self.connections.get_mut(&token)) {
             connection.in_flight += 1;
         }
-        self.in_flight.push_back((envelope, origin));
+        self.in_flight.push_back(InFlight {
+            envelope,
+            message,
+            origin,
+        });
         self.last_progress = Instant::now();
     }
 
@@ -677,8 +819,14 @@ impl Server {
                 Ok(Outcome::Event(event)) => self.events.push(event),
                 Ok(Outcome::Done { seq }) => {
                     self.last_progress = Instant::now();
-                    if let Some((envelope, origin)) = self.in_flight.pop_front() {
-                        self.book.outcome(seq, &envelope, &self.events);
+                    if let Some(InFlight {
+                        envelope,
+                        message,
+                        origin,
+                    }) = self.in_flight.pop_front()
+                    {
+                        self.book
+                            .outcome_decoded(seq, &envelope, message, &self.events);
                         if let Some(connection) =
                             origin.and_then(|token| self.connections.get_mut(&token))
                         {
@@ -707,11 +855,24 @@ impl Server {
 
     fn release(&mut self) {
         let seq = self.release_seq();
-        let tokens: Vec<Token> = self.logged_in.values().copied().collect();
-        for token in tokens {
+        if seq == self.released_seq && self.all_caught_up {
+            // Nothing new to queue, and nobody is catching up chunk by chunk. (Partly written
+            // buffers are flushed when their sockets report writable.)
+            return;
+        }
+        // A reused list: this runs on most turns of the loop under load.
+        let mut tokens = std::mem::take(&mut self.scratch_tokens);
+        tokens.clear();
+        tokens.extend(self.logged_in.values().copied());
+        let mut all_caught_up = true;
+        for &token in &tokens {
             self.fill(token, seq);
             self.flush(token);
+            all_caught_up &= self.connections.get(&token).is_none_or(|c| c.caught_up);
         }
+        self.scratch_tokens = tokens;
+        self.released_seq = seq;
+        self.all_caught_up = all_caught_up;
     }
 
     /// Queues released messages for a logged-in connection.
@@ -722,6 +883,11 @@ impl Server {
         let State::LoggedIn { user } = connection.state else {
             return;
         };
+        if connection.caught_up && connection.filled_seq == seq {
+            // Nothing new: every message of inputs up to `seq` is already queued (messages
+            // are added to streams only for inputs above the release point, never below it).
+            return;
+        }
         let stream = &self.book.user(user).stream;
         let released = stream.released_len(seq);
         while connection.next_index < released {
@@ -733,6 +899,7 @@ impl Server {
             connection.next_index += 1;
         }
         connection.caught_up = true;
+        connection.filled_seq = seq;
         if connection.write_buf.len() > self.outbound_limit_bytes {
             connection.closing.get_or_insert_with(|| {
                 format!(
@@ -808,13 +975,16 @@ impl Server {
                 continue;
             };
             let _ = self.poll.registry().deregister(&mut connection.stream);
+            self.unread.remove(&token);
+            self.throttled.remove(&token);
             let reason = connection.closing.unwrap_or_default();
-            tracing::info!(peer = %connection.peer, %reason, "disconnected");
+            let throttled = connection.throttled_count;
+            tracing::info!(peer = %connection.peer, %reason, throttled, "disconnected");
             if let State::LoggedIn { user } = connection.state {
                 self.logged_in.remove(&user);
                 if self.book.user(user).cancel_on_disconnect {
                     if let Some(envelope) = self.book.disconnect_input(user, now_ns()) {
-                        self.submit(envelope, None);
+                        self.submit(envelope, None, None);
                     }
                 }
             }
@@ -850,6 +1020,15 @@ impl Server {
     }
 }
 
+/// An input handed to the matching loop and not yet answered.
+struct InFlight {
+    envelope: Envelope,
+    /// Its client message, decoded (None for inputs without one).
+    message: Option<InboundMessage>,
+    /// The connection it came from.
+    origin: Option<Token>,
+}
+
 enum Action {
     Nothing,
     Close(String),
@@ -860,10 +1039,8 @@ enum Action {
         session: [u8; 10],
         requested_seq: u64,
     },
-    Order {
-        user: usize,
-        message: Vec<u8>,
-    },
+    /// An order for the matching loop, and its decoded client message.
+    Submit(Envelope, InboundMessage),
 }
 
 /// Wakes the I/O thread from another thread (the flusher, the password checker).

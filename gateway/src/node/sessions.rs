@@ -13,7 +13,7 @@
 //! N receives exactly what it would have received had nothing happened. Timestamps come
 //! from the journaled arrival time (nanoseconds since UTC midnight of that time).
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 
 use keel_engine::{AccountId, Command, Event, InstrumentId, OrderId, SelfTradePrevention};
 use keel_journal::envelope::{Envelope, Origin};
@@ -127,6 +127,9 @@ pub struct SessionBook {
     users: Vec<User>,
     /// Lower-cased user name → index.
     by_name: HashMap<String, usize>,
+    /// Lower-cased journaled user field (the name, space padded to 6) → index: looked up for
+    /// every input and outcome, so without building a string.
+    by_wire: HashMap<[u8; 6], usize>,
     by_stock: HashMap<Stock, Listing>,
     by_instrument: HashMap<InstrumentId, Listing>,
     orders: HashMap<OrderId, LiveOrder>,
@@ -168,9 +171,15 @@ impl SessionBook {
             .enumerate()
             .map(|(index, user)| (user.name.to_ascii_lowercase(), index))
             .collect();
+        let by_wire = users
+            .iter()
+            .enumerate()
+            .map(|(index, user)| (lower_wire(user_wire(&user.name)), index))
+            .collect();
         Ok(SessionBook {
             users,
             by_name,
+            by_wire,
             by_stock,
             by_instrument,
             orders: HashMap::new(),
@@ -195,7 +204,18 @@ impl SessionBook {
     /// replaying the returned envelope does.
     pub fn intake(&mut self, user: usize, now_ns: u64, message: &[u8]) -> Option<Envelope> {
         let decoded = InboundMessage::decode(message).ok()?;
-        let (origin, reject, command) = self.decide(user, &decoded);
+        self.intake_decoded(user, now_ns, &decoded, message)
+    }
+
+    /// [`SessionBook::intake`] for a message the caller already decoded from `message`.
+    pub fn intake_decoded(
+        &mut self,
+        user: usize,
+        now_ns: u64,
+        decoded: &InboundMessage,
+        message: &[u8],
+    ) -> Option<Envelope> {
+        let (origin, reject, command) = self.decide(user, decoded);
         let envelope = Envelope::new(
             origin,
             now_ns,
@@ -204,7 +224,7 @@ impl SessionBook {
             message,
             command,
         )?;
-        self.apply_intake(&envelope);
+        self.apply_intake_decoded(user, decoded, envelope.command);
         Some(envelope)
     }
 
@@ -331,7 +351,17 @@ impl SessionBook {
         let Ok(message) = InboundMessage::decode(envelope.client_message()) else {
             return;
         };
-        match (message, envelope.command) {
+        self.apply_intake_decoded(user, &message, envelope.command);
+    }
+
+    /// [`SessionBook::apply_intake`] for the input's decoded client message and command.
+    fn apply_intake_decoded(
+        &mut self,
+        user: usize,
+        message: &InboundMessage,
+        command: Option<Command>,
+    ) {
+        match (*message, command) {
             (InboundMessage::EnterOrder(enter), command) => {
                 self.users[user].used_tokens.insert(enter.order_token);
                 if let Some(Command::New(order)) = command {
@@ -373,8 +403,7 @@ impl SessionBook {
     }
 
     fn user_of(&self, envelope: &Envelope) -> Option<usize> {
-        let name = std::str::from_utf8(&envelope.user).ok()?;
-        self.user_index(name)
+        self.by_wire.get(&lower_wire(envelope.user)).copied()
     }
 
     /// Replays one journaled input during recovery: the same bookkeeping as `intake`, then
@@ -391,6 +420,23 @@ impl SessionBook {
 
     /// Appends the outbound messages for journaled input `seq` and its engine events.
     pub fn outcome(&mut self, seq: u64, envelope: &Envelope, events: &[Event]) {
+        let message = InboundMessage::decode(envelope.client_message()).ok();
+        self.outcome_decoded(seq, envelope, message, events);
+    }
+
+    /// [`SessionBook::outcome`] for an input whose client message the caller already
+    /// decoded (`None`: there is none, or it does not decode).
+    pub fn outcome_decoded(
+        &mut self,
+        seq: u64,
+        envelope: &Envelope,
+        message: Option<InboundMessage>,
+        events: &[Event],
+    ) {
+        debug_assert_eq!(
+            message,
+            InboundMessage::decode(envelope.client_message()).ok()
+        );
         let timestamp = envelope.timestamp_ns % NS_PER_DAY;
         if envelope.origin == Origin::SessionStart {
             let message = OutboundMessage::SystemEvent(SystemEvent {
@@ -402,7 +448,6 @@ impl SessionBook {
             }
             return;
         }
-        let message = InboundMessage::decode(envelope.client_message()).ok();
         if envelope.reject != 0 {
             self.gateway_reject(seq, envelope, message, timestamp);
             return;
@@ -703,6 +748,14 @@ fn cancel_reject(timestamp: u64, order_token: OrderToken) -> OutboundMessage {
 }
 
 /// A user name as the envelope stores it: ASCII, right-padded with spaces to 6 bytes.
+/// A journaled user field with ASCII letters lower-cased (user names compare
+/// case-insensitively).
+fn lower_wire(mut wire: [u8; 6]) -> [u8; 6] {
+    wire.make_ascii_lowercase();
+    wire
+}
+
+/// The journaled user field for a configured user name: the name, space padded to 6.
 pub fn user_wire(name: &str) -> [u8; 6] {
     let mut wire = [b' '; 6];
     for (slot, byte) in wire.iter_mut().zip(name.bytes()) {
