@@ -422,6 +422,8 @@ fn a_session_over_its_message_rate_is_slowed_not_cut_off_and_others_go_first() {
     let node = Node::start(&setup.config);
     let (mut alice, _) = Client::logged_in(node.addr, "alice", 0);
     let (mut bob, _) = Client::logged_in(node.addr, "bob", 0);
+    // Idle a while first: a full bucket must not bank more than the burst.
+    std::thread::sleep(Duration::from_millis(500));
     const ORDERS: usize = 40;
     let mut burst = Vec::new();
     for n in 0..ORDERS {
@@ -461,17 +463,72 @@ fn a_session_over_its_message_rate_is_slowed_not_cut_off_and_others_go_first() {
             other => panic!("order A{n}: {other:?}"),
         }
     }
-    // The server's own intake times (Order Accepted's timestamp) show the rate held: at
-    // most the burst at once, then 20 a second.
-    let spread_ns = intake_ns[ORDERS - 1] - intake_ns[0];
+    // The server's own intake times (Order Accepted's timestamp, ns since midnight) show the
+    // rate held: at most the burst at once, then 20 a second.
+    const DAY_NS: u64 = 86_400 * 1_000_000_000;
+    let after_first = |ns: u64| (ns + DAY_NS - intake_ns[0]) % DAY_NS;
+    let spread_ns = after_first(intake_ns[ORDERS - 1]);
     let floor_ns = (ORDERS as u64 - 5) * 1_000_000_000 / 20;
     assert!(
         spread_ns + 50_000_000 >= floor_ns,
         "40 orders taken in within {spread_ns} ns; the throttle allows no less than {floor_ns}"
     );
+    // In the first 100 ms: the burst of 5 plus the 2 that 100 ms earn, however long alice
+    // was logged in before she sent (idle time banks nothing beyond the burst).
+    let early = intake_ns
+        .iter()
+        .filter(|&&ns| after_first(ns) < 100_000_000)
+        .count();
+    assert!(early <= 7, "{early} orders taken in within 100 ms");
     // bob's order was taken in while alice's backlog was still waiting.
     assert!(
         bob_accepted.timestamp < intake_ns[ORDERS - 1],
         "bob's order waited behind alice's throttled backlog"
     );
+}
+
+#[test]
+fn orders_sent_just_before_closing_are_all_handled_even_when_throttled() {
+    // alice sends 20 orders and a Logout Request in one write and closes at once; the
+    // throttle (20 a second, 5 at once) holds most of them back past her close. Every one
+    // must still be taken in: the close is acted on once her input is handled.
+    let setup = write_config(
+        "async",
+        "messages_per_second_max = 20\nmessage_burst_max = 5",
+    );
+    let node = Node::start(&setup.config);
+    let (mut alice, _) = Client::logged_in(node.addr, "alice", 0);
+    const ORDERS: usize = 20;
+    let mut bytes = Vec::new();
+    for n in 0..ORDERS {
+        enter(
+            &format!("C{n}"),
+            BuySellIndicator::Buy,
+            1,
+            "BTC-PERP",
+            1_000,
+            GTC,
+        )
+        .encode_unsequenced(&mut bytes);
+    }
+    ClientPacket::LogoutRequest.encode(&mut bytes).unwrap();
+    let peer = alice.local_addr();
+    assert!(alice.send_raw(&bytes));
+    drop(alice);
+    let line = node
+        .wait_disconnect_logged(peer, 30 * SECOND)
+        .expect("alice's disconnect is logged");
+    assert!(line.contains("logout"), "{line}");
+    // Her stream, read back from the start: every order accepted, in order.
+    let (mut alice, _) = Client::logged_in(node.addr, "alice", 1);
+    let mut accepted = Vec::new();
+    while accepted.len() < ORDERS {
+        match alice.expect_message() {
+            OutboundMessage::OrderAccepted(a) => accepted.push(a.order_token.as_str().to_string()),
+            OutboundMessage::SystemEvent(_) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    let expected: Vec<String> = (0..ORDERS).map(|n| format!("C{n}")).collect();
+    assert_eq!(accepted, expected);
 }

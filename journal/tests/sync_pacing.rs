@@ -126,7 +126,9 @@ fn with_an_interval_drop_still_syncs_everything() {
     let mut journal = open(dir.path(), FOREVER);
     let marks = append_spread(&mut journal);
     assert_eq!(marks.sync_rounds(), 1);
-    // Dropping stops the flusher without `wait_durable`: stopping alone must end the pause.
+    // Dropping stops the flusher without `wait_durable` (Drop wakes it after setting the stop
+    // flag, so this checks the drop path as a whole; the flusher's own "stopping skips the
+    // pause" rule is a second safeguard that no public call reaches alone).
     finish_within_deadline(journal, drop);
     assert_eq!(marks.sync_rounds(), 2);
     assert_eq!(marks.durable(), RECORDS);

@@ -16,7 +16,7 @@
 //!   a client that stops reading is dropped once its unsent output exceeds the configured
 //!   bound.
 //! - each session has at most [`SESSION_IN_FLIGHT_MAX`] inputs in the matching loop, and is
-//!   throttled to its configured packets per second (a token bucket, [`Throttle`]): over the
+//!   throttled to its configured packets per second (a token bucket, `throttle::Throttle`): over the
 //!   rate its socket is not read until the bucket refills, so the one I/O thread's time
 //!   cannot be taken by one session.
 
@@ -78,8 +78,10 @@ const ANSWER_SPIN: Duration = Duration::from_micros(300);
 /// then waits its turn, so other sessions' orders are never queued behind its backlog.
 pub const SESSION_IN_FLIGHT_MAX: usize = 32;
 /// A throttled session is looked at again once its bucket holds this many packets (or is
-/// full, if smaller): one wake-up per batch, not per packet.
-const THROTTLE_RESUME_PACKETS: u64 = 64;
+/// full, if smaller): one wake-up per batch, not per packet...
+const THROTTLE_RESUME_PACKETS_MAX: u64 = 64;
+/// ...but never waits longer than this for a batch (slow rates resume packet by packet).
+const THROTTLE_RESUME_WAIT: Duration = Duration::from_millis(5);
 /// Checked for logins with an unknown user name, so that a wrong name costs the same time as
 /// a wrong password (argon2id with the default parameters of `keel passwd`; the password
 /// behind it is not one anyone could send).
@@ -164,6 +166,11 @@ struct Connection {
     throttle: Throttle,
     /// Times the throttle held this connection back (logged when it disconnects).
     throttled_count: u64,
+    /// Why the peer can no longer be read from or written to (it closed, or the socket
+    /// failed). The connection closes, with this reason, once the input already read from it
+    /// is handled: an order that reached the server is taken in even if its sender is gone
+    /// (at the throttled pace, like any other).
+    peer_gone: Option<String>,
 }
 
 /// Why `handle_packets` stopped with complete packets left in a connection's buffer.
@@ -229,6 +236,8 @@ pub struct Server {
     /// Whether every logged-in connection had all released output queued at the last
     /// `release` (false while one catches up from an old sequence number, or just logged in).
     all_caught_up: bool,
+    /// A connection catching up has written its chunk and waits for the next one.
+    refill_due: bool,
 }
 
 /// Everything the server is built from.
@@ -325,6 +334,7 @@ impl Server {
             scratch_tokens: Vec::with_capacity(CONNECTIONS_MAX),
             released_seq: 0,
             all_caught_up: false,
+            refill_due: false,
         })
     }
 
@@ -364,8 +374,9 @@ impl Server {
 
     /// How long the next poll may wait for events.
     fn poll_timeout(&self) -> Duration {
-        let timeout = if !self.unread.is_empty() {
-            // Input is waiting in buffers or sockets: just collect new events.
+        let timeout = if !self.unread.is_empty() || self.refill_due {
+            // Input is waiting in buffers or sockets, or a catching-up client's next chunk is
+            // due: just collect new events.
             Duration::ZERO
         } else if self.in_flight.is_empty() {
             // Nothing due from the matching loop; the flusher's waker ends the wait when
@@ -390,16 +401,19 @@ impl Server {
             return;
         }
         let now = Instant::now();
-        let due: Vec<Token> = self
-            .throttled
-            .iter()
-            .filter(|(_, at)| **at <= now)
-            .map(|(token, _)| *token)
-            .collect();
-        for token in due {
+        let mut due = std::mem::take(&mut self.scratch_tokens);
+        due.clear();
+        due.extend(
+            self.throttled
+                .iter()
+                .filter(|(_, at)| **at <= now)
+                .map(|(token, _)| *token),
+        );
+        for &token in &due {
             self.throttled.remove(&token);
             self.service(token);
         }
+        self.scratch_tokens = due;
     }
 
     fn accept(&mut self) {
@@ -445,6 +459,7 @@ impl Server {
                                 now,
                             ),
                             throttled_count: 0,
+                            peer_gone: None,
                         },
                     );
                 }
@@ -464,8 +479,8 @@ impl Server {
         };
         let chunk = &mut self.read_chunk;
         // Whether the socket was read until it had nothing more (or ended).
-        let mut drained = false;
-        loop {
+        let mut drained = connection.peer_gone.is_some();
+        while !drained {
             if connection.read_buf.len() >= READ_BUFFER_BYTES {
                 break;
             }
@@ -475,27 +490,20 @@ impl Server {
             }
             match connection.stream.read(chunk) {
                 Ok(0) => {
-                    connection
-                        .closing
-                        .get_or_insert_with(|| "peer closed".into());
+                    // Not closing yet: what it sent before closing (orders, a Logout Request)
+                    // is handled first, even if the throttle or the window holds it back.
+                    connection.peer_gone = Some("peer closed".into());
                     drained = true;
-                    break;
                 }
                 Ok(n) => {
                     connection.read_buf.extend_from_slice(&chunk[..n]);
                     connection.last_received = Instant::now();
                 }
-                Err(error) if error.kind() == ErrorKind::WouldBlock => {
-                    drained = true;
-                    break;
-                }
-                Err(error) if error.kind() == ErrorKind::Interrupted => continue,
+                Err(error) if error.kind() == ErrorKind::WouldBlock => drained = true,
+                Err(error) if error.kind() == ErrorKind::Interrupted => {}
                 Err(error) => {
-                    connection
-                        .closing
-                        .get_or_insert_with(|| format!("read error: {error}"));
+                    connection.peer_gone = Some(format!("read error: {error}"));
                     drained = true;
-                    break;
                 }
             }
         }
@@ -516,7 +524,14 @@ impl Server {
                 // Edge-triggered readiness will not report this input again: come back to it.
                 self.unread.insert(token);
             }
-            HeldBack::No => {}
+            HeldBack::No => {
+                if let Some(connection) = self.connections.get_mut(&token) {
+                    if let Some(reason) = connection.peer_gone.take() {
+                        // Everything it sent that reached us is handled.
+                        connection.closing.get_or_insert(reason);
+                    }
+                }
+            }
         }
         self.flush(token);
     }
@@ -538,6 +553,8 @@ impl Server {
     /// Handles the complete packets buffered for `token`; says why it stopped if packets are
     /// left that it could not handle yet.
     fn handle_packets(&mut self, token: Token) -> HeldBack {
+        // One clock read per call: tokens earned while it runs count on the next call.
+        let now = Instant::now();
         let mut consumed = 0;
         let mut held_back = HeldBack::No;
         loop {
@@ -566,14 +583,20 @@ impl Server {
                     break;
                 }
             };
-            if !connection.throttle.try_take(Instant::now) {
-                // Left unconsumed: handled, in order, once the throttle allows.
+            if !connection.throttle.try_take(now) {
+                // Left unconsumed: handled, in order, once the throttle allows. The client
+                // is demonstrably sending, so this is not silence for the 15 s timeout.
+                connection.last_received = now;
                 connection.throttled_count += 1;
                 if connection.throttled_count == 1 {
                     tracing::info!(peer = %connection.peer, "session throttled: over its message rate");
                 }
-                held_back =
-                    HeldBack::Throttled(connection.throttle.ready_at(THROTTLE_RESUME_PACKETS));
+                held_back = HeldBack::Throttled(
+                    connection
+                        .throttle
+                        .ready_at(THROTTLE_RESUME_PACKETS_MAX)
+                        .min(now + THROTTLE_RESUME_WAIT),
+                );
                 break;
             }
             consumed += used;
@@ -856,6 +879,7 @@ impl Server {
     fn release(&mut self) {
         let seq = self.release_seq();
         if seq == self.released_seq && self.all_caught_up {
+            debug_assert!(!self.refill_due);
             // Nothing new to queue, and nobody is catching up chunk by chunk. (Partly written
             // buffers are flushed when their sockets report writable.)
             return;
@@ -865,14 +889,21 @@ impl Server {
         tokens.clear();
         tokens.extend(self.logged_in.values().copied());
         let mut all_caught_up = true;
+        let mut refill_due = false;
         for &token in &tokens {
             self.fill(token, seq);
             self.flush(token);
-            all_caught_up &= self.connections.get(&token).is_none_or(|c| c.caught_up);
+            if let Some(connection) = self.connections.get(&token) {
+                all_caught_up &= connection.caught_up;
+                // A catch-up chunk went out whole: no writable event will come, so the next
+                // chunk is due on the next turn, not after the poll's idle timeout.
+                refill_due |= !connection.caught_up && connection.write_buf.is_empty();
+            }
         }
         self.scratch_tokens = tokens;
         self.released_seq = seq;
         self.all_caught_up = all_caught_up;
+        self.refill_due = refill_due;
     }
 
     /// Queues released messages for a logged-in connection.
@@ -883,6 +914,11 @@ impl Server {
         let State::LoggedIn { user } = connection.state else {
             return;
         };
+        if connection.peer_gone.is_some() {
+            // Nothing can be sent; it is not catching up either.
+            connection.caught_up = true;
+            return;
+        }
         if connection.caught_up && connection.filled_seq == seq {
             // Nothing new: every message of inputs up to `seq` is already queued (messages
             // are added to streams only for inputs above the release point, never below it).
@@ -914,6 +950,11 @@ impl Server {
         let Some(connection) = self.connections.get_mut(&token) else {
             return;
         };
+        if connection.peer_gone.is_some() {
+            // Nobody to write to; its remaining input is still being handled.
+            connection.write_buf.clear();
+            return;
+        }
         let mut written = 0;
         while written < connection.write_buf.len() {
             match connection.stream.write(&connection.write_buf[written..]) {
@@ -922,10 +963,11 @@ impl Server {
                 Err(error) if error.kind() == ErrorKind::WouldBlock => break,
                 Err(error) if error.kind() == ErrorKind::Interrupted => continue,
                 Err(error) => {
-                    connection
-                        .closing
-                        .get_or_insert_with(|| format!("write error: {error}"));
-                    break;
+                    connection.peer_gone = Some(format!("write error: {error}"));
+                    connection.write_buf.clear();
+                    // Handle what it sent before it went (see `peer_gone`).
+                    self.unread.insert(token);
+                    return;
                 }
             }
         }

@@ -34,7 +34,7 @@ const CANCEL_REJECT_CODE: u8 = b'I';
 const NS_PER_DAY: u64 = 86_400 * 1_000_000_000;
 
 /// One user's sequenced outbound messages (SoupBinTCP sequence number = index + 1), stored
-/// in fixed chunks so that growing never stalls the gateway (see [`super::chunked`]).
+/// in fixed chunks so that growing never stalls the gateway (see `node/chunked.rs`).
 #[derive(Debug, Default)]
 pub struct Stream {
     messages: ByteLog,
@@ -747,7 +747,6 @@ fn cancel_reject(timestamp: u64, order_token: OrderToken) -> OutboundMessage {
     })
 }
 
-/// A user name as the envelope stores it: ASCII, right-padded with spaces to 6 bytes.
 /// A journaled user field with ASCII letters lower-cased (user names compare
 /// case-insensitively).
 fn lower_wire(mut wire: [u8; 6]) -> [u8; 6] {
@@ -755,7 +754,7 @@ fn lower_wire(mut wire: [u8; 6]) -> [u8; 6] {
     wire
 }
 
-/// The journaled user field for a configured user name: the name, space padded to 6.
+/// A user name as the envelope stores it: ASCII, right-padded with spaces to 6 bytes.
 pub fn user_wire(name: &str) -> [u8; 6] {
     let mut wire = [b' '; 6];
     for (slot, byte) in wire.iter_mut().zip(name.bytes()) {

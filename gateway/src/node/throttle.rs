@@ -37,13 +37,12 @@ impl Throttle {
         }
     }
 
-    /// Takes one token if there is one. Reads the clock (through `now`) only when the bucket
-    /// looks empty, so the common case costs a decrement.
+    /// Takes one token if there is one at `now`. The bucket is brought up to date on every
+    /// take: refilling only when it looked empty would count time spent full as earned and
+    /// let a second burst through after a quiet spell.
     #[inline]
-    pub fn try_take(&mut self, now: impl FnOnce() -> Instant) -> bool {
-        if self.tokens == 0 {
-            self.refill(now());
-        }
+    pub fn try_take(&mut self, now: Instant) -> bool {
+        self.refill(now);
         if self.tokens == 0 {
             return false;
         }
@@ -57,7 +56,9 @@ impl Throttle {
     pub fn ready_at(&self, wanted: u64) -> Instant {
         let wanted = wanted.clamp(1, self.burst_max);
         let missing = wanted.saturating_sub(self.tokens);
-        let nanos = u128::from(missing) * NANOS_PER_SECOND / u128::from(self.rate_per_second_max);
+        // Rounded up: at the instant returned, `refill` has earned every missing token.
+        let nanos =
+            (u128::from(missing) * NANOS_PER_SECOND).div_ceil(u128::from(self.rate_per_second_max));
         self.refilled_at + Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
     }
 
@@ -92,7 +93,7 @@ mod tests {
 
     fn take_all(throttle: &mut Throttle, now: Instant) -> u64 {
         let mut taken = 0;
-        while throttle.try_take(|| now) {
+        while throttle.try_take(now) {
             taken += 1;
         }
         taken
@@ -148,11 +149,32 @@ mod tests {
     }
 
     #[test]
-    fn the_clock_is_read_only_when_the_bucket_is_empty() {
+    fn time_spent_full_or_partly_full_earns_nothing_beyond_the_burst() {
         let start = Instant::now();
-        let mut throttle = Throttle::new(10, 2, start);
-        assert!(throttle.try_take(|| unreachable!("clock read with tokens left")));
-        assert!(throttle.try_take(|| unreachable!("clock read with tokens left")));
-        assert!(!throttle.try_take(|| start));
+        // Idle with a full bucket, then a burst: the burst, not twice it.
+        let mut throttle = Throttle::new(100, 5, start);
+        assert_eq!(take_all(&mut throttle, start + Duration::from_secs(60)), 5);
+        // Partly used, then idle: back to full, no more.
+        let mut throttle = Throttle::new(100, 5, start);
+        assert!(throttle.try_take(start));
+        assert!(throttle.try_take(start));
+        assert_eq!(take_all(&mut throttle, start + Duration::from_secs(60)), 5);
+        // A burst shortly after the bucket was created: the burst plus what the time earned.
+        let mut throttle = Throttle::new(20, 5, start);
+        assert_eq!(
+            take_all(&mut throttle, start + Duration::from_millis(120)),
+            5
+        );
+    }
+
+    #[test]
+    fn ready_at_is_never_early() {
+        let start = Instant::now();
+        for rate in [1, 3, 7, 1_000, 20_000, 999_983] {
+            let mut throttle = Throttle::new(rate, 1, start);
+            assert!(throttle.try_take(start));
+            let at = throttle.ready_at(1);
+            assert!(throttle.try_take(at), "rate {rate}: no token at ready_at");
+        }
     }
 }
