@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand, ValueEnum};
 use keel_engine::{Engine, EngineConfig};
-use keel_gateway::config::{Config, DEMO_USERS};
+use keel_gateway::config::{Config, DurabilityConfig, DEMO_USERS};
 use keel_gateway::node;
 use keel_gateway::replay::{self, CommandLog};
 use keel_journal::envelope::engine_command;
@@ -170,11 +170,14 @@ fn serve(config_path: Option<&Path>) -> anyhow::Result<()> {
                 .collect();
             eprintln!(
                 "keel serve: no --config given; using the embedded demo configuration:\n  \
-                 listen {} (loopback only), data in {}, durability {:?}\n  \
+                 listen {} (loopback only), data in {}, durability {}\n  \
                  instruments {}\n  demo users (name/password) {}",
                 config.server.listen,
                 config.server.data_dir.display(),
-                config.server.durability,
+                match config.server.durability {
+                    DurabilityConfig::Fsync => "fsync",
+                    DurabilityConfig::Async => "async",
+                },
                 config
                     .instruments
                     .iter()
