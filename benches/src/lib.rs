@@ -14,6 +14,7 @@
 #![deny(missing_docs)]
 
 pub mod cli;
+pub mod date;
 pub mod exchange_core;
 pub mod peers;
 pub mod rng;

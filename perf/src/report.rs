@@ -87,27 +87,7 @@ impl Machine {
     }
 }
 
-/// `YYYY-MM-DDTHH:MM:SSZ` for a Unix time.
-pub fn iso_date(unix: u64) -> String {
-    let days = (unix / 86_400) as i64;
-    let secs = unix % 86_400;
-    // Howard Hinnant's civil-from-days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    )
-}
+pub use keel_benches::date::iso_date;
 
 /// The workspace root this tool was built from (results, git and the suite's commands are
 /// relative to it).
@@ -659,9 +639,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn dates_and_grouping() {
-        assert_eq!(iso_date(0), "1970-01-01T00:00:00Z");
-        assert_eq!(iso_date(1_763_683_200 + 3_661), "2025-11-21T01:01:01Z");
+    fn grouping() {
         assert_eq!(group(1_234_567), "1,234,567");
         assert_eq!(group(999), "999");
         assert_eq!(us(12.345), "12.3");

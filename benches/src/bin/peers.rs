@@ -24,6 +24,7 @@ use std::process::ExitCode;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use keel_benches::cli::{self, as_usize, parse_flags};
+use keel_benches::date::iso_date;
 use keel_benches::peers::{self, BookState, PeerInfo, RunResult, Tally, PEER_NAMES};
 use keel_benches::{measure_mix, ExchangeCoreMix, MixStats};
 use serde_json::{json, Value};
@@ -551,25 +552,4 @@ fn machine() -> Value {
         "unix_time": unix_time,
         "date": iso_date(unix_time),
     })
-}
-
-/// `unix_time` as `YYYY-MM-DDTHH:MM:SSZ` (civil-from-days, proleptic Gregorian).
-fn iso_date(unix_time: u64) -> String {
-    let days = (unix_time / 86_400) as i64;
-    let secs = unix_time % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        secs / 3_600,
-        secs % 3_600 / 60,
-        secs % 60
-    )
 }

@@ -213,8 +213,10 @@ fn plan(results: &str, bin_dir: &Path) -> Vec<Planned> {
         args,
     };
     let strings = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-    let e2e = |durability: &str| {
-        let mut args = strings(&["e2e", "--durability", durability]);
+    // `e2e` with the suite's rate, window, runs and results directory after `lead`.
+    let e2e = |lead: &[&str], label: &str| {
+        let mut args = strings(&["e2e"]);
+        args.extend(strings(lead));
         args.extend(strings(&[
             "--rate",
             &E2E_RATE.to_string(),
@@ -227,7 +229,7 @@ fn plan(results: &str, bin_dir: &Path) -> Vec<Planned> {
             "--results",
             results,
             "--label",
-            &format!("e2e-{durability}-{E2E_RATE}"),
+            label,
         ]));
         args
     };
@@ -236,28 +238,20 @@ fn plan(results: &str, bin_dir: &Path) -> Vec<Planned> {
             "engine",
             strings(&["engine", "--quick", "--results", results]),
         ),
-        perf("e2e-async", e2e("async")),
-        perf("e2e-fsync", e2e("fsync")),
+        perf(
+            "e2e-async",
+            e2e(&["--durability", "async"], &format!("e2e-async-{E2E_RATE}")),
+        ),
+        perf(
+            "e2e-fsync",
+            e2e(&["--durability", "fsync"], &format!("e2e-fsync-{E2E_RATE}")),
+        ),
         perf(
             "cluster",
-            strings(&[
-                "e2e",
-                "--cluster",
-                "3",
-                "--compare-single",
-                "--rate",
-                &E2E_RATE.to_string(),
-                "--duration",
-                &E2E_DURATION_S.to_string(),
-                "--warmup",
-                &E2E_WARMUP_S.to_string(),
-                "--runs",
-                &E2E_RUNS.to_string(),
-                "--results",
-                results,
-                "--label",
+            e2e(
+                &["--cluster", "3", "--compare-single"],
                 "e2e-cluster3-vs-single",
-            ]),
+            ),
         ),
         perf(
             "failover",
@@ -607,4 +601,37 @@ fn last_line(log: &Path) -> String {
                 .map(|l| l.trim().chars().take(300).collect())
         })
         .unwrap_or_else(|| "(none)".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_end_to_end_steps_run_the_published_commands() {
+        let steps = plan("perf/results/suite", Path::new("/bin"));
+        let command = |name: &str| {
+            let step = steps.iter().find(|step| step.name == name).unwrap();
+            format!("{} {}", step.program, step.args.join(" "))
+        };
+        let tail = "--rate 20000 --duration 5 --warmup 1 --runs 3 --results perf/results/suite";
+        assert_eq!(
+            command("e2e-async"),
+            format!(
+                "target/release/keel-perf e2e --durability async {tail} --label e2e-async-20000"
+            )
+        );
+        assert_eq!(
+            command("e2e-fsync"),
+            format!(
+                "target/release/keel-perf e2e --durability fsync {tail} --label e2e-fsync-20000"
+            )
+        );
+        assert_eq!(
+            command("cluster"),
+            format!(
+                "target/release/keel-perf e2e --cluster 3 --compare-single {tail} --label e2e-cluster3-vs-single"
+            )
+        );
+    }
 }
