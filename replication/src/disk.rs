@@ -410,6 +410,20 @@ impl Backend for DiskBackend {
         self.index.sync_data()?;
         Ok(())
     }
+
+    fn read_unproposed(
+        &mut self,
+        after_seq: u64,
+        records_max: u32,
+        bytes_max: usize,
+        out: &mut Vec<u8>,
+    ) -> Result<SeqRange, Error> {
+        self.read_new(after_seq, records_max, bytes_max, out)
+    }
+
+    fn reclaim(&mut self, keep_seq: u64) -> Result<(), Error> {
+        self.reclaim_journal(keep_seq)
+    }
 }
 
 fn encode_meta(meta: &Meta) -> [u8; INDEX_ENTRY_BYTES as usize] {

@@ -5,6 +5,8 @@
 //!   per entry); the [`store::Backend`] says where bytes live and how they become durable.
 //! - [`replica`]: one member's Raft state machine, sans IO (raft-rs `RawNode` and the Ready
 //!   protocol).
+//! - [`node`]: the node's role logic (when to serve order entry, what to apply and release),
+//!   a sans-IO state machine the real node and the simulation both drive.
 //! - [`mem`]: an in-memory backend that forgets unsynced writes, for the simulation.
 //! - [`disk`]: the node's backend: the journal and two small files beside it.
 //! - [`transport`]: authenticated, length-prefixed TCP frames between nodes.
@@ -13,10 +15,12 @@
 pub mod batch;
 pub mod disk;
 pub mod mem;
+pub mod node;
 pub mod replica;
 pub mod store;
 pub mod transport;
 
+pub use node::{Action, Mode, RoleConfig, RoleMachine};
 pub use replica::{Committed, Output, Replica, ReplicaConfig};
 pub use store::{Backend, Loaded, Meta, Store};
 
@@ -35,6 +39,17 @@ pub enum Error {
     /// The journal failed.
     #[error("journal: {0}")]
     Journal(#[from] keel_journal::Error),
+    /// A peer message claimed a sender other than the authenticated one.
+    #[error("peer {from} sent a message claiming to be from {claimed}")]
+    ForgedSender {
+        /// The authenticated sender.
+        from: u64,
+        /// The sender the message named.
+        claimed: u64,
+    },
+    /// The role rules found an inconsistency (a bug: the node must stop).
+    #[error("role: {0}")]
+    Role(String),
     /// A file beside the journal failed.
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),

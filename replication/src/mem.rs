@@ -7,7 +7,7 @@ use raft::prelude::HardState;
 
 use keel_journal::format::{record_span, write_record, RecordType};
 
-use crate::batch;
+use crate::batch::{self, SeqRange};
 use crate::store::{Backend, Loaded, Meta};
 use crate::Error;
 
@@ -143,5 +143,33 @@ impl Backend for MemBackend {
         self.synced_metas = self.metas.len();
         self.syncs += 1;
         Ok(())
+    }
+
+    fn read_unproposed(
+        &mut self,
+        after_seq: u64,
+        records_max: u32,
+        bytes_max: usize,
+        out: &mut Vec<u8>,
+    ) -> Result<SeqRange, Error> {
+        let start = usize::try_from(after_seq)
+            .map_err(|_| Error::Storage("sequence number out of range".into()))?;
+        let mut range = SeqRange {
+            first_seq: after_seq + 1,
+            count: 0,
+        };
+        let first_len = out.len();
+        for record in self.records.iter().skip(start) {
+            if range.count == records_max || out.len() - first_len >= bytes_max {
+                break;
+            }
+            out.extend_from_slice(record);
+            range.count += 1;
+        }
+        Ok(range)
+    }
+
+    fn reclaim(&mut self, keep_seq: u64) -> Result<(), Error> {
+        self.truncate_after(keep_seq)
     }
 }

@@ -40,6 +40,19 @@ pub trait Backend {
     fn save_hard_state(&mut self, hard_state: &HardState) -> Result<(), Error>;
     /// Makes every record and index entry written so far durable.
     fn sync(&mut self) -> Result<(), Error>;
+    /// Reads the records after `after_seq` that the local matching loop journaled, at most
+    /// `records_max` or about `bytes_max`, into `out` as a batch (a leader's next
+    /// proposal), and returns their range.
+    fn read_unproposed(
+        &mut self,
+        after_seq: u64,
+        records_max: u32,
+        bytes_max: usize,
+        out: &mut Vec<u8>,
+    ) -> Result<SeqRange, Error>;
+    /// Takes the journal back from the matching loop after order entry closed, discarding
+    /// every record after `keep_seq` (journaled, never in the Raft log).
+    fn reclaim(&mut self, keep_seq: u64) -> Result<(), Error>;
 }
 
 /// What a backend recovered from disk (or memory) at start.

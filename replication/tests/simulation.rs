@@ -115,6 +115,24 @@ fn the_checks_catch_an_acknowledgement_before_commit() {
     );
 }
 
+/// The simulation drives the production role machine, so a bug planted there must be
+/// caught too: a new leader that serves before an entry of its own term is committed
+/// (its state may lack commands an earlier leader acknowledged).
+#[test]
+fn the_checks_catch_serving_before_the_new_term_commits() {
+    let caught = (0..200u64).find_map(|seed| {
+        run_seed(SimConfig {
+            seed,
+            bug: Some(Bug::ServeBeforeTermCommit),
+        })
+        .err()
+        .map(|error| (seed, error))
+    });
+    let (seed, error) =
+        caught.expect("200 seeds of serving before the term's first commit went unnoticed");
+    println!("planted role-machine bug caught at seed {seed}: {error}");
+}
+
 /// Sums over seeds, for the report line.
 #[derive(Debug, Default)]
 struct Totals {

@@ -2,7 +2,7 @@
 //! logical clock, all driven by one seed. See `tests/simulation.rs` for what it checks.
 
 pub mod checker;
-pub mod node;
+pub mod host;
 pub mod rng;
 pub mod workload;
 
@@ -12,11 +12,12 @@ use keel_engine::{Command, EngineConfig};
 use keel_journal::format::{read_record, RECORD_HEADER_BYTES};
 use keel_journal::merkle::{Hash, MerkleFrontier};
 use keel_journal::snapshot::state_root;
+use keel_replication::node::PlantedBug;
 use keel_replication::{Backend, ReplicaConfig};
 use raft::prelude::Message;
 
 use checker::{Ack, Checker, Roots};
-use node::{Effects, Live, Node, Reply};
+use host::{Effects, Live, Node, Reply};
 use rng::Rng;
 use workload::{Client, Outcome, State, RETRY_AFTER};
 
@@ -34,6 +35,9 @@ pub enum Bug {
     /// The leader acknowledges a command as soon as it journals it (before it is synced or
     /// committed), instead of waiting for the Raft commit.
     AckOnAppend,
+    /// Planted in the production role machine: a new leader serves before an entry of its
+    /// own term is committed.
+    ServeBeforeTermCommit,
 }
 
 /// What to run.
@@ -162,10 +166,11 @@ impl Cluster {
         let voters: Vec<u64> = (1..=size as u64).collect();
         let mut checker = Checker::default();
         let mut nodes = Vec::new();
-        // In a third of the runs, deposed leaders discard their unproposed records late.
+        // In a third of the runs, deposed leaders close order entry (and so discard their
+        // unproposed records) late.
         let lagging = rng.chance(333);
         for id in 1..=size as u64 {
-            let config = ReplicaConfig {
+            let replica_config = ReplicaConfig {
                 id,
                 voters: voters.clone(),
                 // Per node, from the seed: deterministic, yet nodes time out at different
@@ -186,13 +191,15 @@ impl Cluster {
                 capacity_orders: rng.range(16, 4096) as usize,
                 price_window_bits: rng.range(6, 12) as u32,
             };
-            let tick_phase = rng.below(TICK_UNITS);
-            let discard_lag = if lagging { rng.range(1, 200) as u32 } else { 0 };
+            let clock_offset = rng.below(TICK_UNITS);
+            let close_lag = if lagging { rng.range(1, 200) as u32 } else { 0 };
+            let planted = (config.bug == Some(Bug::ServeBeforeTermCommit))
+                .then_some(PlantedBug::ServeBeforeTermCommit);
             nodes.push(Node::new(
-                config,
+                replica_config,
                 engine_config,
-                tick_phase,
-                discard_lag,
+                (clock_offset, close_lag),
+                planted,
                 &mut checker,
             )?);
         }
@@ -275,8 +282,11 @@ impl Cluster {
             self.one_way.clear();
         }
         for i in 0..self.nodes.len() {
-            if now % TICK_UNITS == self.nodes[i].tick_phase && self.paused_until[i] <= now {
-                self.on_node(i, |live, id, checker, fx| live.tick(id, checker, fx))?;
+            if self.paused_until[i] <= now {
+                let clock = now + self.nodes[i].clock_offset;
+                self.on_node(i, |live, id, checker, fx| {
+                    live.on_time(id, clock, checker, fx)
+                })?;
             }
         }
         while let Some(entry) = self.network.first_entry() {
@@ -513,7 +523,7 @@ impl Cluster {
         self.nodes.iter().position(|n| {
             n.live
                 .as_ref()
-                .is_some_and(|l| l.replica.role() == raft::StateRole::Leader)
+                .is_some_and(|l| l.role.replica().role() == raft::StateRole::Leader)
         })
     }
 
@@ -620,16 +630,16 @@ impl Cluster {
                 None => return false,
             }
         }
-        let (last, commit) = lives[0].replica.indices();
+        let (last, commit) = lives[0].role.replica().indices();
         let seq = lives[0].committed_seq();
-        let serving = lives.iter().filter(|l| l.lead_term.is_some()).count();
+        let serving = lives.iter().filter(|l| l.serving.is_some()).count();
         serving == 1
             && commit == last
             && lives.iter().all(|l| {
-                l.replica.indices() == (last, commit)
+                l.role.replica().indices() == (last, commit)
                     && l.committed_seq() == seq
                     && l.applied_seq == seq
-                    && l.replica.store().backend().last_seq() == seq
+                    && l.role.replica().store().backend().last_seq() == seq
             })
     }
 
@@ -641,13 +651,13 @@ impl Cluster {
                 Some(l) => format!(
                     "node {} {:?} term {} indices {:?} committed_seq {} applied {} journal {} serving {:?}",
                     n.id,
-                    l.replica.role(),
-                    l.replica.term(),
-                    l.replica.indices(),
+                    l.role.replica().role(),
+                    l.role.replica().term(),
+                    l.role.replica().indices(),
                     l.committed_seq(),
                     l.applied_seq,
-                    l.replica.store().backend().last_seq(),
-                    l.lead_term
+                    l.role.replica().store().backend().last_seq(),
+                    l.serving
                 ),
                 None => format!("node {} down", n.id),
             })
@@ -683,7 +693,7 @@ impl Cluster {
                 .live
                 .as_ref()
                 .ok_or_else(|| format!("node {id} is down at the end"))?;
-            let backend = live.replica.store().backend();
+            let backend = live.role.replica().store().backend();
             let records = backend.records();
             if (records.len() as u64) < final_seq || live.committed_seq() != final_seq {
                 return Err(format!("node {id} ends behind: {}", self.describe()));
@@ -744,7 +754,8 @@ impl Cluster {
                     ));
                 }
                 let term = live
-                    .replica
+                    .role
+                    .replica()
                     .store()
                     .metas()
                     .iter()

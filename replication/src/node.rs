@@ -1,0 +1,432 @@
+//! The node's role logic as a sans-IO state machine: when a cluster member serves order
+//! entry, when it stops, what it applies, and what its gateway may release.
+//!
+//! The real node (`keel serve` with a `[cluster]` section) wraps a [`RoleMachine`] in a thread
+//! with a transport, a clock and the matching loop; the deterministic cluster simulation
+//! drives the very same type with a simulated network and clock. Neither holds a copy of
+//! these rules. Inputs are values: the time ([`RoleMachine::on_time`]), peer messages
+//! ([`RoleMachine::step`]), "the matching loop journaled records"
+//! ([`RoleMachine::propose_journaled`]) and "order entry has closed"
+//! ([`RoleMachine::order_entry_closed`]); [`RoleMachine::ready`] runs raft-rs's Ready
+//! protocol and the role rules, and the driver then carries out the [`Action`]s.
+//!
+//! The rules, and why:
+//! - **Open order entry** only once raft-rs says an entry of this leader's term is
+//!   committed, the log holds nothing uncommitted, and everything committed is applied:
+//!   only then does this node's state hold every command any leader ever acknowledged.
+//! - **Close order entry** as soon as the role or term changes, before the next Ready: the
+//!   new leader's entries must go to a journal the replica owns again, after the records the
+//!   old matching loop journaled but raft never took are cut. Until the driver reports the
+//!   close, no Ready runs (nothing is persisted or applied).
+//! - **Apply** (followers) exactly the committed records, in order, once each.
+//! - **Release**: while serving, responses up to the committed sequence number may leave;
+//!   never while closing, since a record at that position may become another leader's.
+
+use raft::prelude::Message;
+use raft::StateRole;
+
+use crate::replica::{Committed, Output, Replica};
+use crate::store::Backend;
+use crate::Error;
+
+/// How the role machine paces itself.
+#[derive(Clone, Copy, Debug)]
+pub struct RoleConfig {
+    /// Length of one raft-rs logical clock tick.
+    pub tick_ms: u64,
+    /// Journal records per proposal.
+    pub proposal_records_max: u32,
+    /// Approximate bytes per proposal.
+    pub proposal_bytes_max: usize,
+    /// Proposals per [`RoleMachine::propose_journaled`] call (the rest wait for the next).
+    pub proposals_per_call_max: u32,
+}
+
+impl Default for RoleConfig {
+    fn default() -> RoleConfig {
+        RoleConfig {
+            tick_ms: 10,
+            proposal_records_max: 4096,
+            proposal_bytes_max: 1 << 20,
+            proposals_per_call_max: 64,
+        }
+    }
+}
+
+/// What the driver must do, in order.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Apply these committed records to the engine and sessions (followers only): they
+    /// follow the last record applied, with no gap.
+    Apply(Committed),
+    /// Discard the engine and sessions and rebuild them from journal records
+    /// `1..=upto_seq` (all committed).
+    Rebuild {
+        /// Last record to replay.
+        upto_seq: u64,
+    },
+    /// Start serving order entry in `term`: the state holds exactly records `1..=last_seq`
+    /// (every committed record), and the journal may be handed to the matching loop.
+    OpenOrderEntry {
+        /// The term this node leads.
+        term: u64,
+        /// The journal's last record, all committed.
+        last_seq: u64,
+    },
+    /// Stop serving: stop the matching loop and gateway (no End of Session: clients resume
+    /// on the new leader), drop held responses, take the journal back, then call
+    /// [`RoleMachine::order_entry_closed`].
+    CloseOrderEntry,
+    /// Responses for records up to `committed_seq` may leave (the release watermark).
+    Release {
+        /// Last committed record.
+        committed_seq: u64,
+    },
+}
+
+/// A deliberately wrong rule, planted by the simulation's self-test to show its checks
+/// catch it. Never set outside that test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PlantedBug {
+    /// Serve as soon as this node is leader with what it knows committed applied, without
+    /// waiting for an entry of its own term to commit.
+    ServeBeforeTermCommit,
+}
+
+/// Where the node stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Applying what the leader commits; order entry is closed.
+    Following,
+    /// Order entry is open: the matching loop journals, this machine proposes.
+    Serving {
+        /// The term this node leads.
+        term: u64,
+        /// Last record handed to raft.
+        proposed_seq: u64,
+    },
+    /// Leadership was lost; waiting for the driver to close order entry.
+    Closing,
+}
+
+/// Counters, for logs and the simulation's report.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RoleStats {
+    /// Peer messages raft-rs refused (stale or duplicated ones, mostly).
+    pub step_errors: u64,
+    /// Proposals raft-rs dropped.
+    pub dropped_proposals: u64,
+    /// Times order entry opened.
+    pub openings: u64,
+    /// Times order entry closed.
+    pub step_downs: u64,
+}
+
+/// Most actions one call can queue: a Ready's committed entries are bounded by raft-rs's
+/// message size, and the driver drains the queue after every call.
+const ACTIONS_MAX: usize = 64 * 1024;
+
+/// One cluster member's role logic over a [`Replica`].
+pub struct RoleMachine<B: Backend> {
+    replica: Replica<B>,
+    config: RoleConfig,
+    mode: Mode,
+    /// Last record the driver was told to apply (or rebuild to).
+    applied_seq: u64,
+    /// The replica's committed sequence number after the previous Ready.
+    committed_seq_seen: u64,
+    /// Last release watermark handed out while serving.
+    released_seq: u64,
+    /// When raft-rs ticks next; `None` until the first time input.
+    next_tick_ms: Option<u64>,
+    actions: Vec<Action>,
+    planted_bug: Option<PlantedBug>,
+    stats: RoleStats,
+}
+
+impl<B: Backend> RoleMachine<B> {
+    /// A follower over `replica`. The first action asks the driver to rebuild its state from
+    /// the committed journal records.
+    pub fn new(replica: Replica<B>, config: RoleConfig) -> RoleMachine<B> {
+        assert!(config.tick_ms > 0 && config.proposal_records_max > 0);
+        let committed_seq = replica.committed_seq();
+        RoleMachine {
+            replica,
+            config,
+            mode: Mode::Following,
+            applied_seq: committed_seq,
+            committed_seq_seen: committed_seq,
+            released_seq: 0,
+            next_tick_ms: None,
+            actions: vec![Action::Rebuild {
+                upto_seq: committed_seq,
+            }],
+            planted_bug: None,
+            stats: RoleStats::default(),
+        }
+    }
+
+    /// Plants a deliberately wrong rule (the simulation's self-test only).
+    #[doc(hidden)]
+    pub fn plant_bug(&mut self, bug: PlantedBug) {
+        self.planted_bug = Some(bug);
+    }
+
+    /// Time passed: ticks raft-rs if a tick is due by `now_ms` (at most one: a node that
+    /// was paused restarts its schedule from `now_ms` rather than catching up in a burst).
+    /// Returns whether it ticked.
+    pub fn on_time(&mut self, now_ms: u64) -> bool {
+        let next = *self
+            .next_tick_ms
+            .get_or_insert(now_ms + self.config.tick_ms);
+        if now_ms < next {
+            return false;
+        }
+        self.replica.tick();
+        let mut next = next + self.config.tick_ms;
+        if next <= now_ms {
+            next = now_ms + self.config.tick_ms;
+        }
+        self.next_tick_ms = Some(next);
+        true
+    }
+
+    /// When the next tick is due (the driver sleeps at most until then).
+    pub fn next_tick_ms(&self) -> Option<u64> {
+        self.next_tick_ms
+    }
+
+    /// A peer message that arrived authenticated as coming from node `from`. A message
+    /// claiming another sender, or one raft-rs refuses, is an error for the driver to log;
+    /// the machine stays usable.
+    pub fn step(&mut self, from: u64, message: Message) -> Result<(), Error> {
+        if message.from != from {
+            self.stats.step_errors += 1;
+            return Err(Error::ForgedSender {
+                from,
+                claimed: message.from,
+            });
+        }
+        let result = self.replica.step(message);
+        if result.is_err() {
+            self.stats.step_errors += 1;
+        }
+        result
+    }
+
+    /// The matching loop journaled records: while serving, propose the ones raft does not
+    /// have yet, in batches. Does nothing otherwise.
+    pub fn propose_journaled(&mut self) -> Result<(), Error> {
+        let Mode::Serving { term, proposed_seq } = self.mode else {
+            return Ok(());
+        };
+        if !self.leads(term) {
+            // Deposed: the next `ready` closes order entry; these records will be cut.
+            return Ok(());
+        }
+        let mut proposed_seq = proposed_seq;
+        for _ in 0..self.config.proposals_per_call_max {
+            let mut batch = Vec::new();
+            let range = self.replica.store_mut().backend_mut().read_unproposed(
+                proposed_seq,
+                self.config.proposal_records_max,
+                self.config.proposal_bytes_max,
+                &mut batch,
+            )?;
+            if range.count == 0 {
+                break;
+            }
+            assert_eq!(range.first_seq, proposed_seq + 1);
+            if self.replica.propose(batch).is_err() {
+                self.stats.dropped_proposals += 1;
+                break;
+            }
+            proposed_seq = range.last_seq();
+        }
+        self.mode = Mode::Serving { term, proposed_seq };
+        Ok(())
+    }
+
+    /// The driver stopped the matching loop and gateway and holds the journal again: the
+    /// records raft never took are cut and the state is rebuilt from what is committed.
+    pub fn order_entry_closed(&mut self) -> Result<(), Error> {
+        if self.mode != Mode::Closing {
+            return Err(Error::Role("order entry closed while not closing".into()));
+        }
+        let keep_seq = self.replica.log_last_seq();
+        self.replica.store_mut().backend_mut().reclaim(keep_seq)?;
+        self.mode = Mode::Following;
+        self.rebuild();
+        Ok(())
+    }
+
+    /// Runs the role rules and raft-rs's Ready protocol. Messages that may leave before
+    /// persistence (a leader's appends) go to `send_now` at once, so followers write while
+    /// the leader does; the rest are returned in `out`. Then drain [`Self::take_actions`].
+    pub fn ready(
+        &mut self,
+        send_now: &mut dyn FnMut(Vec<Message>),
+        messages: &mut Vec<Message>,
+    ) -> Result<(), Error> {
+        if let Mode::Serving { term, .. } = self.mode {
+            if !self.leads(term) {
+                self.close();
+            }
+        }
+        if self.mode == Mode::Closing {
+            // Nothing is persisted or applied until the journal is this replica's again.
+            return Ok(());
+        }
+        let mut out = Output::default();
+        // A second round picks up what the first round's advance left ready (a commit index
+        // to store); it is a no-op when there is nothing.
+        for _ in 0..2 {
+            self.replica.handle_ready_with(&mut out, send_now)?;
+        }
+        messages.append(&mut out.messages);
+        self.check_truncation()?;
+        self.take_committed(out.committed)?;
+        self.maybe_open()?;
+        assert!(
+            self.actions.len() <= ACTIONS_MAX,
+            "role actions not drained"
+        );
+        Ok(())
+    }
+
+    /// The actions queued so far, in order.
+    pub fn take_actions(&mut self) -> std::vec::Drain<'_, Action> {
+        self.actions.drain(..)
+    }
+
+    /// Where the node stands.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// The term order entry is open for, if it is.
+    pub fn serving_term(&self) -> Option<u64> {
+        match self.mode {
+            Mode::Serving { term, .. } => Some(term),
+            _ => None,
+        }
+    }
+
+    /// Last record the driver was told to apply.
+    pub fn applied_seq(&self) -> u64 {
+        self.applied_seq
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> RoleStats {
+        self.stats
+    }
+
+    /// The replica (role, term, indices, storage).
+    pub fn replica(&self) -> &Replica<B> {
+        &self.replica
+    }
+
+    /// The replica, mutably (the driver's journal hand-over and crash simulation).
+    pub fn replica_mut(&mut self) -> &mut Replica<B> {
+        &mut self.replica
+    }
+
+    fn leads(&self, term: u64) -> bool {
+        self.replica.role() == StateRole::Leader && self.replica.term() == term
+    }
+
+    fn close(&mut self) {
+        self.mode = Mode::Closing;
+        self.stats.step_downs += 1;
+        self.actions.push(Action::CloseOrderEntry);
+    }
+
+    fn rebuild(&mut self) {
+        let upto_seq = self.replica.committed_seq();
+        self.applied_seq = upto_seq;
+        self.actions.push(Action::Rebuild { upto_seq });
+    }
+
+    /// A conflict may cut uncommitted records from the log; never committed ones, and never
+    /// records this node applied (it applies committed records only).
+    fn check_truncation(&mut self) -> Result<(), Error> {
+        let Some(from_seq) = self.replica.store_mut().take_truncation() else {
+            return Ok(());
+        };
+        if from_seq <= self.committed_seq_seen || from_seq <= self.applied_seq {
+            return Err(Error::Role(format!(
+                "a log conflict cut records from {from_seq}, but {} were committed and {} applied",
+                self.committed_seq_seen, self.applied_seq
+            )));
+        }
+        Ok(())
+    }
+
+    fn take_committed(&mut self, committed: Vec<Committed>) -> Result<(), Error> {
+        let committed_seq = self.replica.committed_seq();
+        if committed_seq < self.committed_seq_seen {
+            return Err(Error::Role(format!(
+                "the committed sequence number went back from {} to {committed_seq}",
+                self.committed_seq_seen
+            )));
+        }
+        self.committed_seq_seen = committed_seq;
+        match self.mode {
+            Mode::Following => {
+                for entry in committed {
+                    if entry.range.count == 0 || entry.range.last_seq() <= self.applied_seq {
+                        continue;
+                    }
+                    assert_eq!(entry.range.first_seq, self.applied_seq + 1);
+                    self.applied_seq = entry.range.last_seq();
+                    self.actions.push(Action::Apply(entry));
+                }
+                assert_eq!(self.applied_seq, committed_seq, "a follower applies all");
+            }
+            Mode::Serving { term, .. } => {
+                // Only this term's records commit while serving; the matching loop applied
+                // them already. Entries of earlier terms were committed before opening.
+                assert!(committed.iter().all(|e| e.term == term));
+                if committed_seq > self.released_seq {
+                    self.released_seq = committed_seq;
+                    self.actions.push(Action::Release { committed_seq });
+                }
+            }
+            Mode::Closing => unreachable!("no Ready runs while closing"),
+        }
+        Ok(())
+    }
+
+    fn maybe_open(&mut self) -> Result<(), Error> {
+        if self.mode != Mode::Following || self.replica.role() != StateRole::Leader {
+            return Ok(());
+        }
+        let committed_seq = self.replica.committed_seq();
+        let ready = match self.planted_bug {
+            Some(PlantedBug::ServeBeforeTermCommit) => true,
+            None => self.replica.leader_ready() && committed_seq == self.replica.log_last_seq(),
+        };
+        if !ready || self.applied_seq != committed_seq {
+            return Ok(());
+        }
+        let journal_last = self.replica.store().backend().last_seq();
+        if journal_last != committed_seq && self.planted_bug.is_none() {
+            return Err(Error::Role(format!(
+                "starts leading with the journal at {journal_last} but the log at {committed_seq}"
+            )));
+        }
+        let term = self.replica.term();
+        self.mode = Mode::Serving {
+            term,
+            proposed_seq: journal_last,
+        };
+        self.released_seq = committed_seq;
+        self.stats.openings += 1;
+        self.actions.push(Action::OpenOrderEntry {
+            term,
+            last_seq: journal_last,
+        });
+        Ok(())
+    }
+}
