@@ -1,5 +1,7 @@
-//! A node in a Raft cluster: the replication thread (this module's loop) drives a
-//! `keel_replication::Replica` over the journal and decides what the node does.
+//! A node in a Raft cluster: the I/O around `keel_replication::RoleMachine`, which decides
+//! what the node does (when to serve, what to apply, what may be released). This module
+//! only moves bytes and threads: peer messages in and out through the transport, the clock,
+//! and carrying out the machine's actions.
 //!
 //! ```text
 //!  follower: transport ─▶ raft ─▶ journal (records copied byte for byte) ─▶ commit ─▶ engine
@@ -10,13 +12,12 @@
 //! ```
 //!
 //! Changes of role are whole hand-overs, so each mode has one owner of the journal:
-//! - becoming leader: only once raft says an entry of the new term is committed (so this
-//!   log holds every committed record) and every record is applied here. The journal,
-//!   engine and sessions move to a fresh matching loop and gateway; the node journals its
-//!   own inputs (instruments, cancel-on-disconnect) as the single node does at start;
-//! - stepping down: the gateway stops without End of Session (clients resume on the new
-//!   leader), the matching loop closes the journal, records raft never took are cut, and
-//!   the engine and sessions are rebuilt from the journal before anything else happens.
+//! - opening order entry: the journal, engine and sessions move to a fresh matching loop
+//!   and gateway; the node journals its own inputs (instruments, cancel-on-disconnect) as
+//!   the single node does at start;
+//! - closing it: the gateway stops without End of Session (clients resume on the new
+//!   leader), the matching loop closes the journal, and the machine cuts the records raft
+//!   never took and asks for the engine and sessions to be rebuilt.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -25,14 +26,14 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crossbeam_channel::Receiver;
 use keel_engine::{Engine, Event};
 use keel_journal::format::read_record;
 use keel_replication::disk::DiskBackend;
 use keel_replication::transport::{Transport, TransportConfig};
-use keel_replication::{Output, Replica, ReplicaConfig};
+use keel_replication::{Action, Replica, ReplicaConfig, RoleConfig, RoleMachine};
 use protobuf::Message as _;
 use raft::prelude::Message;
-use raft::StateRole;
 
 use super::server::ClusterLink;
 use super::sessions::SessionBook;
@@ -42,13 +43,14 @@ use crate::config::{ClusterConfig, Config};
 use crate::protocol::soupbin::{LoginRejectReason, ServerPacket};
 use crate::Error;
 
-/// Raft's logical clock.
-const TICK: Duration = Duration::from_millis(10);
-/// Records per proposal, and its approximate byte bound.
-const PROPOSAL_RECORDS_MAX: u32 = 4096;
-const PROPOSAL_BYTES_MAX: usize = 1 << 20;
-/// Inbound peer messages buffered.
-const INBOUND_CAPACITY: usize = 16 * 1024;
+/// Raft's logical clock tick.
+const TICK_MS: u64 = 10;
+/// Peer messages queued between the transport and this loop.
+const PEER_MESSAGES_QUEUED_MAX: usize = 16 * 1024;
+/// Peer messages handed to the machine per loop turn beyond the one that woke it.
+const PEER_MESSAGES_PER_TURN_MAX: usize = 1024;
+/// Ready rounds per loop turn (a close, its rebuild and a re-opening fit in a few).
+const CARRY_OUT_ROUNDS_MAX: usize = 4;
 
 /// The engine and sessions rebuilt from this node's journal.
 struct Applied {
@@ -59,19 +61,39 @@ struct Applied {
 }
 
 impl Applied {
-    fn rebuild(config: &Config, backend: &mut DiskBackend) -> Result<Applied, Error> {
+    fn empty(config: &Config) -> Result<Applied, Error> {
+        Ok(Applied {
+            engine: Engine::default(),
+            book: SessionBook::new(config)?,
+            replayed: Replayed::default(),
+            events: Vec::new(),
+        })
+    }
+
+    /// Replays journal records `1..=upto_seq` (all committed) into a fresh engine and
+    /// sessions.
+    fn rebuild(
+        config: &Config,
+        backend: &mut DiskBackend,
+        upto_seq: u64,
+    ) -> Result<Applied, Error> {
         let journal = backend
             .journal()
             .ok_or_else(|| Error::Node("journal not held while rebuilding".into()))?;
-        let mut engine = Engine::default();
-        let mut book = SessionBook::new(config)?;
-        let replayed = startup::replay(journal, &mut engine, &mut Replay(&mut book))?;
-        Ok(Applied {
-            engine,
-            book,
-            replayed,
-            events: Vec::new(),
-        })
+        let mut applied = Applied::empty(config)?;
+        applied.replayed = startup::replay_upto(
+            journal,
+            &mut applied.engine,
+            &mut Replay(&mut applied.book),
+            upto_seq,
+        )?;
+        if applied.replayed.last_seq != upto_seq {
+            return Err(Error::Node(format!(
+                "rebuilding to record {upto_seq}, but the journal ends at {}",
+                applied.replayed.last_seq
+            )));
+        }
+        Ok(applied)
     }
 
     fn apply_batch(&mut self, data: &[u8]) -> Result<(), Error> {
@@ -106,10 +128,20 @@ struct Stint {
     link: ClusterLink,
     stop: Arc<AtomicBool>,
     thread: JoinHandle<Result<(), Error>>,
-    /// Last record handed to raft.
-    proposed_seq: u64,
-    /// The term this stint leads.
-    term: u64,
+}
+
+/// What the I/O loop holds besides the role machine.
+struct Host<'a> {
+    config: &'a Config,
+    core: Option<usize>,
+    transport: Transport,
+    /// The follower's state; moved into the matching loop while serving.
+    applied: Applied,
+    stint: Option<Stint>,
+    door: Option<Door>,
+    kick: crossbeam_channel::Sender<()>,
+    /// Reused for the messages that leave after persistence.
+    messages: Vec<Message>,
 }
 
 /// Runs a cluster node until `shutdown` is set.
@@ -126,18 +158,210 @@ pub fn run(
     if let Some(core) = core {
         super::keep_off_core(core);
     }
-    let dir = &config.server.data_dir;
-    let (mut backend, loaded) =
-        DiskBackend::open(dir, startup::journal_config(config)).map_err(replication)?;
-    let mut applied = Applied::rebuild(config, &mut backend)?;
-    let (inbound_tx, inbound_rx) = crossbeam_channel::bounded(INBOUND_CAPACITY);
+    let (backend, loaded) =
+        DiskBackend::open(&config.server.data_dir, startup::journal_config(config))
+            .map_err(replication)?;
+    let (inbound_tx, inbound_rx) = crossbeam_channel::bounded(PEER_MESSAGES_QUEUED_MAX);
+    let transport = start_transport(&cluster, inbound_tx)?;
+    let replica = Replica::new(
+        &replica_config(&cluster),
+        backend,
+        loaded,
+        &keel_replication::raft_logger(cluster.node_id),
+    )
+    .map_err(replication)?;
+    let mut role = RoleMachine::new(replica, role_config());
+    let (kick, kick_rx) = crossbeam_channel::bounded::<()>(1);
+    let mut host = Host {
+        config,
+        core,
+        transport,
+        applied: Applied::empty(config)?,
+        stint: None,
+        door: Some(Door::open(config.server.listen)?),
+        kick,
+        messages: Vec::new(),
+    };
+    if let Err(error) = host.carry_out(&mut role) {
+        let _ = host.shutdown();
+        return Err(error);
+    }
+    tracing::info!(
+        node = cluster.node_id,
+        peers = ?cluster.peer_ids(),
+        committed_records = host.applied.replayed.last_seq,
+        "cluster node started (follower until elected)"
+    );
+    started(&StartInfo {
+        listen: config.server.listen,
+        session: "(decided by the leader)".into(),
+        matching_core: core,
+        recovered_records: host.applied.replayed.last_seq,
+    });
+    let result = io_loop(&mut host, &mut role, shutdown, (&inbound_rx, &kick_rx));
+    let ended = host.shutdown();
+    result.and(ended)
+}
+
+/// The node's loop: wait for a peer message, a kick from the gateway (new records
+/// journaled) or the next tick; hand everything to the role machine; carry out its actions.
+fn io_loop(
+    host: &mut Host<'_>,
+    role: &mut RoleMachine<DiskBackend>,
+    shutdown: &AtomicBool,
+    (inbound, kicks): (&Receiver<(u64, Vec<u8>)>, &Receiver<()>),
+) -> Result<(), Error> {
+    let clock = Instant::now();
+    let now_ms = || u64::try_from(clock.elapsed().as_millis()).unwrap_or(u64::MAX);
+    while !shutdown.load(Ordering::Acquire) {
+        let wait_ms = role
+            .next_tick_ms()
+            .map_or(0, |next| next.saturating_sub(now_ms()));
+        crossbeam_channel::select! {
+            recv(inbound) -> message => {
+                if let Ok((from, bytes)) = message {
+                    step(role, from, &bytes);
+                }
+            }
+            recv(kicks) -> _ => {}
+            default(Duration::from_millis(wait_ms)) => {}
+        }
+        // Drain what else arrived, boundedly.
+        for (from, bytes) in inbound.try_iter().take(PEER_MESSAGES_PER_TURN_MAX) {
+            step(role, from, &bytes);
+        }
+        role.on_time(now_ms());
+        role.propose_journaled().map_err(replication)?;
+        host.carry_out(role)?;
+    }
+    Ok(())
+}
+
+impl Host<'_> {
+    /// Runs the machine's Ready and carries out its actions until it has none left (a
+    /// close of order entry asks for a rebuild, and the next Ready may then open it).
+    fn carry_out(&mut self, role: &mut RoleMachine<DiskBackend>) -> Result<(), Error> {
+        for _ in 0..CARRY_OUT_ROUNDS_MAX {
+            let transport = &self.transport;
+            // The leader's messages go out before it persists (raft-rs's Ready protocol),
+            // so followers write and sync in parallel with the leader.
+            role.ready(
+                &mut |messages| send_all(transport, messages),
+                &mut self.messages,
+            )
+            .map_err(replication)?;
+            send_all(&self.transport, self.messages.drain(..));
+            let actions: Vec<Action> = role.take_actions().collect();
+            if actions.is_empty() {
+                return Ok(());
+            }
+            for action in actions {
+                self.act(role, action)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn act(&mut self, role: &mut RoleMachine<DiskBackend>, action: Action) -> Result<(), Error> {
+        match action {
+            Action::Apply(entry) => self.applied.apply_batch(&entry.data)?,
+            Action::Rebuild { upto_seq } => {
+                let backend = role.replica_mut().store_mut().backend_mut();
+                self.applied = Applied::rebuild(self.config, backend, upto_seq)?;
+            }
+            Action::OpenOrderEntry { term, last_seq } => self.open(role, term, last_seq)?,
+            Action::CloseOrderEntry => {
+                tracing::warn!(
+                    term = role.replica().term(),
+                    leader = role.replica().leader_id(),
+                    "lost leadership; stepping down"
+                );
+                if let Some(old) = self.stint.take() {
+                    end_stint(old)?;
+                }
+                role.order_entry_closed().map_err(replication)?;
+                self.door = Some(Door::open(self.config.server.listen)?);
+            }
+            Action::Release { committed_seq } => {
+                if let Some(stint) = &self.stint {
+                    stint.link.committed.store(committed_seq, Ordering::Release);
+                    if let Some(waker) = stint.link.waker.get() {
+                        let _ = waker.wake();
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn open(
+        &mut self,
+        role: &mut RoleMachine<DiskBackend>,
+        term: u64,
+        last_seq: u64,
+    ) -> Result<(), Error> {
+        if self.applied.replayed.last_seq != last_seq {
+            return Err(Error::Node(format!(
+                "state at record {} but the journal ends at {last_seq}",
+                self.applied.replayed.last_seq
+            )));
+        }
+        if let Some(door) = self.door.take() {
+            door.close();
+        }
+        tracing::info!(
+            term,
+            records = last_seq,
+            "elected leader; serving order entry"
+        );
+        let journal = role
+            .replica_mut()
+            .store_mut()
+            .backend_mut()
+            .release_journal()
+            .ok_or_else(|| Error::Node("journal already released".into()))?;
+        let taken = std::mem::replace(&mut self.applied, Applied::empty(self.config)?);
+        self.stint = Some(start_stint(
+            self.config,
+            self.core,
+            journal,
+            taken,
+            last_seq,
+            self.kick.clone(),
+        )?);
+        Ok(())
+    }
+
+    /// Stops serving (clients get End of Session: this is a shutdown, not a step-down),
+    /// closes the follower's door and the transport.
+    fn shutdown(mut self) -> Result<(), Error> {
+        let ended = match self.stint.take() {
+            Some(old) => {
+                old.link.deposed.store(false, Ordering::Release);
+                end_stint(old)
+            }
+            None => Ok(()),
+        };
+        if let Some(door) = self.door.take() {
+            door.close();
+        }
+        self.transport.shutdown();
+        ended
+    }
+}
+
+fn start_transport(
+    cluster: &ClusterConfig,
+    inbound: crossbeam_channel::Sender<(u64, Vec<u8>)>,
+) -> Result<Transport, Error> {
     let peers = cluster.peer_ids();
     let listen = peers
         .iter()
         .find(|(id, _)| *id == cluster.node_id)
         .map(|(_, addr)| *addr)
         .ok_or_else(|| Error::Config("cluster.node_id is not a peer".into()))?;
-    let transport = Transport::start(
+    tracing::info!(node = cluster.node_id, raft = %listen, "cluster transport listening");
+    Transport::start(
         TransportConfig {
             node_id: cluster.node_id,
             listen,
@@ -148,174 +372,21 @@ pub fn run(
                 .collect(),
             secret: cluster.secret.as_bytes().to_vec(),
         },
-        inbound_tx,
+        inbound,
         Arc::new(|| {}),
     )
-    .map_err(|e| Error::Node(format!("cluster transport: {e}")))?;
-    let mut replica = Replica::new(
-        &replica_config(&cluster),
-        backend,
-        loaded,
-        &keel_replication::raft_logger(cluster.node_id),
-    )
-    .map_err(replication)?;
-    tracing::info!(
-        node = cluster.node_id,
-        raft = %listen,
-        peers = ?peers,
-        journal_records = applied.replayed.last_seq,
-        "cluster node started (follower until elected)"
-    );
-    started(&StartInfo {
-        listen: config.server.listen,
-        session: "(decided by the leader)".into(),
-        matching_core: core,
-        recovered_records: applied.replayed.last_seq,
-    });
-    let (kick_tx, kick_rx) = crossbeam_channel::bounded::<()>(1);
-    let mut door = Some(Door::open(config.server.listen)?);
-    let mut stint: Option<Stint> = None;
-    let mut next_tick = Instant::now() + TICK;
-    let mut out = Output::default();
-    let mut batch = Vec::new();
-    let result = loop {
-        if shutdown.load(Ordering::Acquire) {
-            break Ok(());
-        }
-        // Sleep until a peer message, a kick from the gateway (new records journaled), or
-        // the next tick.
-        let wait = next_tick.saturating_duration_since(Instant::now());
-        crossbeam_channel::select! {
-            recv(inbound_rx) -> message => {
-                if let Ok((from, bytes)) = message {
-                    step(&mut replica, from, &bytes);
-                }
-            }
-            recv(kick_rx) -> _ => {}
-            default(wait) => {}
-        }
-        // Drain what else arrived, boundedly.
-        for (from, bytes) in inbound_rx.try_iter().take(1024) {
-            step(&mut replica, from, &bytes);
-        }
-        if Instant::now() >= next_tick {
-            replica.tick();
-            next_tick += TICK;
-            if next_tick < Instant::now() {
-                next_tick = Instant::now() + TICK;
-            }
-        }
-        // Stepping down comes first, before raft's next Ready: the new leader's entries in
-        // it must go to a journal this thread owns again, after the records the old
-        // stint journaled but raft never took are cut.
-        let deposed = stint
-            .as_ref()
-            .is_some_and(|s| replica.role() != StateRole::Leader || replica.term() != s.term);
-        if deposed {
-            tracing::warn!(
-                term = replica.term(),
-                leader = replica.leader_id(),
-                "lost leadership; stepping down"
-            );
-            if let Some(old) = stint.take() {
-                end_stint(old)?;
-            }
-            let keep_seq = replica.log_last_seq();
-            let backend = replica.store_mut().backend_mut();
-            backend.reclaim_journal(keep_seq).map_err(replication)?;
-            applied = Applied::rebuild(config, backend)?;
-            door = Some(Door::open(config.server.listen)?);
-        }
-        if let Some(stint) = &mut stint {
-            if let Err(error) = propose_new(&mut replica, stint, &mut batch) {
-                tracing::warn!(%error, "proposal refused");
-            }
-        }
-        out.messages.clear();
-        out.committed.clear();
-        // The leader's messages go out before it persists (raft-rs's Ready protocol), so
-        // followers write and sync in parallel with the leader.
-        let ready = replica.handle_ready_with(&mut out, &mut |messages| {
-            send_all(&transport, messages);
-        });
-        if let Err(error) = ready {
-            break Err(replication(error));
-        }
-        send_all(&transport, out.messages.drain(..));
-        if let Some(stint) = &stint {
-            stint
-                .link
-                .committed
-                .store(replica.committed_seq(), Ordering::Release);
-            if let Some(waker) = stint.link.waker.get() {
-                let _ = waker.wake();
-            }
-        } else {
-            for committed in out.committed.drain(..) {
-                applied.apply_batch(&committed.data)?;
-            }
-        }
-        if let Some(from_seq) = replica.store_mut().take_truncation() {
-            if from_seq <= applied.replayed.last_seq && stint.is_none() {
-                tracing::warn!(
-                    from_seq,
-                    "log conflict cut applied records; rebuilding state"
-                );
-                applied = Applied::rebuild(config, replica.store_mut().backend_mut())?;
-            }
-        }
-        // Becoming leader.
-        if stint.is_none() && replica.leader_ready() {
-            if let Some(door) = door.take() {
-                door.close();
-            }
-            let proposed_seq = replica.log_last_seq();
-            let fresh = Applied {
-                engine: Engine::default(),
-                book: SessionBook::new(config)?,
-                replayed: Replayed::default(),
-                events: Vec::new(),
-            };
-            let taken = std::mem::replace(&mut applied, fresh);
-            tracing::info!(
-                term = replica.term(),
-                records = proposed_seq,
-                "elected leader; serving order entry"
-            );
-            let journal = replica
-                .store_mut()
-                .backend_mut()
-                .release_journal()
-                .ok_or_else(|| Error::Node("journal already released".into()))?;
-            if taken.replayed.last_seq != proposed_seq {
-                return Err(Error::Node(format!(
-                    "state at record {} but the log ends at {proposed_seq}",
-                    taken.replayed.last_seq
-                )));
-            }
-            stint = Some(start_stint(
-                config,
-                core,
-                journal,
-                taken,
-                (proposed_seq, replica.term()),
-                kick_tx.clone(),
-            )?);
-        }
-    };
-    if let Some(old) = stint.take() {
-        old.link.deposed.store(false, Ordering::Release);
-        end_stint(old)?;
+    .map_err(|e| Error::Node(format!("cluster transport: {e}")))
+}
+
+fn role_config() -> RoleConfig {
+    RoleConfig {
+        tick_ms: TICK_MS,
+        ..RoleConfig::default()
     }
-    if let Some(door) = door.take() {
-        door.close();
-    }
-    transport.shutdown();
-    result
 }
 
 fn replica_config(cluster: &ClusterConfig) -> ReplicaConfig {
-    let ticks = |ms: u64| usize::try_from(ms / TICK.as_millis() as u64).unwrap_or(usize::MAX);
+    let ticks = |ms: u64| usize::try_from(ms / TICK_MS).unwrap_or(usize::MAX);
     ReplicaConfig {
         id: cluster.node_id,
         voters: cluster.peer_ids().iter().map(|(id, _)| *id).collect(),
@@ -339,51 +410,19 @@ fn send_all(transport: &Transport, messages: impl IntoIterator<Item = Message>) 
     }
 }
 
-/// Hands one peer message to raft. Only authenticated bytes reach here (the transport
-/// checks every frame's MAC); a message claiming another sender is dropped.
-fn step(replica: &mut Replica<DiskBackend>, from: u64, bytes: &[u8]) {
+/// Hands one peer message to the role machine. Only authenticated bytes reach here (the
+/// transport checks every frame's MAC); the machine drops a message claiming another
+/// sender.
+fn step(role: &mut RoleMachine<DiskBackend>, from: u64, bytes: &[u8]) {
     match Message::parse_from_bytes(bytes) {
-        Ok(message) if message.from == from => {
-            if let Err(error) = replica.step(message) {
-                tracing::debug!(%error, from, "raft message not taken");
+        Ok(message) => match role.step(from, message) {
+            Ok(()) => {}
+            Err(error @ keel_replication::Error::ForgedSender { .. }) => {
+                tracing::warn!(%error, "peer message dropped");
             }
-        }
-        Ok(message) => {
-            tracing::warn!(
-                from,
-                claimed = message.from,
-                "peer message with a forged sender dropped"
-            );
-        }
+            Err(error) => tracing::debug!(%error, from, "raft message not taken"),
+        },
         Err(error) => tracing::warn!(from, %error, "undecodable peer message dropped"),
-    }
-}
-
-/// Proposes the records the matching loop journaled since the last proposal.
-fn propose_new(
-    replica: &mut Replica<DiskBackend>,
-    stint: &mut Stint,
-    batch: &mut Vec<u8>,
-) -> Result<(), Error> {
-    loop {
-        batch.clear();
-        let range = replica
-            .store_mut()
-            .backend_mut()
-            .read_new(
-                stint.proposed_seq,
-                PROPOSAL_RECORDS_MAX,
-                PROPOSAL_BYTES_MAX,
-                batch,
-            )
-            .map_err(replication)?;
-        if range.count == 0 {
-            return Ok(());
-        }
-        replica
-            .propose(std::mem::take(batch))
-            .map_err(replication)?;
-        stint.proposed_seq = range.last_seq();
     }
 }
 
@@ -392,14 +431,14 @@ fn start_stint(
     core: Option<usize>,
     journal: keel_journal::Journal,
     applied: Applied,
-    (proposed_seq, term): (u64, u64),
+    last_seq: u64,
     kick: crossbeam_channel::Sender<()>,
 ) -> Result<Stint, Error> {
     let link = ClusterLink {
         kick: Some(kick),
         ..ClusterLink::default()
     };
-    link.committed.store(proposed_seq, Ordering::Release);
+    link.committed.store(last_seq, Ordering::Release);
     let stop = Arc::new(AtomicBool::new(false));
     let thread = {
         let config = config.clone();
@@ -426,13 +465,7 @@ fn start_stint(
                 })
             })?
     };
-    Ok(Stint {
-        link,
-        stop,
-        thread,
-        proposed_seq,
-        term,
-    })
+    Ok(Stint { link, stop, thread })
 }
 
 fn end_stint(stint: Stint) -> Result<(), Error> {

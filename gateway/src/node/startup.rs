@@ -110,6 +110,17 @@ pub fn replay(
     engine: &mut Engine,
     sink: &mut impl RecordSink,
 ) -> Result<Replayed, Error> {
+    replay_upto(journal, engine, sink, u64::MAX)
+}
+
+/// Replays the records of `journal` up to `upto_seq` into `engine` and `sink` (a cluster
+/// follower applies committed records only; the journal may hold more).
+pub fn replay_upto(
+    journal: &Journal,
+    engine: &mut Engine,
+    sink: &mut impl RecordSink,
+    upto_seq: u64,
+) -> Result<Replayed, Error> {
     let mut replayed = Replayed::default();
     if journal.watermarks().appended() == 0 {
         return Ok(replayed);
@@ -119,7 +130,10 @@ pub fn replay(
     if reader.next_seq() != 1 {
         return Err(Error::Node("the journal does not start at record 1".into()));
     }
-    while let Some(record) = reader.next()? {
+    while replayed.last_seq < upto_seq {
+        let Some(record) = reader.next()? else {
+            break;
+        };
         apply_record(
             engine,
             sink,
