@@ -189,7 +189,7 @@ impl<B: Backend> Replica<B> {
             let range = self.node.store().range_of(entry.index).ok_or_else(|| {
                 Error::Storage(format!("committed entry {} is not in the log", entry.index))
             })?;
-            debug_assert!(range.count == 0 || range.first_seq == self.committed_seq + 1);
+            assert!(range.count == 0 || range.first_seq == self.committed_seq + 1);
             if range.count > 0 {
                 self.committed_seq = range.last_seq();
             }

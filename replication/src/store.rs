@@ -183,7 +183,7 @@ impl<B: Backend> Store<B> {
         }
         let start = self.metas.len();
         for entry in entries {
-            debug_assert_eq!(entry.index, self.metas.len() as u64 + 1);
+            assert_eq!(entry.index, self.metas.len() as u64 + 1);
             if entry.get_entry_type() != EntryType::EntryNormal {
                 return Err(Error::Storage(format!(
                     "entry {} is a configuration change; membership is fixed",
