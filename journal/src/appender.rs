@@ -102,20 +102,21 @@ impl Appender {
         // Keep room for the seal that ends every full segment.
         if self.write_pos + span + RECORD_HEADER_BYTES > self.segment.map.len() {
             self.roll(span)?;
+            // Off the hot path, where the condition above already guarantees it: the record
+            // and the seal after it fit in the fresh segment.
+            assert!(
+                self.write_pos + span + RECORD_HEADER_BYTES <= self.segment.map.len(),
+                "record outside its segment"
+            );
         }
         let seq = self.next_seq;
         let end = self.write_pos + span;
         // Paired with the reader, which checks each record's sequence number against the one
-        // it expects: this writer numbers records densely (it alone publishes `appended`),
-        // starts each record on the alignment and leaves room for the seal after it.
+        // it expects: this writer numbers records densely (it alone publishes `appended`)
+        // and starts each record on the alignment.
         assert!(
-            seq == self.marks.appended() + 1,
-            "sequence numbers not dense"
-        );
-        assert!(
-            self.write_pos % RECORD_ALIGN_BYTES == 0
-                && end + RECORD_HEADER_BYTES <= self.segment.map.len(),
-            "record outside its segment"
+            seq == self.marks.appended_by_writer() + 1 && self.write_pos % RECORD_ALIGN_BYTES == 0,
+            "sequence numbers not dense or record misaligned"
         );
         let buf = &mut self.segment.map[self.write_pos..end];
         write_record_with(buf, seq, record_type, payload_len, fill);
