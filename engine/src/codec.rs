@@ -16,11 +16,11 @@
 //! string encodes each command and a decoded command re-encodes to the same bytes.
 
 use crate::command::{Command, NewOrder};
-use crate::types::{SelfTradePrevention, Side, Symbol, TimeInForce, SYMBOL_CAPACITY_BYTES};
+use crate::types::{SelfTradePrevention, Side, Symbol, TimeInForce, SYMBOL_BYTES_MAX};
 use crate::Error;
 
 /// The longest encoding of any command, in bytes.
-pub const COMMAND_CAPACITY_BYTES: usize = 1 + 8 + 8 + 4 + 4 + 8 + 8;
+pub const COMMAND_BYTES_MAX: usize = 1 + 8 + 8 + 4 + 4 + 8 + 8;
 
 const KIND_INSTRUMENT: u8 = 1;
 const KIND_NEW: u8 = 2;
@@ -103,7 +103,7 @@ impl<'a> Reader<'a> {
 }
 
 impl Command {
-    /// Length of this command's encoding in bytes (at most [`COMMAND_CAPACITY_BYTES`]).
+    /// Length of this command's encoding in bytes (at most [`COMMAND_BYTES_MAX`]).
     pub fn encoded_len(&self) -> usize {
         1 + match self {
             Command::DefineInstrument { symbol, .. } => 4 + 1 + symbol.as_str().len(),
@@ -126,7 +126,7 @@ impl Command {
                 let text = symbol.as_str().as_bytes();
                 w.u8(KIND_INSTRUMENT);
                 w.u32(instrument);
-                // Symbols are at most SYMBOL_CAPACITY_BYTES (32) long, so this fits a u8.
+                // Symbols are at most SYMBOL_BYTES_MAX (32) long, so this fits a u8.
                 w.u8(text.len() as u8);
                 w.bytes(text);
             }
@@ -186,7 +186,7 @@ impl Command {
                 w.u32(instrument.unwrap_or(0));
             }
         }
-        debug_assert_eq!(w.pos, self.encoded_len());
+        assert_eq!(w.pos, self.encoded_len(), "encoded length mismatch");
         w.pos
     }
 
@@ -229,7 +229,7 @@ impl Command {
 fn decode_instrument(r: &mut Reader<'_>) -> Result<Command, Error> {
     let instrument = r.u32()?;
     let len = usize::from(r.u8()?);
-    if len == 0 || len > SYMBOL_CAPACITY_BYTES {
+    if len == 0 || len > SYMBOL_BYTES_MAX {
         return Err(Error::Decode("symbol length out of range"));
     }
     let text =
@@ -415,7 +415,7 @@ mod tests {
         #[test]
         fn round_trips(command in arb_command()) {
             let bytes = command.encode_to_vec();
-            prop_assert!(bytes.len() <= COMMAND_CAPACITY_BYTES);
+            prop_assert!(bytes.len() <= COMMAND_BYTES_MAX);
             prop_assert_eq!(Command::decode(&bytes).unwrap(), command);
         }
 

@@ -12,7 +12,7 @@
 
 mod state;
 
-pub use state::{STATE_LEAF_CAPACITY_BYTES, STATE_VERSION};
+pub use state::{STATE_LEAF_BYTES_MAX, STATE_VERSION};
 
 use rustc_hash::FxHashMap;
 
@@ -67,7 +67,10 @@ pub struct RestingOrder {
 
 /// Quantity accounting, kept so that "nothing is created or lost" can be checked after
 /// every command: `entered == 2 * filled + canceled + replaced_away + resting`
-/// (each trade fills both a taker and a maker).
+/// (each trade fills both a taker and a maker). `resting` is what the other four imply; the
+/// engine checks it against the open quantity its order slots hold after every command
+/// (modulo 2^64, in release builds too) and against the books, exactly, in
+/// [`Engine::check_invariants`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Ledger {
     /// Quantity of accepted orders plus the new quantity of every replace.
@@ -78,7 +81,7 @@ pub struct Ledger {
     pub canceled: u128,
     /// Open quantity an order had just before each replace.
     pub replaced_away: u128,
-    /// Open quantity resting on all books.
+    /// Open quantity resting on all books (as the flows above imply it).
     pub resting: u128,
 }
 
@@ -86,6 +89,57 @@ impl Ledger {
     /// Whether the books conserve quantity.
     pub fn balances(&self) -> bool {
         self.entered == 2 * self.filled + self.canceled + self.replaced_away + self.resting
+    }
+}
+
+/// The quantities that flowed in and out of the books (the [`Ledger`] without its resting
+/// quantity, which the order slab sums as orders change).
+#[derive(Clone, Copy, Debug, Default)]
+struct Flows {
+    entered: u128,
+    filled: u128,
+    canceled: u128,
+    replaced_away: u128,
+    /// [`Flows::resting`] modulo 2^64, kept as the flows change so that checking it after
+    /// every command is one comparison.
+    resting_low: u64,
+}
+
+impl Flows {
+    #[inline]
+    fn enter(&mut self, qty: Qty) {
+        self.entered += u128::from(qty);
+        self.resting_low = self.resting_low.wrapping_add(qty);
+    }
+
+    /// A trade: both the taker and the maker are filled by `qty`.
+    #[inline]
+    fn fill(&mut self, qty: Qty) {
+        self.filled += u128::from(qty);
+        self.resting_low = self.resting_low.wrapping_sub(qty.wrapping_mul(2));
+    }
+
+    #[inline]
+    fn cancel(&mut self, qty: Qty) {
+        self.canceled += u128::from(qty);
+        self.resting_low = self.resting_low.wrapping_sub(qty);
+    }
+
+    /// A replace: the order's `open` quantity goes, the new `qty` enters.
+    #[inline]
+    fn replace(&mut self, open: Qty, qty: Qty) {
+        self.replaced_away += u128::from(open);
+        self.entered += u128::from(qty);
+        self.resting_low = self.resting_low.wrapping_add(qty.wrapping_sub(open));
+    }
+
+    /// The quantity that must still be resting. Wraps rather than panics if quantity was
+    /// not conserved, which the checks then report.
+    fn resting(&self) -> u128 {
+        self.entered
+            .wrapping_sub(self.filled.wrapping_mul(2))
+            .wrapping_sub(self.canceled)
+            .wrapping_sub(self.replaced_away)
     }
 }
 
@@ -155,7 +209,8 @@ pub struct Engine {
     next_match_id: u64,
     /// Reused buffer for mass cancel, so it allocates nothing after warm-up.
     scratch: Vec<(OrderId, u32)>,
-    ledger: Ledger,
+    /// The ledger's flows; its resting quantity is the order slab's own sum.
+    flows: Flows,
 }
 
 impl Default for Engine {
@@ -187,7 +242,7 @@ impl Engine {
             accounts: FxHashMap::default(),
             next_match_id: 1,
             scratch: Vec::new(),
-            ledger: Ledger::default(),
+            flows: Flows::default(),
         }
     }
 
@@ -215,13 +270,31 @@ impl Engine {
                 instrument,
             } => self.mass_cancel(account, instrument, out),
         }
-        debug_assert!(self.ledger.balances(), "quantity not conserved");
+        self.assert_ledger();
+        // Every book: O(instruments), so debug only.
         #[cfg(debug_assertions)]
         for book in &self.books {
             if let (Some(bid), Some(ask)) = (book.bids.best(), book.asks.best()) {
                 debug_assert!(-bid < ask, "book {} crossed", book.instrument);
             }
         }
+    }
+
+    /// The quantity ledger after a command, in O(1), release builds included: the quantity
+    /// resting, as the flows imply it (what entered, less what was filled twice — taker and
+    /// maker —, canceled or replaced away), is the sum the order slab keeps as orders are
+    /// inserted, changed and freed. The flows are counted where events are emitted, the sum
+    /// by the slab, so a path that changes an order's open quantity without accounting for
+    /// it (or the reverse) fails here. Compared modulo 2^64, which takes a few instructions;
+    /// [`Engine::check_invariants`] recounts the books and compares exactly.
+    #[inline]
+    fn assert_ledger(&self) {
+        assert!(
+            self.flows.resting_low == self.orders.open_sum(),
+            "quantity not conserved"
+        );
+        // Truncation is the point: `resting_low` is the same quantity modulo 2^64.
+        debug_assert!(self.flows.resting() as u64 == self.flows.resting_low);
     }
 
     fn define_instrument<S: EventSink>(
@@ -241,7 +314,9 @@ impl Engine {
             Err(position) => position,
         };
         let index = u32::try_from(self.books.len()).unwrap_or(u32::MAX);
-        debug_assert!(index != u32::MAX, "too many instruments");
+        // Every book preallocates its ladders' windows: 4 billion of them is far beyond any
+        // memory this runs on, so reaching the limit is a broken invariant, not input.
+        assert!(index != u32::MAX, "too many instruments");
         self.books.push(Book {
             instrument,
             symbol,
@@ -283,7 +358,7 @@ impl Engine {
         out.emit(Event::Accepted {
             order_id: order.order_id,
         });
-        self.ledger.entered += u128::from(order.qty);
+        self.flows.enter(order.qty);
         let taker = Taker {
             order_id: order.order_id,
             account: order.account,
@@ -304,7 +379,7 @@ impl Engine {
         match (order.price, order.tif) {
             (Some(price), TimeInForce::Gtc) => self.rest(book, order, price, remaining),
             _ => {
-                debug_assert!(
+                assert!(
                     order.tif != TimeInForce::Fok,
                     "fillable fok left a remainder"
                 );
@@ -330,7 +405,7 @@ impl Engine {
         reason: CancelReason,
         out: &mut S,
     ) {
-        self.ledger.canceled += u128::from(qty);
+        self.flows.cancel(qty);
         out.emit(Event::Canceled {
             order_id,
             qty,
@@ -356,10 +431,9 @@ impl Engine {
     }
 
     /// Places `order` at the back of its price level and registers it everywhere a resting
-    /// order is found from: the id map, its account's list and the ledger.
+    /// order is found from: the id map and its account's list.
     fn insert_resting(&mut self, order: Order) {
-        let (id, side, price, open, book) =
-            (order.id, order.side, order.price, order.open, order.book);
+        let (id, side, price, book) = (order.id, order.side, order.price, order.book);
         let slot = self.orders.insert(order);
         self.books[book as usize].side_mut(side).push_back(
             key_of(side, price),
@@ -368,7 +442,6 @@ impl Engine {
         );
         self.live.insert(id, slot);
         self.link_account(slot);
-        self.ledger.resting += u128::from(open);
     }
 
     /// Whether a `fok` taker could fill `qty` right now. Same-account makers count when
@@ -418,7 +491,7 @@ impl Engine {
                 break;
             };
             let slot = ladder.head(key);
-            debug_assert!(slot != NIL, "best level is empty");
+            assert!(slot != NIL, "best level is empty");
             let maker = *self.orders.get(slot);
             if maker.account == taker.account && taker.stp != SelfTradePrevention::None {
                 match taker.stp {
@@ -448,12 +521,11 @@ impl Engine {
                 match_id,
             });
             remaining -= qty;
-            self.ledger.filled += u128::from(qty);
-            self.ledger.resting -= u128::from(qty);
+            self.flows.fill(qty);
             if qty == maker.open {
                 self.detach_resting(slot);
             } else {
-                self.orders.get_mut(slot).open -= qty;
+                self.orders.set_open(slot, maker.open - qty);
             }
         }
         MatchEnd::Remaining(remaining)
@@ -462,8 +534,7 @@ impl Engine {
     /// Cancels a resting order's whole open quantity.
     fn cancel_resting<S: EventSink>(&mut self, slot: u32, reason: CancelReason, out: &mut S) {
         let order = self.detach_resting(slot);
-        self.ledger.resting -= u128::from(order.open);
-        self.ledger.canceled += u128::from(order.open);
+        self.flows.cancel(order.open);
         out.emit(Event::Canceled {
             order_id: order.id,
             qty: order.open,
@@ -561,10 +632,9 @@ impl Engine {
             return;
         }
         // Same price, less quantity: the order keeps its place in the queue.
-        self.orders.get_mut(slot).open = qty;
+        self.orders.set_open(slot, qty);
         let removed = open - qty;
-        self.ledger.resting -= u128::from(removed);
-        self.ledger.canceled += u128::from(removed);
+        self.flows.cancel(removed);
         out.emit(Event::Canceled {
             order_id,
             qty: removed,
@@ -598,13 +668,10 @@ impl Engine {
             qty,
         });
         let order = *self.orders.get(slot);
-        self.ledger.replaced_away += u128::from(order.open);
-        self.ledger.resting -= u128::from(order.open);
-        self.ledger.entered += u128::from(qty);
+        self.flows.replace(order.open, qty);
         if price == order.price && qty <= order.open {
             // Same price, not more quantity: the order keeps its place in the queue.
-            self.orders.get_mut(slot).open = qty;
-            self.ledger.resting += u128::from(qty);
+            self.orders.set_open(slot, qty);
             return;
         }
         // Loses priority: leave the level, match as a taker if the new price crosses,
@@ -633,15 +700,13 @@ impl Engine {
             }
             MatchEnd::Remaining(remaining) => remaining,
         };
-        let resting = self.orders.get_mut(slot);
-        resting.price = price;
-        resting.open = remaining;
+        self.orders.get_mut(slot).price = price;
+        self.orders.set_open(slot, remaining);
         self.books[book as usize].side_mut(order.side).push_back(
             key_of(order.side, price),
             slot,
             &mut self.orders,
         );
-        self.ledger.resting += u128::from(remaining);
     }
 
     fn mass_cancel<S: EventSink>(
@@ -747,7 +812,13 @@ impl Engine {
 
     /// The quantity accounting.
     pub fn ledger(&self) -> Ledger {
-        self.ledger
+        Ledger {
+            entered: self.flows.entered,
+            filled: self.flows.filled,
+            canceled: self.flows.canceled,
+            replaced_away: self.flows.replaced_away,
+            resting: self.flows.resting(),
+        }
     }
 
     /// The number the next trade will carry.
@@ -838,8 +909,13 @@ impl Engine {
                 "{listed} orders in account lists, {resting_orders} resting"
             ));
         }
-        if resting_qty != self.ledger.resting || !self.ledger.balances() {
-            return fail(format!("ledger {:?} vs {resting_qty} resting", self.ledger));
+        let ledger = self.ledger();
+        // Truncation as in `assert_ledger`: the slab sums modulo 2^64.
+        if resting_qty != ledger.resting || resting_qty as u64 != self.orders.open_sum() {
+            return fail(format!(
+                "ledger {ledger:?} vs {resting_qty} resting, {} in the order slots",
+                self.orders.open_sum()
+            ));
         }
         Ok(())
     }

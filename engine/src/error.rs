@@ -1,6 +1,6 @@
 //! The crate's one error type.
 
-use crate::types::SYMBOL_CAPACITY_BYTES;
+use crate::types::SYMBOL_BYTES_MAX;
 
 /// Errors at the engine's boundary. Processing a command never fails: a bad command
 /// produces a reject event. These errors are about constructing things.
@@ -9,8 +9,8 @@ pub enum Error {
     /// Symbols must not be empty.
     #[error("symbol is empty")]
     EmptySymbol,
-    /// Symbols are at most [`SYMBOL_CAPACITY_BYTES`] bytes.
-    #[error("symbol is {len_bytes} bytes long; the limit is {SYMBOL_CAPACITY_BYTES}")]
+    /// Symbols are at most [`SYMBOL_BYTES_MAX`] bytes.
+    #[error("symbol is {len_bytes} bytes long; the limit is {SYMBOL_BYTES_MAX}")]
     SymbolTooLong {
         /// Length of the rejected symbol.
         len_bytes: usize,

@@ -84,10 +84,13 @@ impl IdSet {
     /// Adds the range `first..=last`, which must lie above every range already present and
     /// not touch the highest one (used when restoring canonical, ascending ranges).
     pub fn push_range_above(&mut self, first: OrderId, last: OrderId) {
-        debug_assert!(first <= last);
-        debug_assert!(self
-            .top
-            .is_none_or(|(_, end)| end < first && end + 1 < first));
+        // The state decoder checks both before calling (restored ranges are input there).
+        assert!(first <= last, "empty used-id range");
+        assert!(
+            self.top
+                .is_none_or(|(_, end)| end < first && end + 1 < first),
+            "range not above the top one"
+        );
         if let Some((start, end)) = self.top {
             self.below.insert(start, end);
         }

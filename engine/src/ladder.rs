@@ -20,6 +20,8 @@ use crate::types::{Price, Side};
 /// Converts a price to the ladder key of a side (lower key = better price).
 #[inline]
 pub(crate) fn key_of(side: Side, price: Price) -> i64 {
+    // Validated where prices enter (new orders, replaces, restored state). Debug only: this
+    // runs several times per command, and a bad price here would break no structure.
     debug_assert!(price >= 1, "limit prices are positive");
     match side {
         Side::Buy => -price,
@@ -71,7 +73,8 @@ pub(crate) struct Ladder {
 impl Ladder {
     /// Makes an empty ladder whose window spans `2^window_bits` keys (6 ..= 24).
     pub fn new(window_bits: u32) -> Ladder {
-        debug_assert!((6..=24).contains(&window_bits));
+        // `EngineConfig` is validated by `Engine::new`.
+        assert!((6..=24).contains(&window_bits), "window bits out of range");
         let window_len = 1usize << window_bits;
         let words = window_len / 64;
         Ladder {
@@ -201,10 +204,10 @@ impl Ladder {
                 emptied
             }
             None => {
-                let Some(level) = self.overflow.get_mut(&key) else {
-                    debug_assert!(false, "unlinking from a missing level");
-                    return;
-                };
+                let level = self.overflow.get_mut(&key);
+                // A resting order's level exists until its last order leaves it.
+                assert!(level.is_some(), "unlinking from a missing level");
+                let Some(level) = level else { return };
                 Self::unlink_ends(level, slot, prev, next);
                 let emptied = level.head == NIL;
                 if emptied {
@@ -265,7 +268,7 @@ impl Ladder {
             if summary_bits != 0 {
                 let next_word = summary_index * 64 + summary_bits.trailing_zeros() as usize;
                 let bits = self.occupied[next_word];
-                debug_assert!(bits != 0, "summary bit set for an empty word");
+                assert!(bits != 0, "summary bit set for an empty word");
                 return Some(next_word * 64 + bits.trailing_zeros() as usize);
             }
             summary_index += 1;
@@ -301,7 +304,10 @@ impl Ladder {
             self.mark_vacant(current);
             off = self.first_occupied_from(current + 1);
         }
-        debug_assert_eq!(self.window_levels, 0);
+        assert_eq!(
+            self.window_levels, 0,
+            "window levels left after emptying it"
+        );
         self.base = base;
         // Pull the overflow levels that fall inside the new window into it.
         let inside: Vec<(i64, Level)> = self

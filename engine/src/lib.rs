@@ -5,6 +5,13 @@
 //! so the same commands always produce byte-identical events and state on every replica.
 //! Prices are `i64` ticks, quantities `u64` lots.
 //!
+//! Commands have one canonical byte encoding ([`Command::encode_into`], [`Command::decode`]),
+//! which is what the journal stores and replicas replay; the whole state has one canonical
+//! sequence of leaves ([`Engine::visit_state_leaves`], [`Engine::from_state_leaves`]), which
+//! is what snapshots hold and state roots hash. After every command, in release builds too,
+//! an O(1) check confirms that quantity is conserved ([`Ledger`]); debug builds also check
+//! that no book is crossed, and [`Engine::check_invariants`] walks the whole state.
+//!
 //! ```
 //! use keel_engine::*;
 //! let mut engine = Engine::default();
@@ -31,15 +38,12 @@ mod ladder;
 mod slab;
 mod types;
 
-pub use codec::COMMAND_CAPACITY_BYTES;
+pub use codec::COMMAND_BYTES_MAX;
 pub use command::{Command, NewOrder};
-pub use engine::{
-    Engine, EngineConfig, Ledger, RestingOrder, STATE_LEAF_CAPACITY_BYTES, STATE_VERSION,
-};
+pub use engine::{Engine, EngineConfig, Ledger, RestingOrder, STATE_LEAF_BYTES_MAX, STATE_VERSION};
 pub use error::Error;
 pub use event::{Event, EventSink};
 pub use types::{
     AccountId, AmendRejectReason, CancelReason, InstrumentId, InstrumentRejectReason, OrderId,
-    Price, Qty, RejectReason, SelfTradePrevention, Side, Symbol, TimeInForce,
-    SYMBOL_CAPACITY_BYTES,
+    Price, Qty, RejectReason, SelfTradePrevention, Side, Symbol, TimeInForce, SYMBOL_BYTES_MAX,
 };

@@ -53,6 +53,10 @@ pub(crate) struct Slab {
     /// Head of the free list, threaded through `Order::next` of vacant slots.
     free_head: u32,
     live_count: usize,
+    /// Sum of `open` over the live slots, modulo 2^64. Kept here, apart from the engine's
+    /// ledger, so the two can be checked against each other after every command; so `open`
+    /// of a live slot changes only through [`Slab::set_open`].
+    open_sum: u64,
 }
 
 impl Slab {
@@ -62,6 +66,7 @@ impl Slab {
             slots: Vec::with_capacity(capacity_orders),
             free_head: NIL,
             live_count: 0,
+            open_sum: 0,
         }
     }
 
@@ -70,10 +75,25 @@ impl Slab {
         self.live_count
     }
 
+    /// Open quantity summed over the live slots, modulo 2^64.
+    #[inline]
+    pub fn open_sum(&self) -> u64 {
+        self.open_sum
+    }
+
+    /// Sets the open quantity of live order `slot`.
+    #[inline]
+    pub fn set_open(&mut self, slot: u32, open: Qty) {
+        let cell = &mut self.slots[slot as usize];
+        self.open_sum = self.open_sum.wrapping_sub(cell.open).wrapping_add(open);
+        cell.open = open;
+    }
+
     /// Takes a slot for `order` and returns its index.
     #[inline]
     pub fn insert(&mut self, order: Order) -> u32 {
         self.live_count += 1;
+        self.open_sum = self.open_sum.wrapping_add(order.open);
         if self.free_head != NIL {
             let slot = self.free_head;
             let cell = &mut self.slots[slot as usize];
@@ -92,9 +112,12 @@ impl Slab {
     /// Returns a slot to the free list. The caller has already unlinked it everywhere.
     #[inline]
     pub fn remove(&mut self, slot: u32) {
-        debug_assert!(self.slots[slot as usize].open > 0, "freeing a vacant slot");
-        self.live_count -= 1;
         let cell = &mut self.slots[slot as usize];
+        // A live order has `open >= 1`; a vacant slot has 0. Freeing one twice would corrupt
+        // the free list.
+        assert!(cell.open > 0, "freeing a vacant slot");
+        self.live_count -= 1;
+        self.open_sum = self.open_sum.wrapping_sub(cell.open);
         *cell = Order::VACANT;
         cell.next = self.free_head;
         self.free_head = slot;

@@ -185,29 +185,29 @@ impl InstrumentRejectReason {
 }
 
 /// Longest symbol the engine stores, in bytes.
-pub const SYMBOL_CAPACITY_BYTES: usize = 32;
+pub const SYMBOL_BYTES_MAX: usize = 32;
 
-/// An instrument's symbol: 1 to [`SYMBOL_CAPACITY_BYTES`] bytes of UTF-8, stored inline so
+/// An instrument's symbol: 1 to [`SYMBOL_BYTES_MAX`] bytes of UTF-8, stored inline so
 /// that commands stay fixed-size and `Copy`.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Symbol {
     len: u8,
-    bytes: [u8; SYMBOL_CAPACITY_BYTES],
+    bytes: [u8; SYMBOL_BYTES_MAX],
 }
 
 impl Symbol {
-    /// Makes a symbol from a string of 1 to [`SYMBOL_CAPACITY_BYTES`] bytes.
+    /// Makes a symbol from a string of 1 to [`SYMBOL_BYTES_MAX`] bytes.
     pub fn new(text: &str) -> Result<Symbol, Error> {
         let len_bytes = text.len();
         if len_bytes == 0 {
             return Err(Error::EmptySymbol);
         }
-        if len_bytes > SYMBOL_CAPACITY_BYTES {
+        if len_bytes > SYMBOL_BYTES_MAX {
             return Err(Error::SymbolTooLong { len_bytes });
         }
-        let mut bytes = [0u8; SYMBOL_CAPACITY_BYTES];
+        let mut bytes = [0u8; SYMBOL_BYTES_MAX];
         bytes[..len_bytes].copy_from_slice(text.as_bytes());
-        // Fits: checked against SYMBOL_CAPACITY_BYTES (32) above.
+        // Fits: checked against SYMBOL_BYTES_MAX (32) above.
         let len = len_bytes as u8;
         Ok(Symbol { len, bytes })
     }
@@ -239,14 +239,14 @@ mod tests {
     fn symbol_round_trips_and_enforces_limits() {
         assert_eq!(Symbol::new("BTC-PERP").unwrap().as_str(), "BTC-PERP");
         assert_eq!(Symbol::new(""), Err(Error::EmptySymbol));
-        let long = "X".repeat(SYMBOL_CAPACITY_BYTES + 1);
+        let long = "X".repeat(SYMBOL_BYTES_MAX + 1);
         assert_eq!(
             Symbol::new(&long),
             Err(Error::SymbolTooLong {
-                len_bytes: SYMBOL_CAPACITY_BYTES + 1
+                len_bytes: SYMBOL_BYTES_MAX + 1
             })
         );
-        assert!(Symbol::new(&"X".repeat(SYMBOL_CAPACITY_BYTES)).is_ok());
+        assert!(Symbol::new(&"X".repeat(SYMBOL_BYTES_MAX)).is_ok());
     }
 
     #[test]

@@ -8,8 +8,8 @@ use keel_engine::Command;
 
 use crate::envelope::Envelope;
 use crate::format::{
-    record_span, write_record, write_record_with, RecordType, RECORD_HEADER_BYTES,
-    RECORD_PAYLOAD_CAPACITY_BYTES, SEGMENT_HEADER_BYTES,
+    record_span, write_record, write_record_with, RecordType, RECORD_ALIGN_BYTES,
+    RECORD_HEADER_BYTES, RECORD_PAYLOAD_BYTES_MAX, SEGMENT_HEADER_BYTES,
 };
 use crate::segment::WritableSegment;
 use crate::watermarks::Watermarks;
@@ -95,18 +95,32 @@ impl Appender {
         payload_len: usize,
         fill: impl FnOnce(&mut [u8]),
     ) -> Result<u64, Error> {
-        if payload_len > RECORD_PAYLOAD_CAPACITY_BYTES {
+        if payload_len > RECORD_PAYLOAD_BYTES_MAX {
             return Err(Error::RecordTooLarge { payload_len });
         }
         let span = record_span(payload_len);
         // Keep room for the seal that ends every full segment.
         if self.write_pos + span + RECORD_HEADER_BYTES > self.segment.map.len() {
             self.roll(span)?;
+            // Off the hot path, where the condition above already guarantees it: the record
+            // and the seal after it fit in the fresh segment.
+            assert!(
+                self.write_pos + span + RECORD_HEADER_BYTES <= self.segment.map.len(),
+                "record outside its segment"
+            );
         }
         let seq = self.next_seq;
-        let buf = &mut self.segment.map[self.write_pos..self.write_pos + span];
+        let end = self.write_pos + span;
+        // Paired with the reader, which checks each record's sequence number against the one
+        // it expects: this writer numbers records densely (it alone publishes `appended`)
+        // and starts each record on the alignment.
+        assert!(
+            seq == self.marks.appended_by_writer() + 1 && self.write_pos % RECORD_ALIGN_BYTES == 0,
+            "sequence numbers not dense or record misaligned"
+        );
+        let buf = &mut self.segment.map[self.write_pos..end];
         write_record_with(buf, seq, record_type, payload_len, fill);
-        self.write_pos += span;
+        self.write_pos = end;
         self.next_seq += 1;
         self.marks.publish_appended(seq);
         if !self.spare_requested && self.write_pos >= self.spare_request_pos {
@@ -139,7 +153,11 @@ impl Appender {
             }
             Err(TryRecvError::Disconnected) => return Err(Error::PreparerGone),
         };
-        debug_assert_eq!(next.index, self.segment.index + 1);
+        assert_eq!(
+            next.index,
+            self.segment.index + 1,
+            "prepared the wrong segment"
+        );
         let seal_at = self.write_pos;
         write_record(
             &mut self.segment.map[seal_at..],

@@ -25,7 +25,7 @@ use crate::Error;
 /// Bytes before the client message.
 pub const ENVELOPE_HEADER_BYTES: usize = 18;
 /// Longest client message an envelope carries.
-pub const CLIENT_MESSAGE_CAPACITY_BYTES: usize = 64;
+pub const CLIENT_MESSAGE_BYTES_MAX: usize = 64;
 
 /// Where a node input came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -85,14 +85,14 @@ pub struct Envelope {
     /// The gateway's reject code (an OUCH reason), 0 if it passed the message on.
     pub reject: u8,
     client_message_len: u8,
-    client_message: [u8; CLIENT_MESSAGE_CAPACITY_BYTES],
+    client_message: [u8; CLIENT_MESSAGE_BYTES_MAX],
     /// The engine command, if any.
     pub command: Option<Command>,
 }
 
 impl Envelope {
     /// Makes an envelope; `None` if the client message exceeds
-    /// [`CLIENT_MESSAGE_CAPACITY_BYTES`].
+    /// [`CLIENT_MESSAGE_BYTES_MAX`].
     pub fn new(
         origin: Origin,
         timestamp_ns: u64,
@@ -102,17 +102,17 @@ impl Envelope {
         command: Option<Command>,
     ) -> Option<Envelope> {
         let len = client_message.len();
-        if len > CLIENT_MESSAGE_CAPACITY_BYTES {
+        if len > CLIENT_MESSAGE_BYTES_MAX {
             return None;
         }
-        let mut bytes = [0u8; CLIENT_MESSAGE_CAPACITY_BYTES];
+        let mut bytes = [0u8; CLIENT_MESSAGE_BYTES_MAX];
         bytes[..len].copy_from_slice(client_message);
         Some(Envelope {
             origin,
             timestamp_ns,
             user,
             reject,
-            // At most CLIENT_MESSAGE_CAPACITY_BYTES (64): fits u8.
+            // At most CLIENT_MESSAGE_BYTES_MAX (64): fits u8.
             client_message_len: len as u8,
             client_message: bytes,
             command,
@@ -162,7 +162,7 @@ impl Envelope {
         user.copy_from_slice(&bytes[9..15]);
         let message_len = usize::from(bytes[16]);
         let body = ENVELOPE_HEADER_BYTES + message_len;
-        if message_len > CLIENT_MESSAGE_CAPACITY_BYTES || bytes.len() < body {
+        if message_len > CLIENT_MESSAGE_BYTES_MAX || bytes.len() < body {
             return Err(bad("envelope client message out of range"));
         }
         let rest = &bytes[body..];

@@ -57,7 +57,7 @@ struct Target {
 }
 
 /// How long a busy flusher sleeps between looks at the appended watermark.
-const IDLE_SLEEP: Duration = Duration::from_micros(20);
+const FLUSHER_IDLE_SLEEP: Duration = Duration::from_micros(20);
 /// After this long without anything to sync the flusher stops polling and parks (for at most
 /// [`IDLE_PARK`], or until [`Watermarks::wake_flusher`]): several journals on one machine
 /// (a cluster on loopback) polling every 20 µs each would otherwise keep a core busy.
@@ -192,7 +192,7 @@ fn run(dir: &Path, mut syncer: Syncer, marks: &Watermarks, interval_min: Duratio
             continue;
         }
         if last_activity.elapsed() < HOT_WINDOW || marker_unsynced_since.is_some() {
-            std::thread::sleep(IDLE_SLEEP);
+            std::thread::sleep(FLUSHER_IDLE_SLEEP);
         } else {
             std::thread::park_timeout(IDLE_PARK);
             if marks.take_wake_request() {

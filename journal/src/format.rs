@@ -18,10 +18,10 @@ pub const RECORD_HEADER_BYTES: usize = 24;
 /// Records start at multiples of this.
 pub const RECORD_ALIGN_BYTES: usize = 8;
 /// Largest payload a record may carry.
-pub const RECORD_PAYLOAD_CAPACITY_BYTES: usize = 1 << 20;
+pub const RECORD_PAYLOAD_BYTES_MAX: usize = 1 << 20;
 /// Smallest segment size accepted (header, one largest record and a seal fit comfortably
 /// in far less, but tiny segments only make sense in tests).
-pub const SEGMENT_SIZE_MIN_BYTES: u64 = 4096;
+pub const SEGMENT_SIZE_BYTES_MIN: u64 = 4096;
 
 /// What a record holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -95,10 +95,14 @@ pub fn write_record_with(
     payload_len: usize,
     fill: impl FnOnce(&mut [u8]),
 ) -> usize {
-    debug_assert!(payload_len <= RECORD_PAYLOAD_CAPACITY_BYTES);
+    // Callers check the length first (it is an error for them, `Error::RecordTooLarge`).
+    assert!(
+        payload_len <= RECORD_PAYLOAD_BYTES_MAX,
+        "record payload over the limit"
+    );
     let span = record_span(payload_len);
     let end = RECORD_HEADER_BYTES + payload_len;
-    // Payload length is bounded by RECORD_PAYLOAD_CAPACITY_BYTES (1 MiB), so it fits u32.
+    // Payload length is bounded by RECORD_PAYLOAD_BYTES_MAX (1 MiB), so it fits u32.
     buf[4..8].copy_from_slice(&(payload_len as u32).to_le_bytes());
     buf[8..16].copy_from_slice(&seq.to_le_bytes());
     buf[16..18].copy_from_slice(&record_type.code().to_le_bytes());
@@ -140,7 +144,7 @@ pub fn read_record(bytes: &[u8]) -> Result<(RecordHeader, &[u8]), RecordDefect> 
     let record_type = RecordType::from_code(u16::from_le_bytes(array(&header[16..18])))
         .ok_or(RecordDefect::BadHeader)?;
     if header[18..24].iter().any(|&b| b != 0)
-        || payload_len as usize > RECORD_PAYLOAD_CAPACITY_BYTES
+        || payload_len as usize > RECORD_PAYLOAD_BYTES_MAX
         || (record_type == RecordType::Seal && payload_len != 0)
     {
         return Err(RecordDefect::BadHeader);
@@ -211,7 +215,7 @@ pub fn segment_header(index: u64, size_bytes: u64) -> [u8; SEGMENT_HEADER_BYTES]
     let mut header = [0u8; SEGMENT_HEADER_BYTES];
     header[0..8].copy_from_slice(&SEGMENT_MAGIC);
     header[8..12].copy_from_slice(&SEGMENT_VERSION.to_le_bytes());
-    // SEGMENT_HEADER_BYTES is 64: fits u32.
+    // SEGMENT_HEADER_BYTES is 128: fits u32.
     header[12..16].copy_from_slice(&(SEGMENT_HEADER_BYTES as u32).to_le_bytes());
     header[16..24].copy_from_slice(&index.to_le_bytes());
     header[24..32].copy_from_slice(&size_bytes.to_le_bytes());

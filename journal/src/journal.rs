@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::appender::Appender;
 use crate::flusher::{self, SyncMethod};
-use crate::format::{SEGMENT_HEADER_BYTES, SEGMENT_SIZE_MIN_BYTES};
+use crate::format::{SEGMENT_HEADER_BYTES, SEGMENT_SIZE_BYTES_MIN};
 use crate::reader::Reader;
 use crate::recovery::{self, Scan};
 use crate::segment;
@@ -87,7 +87,7 @@ impl Journal {
     /// Opens (creating if absent) the journal in `dir`, recovering it first: a torn tail is
     /// truncated, corruption is an error naming segment and offset.
     pub fn open(dir: &Path, config: JournalConfig) -> Result<(Journal, Recovery), Error> {
-        if config.segment_size_bytes < SEGMENT_SIZE_MIN_BYTES
+        if config.segment_size_bytes < SEGMENT_SIZE_BYTES_MIN
             || config.segment_size_bytes % 4096 != 0
         {
             return Err(Error::InvalidConfig(

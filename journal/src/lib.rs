@@ -1,13 +1,20 @@
-//! Keel's journal: the append-only, checksummed command log and the Merkle roots that
-//! commit to it.
+//! Keel's journal: the append-only, checksummed log of the node's inputs, the snapshots
+//! taken from it, and the Merkle roots that commit to both.
 //!
-//! The matching loop appends each sequenced command into a memory-mapped segment through
-//! the [`Appender`] (a copy and a release store, nothing more). Other threads follow it: the
-//! flusher makes records durable (io_uring `fdatasync`, group commit) and publishes the
-//! durable watermark; [`Reader`]s tail the log for replication, snapshots and market data.
-//! Opening a journal recovers it: checksums and sequence continuity are verified, a torn
-//! tail is truncated, and corruption refuses to start. The byte format is specified in
-//! `journal/FORMAT.md`.
+//! The matching loop appends each sequenced input into a memory-mapped segment through the
+//! [`Appender`] (a copy and a release store, nothing more): an engine command, or a node
+//! input [`envelope`] that carries one with its arrival time and client message. A replica
+//! appends byte-for-byte copies of its leader's records ([`Appender::append_copy`]). Other
+//! threads follow the appender: the flusher makes records durable (io_uring `fdatasync`,
+//! group commit), records the durable point in checksummed markers in the segment headers
+//! and publishes the durable watermark; [`Reader`]s tail the log for replication, the
+//! [`snapshot`]ter (which writes the engine state at a durable sequence number with its
+//! state and journal roots, see [`merkle`]) and market data.
+//!
+//! Opening a journal recovers it ([`recovery`]): checksums and sequence continuity are
+//! verified, a torn tail is truncated, and corruption refuses to start; [`repair`] cuts a
+//! damaged journal on request and [`truncate_after`] drops a replica's diverged suffix. The
+//! byte format is specified in `journal/FORMAT.md`.
 #![deny(missing_docs)]
 
 mod appender;

@@ -68,7 +68,7 @@ pub const EMPTY_ROOT: Hash = [
 /// The largest leaf count a restored [`MerkleFrontier`] may claim. Capping restored
 /// state at 2^63 leaves keeps `push` from ever overflowing the count on hostile input;
 /// a real journal would need thousands of years to get there.
-pub const MAX_FRONTIER_LEN: u64 = 1 << 63;
+pub const FRONTIER_LEN_MAX: u64 = 1 << 63;
 
 /// Why a Merkle proof, a proof request or a restored frontier was rejected.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -105,7 +105,7 @@ pub enum MerkleError {
     #[error("consistency proof does not reproduce the second (newer) root")]
     SecondRootMismatch,
     /// Restored frontier parts do not describe a tree: one hash per set bit of the
-    /// length is required, and the length must not exceed [`MAX_FRONTIER_LEN`].
+    /// length is required, and the length must not exceed [`FRONTIER_LEN_MAX`].
     #[error("a frontier of {len} leaves cannot hold {hashes} subtree hashes")]
     InvalidFrontier {
         /// The claimed leaf count.
@@ -155,11 +155,11 @@ impl MerkleFrontier {
     /// Restores a frontier from [`parts`](Self::parts), e.g. read from a snapshot.
     ///
     /// Fails unless there is exactly one hash per set bit of `len` and `len` is at
-    /// most [`MAX_FRONTIER_LEN`]. The hashes themselves cannot be checked here: a
+    /// most [`FRONTIER_LEN_MAX`]. The hashes themselves cannot be checked here: a
     /// snapshot's checksum and the witnesses' recomputation are what vouch for them.
     pub fn from_parts(len: u64, nodes: Vec<Hash>) -> Result<Self, MerkleError> {
         let expected = usize::try_from(len.count_ones()).unwrap_or(usize::MAX);
-        if len > MAX_FRONTIER_LEN || nodes.len() != expected {
+        if len > FRONTIER_LEN_MAX || nodes.len() != expected {
             return Err(MerkleError::InvalidFrontier {
                 len,
                 hashes: nodes.len(),
@@ -1006,7 +1006,7 @@ mod tests {
         assert!(MerkleFrontier::from_parts(0, vec![EMPTY_ROOT]).is_err());
         assert!(MerkleFrontier::from_parts(u64::MAX, vec![EMPTY_ROOT; 64]).is_err());
         assert!(MerkleFrontier::from_parts(0, vec![]).unwrap().is_empty());
-        let biggest = MerkleFrontier::from_parts(MAX_FRONTIER_LEN, vec![EMPTY_ROOT]).unwrap();
+        let biggest = MerkleFrontier::from_parts(FRONTIER_LEN_MAX, vec![EMPTY_ROOT]).unwrap();
         assert_eq!(biggest.root(), EMPTY_ROOT);
     }
 

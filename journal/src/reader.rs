@@ -7,20 +7,21 @@ use std::sync::Arc;
 use memmap2::Mmap;
 
 use crate::format::{
-    read_record, record_span, RecordType, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES,
+    read_record, record_span, RecordType, RECORD_ALIGN_BYTES, RECORD_HEADER_BYTES,
+    SEGMENT_HEADER_BYTES,
 };
 use crate::segment;
 use crate::watermarks::Watermarks;
 use crate::Error;
 
-/// One command record.
+/// One record: an engine command or a node input envelope.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Record<'a> {
     /// Its sequence number.
     pub seq: u64,
     /// Command or envelope.
     pub record_type: RecordType,
-    /// Its payload (an encoded command).
+    /// Its payload (an encoded command or envelope).
     pub payload: &'a [u8],
     /// Header and payload: the Merkle leaf of this record.
     pub bytes: &'a [u8],
@@ -96,11 +97,22 @@ impl Reader {
         self.next_until(appended)
     }
 
-    /// The next record if its sequence number is at most `limit_seq` (which must not exceed
+    /// The next record if its sequence number is at most `seq_max` (which must not exceed
     /// the appended watermark; the durable watermark never does).
-    pub fn next_until(&mut self, limit_seq: u64) -> Result<Option<Record<'_>>, Error> {
-        debug_assert!(limit_seq <= self.marks.appended());
-        if self.next_seq > limit_seq {
+    pub fn next_until(&mut self, seq_max: u64) -> Result<Option<Record<'_>>, Error> {
+        // Paired with the appender's dense numbering. Bytes above the appended watermark may
+        // not be published yet, so no caller may ask for them; and the reader's own position
+        // stays on the record alignment. What the bytes say is checked below, as errors:
+        // they are input (a checksum is verified before any field is used).
+        assert!(
+            seq_max <= self.marks.appended(),
+            "reading past the appended watermark"
+        );
+        assert!(
+            self.pos % RECORD_ALIGN_BYTES == 0,
+            "reader off the record alignment"
+        );
+        if self.next_seq > seq_max {
             return Ok(None);
         }
         let (start, payload_len, record_type) = loop {

@@ -25,14 +25,14 @@ use crate::format::{
 use crate::segment;
 use crate::Error;
 
-/// One valid command record met during a scan.
+/// One valid record (a command or an envelope) met during a scan.
 #[derive(Clone, Copy, Debug)]
 pub struct ScannedRecord<'a> {
     /// Its sequence number.
     pub seq: u64,
     /// Command or envelope.
     pub record_type: RecordType,
-    /// Its payload (an encoded command).
+    /// Its payload (an encoded command or envelope).
     pub payload: &'a [u8],
     /// Header and payload: the Merkle leaf of this record.
     pub bytes: &'a [u8],
@@ -81,7 +81,7 @@ pub struct Scan {
     pub first_seq: Option<u64>,
     /// Sequence number of the last valid record (0 if none).
     pub last_seq: u64,
-    /// Number of valid command records.
+    /// Number of valid records (commands and envelopes; seals are not counted).
     pub records: u64,
     /// Segments holding data, ascending.
     pub data_segments: Vec<u64>,
@@ -232,113 +232,140 @@ fn scan_segment(
     let mut pos = SEGMENT_HEADER_BYTES;
     let mut any = false;
     loop {
-        let defect = match read_record(&map[pos..]) {
-            Ok((header, payload)) => {
-                if expected.is_some_and(|seq| seq != header.seq) {
-                    return Err(corrupt(
-                        index,
-                        pos,
-                        format!(
-                            "sequence number {} where {} was expected",
-                            header.seq,
-                            expected.unwrap_or(0)
-                        ),
-                    ));
-                }
-                let span = record_span(payload.len());
-                if header.record_type == RecordType::Seal {
-                    // Nothing is ever written after a seal: any byte there is damage.
-                    if let Some(stray) = map[pos + span..].iter().position(|&b| b != 0) {
-                        return Err(corrupt(
-                            index,
-                            pos + span + stray,
-                            "non-zero byte after the seal",
-                        ));
-                    }
-                    *expected = Some(header.seq);
-                    return Ok(SegmentEnd::Sealed(pos + span));
-                }
-                any = true;
-                scan.first_seq.get_or_insert(header.seq);
-                scan.last_seq = header.seq;
-                scan.records += 1;
-                *expected = Some(header.seq + 1);
-                visit(ScannedRecord {
-                    seq: header.seq,
-                    record_type: header.record_type,
-                    payload,
-                    bytes: &map[pos..pos + RECORD_HEADER_BYTES + payload.len()],
+        let (header, payload) = match read_record(&map[pos..]) {
+            Ok(record) => record,
+            Err(defect) => {
+                // No valid record at `pos`: the journal's data ends here, one way or another.
+                let torn_here = end_of_data(index, map, later, pos, defect, *expected, scan)?;
+                return Ok(if any || pos > SEGMENT_HEADER_BYTES || torn_here {
+                    SegmentEnd::Open(pos)
+                } else {
+                    SegmentEnd::NoData
                 });
-                pos += span;
-                continue;
             }
-            Err(defect) => defect,
         };
-        // No valid record at `pos`: the journal's data ends here, one way or another.
-        let missing_seq = expected.unwrap_or(1);
-        if missing_seq <= scan.durable_marker {
-            return Err(corrupt(
-                index,
-                pos,
-                format!(
-                    "record {missing_seq} is damaged ({defect:?}) although records up to {} were durable",
-                    scan.durable_marker
-                ),
-            ));
+        check_continuity(index, pos, *expected, header.seq)?;
+        let span = record_span(payload.len());
+        if header.record_type == RecordType::Seal {
+            check_zero_after_seal(index, map, pos + span)?;
+            *expected = Some(header.seq);
+            return Ok(SegmentEnd::Sealed(pos + span));
         }
-        let min_seq = expected.unwrap_or(0);
-        let stray = first_valid_at_or_after(map, pos + RECORD_ALIGN_BYTES, min_seq).is_some()
-            || later
-                .iter()
-                .any(|m| first_valid_at_or_after(m, SEGMENT_HEADER_BYTES, min_seq).is_some());
-        // Any non-zero byte from here on is the remains of interrupted, unsynced writes.
-        let damaged_end = last_nonzero_end(map);
-        let torn_here = damaged_end > pos || stray;
-        if torn_here {
-            scan.torn = Some(TornTail {
-                segment: index,
-                offset: pos as u64,
-                len_bytes: (damaged_end.max(pos) - pos) as u64,
-                defect,
-                stray_records_after: stray,
-            });
-        } else {
-            // Later segments hold no records: a non-zero byte in one is the same kind of
-            // remains (a record begun in a prepared segment whose predecessor's seal never
-            // reached the disk), or damage. Either way it is reported; recovery deletes them.
-            scan.torn = later.iter().zip(index + 1..).find_map(|(map, segment)| {
-                let body = &map[SEGMENT_HEADER_BYTES..];
-                let first = body.iter().position(|&b| b != 0)?;
-                let offset =
-                    (SEGMENT_HEADER_BYTES + first) / RECORD_ALIGN_BYTES * RECORD_ALIGN_BYTES;
-                Some(TornTail {
-                    segment,
-                    offset: offset as u64,
-                    len_bytes: (last_nonzero_end(map) - offset) as u64,
-                    defect: read_record(&map[offset..])
-                        .err()
-                        .unwrap_or(RecordDefect::BadHeader),
-                    stray_records_after: false,
-                })
-            });
-        }
-        return Ok(if any || pos > SEGMENT_HEADER_BYTES || torn_here {
-            SegmentEnd::Open(pos)
-        } else {
-            SegmentEnd::NoData
+        any = true;
+        scan.first_seq.get_or_insert(header.seq);
+        scan.last_seq = header.seq;
+        scan.records += 1;
+        *expected = Some(header.seq + 1);
+        visit(ScannedRecord {
+            seq: header.seq,
+            record_type: header.record_type,
+            payload,
+            bytes: &map[pos..pos + RECORD_HEADER_BYTES + payload.len()],
         });
+        pos += span;
     }
 }
 
+/// A valid record at `pos` must carry the sequence number `expected` (once one is known).
+fn check_continuity(index: u64, pos: usize, expected: Option<u64>, seq: u64) -> Result<(), Error> {
+    match expected {
+        Some(expected_seq) if expected_seq != seq => Err(corrupt(
+            index,
+            pos,
+            format!("sequence number {seq} where {expected_seq} was expected"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Nothing is ever written after a seal: any non-zero byte from `seal_end` on is damage.
+fn check_zero_after_seal(index: u64, map: &[u8], seal_end: usize) -> Result<(), Error> {
+    match map[seal_end..].iter().position(|&b| b != 0) {
+        Some(stray) => Err(corrupt(
+            index,
+            seal_end + stray,
+            "non-zero byte after the seal",
+        )),
+        None => Ok(()),
+    }
+}
+
+/// The data of segment `index` ends at `pos`, where the record that should come next has
+/// `defect`. A damaged durable record is corruption; otherwise the torn tail, if there is
+/// one, is recorded in `scan`. Returns whether damage lies in this segment (at or after
+/// `pos`).
+fn end_of_data(
+    index: u64,
+    map: &[u8],
+    later: &[Mmap],
+    pos: usize,
+    defect: RecordDefect,
+    expected: Option<u64>,
+    scan: &mut Scan,
+) -> Result<bool, Error> {
+    let missing_seq = expected.unwrap_or(1);
+    if missing_seq <= scan.durable_marker {
+        return Err(corrupt(
+            index,
+            pos,
+            format!(
+                "record {missing_seq} is damaged ({defect:?}) although records up to {} were durable",
+                scan.durable_marker
+            ),
+        ));
+    }
+    let seq_min = expected.unwrap_or(0);
+    let stray = first_valid_at_or_after(map, pos + RECORD_ALIGN_BYTES, seq_min).is_some()
+        || later
+            .iter()
+            .any(|m| first_valid_at_or_after(m, SEGMENT_HEADER_BYTES, seq_min).is_some());
+    // Any non-zero byte from here on is the remains of interrupted, unsynced writes.
+    let damaged_end = last_nonzero_end(map);
+    let torn_here = damaged_end > pos || stray;
+    scan.torn = if torn_here {
+        Some(TornTail {
+            segment: index,
+            offset: pos as u64,
+            len_bytes: (damaged_end.max(pos) - pos) as u64,
+            defect,
+            stray_records_after: stray,
+        })
+    } else {
+        torn_in_later(index, later)
+    };
+    Ok(torn_here)
+}
+
+/// The first damage in the segments after `index`, which hold no records. A non-zero byte
+/// in one is the same kind of remains (a record begun in a prepared segment whose
+/// predecessor's seal never reached the disk), or damage. Either way it is reported;
+/// recovery deletes them.
+fn torn_in_later(index: u64, later: &[Mmap]) -> Option<TornTail> {
+    later.iter().zip(index + 1..).find_map(|(map, segment)| {
+        let body = &map[SEGMENT_HEADER_BYTES..];
+        let first = body.iter().position(|&b| b != 0)?;
+        let offset = (SEGMENT_HEADER_BYTES + first) / RECORD_ALIGN_BYTES * RECORD_ALIGN_BYTES;
+        Some(TornTail {
+            segment,
+            offset: offset as u64,
+            len_bytes: (last_nonzero_end(map) - offset) as u64,
+            defect: read_record(&map[offset..])
+                .err()
+                .unwrap_or(RecordDefect::BadHeader),
+            stray_records_after: false,
+        })
+    })
+}
+
 /// The first offset at or after `from` (8-byte aligned) holding a valid record whose
-/// sequence number is at least `min_seq`.
-fn first_valid_at_or_after(map: &[u8], from: usize, min_seq: u64) -> Option<usize> {
+/// sequence number is at least `seq_min`.
+fn first_valid_at_or_after(map: &[u8], from: usize, seq_min: u64) -> Option<usize> {
     let mut pos = from.next_multiple_of(RECORD_ALIGN_BYTES);
     while pos + RECORD_HEADER_BYTES <= map.len() {
         // Cheap pre-check before the CRC: zero headers are by far the common case.
         if map[pos..pos + RECORD_HEADER_BYTES].iter().any(|&b| b != 0) {
             if let Ok((header, _)) = read_record(&map[pos..]) {
-                if header.seq >= min_seq {
+                if header.seq >= seq_min {
                     return Some(pos);
                 }
             }

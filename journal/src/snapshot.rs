@@ -24,9 +24,9 @@ use crate::segment::sync_dir;
 use crate::watermarks::Watermarks;
 use crate::Error;
 
-const MAGIC: [u8; 8] = *b"KEELSNAP";
-const VERSION: u32 = 1;
-const HEADER_BYTES: usize = 128;
+const SNAPSHOT_MAGIC: [u8; 8] = *b"KEELSNAP";
+const SNAPSHOT_VERSION: u32 = 1;
+const SNAPSHOT_HEADER_BYTES: usize = 128;
 /// How many snapshots are kept; older ones are deleted. Two, so that a damaged newest one
 /// still leaves a valid one to fall back to.
 pub const SNAPSHOTS_KEPT: usize = 2;
@@ -124,7 +124,7 @@ pub fn encode(state: &StateAt) -> Vec<u8> {
     let mut leaves = 0u64;
     let mut roots = MerkleFrontier::new();
     state.engine.visit_state_leaves(|leaf| {
-        // Leaves are at most STATE_LEAF_CAPACITY_BYTES (35) long: fits u16.
+        // Leaves are at most STATE_LEAF_BYTES_MAX (35) long: fits u16.
         body.extend_from_slice(&(leaf.len() as u16).to_le_bytes());
         body.extend_from_slice(leaf);
         roots.push_leaf_hash(leaf_hash(leaf));
@@ -133,11 +133,11 @@ pub fn encode(state: &StateAt) -> Vec<u8> {
     let body_crc = crc32c::crc32c(&body);
     body.extend_from_slice(&body_crc.to_le_bytes());
 
-    let mut out = Vec::with_capacity(HEADER_BYTES + body.len());
-    out.extend_from_slice(&MAGIC);
-    out.extend_from_slice(&VERSION.to_le_bytes());
-    // HEADER_BYTES is 128: fits u32.
-    out.extend_from_slice(&(HEADER_BYTES as u32).to_le_bytes());
+    let mut out = Vec::with_capacity(SNAPSHOT_HEADER_BYTES + body.len());
+    out.extend_from_slice(&SNAPSHOT_MAGIC);
+    out.extend_from_slice(&SNAPSHOT_VERSION.to_le_bytes());
+    // SNAPSHOT_HEADER_BYTES is 128: fits u32.
+    out.extend_from_slice(&(SNAPSHOT_HEADER_BYTES as u32).to_le_bytes());
     out.extend_from_slice(&state.seq.to_le_bytes());
     out.extend_from_slice(&leaves.to_le_bytes());
     out.extend_from_slice(&(body.len() as u64).to_le_bytes());
@@ -146,7 +146,7 @@ pub fn encode(state: &StateAt) -> Vec<u8> {
     out.extend_from_slice(&tree_size.to_le_bytes());
     // The frontier has at most 64 nodes (one per bit of the tree size): fits u32.
     out.extend_from_slice(&(nodes.len() as u32).to_le_bytes());
-    out.resize(HEADER_BYTES - 4, 0);
+    out.resize(SNAPSHOT_HEADER_BYTES - 4, 0);
     let header_crc = crc32c::crc32c(&out);
     out.extend_from_slice(&header_crc.to_le_bytes());
     out.extend_from_slice(&body);
@@ -157,17 +157,26 @@ pub fn encode(state: &StateAt) -> Vec<u8> {
 /// from the leaves, the journal root recomputed from the frontier, and the engine rebuilt
 /// strictly from the leaves.
 pub fn decode(bytes: &[u8], config: EngineConfig) -> Result<StateAt, String> {
-    let header = bytes.get(..HEADER_BYTES).ok_or("shorter than a header")?;
-    if header[0..8] != MAGIC {
+    let header = bytes
+        .get(..SNAPSHOT_HEADER_BYTES)
+        .ok_or("shorter than a header")?;
+    if header[0..8] != SNAPSHOT_MAGIC {
         return Err("not a snapshot (bad magic)".into());
     }
-    if crc32c::crc32c(&header[..HEADER_BYTES - 4]) != le_u32(&header[HEADER_BYTES - 4..]) {
+    if crc32c::crc32c(&header[..SNAPSHOT_HEADER_BYTES - 4])
+        != le_u32(&header[SNAPSHOT_HEADER_BYTES - 4..])
+    {
         return Err("header checksum mismatch".into());
     }
-    if le_u32(&header[8..12]) != VERSION || le_u32(&header[12..16]) as usize != HEADER_BYTES {
+    if le_u32(&header[8..12]) != SNAPSHOT_VERSION
+        || le_u32(&header[12..16]) as usize != SNAPSHOT_HEADER_BYTES
+    {
         return Err("unsupported snapshot version".into());
     }
-    if header[116..HEADER_BYTES - 4].iter().any(|&b| b != 0) {
+    if header[116..SNAPSHOT_HEADER_BYTES - 4]
+        .iter()
+        .any(|&b| b != 0)
+    {
         return Err("reserved header bytes not zero".into());
     }
     let seq = le_u64(&header[16..24]);
@@ -177,7 +186,7 @@ pub fn decode(bytes: &[u8], config: EngineConfig) -> Result<StateAt, String> {
     let journal_root: Hash = header[72..104].try_into().map_err(|_| "bad journal root")?;
     let tree_size = le_u64(&header[104..112]);
     let node_count = le_u32(&header[112..116]) as usize;
-    let body = &bytes[HEADER_BYTES..];
+    let body = &bytes[SNAPSHOT_HEADER_BYTES..];
     if body.len() as u64 != body_len || body.len() < 4 {
         return Err("body length mismatch".into());
     }

@@ -54,6 +54,13 @@ impl Watermarks {
         self.durable.load(Ordering::Acquire)
     }
 
+    /// `appended` as its only writer, the appender, sees it: its own last store, so no
+    /// ordering is needed (a relaxed load leaves the compiler free around it).
+    #[inline]
+    pub(crate) fn appended_by_writer(&self) -> u64 {
+        self.appended.load(Ordering::Relaxed)
+    }
+
     #[inline]
     pub(crate) fn publish_appended(&self, seq: u64) {
         self.appended.store(seq, Ordering::Release);

@@ -208,17 +208,17 @@ impl DiskBackend {
         }
     }
 
-    /// Reads the records after `after_seq`, at most `max_records` or about `max_bytes`, into
+    /// Reads the records after `after_seq`, at most `records_max` or about `bytes_max`, into
     /// `out` as a batch (the leader's next proposal). Returns their range.
     pub fn read_new(
         &mut self,
         after_seq: u64,
-        max_records: u32,
-        max_bytes: usize,
+        records_max: u32,
+        bytes_max: usize,
         out: &mut Vec<u8>,
     ) -> Result<SeqRange, Error> {
         let available = self.last_seq().saturating_sub(after_seq);
-        let count = u32::try_from(available.min(u64::from(max_records))).unwrap_or(max_records);
+        let count = u32::try_from(available.min(u64::from(records_max))).unwrap_or(records_max);
         let mut range = SeqRange {
             first_seq: after_seq + 1,
             count: 0,
@@ -238,7 +238,7 @@ impl DiskBackend {
             .as_mut()
             .ok_or_else(|| Error::Storage("journal reader missing".into()))?;
         let start = out.len();
-        while range.count < count && out.len() < max_bytes {
+        while range.count < count && out.len() < bytes_max {
             match reader.next()? {
                 Some(record) => {
                     batch::push_record(out, record.bytes);

@@ -303,7 +303,7 @@ impl<B: Backend> Storage for Store<B> {
         &self,
         low: u64,
         high: u64,
-        max_size: impl Into<Option<u64>>,
+        size_bytes_max: impl Into<Option<u64>>,
         _context: GetEntriesContext,
     ) -> raft::Result<Vec<Entry>> {
         let last = self.metas.len() as u64;
@@ -313,7 +313,7 @@ impl<B: Backend> Storage for Store<B> {
         if high > last + 1 || low > high {
             return Err(raft::Error::Store(StorageError::Unavailable));
         }
-        let max_size = max_size.into();
+        let size_bytes_max = size_bytes_max.into();
         let mut entries = Vec::with_capacity((high - low) as usize);
         let mut size: u64 = 0;
         for index in low..high {
@@ -321,7 +321,7 @@ impl<B: Backend> Storage for Store<B> {
             size += entry.data.len() as u64 + 16;
             entries.push(entry);
             // At least one entry, then stop at the size limit (as raft-rs's limit_size).
-            if max_size.is_some_and(|max| size > max) {
+            if size_bytes_max.is_some_and(|limit| size > limit) {
                 if entries.len() > 1 {
                     entries.pop();
                 }

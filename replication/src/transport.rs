@@ -24,10 +24,10 @@
 //!   non-blocking listener; one thread per inbound connection does the handshake and then
 //!   reads frames. Every socket is kept in a registry so shutdown can `shutdown(Both)` it,
 //!   which unblocks any thread reading or writing it: shutdown never waits for a peer.
-//! - **Everything is bounded**: the per-peer queue ([`PEER_QUEUE_LEN`] payloads and
-//!   [`PEER_QUEUE_MAX_BYTES`]), the frame size ([`MAX_PAYLOAD_LEN_BYTES`]), the handshake
+//! - **Everything is bounded**: the per-peer queue ([`PEER_QUEUE_PAYLOADS_MAX`] payloads and
+//!   [`PEER_QUEUE_BYTES_MAX`]), the frame size ([`FRAME_PAYLOAD_BYTES_MAX`]), the handshake
 //!   time ([`HANDSHAKE_TIMEOUT_MS`]), the unauthenticated inbound connections
-//!   ([`MAX_PENDING_HANDSHAKES`]) and the authenticated ones (one per known peer: a newer
+//!   ([`HANDSHAKES_PENDING_MAX`]) and the authenticated ones (one per known peer: a newer
 //!   authenticated connection from the same peer closes the older one, which is what a
 //!   restarted peer needs).
 //!
@@ -43,7 +43,7 @@
 //!   with thousands of stale messages would only slow its recovery.
 //! - The payloads of a batch whose write failed are counted as dropped, although the peer
 //!   may have received some of them: the transport does not know and Raft does not care.
-//! - Empty payloads, payloads above [`MAX_PAYLOAD_LEN_BYTES`] and payloads for unknown node
+//! - Empty payloads, payloads above [`FRAME_PAYLOAD_BYTES_MAX`] and payloads for unknown node
 //!   ids are dropped by [`Transport::send`] and counted in [`TransportStats::dropped_invalid`]
 //!   (the wire format has no empty frame; a raft message always encodes to at least its
 //!   `to`/`from` fields).
@@ -57,7 +57,7 @@
 //! No confidentiality: payloads travel in clear (they are replicated order flow, so run the
 //! cluster on a private network or under a tunnel if that matters). No protection against a
 //! weak secret: the handshake lets an eavesdropper test guesses offline, so the secret must
-//! be random (at least [`MIN_SECRET_LEN_BYTES`] bytes, e.g. 32 from a CSPRNG), not a password.
+//! be random (at least [`SECRET_BYTES_MIN`] bytes, e.g. 32 from a CSPRNG), not a password.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{self, Read, Write};
@@ -75,30 +75,38 @@ use sha2::Sha256;
 type HmacSha256 = Hmac<Sha256>;
 
 /// First eight bytes of a `Hello` and a `Challenge`: ASCII `KEELRAFT`.
-pub const MAGIC: [u8; 8] = *b"KEELRAFT";
+pub const HANDSHAKE_MAGIC: [u8; 8] = *b"KEELRAFT";
 /// Version of the peer-frame protocol this module speaks (FORMAT.md, "Peer frames").
 pub const PROTOCOL_VERSION: u32 = 1;
 /// Largest payload one frame may carry. Raft messages are at most a few MiB; the cap bounds
 /// what one frame header can make a reader allocate.
-pub const MAX_PAYLOAD_LEN_BYTES: usize = 64 << 20;
+pub const FRAME_PAYLOAD_BYTES_MAX: usize = 64 << 20;
 /// Shortest accepted cluster secret.
-pub const MIN_SECRET_LEN_BYTES: usize = 16;
+pub const SECRET_BYTES_MIN: usize = 16;
 /// Payloads queued per peer before [`Transport::send`] starts dropping.
-pub const PEER_QUEUE_LEN: usize = 4096;
+pub const PEER_QUEUE_PAYLOADS_MAX: usize = 4096;
 /// Payload bytes queued per peer before [`Transport::send`] starts dropping (bounds memory
 /// when payloads are large).
-pub const PEER_QUEUE_MAX_BYTES: usize = 256 << 20;
+pub const PEER_QUEUE_BYTES_MAX: usize = 256 << 20;
 /// A handshake (either side) not completed within this is abandoned.
 pub const HANDSHAKE_TIMEOUT_MS: u64 = 2_000;
 /// Inbound connections that have not yet authenticated, at most; further ones are closed
 /// on accept, so a stranger cannot exhaust threads.
-pub const MAX_PENDING_HANDSHAKES: usize = 16;
+pub const HANDSHAKES_PENDING_MAX: usize = 16;
+
+/// Former name of [`FRAME_PAYLOAD_BYTES_MAX`], kept only until `replication/tests/transport.rs`
+/// (being edited on another branch) uses the new name; then remove it.
+#[doc(hidden)]
+pub const MAX_PAYLOAD_LEN_BYTES: usize = FRAME_PAYLOAD_BYTES_MAX;
+/// Former name of [`HANDSHAKES_PENDING_MAX`], kept for the same reason.
+#[doc(hidden)]
+pub const MAX_PENDING_HANDSHAKES: usize = HANDSHAKES_PENDING_MAX;
 
 const CONNECT_TIMEOUT_MS: u64 = 1_000;
 /// A write blocked this long (the peer stopped reading) fails and the connection is redialed.
 const WRITE_TIMEOUT_MS: u64 = 10_000;
-const BACKOFF_MIN_MS: u64 = 20;
-const BACKOFF_MAX_MS: u64 = 500;
+const BACKOFF_MS_MIN: u64 = 20;
+const BACKOFF_MS_MAX: u64 = 500;
 /// How often the accept thread looks for new connections and for shutdown.
 const ACCEPT_POLL_MS: u64 = 20;
 /// How often a reader blocked on a full `inbound` channel checks for shutdown.
@@ -108,7 +116,7 @@ const IDLE_PROBE_AFTER_MS: u64 = 10;
 /// Frames are gathered into writes of about this size (fewer syscalls under TCP_NODELAY).
 const WRITE_BUFFER_BYTES: usize = 64 << 10;
 /// Payloads larger than this are written straight from the caller's buffer, not copied.
-const INLINE_PAYLOAD_MAX_BYTES: usize = 16 << 10;
+const INLINE_PAYLOAD_BYTES_MAX: usize = 16 << 10;
 /// First allocation for an incoming payload; it grows as bytes actually arrive, so a header
 /// that lies about its length cannot make the reader allocate the whole cap up front.
 const READ_INITIAL_CAPACITY_BYTES: usize = 1 << 20;
@@ -119,12 +127,12 @@ const KDF_LABEL: &[u8] = b"keel-raft-v1";
 const DIALER_PROOF_LABEL: &[u8] = b"dialer";
 const ACCEPTOR_PROOF_LABEL: &[u8] = b"acceptor";
 
-const NONCE_LEN_BYTES: usize = 16;
-const HELLO_LEN_BYTES: usize = 44;
-const CHALLENGE_LEN_BYTES: usize = 28;
-const PROOF_LEN_BYTES: usize = 32;
-const FRAME_HEADER_LEN_BYTES: usize = 28;
-const TAG_LEN_BYTES: usize = 16;
+const NONCE_BYTES: usize = 16;
+const HELLO_BYTES: usize = 44;
+const CHALLENGE_BYTES: usize = 28;
+const PROOF_BYTES: usize = 32;
+const FRAME_HEADER_BYTES: usize = 28;
+const TAG_BYTES: usize = 16;
 
 /// Configuration of one node's transport.
 #[derive(Clone)]
@@ -136,7 +144,7 @@ pub struct TransportConfig {
     pub listen: SocketAddr,
     /// The other nodes' ids and addresses (not this node). Only these ids may connect in.
     pub peers: BTreeMap<u64, SocketAddr>,
-    /// Shared cluster secret, at least [`MIN_SECRET_LEN_BYTES`] random bytes.
+    /// Shared cluster secret, at least [`SECRET_BYTES_MIN`] random bytes.
     pub secret: Vec<u8>,
 }
 
@@ -155,10 +163,10 @@ impl std::fmt::Debug for TransportConfig {
 /// Why a transport could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
-    /// The cluster secret is shorter than [`MIN_SECRET_LEN_BYTES`].
+    /// The cluster secret is shorter than [`SECRET_BYTES_MIN`].
     #[error(
         "cluster secret is {len_bytes} bytes; at least {} are required",
-        MIN_SECRET_LEN_BYTES
+        SECRET_BYTES_MIN
     )]
     SecretTooShort {
         /// Length of the secret given.
@@ -203,7 +211,7 @@ pub struct TransportStats {
     /// Payloads discarded because their peer could not be reached, or whose write failed.
     pub dropped_unreachable: u64,
     /// Payloads dropped by [`Transport::send`] as unsendable: empty, above
-    /// [`MAX_PAYLOAD_LEN_BYTES`], or addressed to an unknown node id.
+    /// [`FRAME_PAYLOAD_BYTES_MAX`], or addressed to an unknown node id.
     pub dropped_invalid: u64,
     /// Outbound connections that completed the handshake.
     pub outbound_connections: u64,
@@ -215,7 +223,7 @@ pub struct TransportStats {
     /// Connections dropped for any other protocol violation: bad magic, version, node ids,
     /// frame length or counter, handshake timeout, a peer closing mid-handshake.
     pub protocol_errors: u64,
-    /// Inbound connections closed on accept because [`MAX_PENDING_HANDSHAKES`] were pending.
+    /// Inbound connections closed on accept because [`HANDSHAKES_PENDING_MAX`] were pending.
     pub inbound_refused_busy: u64,
 }
 
@@ -255,7 +263,7 @@ impl Transport {
         inbound: Sender<(u64, Vec<u8>)>,
         wake: Arc<dyn Fn() + Send + Sync>,
     ) -> Result<Transport, TransportError> {
-        if config.secret.len() < MIN_SECRET_LEN_BYTES {
+        if config.secret.len() < SECRET_BYTES_MIN {
             return Err(TransportError::SecretTooShort {
                 len_bytes: config.secret.len(),
             });
@@ -321,7 +329,7 @@ impl Transport {
     pub fn send(&self, to: u64, payload: Vec<u8>) {
         let counters = &self.shared.counters;
         let len_bytes = payload.len();
-        if len_bytes == 0 || len_bytes > MAX_PAYLOAD_LEN_BYTES {
+        if len_bytes == 0 || len_bytes > FRAME_PAYLOAD_BYTES_MAX {
             tracing::debug!(to, len_bytes, "dropping payload of unsendable size");
             counters.dropped_invalid.fetch_add(1, Ordering::Relaxed);
             return;
@@ -333,7 +341,7 @@ impl Transport {
         };
         // Reserve the bytes first; the writer releases them when it takes the payload.
         let queued_bytes = peer.queued_bytes.fetch_add(len_bytes, Ordering::Relaxed);
-        if queued_bytes.saturating_add(len_bytes) > PEER_QUEUE_MAX_BYTES {
+        if queued_bytes.saturating_add(len_bytes) > PEER_QUEUE_BYTES_MAX {
             peer.queued_bytes.fetch_sub(len_bytes, Ordering::Relaxed);
             counters.dropped_queue_full.fetch_add(1, Ordering::Relaxed);
             return;
@@ -515,7 +523,7 @@ impl Drop for ConnGuard {
     }
 }
 
-/// Holds one of the [`MAX_PENDING_HANDSHAKES`] slots until the handshake ends.
+/// Holds one of the [`HANDSHAKES_PENDING_MAX`] slots until the handshake ends.
 struct PendingGuard(Arc<Shared>);
 
 impl Drop for PendingGuard {
@@ -592,7 +600,7 @@ enum ConnError {
     UnknownFrom(u64),
     #[error("handshake proof does not verify (different cluster secret?)")]
     BadProof,
-    #[error("frame length {0} bytes is zero or above the {max} byte limit", max = MAX_PAYLOAD_LEN_BYTES)]
+    #[error("frame length {0} bytes is zero or above the {max} byte limit", max = FRAME_PAYLOAD_BYTES_MAX)]
     BadLength(u32),
     #[error("frame counter {got}, expected {expected} (replayed, reordered or deleted frame)")]
     BadCounter { expected: u64, got: u64 },
@@ -658,7 +666,7 @@ fn add_peer(shared: &Arc<Shared>, id: u64, addr: SocketAddr) -> io::Result<()> {
     if peers.contains_key(&id) {
         return Ok(());
     }
-    let (queue_tx, queue_rx) = crossbeam_channel::bounded(PEER_QUEUE_LEN);
+    let (queue_tx, queue_rx) = crossbeam_channel::bounded(PEER_QUEUE_PAYLOADS_MAX);
     let peer = Arc::new(Peer {
         id,
         addr: Mutex::new(addr),
@@ -678,8 +686,8 @@ fn add_peer(shared: &Arc<Shared>, id: u64, addr: SocketAddr) -> io::Result<()> {
 // ---------------------------------------------------------------------------------------
 // Keys, proofs, tags
 
-fn random_nonce() -> Result<[u8; NONCE_LEN_BYTES], ConnError> {
-    let mut nonce = [0u8; NONCE_LEN_BYTES];
+fn random_nonce() -> Result<[u8; NONCE_BYTES], ConnError> {
+    let mut nonce = [0u8; NONCE_BYTES];
     rand::rngs::OsRng
         .try_fill_bytes(&mut nonce)
         .map_err(ConnError::Random)?;
@@ -697,8 +705,8 @@ fn derive_key(
     secret: &[u8],
     from: u64,
     to: u64,
-    nonce_d: &[u8; NONCE_LEN_BYTES],
-    nonce_a: &[u8; NONCE_LEN_BYTES],
+    nonce_d: &[u8; NONCE_BYTES],
+    nonce_a: &[u8; NONCE_BYTES],
 ) -> Result<HmacSha256, ConnError> {
     let mut kdf = hmac(secret)?;
     kdf.update(KDF_LABEL);
@@ -710,7 +718,7 @@ fn derive_key(
     hmac(&key)
 }
 
-fn proof(key: &HmacSha256, label: &[u8]) -> [u8; PROOF_LEN_BYTES] {
+fn proof(key: &HmacSha256, label: &[u8]) -> [u8; PROOF_BYTES] {
     let mut mac = key.clone();
     mac.update(label);
     mac.finalize().into_bytes().into()
@@ -745,7 +753,7 @@ fn le_u64(bytes: &[u8], at: usize) -> u64 {
 fn check_magic_and_version(header: &[u8]) -> Result<(), ConnError> {
     let mut magic = [0u8; 8];
     magic.copy_from_slice(&header[0..8]);
-    if magic != MAGIC {
+    if magic != HANDSHAKE_MAGIC {
         return Err(ConnError::BadMagic(magic));
     }
     let version = le_u32(header, 8);
@@ -814,7 +822,7 @@ fn accept_loop(shared: &Arc<Shared>, listener: &TcpListener) {
 
 fn on_accept(shared: &Arc<Shared>, stream: TcpStream, addr: SocketAddr) {
     // Only this thread increments, so check-then-increment cannot overshoot.
-    if shared.pending_handshakes.load(Ordering::SeqCst) >= MAX_PENDING_HANDSHAKES {
+    if shared.pending_handshakes.load(Ordering::SeqCst) >= HANDSHAKES_PENDING_MAX {
         shared
             .counters
             .inbound_refused_busy
@@ -893,7 +901,7 @@ fn accept_handshake(
     stream: &mut TcpStream,
 ) -> Result<(u64, HmacSha256), ConnError> {
     let deadline = Instant::now() + Duration::from_millis(HANDSHAKE_TIMEOUT_MS);
-    let mut hello = [0u8; HELLO_LEN_BYTES];
+    let mut hello = [0u8; HELLO_BYTES];
     // Magic and version first, so a stranger speaking another protocol is cut off at once.
     read_exact_by(
         stream,
@@ -910,7 +918,7 @@ fn accept_handshake(
     )?;
     let from = le_u64(&hello, 12);
     let to = le_u64(&hello, 20);
-    let mut nonce_d = [0u8; NONCE_LEN_BYTES];
+    let mut nonce_d = [0u8; NONCE_BYTES];
     nonce_d.copy_from_slice(&hello[28..44]);
     if to != shared.node_id {
         return Err(ConnError::WrongTo {
@@ -923,8 +931,8 @@ fn accept_handshake(
     }
 
     let nonce_a = random_nonce()?;
-    let mut challenge = [0u8; CHALLENGE_LEN_BYTES];
-    challenge[0..8].copy_from_slice(&MAGIC);
+    let mut challenge = [0u8; CHALLENGE_BYTES];
+    challenge[0..8].copy_from_slice(&HANDSHAKE_MAGIC);
     challenge[8..12].copy_from_slice(&PROTOCOL_VERSION.to_le_bytes());
     challenge[12..28].copy_from_slice(&nonce_a);
     // The handshake's writes are tiny and fit any socket buffer; the timeout is a backstop.
@@ -932,7 +940,7 @@ fn accept_handshake(
     stream.write_all(&challenge)?;
 
     let key = derive_key(&shared.secret, from, to, &nonce_d, &nonce_a)?;
-    let mut dialer_proof = [0u8; PROOF_LEN_BYTES];
+    let mut dialer_proof = [0u8; PROOF_BYTES];
     read_exact_by(
         stream,
         &mut dialer_proof,
@@ -955,7 +963,7 @@ fn read_frames(
     key: &HmacSha256,
 ) -> Result<(), ConnError> {
     let mut expected_counter: u64 = 1;
-    let mut header = [0u8; FRAME_HEADER_LEN_BYTES];
+    let mut header = [0u8; FRAME_HEADER_BYTES];
     loop {
         // A close between frames is the normal end of a connection.
         match stream.read(&mut header[..1]) {
@@ -969,7 +977,7 @@ fn read_frames(
         let counter = le_u64(&header, 4);
         // Reject on the unauthenticated header before reading the payload: either way the
         // connection is dropped, and this way a lying length is never waited for.
-        if len_bytes == 0 || len_bytes as usize > MAX_PAYLOAD_LEN_BYTES {
+        if len_bytes == 0 || len_bytes as usize > FRAME_PAYLOAD_BYTES_MAX {
             return Err(ConnError::BadLength(len_bytes));
         }
         if counter != expected_counter {
@@ -984,7 +992,7 @@ fn read_frames(
             return Err(ConnError::Closed);
         }
         frame_mac(key, counter, &payload)
-            .verify_truncated_left(&header[12..12 + TAG_LEN_BYTES])
+            .verify_truncated_left(&header[12..12 + TAG_BYTES])
             .map_err(|_| ConnError::BadTag { counter })?;
         // Authenticated from here on.
         expected_counter = counter.checked_add(1).ok_or(ConnError::BadCounter {
@@ -1076,7 +1084,7 @@ impl Outbound {
         for payload in batch {
             let len_bytes = u32::try_from(payload.len())
                 .ok()
-                .filter(|&len| len != 0 && len as usize <= MAX_PAYLOAD_LEN_BYTES)
+                .filter(|&len| len != 0 && len as usize <= FRAME_PAYLOAD_BYTES_MAX)
                 .ok_or(ConnError::Unframeable(payload.len()))?;
             let counter = self.next_counter;
             let tag = frame_mac(&self.key, counter, payload)
@@ -1084,8 +1092,8 @@ impl Outbound {
                 .into_bytes();
             self.buf.extend_from_slice(&len_bytes.to_le_bytes());
             self.buf.extend_from_slice(&counter.to_le_bytes());
-            self.buf.extend_from_slice(&tag[..TAG_LEN_BYTES]);
-            if payload.len() <= INLINE_PAYLOAD_MAX_BYTES {
+            self.buf.extend_from_slice(&tag[..TAG_BYTES]);
+            if payload.len() <= INLINE_PAYLOAD_BYTES_MAX {
                 self.buf.extend_from_slice(payload);
             } else {
                 self.stream.write_all(&self.buf)?;
@@ -1117,8 +1125,8 @@ fn dial(shared: &Arc<Shared>, peer_id: u64, addr: SocketAddr) -> Result<Outbound
     let deadline = Instant::now() + Duration::from_millis(HANDSHAKE_TIMEOUT_MS);
 
     let nonce_d = random_nonce()?;
-    let mut hello = [0u8; HELLO_LEN_BYTES];
-    hello[0..8].copy_from_slice(&MAGIC);
+    let mut hello = [0u8; HELLO_BYTES];
+    hello[0..8].copy_from_slice(&HANDSHAKE_MAGIC);
     hello[8..12].copy_from_slice(&PROTOCOL_VERSION.to_le_bytes());
     hello[12..20].copy_from_slice(&shared.node_id.to_le_bytes());
     hello[20..28].copy_from_slice(&peer_id.to_le_bytes());
@@ -1126,22 +1134,22 @@ fn dial(shared: &Arc<Shared>, peer_id: u64, addr: SocketAddr) -> Result<Outbound
     stream.write_all(&hello)?;
 
     let rejected = || ConnError::RejectedByPeer(shared.node_id);
-    let mut challenge = [0u8; CHALLENGE_LEN_BYTES];
+    let mut challenge = [0u8; CHALLENGE_BYTES];
     read_exact_by(&mut stream, &mut challenge, deadline, rejected())?;
     check_magic_and_version(&challenge)?;
-    let mut nonce_a = [0u8; NONCE_LEN_BYTES];
+    let mut nonce_a = [0u8; NONCE_BYTES];
     nonce_a.copy_from_slice(&challenge[12..28]);
     let key = derive_key(&shared.secret, shared.node_id, peer_id, &nonce_d, &nonce_a)?;
     stream.write_all(&proof(&key, DIALER_PROOF_LABEL))?;
 
-    let mut acceptor_proof = [0u8; PROOF_LEN_BYTES];
+    let mut acceptor_proof = [0u8; PROOF_BYTES];
     read_exact_by(&mut stream, &mut acceptor_proof, deadline, rejected())?;
     verify_proof(&key, ACCEPTOR_PROOF_LABEL, &acceptor_proof)?;
     Ok(Outbound {
         stream,
         key,
         next_counter: 1,
-        buf: Vec::with_capacity(WRITE_BUFFER_BYTES + INLINE_PAYLOAD_MAX_BYTES),
+        buf: Vec::with_capacity(WRITE_BUFFER_BYTES + INLINE_PAYLOAD_BYTES_MAX),
         last_write: Instant::now(),
         _conn: conn,
     })
@@ -1160,7 +1168,7 @@ fn backoff(shared: &Shared, backoff_ms: u64) -> bool {
 fn writer_loop(shared: &Arc<Shared>, peer: &Peer, queue: &Receiver<Vec<u8>>) {
     let counters = &shared.counters;
     let mut out: Option<Outbound> = None;
-    let mut backoff_ms = BACKOFF_MIN_MS;
+    let mut backoff_ms = BACKOFF_MS_MIN;
     let mut seen_generation = peer.addr_generation.load(Ordering::SeqCst);
     // Repeated connect failures to a down peer are logged once at warn, then at debug.
     let mut failing = false;
@@ -1178,7 +1186,7 @@ fn writer_loop(shared: &Arc<Shared>, peer: &Peer, queue: &Receiver<Vec<u8>>) {
             recv(shared.stop_rx) -> _ => return,
         };
         let mut batch = vec![first];
-        batch.extend(queue.try_iter().take(PEER_QUEUE_LEN));
+        batch.extend(queue.try_iter().take(PEER_QUEUE_PAYLOADS_MAX));
         let batch_bytes: usize = batch.iter().map(Vec::len).sum();
         peer.queued_bytes.fetch_sub(batch_bytes, Ordering::Relaxed);
         if shared.stopping() {
@@ -1188,7 +1196,7 @@ fn writer_loop(shared: &Arc<Shared>, peer: &Peer, queue: &Receiver<Vec<u8>>) {
         if generation != seen_generation {
             seen_generation = generation;
             out = None;
-            backoff_ms = BACKOFF_MIN_MS;
+            backoff_ms = BACKOFF_MS_MIN;
         }
         if out.as_ref().is_some_and(Outbound::peer_closed) {
             tracing::debug!(
@@ -1225,7 +1233,7 @@ fn writer_loop(shared: &Arc<Shared>, peer: &Peer, queue: &Receiver<Vec<u8>>) {
                     if !backoff(shared, backoff_ms) {
                         return;
                     }
-                    backoff_ms = (backoff_ms * 2).min(BACKOFF_MAX_MS);
+                    backoff_ms = (backoff_ms * 2).min(BACKOFF_MS_MAX);
                     continue;
                 }
             },
@@ -1238,7 +1246,7 @@ fn writer_loop(shared: &Arc<Shared>, peer: &Peer, queue: &Receiver<Vec<u8>>) {
                 counters
                     .payload_bytes_sent
                     .fetch_add(batch_bytes as u64, Ordering::Relaxed);
-                backoff_ms = BACKOFF_MIN_MS;
+                backoff_ms = BACKOFF_MS_MIN;
                 failing = false;
             }
             Err(error) => {
@@ -1252,7 +1260,7 @@ fn writer_loop(shared: &Arc<Shared>, peer: &Peer, queue: &Receiver<Vec<u8>>) {
                 if !backoff(shared, backoff_ms) {
                     return;
                 }
-                backoff_ms = (backoff_ms * 2).min(BACKOFF_MAX_MS);
+                backoff_ms = (backoff_ms * 2).min(BACKOFF_MS_MAX);
             }
         }
     }

@@ -15,11 +15,11 @@
 //! its bids (best price first, time priority within a price) and then its asks; then the
 //! used-id ranges in ascending order. Hash maps and memory layout never show through.
 
-use super::{Engine, EngineConfig, Ledger};
+use super::{Engine, EngineConfig, Flows};
 use crate::codec::{side_code, side_from_code, stp_code, stp_from_code};
 use crate::ladder::key_of;
 use crate::slab::{Order, NIL};
-use crate::types::{Side, Symbol, SYMBOL_CAPACITY_BYTES};
+use crate::types::{Side, Symbol, SYMBOL_BYTES_MAX};
 use crate::Error;
 
 /// Version of the state encoding written in the header leaf.
@@ -31,12 +31,12 @@ const TAG_ORDER: u8 = 3;
 const TAG_USED_IDS: u8 = 4;
 
 /// Longest leaf, in bytes (a resting order: 1 + 8 + 8 + 1 + 1 + 8 + 8).
-pub const STATE_LEAF_CAPACITY_BYTES: usize = 35;
+pub const STATE_LEAF_BYTES_MAX: usize = 35;
 
 impl Engine {
     /// Calls `visit` with every leaf of the canonical state encoding, in order.
     pub fn visit_state_leaves(&self, mut visit: impl FnMut(&[u8])) {
-        let mut leaf = Vec::with_capacity(STATE_LEAF_CAPACITY_BYTES);
+        let mut leaf = Vec::with_capacity(STATE_LEAF_BYTES_MAX);
         leaf.push(TAG_HEADER);
         leaf.extend_from_slice(&STATE_VERSION.to_le_bytes());
         leaf.extend_from_slice(&self.next_match_id.to_le_bytes());
@@ -46,7 +46,7 @@ impl Engine {
             leaf.push(TAG_INSTRUMENT);
             leaf.extend_from_slice(&instrument.to_le_bytes());
             let text = symbol.as_str().as_bytes();
-            // At most SYMBOL_CAPACITY_BYTES (32): fits a u8.
+            // At most SYMBOL_BYTES_MAX (32): fits a u8.
             leaf.push(text.len() as u8);
             leaf.extend_from_slice(text);
             visit(&leaf);
@@ -96,11 +96,17 @@ impl Engine {
                 return Err(Error::Decode("resting order id not among the used ids"));
             }
         }
-        let resting: u128 = engine.ledger.resting;
-        engine.ledger = Ledger {
+        // The restored orders entered as they are: nothing has flowed yet.
+        let resting: u128 = engine
+            .live
+            .values()
+            .map(|&slot| u128::from(engine.orders.get(slot).open))
+            .sum();
+        engine.flows = Flows {
             entered: resting,
-            resting,
-            ..Ledger::default()
+            // Truncation is the point: the low 64 bits, as the order slots sum them.
+            resting_low: resting as u64,
+            ..Flows::default()
         };
         engine
             .check_invariants()
@@ -159,7 +165,7 @@ impl Builder {
         }
         let instrument = u32::from_le_bytes([body[0], body[1], body[2], body[3]]);
         let len = usize::from(body[4]);
-        if len == 0 || len > SYMBOL_CAPACITY_BYTES || body.len() != 5 + len {
+        if len == 0 || len > SYMBOL_BYTES_MAX || body.len() != 5 + len {
             return Err(Error::Decode("bad instrument symbol length"));
         }
         let text =
@@ -173,7 +179,8 @@ impl Builder {
         }
         let mut sink = Vec::new();
         engine.define_instrument(instrument, Symbol::new(text)?, &mut sink);
-        debug_assert!(sink.is_empty());
+        // Ids were checked ascending just above, so this one is new: no rejection event.
+        assert!(sink.is_empty(), "restored instrument rejected");
         self.book = engine.book_index.get(&instrument).copied();
         self.last_order = None;
         Ok(())

@@ -166,7 +166,7 @@ fn symbol_of(path: &Path) -> String {
         .filter(|s| !s.is_empty())
         .unwrap_or("LOBSTER")
         .chars()
-        .take(keel_engine::SYMBOL_CAPACITY_BYTES)
+        .take(keel_engine::SYMBOL_BYTES_MAX)
         .collect()
 }
 
