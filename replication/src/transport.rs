@@ -94,14 +94,6 @@ pub const HANDSHAKE_TIMEOUT_MS: u64 = 2_000;
 /// on accept, so a stranger cannot exhaust threads.
 pub const HANDSHAKES_PENDING_MAX: usize = 16;
 
-/// Former name of [`FRAME_PAYLOAD_BYTES_MAX`], kept only until `replication/tests/transport.rs`
-/// (being edited on another branch) uses the new name; then remove it.
-#[doc(hidden)]
-pub const MAX_PAYLOAD_LEN_BYTES: usize = FRAME_PAYLOAD_BYTES_MAX;
-/// Former name of [`HANDSHAKES_PENDING_MAX`], kept for the same reason.
-#[doc(hidden)]
-pub const MAX_PENDING_HANDSHAKES: usize = HANDSHAKES_PENDING_MAX;
-
 const CONNECT_TIMEOUT_MS: u64 = 1_000;
 /// A write blocked this long (the peer stopped reading) fails and the connection is redialed.
 const WRITE_TIMEOUT_MS: u64 = 10_000;

@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use hmac::{Hmac, Mac};
 use keel_replication::transport::{
-    Transport, TransportConfig, TransportError, HANDSHAKE_TIMEOUT_MS, MAX_PAYLOAD_LEN_BYTES,
-    MAX_PENDING_HANDSHAKES,
+    Transport, TransportConfig, TransportError, HANDSHAKE_TIMEOUT_MS, FRAME_PAYLOAD_BYTES_MAX,
+    HANDSHAKES_PENDING_MAX,
 };
 use rand::RngCore;
 use sha2::Sha256;
@@ -525,7 +525,7 @@ fn raw_client_attacks_are_cut_off_and_good_traffic_continues() {
     good_traffic(&pair);
 
     // Lengths of zero and above the cap, the second with a tag valid for an empty payload.
-    for len_bytes in [0u32, MAX_PAYLOAD_LEN_BYTES as u32 + 1, u32::MAX] {
+    for len_bytes in [0u32, FRAME_PAYLOAD_BYTES_MAX as u32 + 1, u32::MAX] {
         let mut raw = RawPeer::connect(addr, raw_id, 1, SECRET);
         let mut frame = raw.frame(b"x");
         frame[0..4].copy_from_slice(&len_bytes.to_le_bytes());
@@ -566,7 +566,7 @@ fn strangers_cannot_exhaust_handshake_slots_for_established_peers() {
     let deadline = Instant::now() + DEADLINE;
     let idle = loop {
         assert!(Instant::now() < deadline, "extra connection never refused");
-        let idle: Vec<TcpStream> = (0..MAX_PENDING_HANDSHAKES).map(|_| connect(addr)).collect();
+        let idle: Vec<TcpStream> = (0..HANDSHAKES_PENDING_MAX).map(|_| connect(addr)).collect();
         let mut extra = connect(addr);
         extra
             .set_read_timeout(Some(Duration::from_millis(HANDSHAKE_TIMEOUT_MS / 2)))
@@ -627,7 +627,7 @@ fn send_never_blocks_and_counts_drops() {
     let before = node.transport.stats().dropped_invalid;
     node.transport.send(77, vec![1]);
     node.transport.send(2, Vec::new());
-    node.transport.send(2, vec![0; MAX_PAYLOAD_LEN_BYTES + 1]);
+    node.transport.send(2, vec![0; FRAME_PAYLOAD_BYTES_MAX + 1]);
     let stats = node.transport.stats();
     assert_eq!(stats.dropped_invalid, before + 3);
     assert_eq!(stats.frames_sent, 0);
