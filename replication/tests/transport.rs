@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use hmac::{Hmac, Mac};
 use keel_replication::transport::{
-    Transport, TransportConfig, TransportError, HANDSHAKE_TIMEOUT_MS, FRAME_PAYLOAD_BYTES_MAX,
-    HANDSHAKES_PENDING_MAX,
+    Transport, TransportConfig, TransportError, FRAME_PAYLOAD_BYTES_MAX, HANDSHAKES_PENDING_MAX,
+    HANDSHAKE_TIMEOUT_MS,
 };
 use rand::RngCore;
 use sha2::Sha256;
