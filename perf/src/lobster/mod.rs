@@ -26,8 +26,8 @@ use crate::report::{self, group, header_lines, median_min_max, Machine, Spread};
 #[derive(Debug, clap::Args)]
 pub struct LobsterArgs {
     /// A LOBSTER message file. Give each with its `--orderbook`, in the same order. Without
-    /// any, every `*_message_*.csv` in `../shared/data/lobster` beside the workspace is run
-    /// with its `*_orderbook_*.csv`.
+    /// any, every `*_message_*.csv` in `perf/data/lobster` (the LOBSTER sample files kept
+    /// in the repository) is run with its `*_orderbook_*.csv`.
     #[arg(long = "message", value_name = "FILE")]
     pub messages: Vec<PathBuf>,
     /// The orderbook file of the `--message` file in the same position.
@@ -114,15 +114,10 @@ pub struct Report {
     pub pairs: Vec<PairReport>,
 }
 
-/// The default data folder: `../shared/data/lobster` beside the workspace this tool was
-/// built in.
+/// The default data folder: the LOBSTER sample files in `perf/data/lobster`, found from
+/// this crate's folder so a clone works wherever it is placed.
 pub fn default_data_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join("..")
-        .join("shared")
-        .join("data")
-        .join("lobster")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("data").join("lobster")
 }
 
 /// The `(message, orderbook)` pairs in `dir`, sorted by file name.
