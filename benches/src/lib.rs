@@ -5,7 +5,7 @@
 //! across dependency upgrades.
 //!
 //! - [`exchange_core`]: exchange-core's published benchmark mix (GTC, IOC, cancel, move),
-//!   used by the `keel-throughput` and `keel-callgrind-replay` binaries.
+//!   used by `keel-perf engine`, `keel-peers` and `keel-callgrind-replay`.
 //! - [`scenarios`]: single-purpose batches (add, cancel, replace, sweep) for criterion.
 //! - [`stats`]: measures what a workload actually does ([`measure_mix`]).
 //! - [`peers`]: adapters driving other order-book crates with the same commands, for the

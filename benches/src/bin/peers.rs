@@ -7,7 +7,7 @@
 //! ```
 //!
 //! Generates the exchange-core mix once (untimed; `keel_benches::ExchangeCoreMix`, same
-//! generator and seed as `keel-throughput`), then runs it `R` times through every engine,
+//! generator and seed as the exchange-core workload of `keel-perf engine`), then runs it `R` times through every engine,
 //! interleaved (run r visits the engines in an order rotated by r, so none is always first
 //! or last), each time on a fresh book: warm-up untimed, measured commands timed as one
 //! block. Prints a table of commands/s (median, min–max), the Keel/peer ratio (median and
