@@ -11,11 +11,13 @@
 //! - [`peers`]: adapters driving other order-book crates with the same commands, for the
 //!   side-by-side comparison (`keel-peers`, the `peers` criterion group).
 //! - [`cli`]: the binaries' shared `--flag value` parsing.
+//! - [`fmt`]: how every report prints a figure (also used by `keel-perf`).
 #![deny(missing_docs)]
 
 pub mod cli;
 pub mod date;
 pub mod exchange_core;
+pub mod fmt;
 pub mod peers;
 pub mod rng;
 pub mod scenarios;

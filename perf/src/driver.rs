@@ -42,7 +42,7 @@ use mio::net::TcpStream;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use rustc_hash::FxHashMap;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::flow::{Encoder, Kind, Mix, Rng, Tokens, TOKEN_LEN};
 use crate::recorder::Recorder;
@@ -107,21 +107,28 @@ pub struct Endpoint {
 }
 
 /// Summary of one latency histogram, in microseconds.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Latency {
     /// Samples.
     pub count: u64,
     /// Mean.
+    #[serde(deserialize_with = "crate::json::f64")]
     pub mean_us: f64,
     /// Percentiles.
+    #[serde(deserialize_with = "crate::json::f64")]
     pub p50_us: f64,
     /// 99th percentile.
+    #[serde(deserialize_with = "crate::json::f64")]
     pub p99_us: f64,
     /// 99.9th percentile.
+    #[serde(deserialize_with = "crate::json::f64")]
     pub p99_9_us: f64,
     /// 99.99th percentile.
+    #[serde(deserialize_with = "crate::json::f64")]
     pub p99_99_us: f64,
     /// Largest sample.
+    #[serde(deserialize_with = "crate::json::f64")]
     pub max_us: f64,
     /// `(percentile, µs)` points for a percentile plot (HdrHistogram style, log ticks).
     pub distribution: Vec<(f64, f64)>,
@@ -155,58 +162,76 @@ impl Latency {
 }
 
 /// One of the worst Order Accepted latencies of a run, split at the gateway's intake.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Worst {
     /// Intended send time, ms after the run's start (warm-up included).
+    #[serde(deserialize_with = "crate::json::f64")]
     pub intended_ms: f64,
     /// Order → Accepted, µs.
+    #[serde(deserialize_with = "crate::json::f64")]
     pub latency_us: f64,
     /// Of which: intended → actual send.
+    #[serde(deserialize_with = "crate::json::f64")]
     pub send_lag_us: f64,
     /// Actual send → gateway intake.
+    #[serde(deserialize_with = "crate::json::f64")]
     pub inbound_us: f64,
     /// Gateway intake → Accepted read.
+    #[serde(deserialize_with = "crate::json::f64")]
     pub outbound_us: f64,
 }
 
 /// One second of the measured window (by intended send time).
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Second {
     /// Seconds since the start of the measured window.
     pub second: u32,
     /// Order Accepted latencies recorded for orders intended in this second.
     pub accepted: u64,
     /// Their median, µs.
+    #[serde(deserialize_with = "crate::json::f64")]
     pub p50_us: f64,
     /// Their 99th percentile, µs.
+    #[serde(deserialize_with = "crate::json::f64")]
     pub p99_us: f64,
     /// Their maximum, µs.
+    #[serde(deserialize_with = "crate::json::f64")]
     pub max_us: f64,
     /// Largest send lag of a message intended in this second, µs.
+    #[serde(deserialize_with = "crate::json::f64")]
     pub max_send_lag_us: f64,
 }
 
 /// CPU used by one thread over the measured window.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ThreadCpu {
     /// `server` (the node, or a cluster's leader), `follower`, `generator` or `other`.
     pub process: String,
     /// Thread name.
     pub thread: String,
     /// CPU seconds per wall-clock second (1.0 = one full core).
+    #[serde(deserialize_with = "crate::json::f64")]
     pub cores: f64,
     /// CPU microseconds per message sent in the window.
+    #[serde(deserialize_with = "crate::json::f64")]
     pub us_per_message: f64,
     /// Voluntary context switches per message.
+    #[serde(deserialize_with = "crate::json::f64")]
     pub voluntary_per_message: f64,
     /// Involuntary context switches (preemptions) per second.
+    #[serde(deserialize_with = "crate::json::f64")]
     pub preemptions_per_s: f64,
 }
 
 /// Everything one run measured.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct RunResult {
     /// Offered rate, messages/s.
+    #[serde(deserialize_with = "crate::json::f64")]
     pub offered_rate: f64,
     /// Sessions.
     pub sessions: usize,
@@ -219,10 +244,12 @@ pub struct RunResult {
     /// Cancels in the measured window.
     pub measured_cancel: u64,
     /// Messages per second actually sent over the measured window.
+    #[serde(deserialize_with = "crate::json::f64")]
     pub achieved_rate: f64,
     /// Send lag (actual − intended send time) over the measured window.
     pub send_lag: Latency,
     /// Send lag of the last message, µs: large means the generator ended behind.
+    #[serde(deserialize_with = "crate::json::f64")]
     pub final_send_lag_us: f64,
     /// Enter Order → Order Accepted.
     pub accepted: Latency,

@@ -20,7 +20,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use indicatif::ProgressBar;
 use keel_gateway::protocol::Stock;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::cluster::{Cluster, ClusterOptions};
 use crate::driver::{self, Endpoint, Plan, RunResult};
@@ -30,10 +30,13 @@ use crate::server::{self, Node, NodeOptions};
 use crate::sys;
 
 /// Durability policies of the node under test.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DurabilityArg {
     /// Acknowledge once journaled (in memory).
+    // `Default` only fills a field missing from a result file read back; each command
+    // sets its own default.
+    #[default]
     Async,
     /// Acknowledge once on disk.
     Fsync,
@@ -49,7 +52,8 @@ impl DurabilityArg {
 }
 
 /// `keel-perf e2e` options.
-#[derive(Clone, Debug, clap::Args, Serialize)]
+#[derive(Clone, Debug, Default, clap::Args, Serialize, Deserialize)]
+#[serde(default)]
 pub struct E2eArgs {
     /// Durability of the node the benchmark starts (ignored with --server).
     #[arg(long, value_enum, default_value = "async")]
@@ -57,6 +61,7 @@ pub struct E2eArgs {
     /// Offered load: OUCH messages per second (Enter Order and Cancel Order alike), all
     /// sessions together.
     #[arg(long, default_value_t = 50_000.0)]
+    #[serde(deserialize_with = "crate::json::f64")]
     pub rate: f64,
     /// SoupBinTCP sessions (one user each), driven round-robin by one thread.
     #[arg(long, default_value_t = 8)]
@@ -76,32 +81,39 @@ pub struct E2eArgs {
     pub sweep: bool,
     /// First rate of the sweep.
     #[arg(long, default_value_t = 50_000.0)]
+    #[serde(deserialize_with = "crate::json::f64")]
     pub sweep_start: f64,
     /// Each sweep step multiplies the rate by this until a step fails.
     #[arg(long, default_value_t = 1.5)]
+    #[serde(deserialize_with = "crate::json::f64")]
     pub sweep_factor: f64,
     /// Bisection steps between the last good and the first failing rate.
     #[arg(long, default_value_t = 3)]
     pub sweep_refine: usize,
     /// Highest rate the sweep tries.
     #[arg(long, default_value_t = 4_000_000.0)]
+    #[serde(deserialize_with = "crate::json::f64")]
     pub sweep_max: f64,
     /// A step fails if the Order Accepted p99 exceeds this (µs): latency exploded.
     #[arg(long, default_value_t = 20_000.0)]
+    #[serde(deserialize_with = "crate::json::f64")]
     pub p99_limit_us: f64,
     /// A step fails if the generator ends more than this behind its schedule (µs) or sends
     /// less than 98% of the offered rate: the backlog grew on the sending side.
     #[arg(long, default_value_t = 5_000.0)]
+    #[serde(deserialize_with = "crate::json::f64")]
     pub lag_limit_us: f64,
     /// A step fails if, when the last message is sent, more than this many milliseconds of
     /// traffic are still unanswered, or if the median latency of the last measured second
     /// exceeds twice the first second's plus 1 ms: the queue grew.
     #[arg(long, default_value_t = 10.0)]
+    #[serde(deserialize_with = "crate::json::f64")]
     pub backlog_limit_ms: f64,
     /// Minimum µs between two sending wake-ups of the generator (0: one wake-up per
     /// message's intended time). Larger ticks batch messages into fewer writes; the tick's
     /// delay counts in the latencies.
     #[arg(long, default_value_t = 0.0)]
+    #[serde(deserialize_with = "crate::json::f64")]
     pub tick_us: f64,
     /// Percentage of messages that are crossing IOC orders.
     #[arg(long, default_value_t = 10)]
@@ -114,6 +126,7 @@ pub struct E2eArgs {
     pub seed: u64,
     /// Seconds to wait for outstanding responses after the last send.
     #[arg(long, default_value_t = 10.0)]
+    #[serde(deserialize_with = "crate::json::f64")]
     pub drain_timeout: f64,
     /// The `keel` binary (default: `keel` next to this executable).
     #[arg(long)]
@@ -177,6 +190,7 @@ pub struct E2eArgs {
     pub heartbeat_ms: Option<u64>,
     /// With --compare-single: the aim for replicated p99 / single-node p99 (issue #5: 3).
     #[arg(long, default_value_t = 3.0)]
+    #[serde(deserialize_with = "crate::json::f64")]
     pub aim_p99_ratio: f64,
 }
 
@@ -191,13 +205,16 @@ impl E2eArgs {
 }
 
 /// One run as reported: the measurement plus its context.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct RunRecord {
     /// 1-based run number.
     pub run: usize,
     /// 1-minute load average before the run.
+    #[serde(deserialize_with = "crate::json::f64")]
     pub load_before: f64,
     /// 1-minute load average after the run.
+    #[serde(deserialize_with = "crate::json::f64")]
     pub load_after: f64,
     /// Whether the run met the sustain criteria.
     pub sustained: bool,
@@ -210,11 +227,13 @@ pub struct RunRecord {
 }
 
 /// One sweep: its steps and the last rate sustained.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Sweep {
     /// 1-based sweep number.
     pub sweep: usize,
     /// The highest offered rate whose step met the criteria (0 if none).
+    #[serde(deserialize_with = "crate::json::f64")]
     pub max_sustained_rate: f64,
     /// The lowest offered rate that failed, if any.
     pub first_failing_rate: Option<f64>,
@@ -225,7 +244,8 @@ pub struct Sweep {
 }
 
 /// The whole output file.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Report {
     /// `e2e` or `e2e-sweep`.
     pub kind: String,
@@ -246,7 +266,8 @@ pub struct Report {
 }
 
 /// The output of `--compare-single`: both configurations' runs and the ratios.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Comparison {
     /// `e2e-cluster-vs-single`.
     pub kind: String,
@@ -266,10 +287,13 @@ pub struct Comparison {
     pub cluster: Report,
     /// Median over the cluster's runs / median over the single node's runs, for
     /// `accepted_p50_us`, `accepted_p99_us`, `accepted_p99_9_us`.
+    #[serde(deserialize_with = "crate::json::f64_map")]
     pub ratios: std::collections::BTreeMap<String, f64>,
     /// Cluster p99 / single p99 of each pair of runs made back to back.
+    #[serde(deserialize_with = "crate::json::f64s")]
     pub pair_p99_ratios: Vec<f64>,
     /// The aim for the p99 ratio.
+    #[serde(deserialize_with = "crate::json::f64")]
     pub aim_p99_ratio: f64,
     /// Whether the median p99 ratio is within the aim (and no run was cut off).
     pub aim_met: bool,

@@ -41,12 +41,12 @@ use indicatif::ProgressBar;
 use keel_gateway::client::{Client, ClientEvent, ClientOptions, OrderBuilder};
 use keel_gateway::protocol::ouch::{OutboundMessage, Price};
 use keel_gateway::protocol::OrderToken;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::cluster::{Cluster, ClusterOptions};
 use crate::e2e::{self, DurabilityArg};
 use crate::flow::{Rng, MID_TICKS};
-use crate::report::{self, header_lines, median, sorted_finite, Machine};
+use crate::report::{self, fig, header_lines, median, sorted_finite, Machine};
 use crate::server::{self, NodeOptions};
 use crate::sys;
 
@@ -56,13 +56,15 @@ const NODES: usize = 3;
 const NS_PER_DAY: i128 = 86_400_000_000_000;
 
 /// `keel-perf failover` options.
-#[derive(Clone, Debug, clap::Args, Serialize)]
+#[derive(Clone, Debug, Default, clap::Args, Serialize, Deserialize)]
+#[serde(default)]
 pub struct FailoverArgs {
     /// Trials; each kills the leader once.
     #[arg(long, default_value_t = 20)]
     pub trials: usize,
     /// Orders per second the client sends, steadily paced.
     #[arg(long, default_value_t = 500.0)]
+    #[serde(deserialize_with = "crate::json::f64")]
     pub rate: f64,
     /// Durability of every node.
     #[arg(long, value_enum, default_value = "fsync")]
@@ -122,14 +124,17 @@ pub struct FailoverArgs {
     pub label: String,
     /// Aim for the median failover time, ms (issue #5: 500).
     #[arg(long, default_value_t = 500.0)]
+    #[serde(deserialize_with = "crate::json::f64")]
     pub aim_p50_ms: f64,
     /// Aim for the largest failover time, ms (issue #5: 1,000).
     #[arg(long, default_value_t = 1_000.0)]
+    #[serde(deserialize_with = "crate::json::f64")]
     pub aim_max_ms: f64,
 }
 
 /// One trial.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Trial {
     /// 1-based trial number.
     pub trial: usize,
@@ -140,6 +145,7 @@ pub struct Trial {
     /// Node id of the new leader (the endpoint the client resumed on).
     pub new_leader_node: Option<usize>,
     /// When the kill came, ms after the trial's first order.
+    #[serde(deserialize_with = "crate::json::f64")]
     pub kill_at_ms: f64,
     /// Kill → the client saw the connection lost.
     pub disconnected_ms: Option<f64>,
@@ -161,8 +167,10 @@ pub struct Trial {
     /// When that order was sent, ms after the kill.
     pub failover_order_sent_ms: Option<f64>,
     /// Order → Accepted before the kill: median and largest, ms (the steady state).
+    #[serde(deserialize_with = "crate::json::f64")]
     pub steady_p50_ms: f64,
     /// Largest order → Accepted before the kill, ms.
+    #[serde(deserialize_with = "crate::json::f64")]
     pub steady_max_ms: f64,
     /// Enter Orders sent (written to the connection).
     pub orders_sent: usize,
@@ -220,7 +228,8 @@ impl Trial {
 }
 
 /// Figures over the trials.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Summary {
     /// Trials run.
     pub trials: usize,
@@ -229,24 +238,34 @@ pub struct Summary {
     /// Trials that failed (no failover time, an error, or a loss).
     pub failed: usize,
     /// Median failover time, ms.
+    #[serde(deserialize_with = "crate::json::f64")]
     pub failover_p50_ms: f64,
     /// Largest failover time, ms (infinite if a trial never recovered).
+    #[serde(deserialize_with = "crate::json::f64")]
     pub failover_max_ms: f64,
     /// Smallest failover time, ms.
+    #[serde(deserialize_with = "crate::json::f64")]
     pub failover_min_ms: f64,
     /// Median kill → Disconnected, ms.
+    #[serde(deserialize_with = "crate::json::f64")]
     pub disconnected_p50_ms: f64,
     /// Median kill → new leader elected (its log), ms.
+    #[serde(deserialize_with = "crate::json::f64")]
     pub elected_p50_ms: f64,
     /// Largest kill → new leader elected, ms.
+    #[serde(deserialize_with = "crate::json::f64")]
     pub elected_max_ms: f64,
     /// Median kill → the new leader's gateway open (its log), ms.
+    #[serde(deserialize_with = "crate::json::f64")]
     pub open_p50_ms: f64,
     /// Median kill → the user logged in (the new leader's log), ms.
+    #[serde(deserialize_with = "crate::json::f64")]
     pub logged_in_p50_ms: f64,
     /// Median kill → login accepted by the new leader, as the client saw it, ms.
+    #[serde(deserialize_with = "crate::json::f64")]
     pub reconnected_p50_ms: f64,
     /// Median restart → replicas agree, ms.
+    #[serde(deserialize_with = "crate::json::f64")]
     pub converge_p50_ms: f64,
     /// Orders acknowledged over all trials.
     pub acknowledged: usize,
@@ -261,7 +280,8 @@ pub struct Summary {
 }
 
 /// The output file.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct FailoverReport {
     /// `failover`.
     pub kind: String,
@@ -277,6 +297,7 @@ pub struct FailoverReport {
     pub client: String,
     /// One argon2 password verification on this machine (median of 3), ms: the new leader
     /// does one before it accepts the client's login.
+    #[serde(deserialize_with = "crate::json::f64")]
     pub argon2_verify_ms: f64,
     /// Every trial.
     pub trials: Vec<Trial>,
@@ -925,6 +946,61 @@ fn one_line(trial: &Trial) -> String {
             None => "nothing acknowledged lost".to_string(),
         }
     )
+}
+
+/// The failover table of `BENCHMARKS.md`: failover time over the trials, its parts,
+/// catch-up, losses and the aims.
+pub fn summary_table(report: &FailoverReport) -> String {
+    let s = &report.summary;
+    let met = |met: bool| if met { "met" } else { "not met" };
+    let mut out = String::from("| | |\n|---|---|\n");
+    let _ = writeln!(
+        out,
+        "| trials (measured / failed) | {} ({} / {}) |",
+        fig(s.trials as f64),
+        fig(s.measured as f64),
+        fig(s.failed as f64)
+    );
+    let _ = writeln!(
+        out,
+        "| **failover time, ms: median (min–max) over the trials** | **{}** ({}–{}) |",
+        fig(s.failover_p50_ms),
+        fig(s.failover_min_ms),
+        fig(s.failover_max_ms)
+    );
+    let _ = writeln!(
+        out,
+        "| of which, medians (ms after the kill): client sees the disconnect / new leader elected / its order entry open / client logged in again | {} / {} / {} / {} |",
+        fig(s.disconnected_p50_ms),
+        fig(s.elected_p50_ms),
+        fig(s.open_p50_ms),
+        fig(s.reconnected_p50_ms)
+    );
+    let _ = writeln!(
+        out,
+        "| restarted node caught up (median ms) | {} |",
+        fig(s.converge_p50_ms)
+    );
+    let _ = writeln!(
+        out,
+        "| orders acknowledged; lost or duplicated | {}; {} ({}) |",
+        fig(s.acknowledged as f64),
+        fig(s.lost_or_duplicated as f64),
+        if s.nothing_lost {
+            "nothing lost"
+        } else {
+            "**LOSS**"
+        }
+    );
+    let _ = writeln!(
+        out,
+        "| aims | median ≤ {} ms: {}; largest ≤ {} ms: {} |\n",
+        fig(report.args.aim_p50_ms),
+        met(s.p50_aim_met),
+        fig(report.args.aim_max_ms),
+        met(s.max_aim_met)
+    );
+    out
 }
 
 /// The Markdown summary.

@@ -8,12 +8,14 @@ use std::time::Duration;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use serde::Serialize;
+use keel_benches::fmt;
+use serde::{Deserialize, Serialize};
 
 use crate::e2e::{Comparison, Report, RunRecord};
 
 /// What the figures were measured on.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Machine {
     /// CPU model as `/proc/cpuinfo` reports it.
     pub cpu: String,
@@ -22,6 +24,7 @@ pub struct Machine {
     /// Kernel release.
     pub kernel: String,
     /// Memory, GiB.
+    #[serde(deserialize_with = "crate::json::f64")]
     pub memory_gib: f64,
     /// `git rev-parse --short HEAD` of the workspace, with `+dirty` if it has changes.
     pub commit: String,
@@ -147,13 +150,17 @@ pub fn progress_bar(len: u64, template: &str, steady_tick: Option<Duration>) -> 
 }
 
 /// Median and spread of one figure over the runs.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Spread {
     /// Median.
+    #[serde(deserialize_with = "crate::json::f64")]
     pub median: f64,
     /// Smallest.
+    #[serde(deserialize_with = "crate::json::f64")]
     pub min: f64,
     /// Largest.
+    #[serde(deserialize_with = "crate::json::f64")]
     pub max: f64,
 }
 
@@ -196,11 +203,7 @@ pub fn median(sorted: &[f64]) -> f64 {
     }
 }
 
-/// `**median** (min–max)`, each shown with `unit`: how every report gives a figure
-/// measured over several runs.
-pub fn median_min_max<T>(median: T, min: T, max: T, unit: impl Fn(T) -> String) -> String {
-    format!("**{}** ({}–{})", unit(median), unit(min), unit(max))
-}
+pub use keel_benches::fmt::{fig, group, median_min_max};
 
 fn us(value: f64) -> String {
     if !value.is_finite() {
@@ -220,19 +223,6 @@ pub fn header_lines(out: &mut String, machine: &Machine, command: &str, keel: Op
     if let Some(keel) = keel {
         let _ = writeln!(out, "- keel binary: `{keel}`");
     }
-}
-
-/// `1234567` as `1,234,567`: thousands separators for every figure in the reports.
-pub fn group(value: u64) -> String {
-    let digits = value.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 fn spread(s: Option<&Spread>, unit: fn(f64) -> String) -> String {
@@ -536,6 +526,73 @@ fn ratio(value: f64) -> String {
     } else {
         "–".to_string()
     }
+}
+
+/// The header of the end-to-end table in `BENCHMARKS.md` ([`summary_row`]).
+pub const SUMMARY_HEADER: &str = "| node | runs | sent/s | order → Accepted p50 (µs) | p99 | p99.9 | max | IOC → Executed p99 | load before | other CPU (cores) |\n|---|---|---|---|---|---|---|---|---|---|";
+
+/// One row of the end-to-end table in `BENCHMARKS.md`: the medians (min–max) of `report`'s
+/// summary, under the name `label`.
+pub fn summary_row(label: &str, report: &Report) -> String {
+    let s = |key: &str| {
+        report
+            .summary
+            .get(key)
+            .map_or("–".to_string(), |s| fmt::spread(s.median, s.min, s.max))
+    };
+    let cut = report.summary.get("runs_cut_off").map_or(0.0, |s| s.median);
+    format!(
+        "| {label} | {}{} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+        report.runs.len(),
+        if cut > 0.0 {
+            format!(" ({cut:.0} cut off)")
+        } else {
+            String::new()
+        },
+        s("achieved_rate"),
+        s("accepted_p50_us"),
+        s("accepted_p99_us"),
+        s("accepted_p99_9_us"),
+        s("accepted_max_us"),
+        s("executed_p99_us"),
+        s("load_before"),
+        s("other_cores"),
+    )
+}
+
+/// The cluster-against-single part of `BENCHMARKS.md`: both rows and the ratios against
+/// the aim.
+pub fn comparison_summary(comparison: &Comparison) -> String {
+    let times = |r: f64| {
+        if r.is_finite() {
+            format!("{r:.2}×")
+        } else {
+            "–".to_string()
+        }
+    };
+    let ratio = |key: &str| {
+        comparison
+            .ratios
+            .get(key)
+            .map_or("–".to_string(), |&r| times(r))
+    };
+    let pairs = comparison
+        .pair_p99_ratios
+        .iter()
+        .map(|&r| times(r))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "{SUMMARY_HEADER}\n{}{}\nCluster ÷ single (medians): p50 {}, **p99 {}**, p99.9 {}; p99 ratio per back-to-back pair: {}. Aim: p99 ratio ≤ {}× — **{}**.\n\n",
+        summary_row("single node", &comparison.single),
+        summary_row("3-node cluster (leader)", &comparison.cluster),
+        ratio("accepted_p50_us"),
+        ratio("accepted_p99_us"),
+        ratio("accepted_p99_9_us"),
+        pairs,
+        fig(comparison.aim_p99_ratio),
+        if comparison.aim_met { "met" } else { "not met" }
+    )
 }
 
 /// The Markdown of a `--compare-single` run: the comparison first, then each

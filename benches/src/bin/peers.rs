@@ -25,9 +25,11 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use keel_benches::cli::{self, as_usize, parse_flags};
 use keel_benches::date::iso_date;
+use keel_benches::peers::report::{
+    EndBook, EngineResult, PeersMachine, PeersReport, RunSpread, Shares, TallyInfo, WorkloadInfo,
+};
 use keel_benches::peers::{self, BookState, PeerInfo, RunResult, Tally, PEER_NAMES};
 use keel_benches::{measure_mix, ExchangeCoreMix, MixStats};
-use serde_json::{json, Value};
 
 const USAGE: &str = "usage: keel-peers [--commands N] [--seed S] [--runs R] [--out DIR] \
                      [--peers keel,matchcore,orderbook-rs,lobster]";
@@ -352,68 +354,85 @@ impl Report {
         lines.join("\n")
     }
 
-    fn json(&self) -> Value {
-        let engines: Vec<Value> = self
+    /// Everything measured, as written to `peers.json`.
+    fn result(&self) -> PeersReport {
+        let engines = self
             .results
             .iter()
-            .map(|peer| {
-                let (median, min, max) = summary(&peer.rates());
-                let ratios = self.ratios(peer);
-                let ratio = (!ratios.is_empty()).then(|| {
-                    let (r, lo, hi) = summary(&ratios);
-                    json!({"median": r, "min": lo, "max": hi, "per_run": ratios})
-                });
-                let t = peer.tally();
-                let s = peer.state();
-                json!({
-                    "name": peer.info.name,
-                    "crate": peer.info.krate,
-                    "commands_per_s": {"median": median, "min": min, "max": max,
-                                       "per_run": peer.rates()},
-                    "seconds_per_run": peer.runs.iter().map(|r| r.seconds).collect::<Vec<_>>(),
-                    "keel_over_peer": ratio,
-                    "tally": {
-                        "commands": t.commands, "trades": t.trades, "traded_qty": t.traded_qty,
-                        "refused": t.refused, "emulated": t.emulated, "skipped": t.skipped,
-                    },
-                    "end_book": {
-                        "best_bid": s.best_bid, "best_ask": s.best_ask,
-                        "resting_qty": s.resting_qty, "resting_orders": s.resting_orders,
-                    },
-                    "vs_keel": self.agreement(peer),
-                    "mapping": peer.info.mapping,
-                    "fairness": peer.info.fairness,
-                })
-            })
+            .map(|peer| self.engine_result(peer))
             .collect();
         let st = &self.stats;
-        json!({
-            "kind": "peers",
-            "command": self.command_line,
-            "machine": machine(),
-            "load_average_before": self.load_before,
-            "load_average_after": self.load_after,
-            "workload": {
-                "generator": "keel_benches::ExchangeCoreMix",
-                "seed": self.mix.seed,
-                "measured_commands": self.mix.commands,
-                "warmup_commands": self.warmup_commands,
-                "target_orders": self.mix.target_orders,
-                "accounts": self.mix.accounts,
-                "central_price": self.mix.central_price,
-                "share": {
-                    "gtc": st.fraction(st.gtc), "ioc": st.fraction(st.ioc),
-                    "cancel": st.fraction(st.cancel), "replace": st.fraction(st.replace),
+        PeersReport {
+            kind: "peers".to_string(),
+            command: self.command_line.clone(),
+            machine: machine(),
+            load_average_before: self.load_before.clone(),
+            load_average_after: self.load_after.clone(),
+            workload: WorkloadInfo {
+                generator: "keel_benches::ExchangeCoreMix".to_string(),
+                seed: self.mix.seed,
+                measured_commands: self.mix.commands,
+                warmup_commands: self.warmup_commands,
+                target_orders: self.mix.target_orders,
+                accounts: self.mix.accounts,
+                central_price: self.mix.central_price,
+                share: Shares {
+                    gtc: st.fraction(st.gtc),
+                    ioc: st.fraction(st.ioc),
+                    cancel: st.fraction(st.cancel),
+                    replace: st.fraction(st.replace),
                 },
-                "mean_resting_orders": st.mean_resting_orders(),
-                "mean_levels": st.mean_levels(),
+                mean_resting_orders: st.mean_resting_orders(),
+                mean_levels: st.mean_levels(),
             },
-            "method": "one thread; each run: fresh book per engine, warm-up untimed, measured \
-                       commands timed as one block; engines interleaved, order rotated by run",
-            "runs": self.runs,
-            "engines": engines,
-            "verdict": self.verdict(),
-        })
+            method: "one thread; each run: fresh book per engine, warm-up untimed, measured \
+                     commands timed as one block; engines interleaved, order rotated by run"
+                .to_string(),
+            runs: self.runs,
+            engines,
+            verdict: self.verdict(),
+        }
+    }
+
+    /// One engine's entry of `peers.json`.
+    fn engine_result(&self, peer: &PeerRuns) -> EngineResult {
+        let spread = |values: &[f64]| {
+            let (median, min, max) = summary(values);
+            RunSpread {
+                median,
+                min,
+                max,
+                per_run: values.to_vec(),
+            }
+        };
+        let ratios = self.ratios(peer);
+        let t = peer.tally();
+        let s = peer.state();
+        let lines = |lines: &[&str]| lines.iter().map(|l| l.to_string()).collect();
+        EngineResult {
+            name: peer.info.name.to_string(),
+            krate: peer.info.krate.to_string(),
+            commands_per_s: spread(&peer.rates()),
+            seconds_per_run: peer.runs.iter().map(|r| r.seconds).collect(),
+            keel_over_peer: (!ratios.is_empty()).then(|| spread(&ratios)),
+            tally: TallyInfo {
+                commands: t.commands,
+                trades: t.trades,
+                traded_qty: t.traded_qty,
+                refused: t.refused,
+                emulated: t.emulated,
+                skipped: t.skipped,
+            },
+            end_book: EndBook {
+                best_bid: s.best_bid,
+                best_ask: s.best_ask,
+                resting_qty: s.resting_qty,
+                resting_orders: s.resting_orders,
+            },
+            vs_keel: self.agreement(peer),
+            mapping: lines(peer.info.mapping),
+            fairness: lines(peer.info.fairness),
+        }
     }
 
     fn markdown(&self) -> String {
@@ -428,10 +447,10 @@ impl Report {
             md,
             "- machine: {}, {} cores, Linux {}, {}; 1-min load {} before, {} after \
              (a shared machine: other jobs ran; treat figures as noisy)",
-            machine["cpu"].as_str().unwrap_or("?"),
-            machine["cores"],
-            machine["kernel"].as_str().unwrap_or("?"),
-            machine["date"].as_str().unwrap_or("?"),
+            machine.cpu.as_deref().unwrap_or("?"),
+            machine.cores,
+            machine.kernel.as_deref().unwrap_or("?"),
+            machine.date,
             self.load_before.as_deref().unwrap_or("?"),
             self.load_after.as_deref().unwrap_or("?"),
         );
@@ -499,7 +518,7 @@ impl Report {
 
     fn write(&self, dir: &std::path::Path) -> std::io::Result<()> {
         std::fs::create_dir_all(dir)?;
-        let json = serde_json::to_string_pretty(&self.json()).map_err(std::io::Error::other)?;
+        let json = serde_json::to_string_pretty(&self.result()).map_err(std::io::Error::other)?;
         std::fs::write(dir.join("peers.json"), json + "\n")?;
         std::fs::write(dir.join("peers.md"), self.markdown())
     }
@@ -529,7 +548,7 @@ fn load_average() -> Option<String> {
 }
 
 /// What the figures were taken on.
-fn machine() -> Value {
+fn machine() -> PeersMachine {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|text| {
@@ -545,11 +564,11 @@ fn machine() -> Value {
     let unix_time = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    json!({
-        "cpu": cpu,
-        "cores": cores,
-        "kernel": kernel,
-        "unix_time": unix_time,
-        "date": iso_date(unix_time),
-    })
+    PeersMachine {
+        cpu,
+        cores,
+        kernel,
+        unix_time,
+        date: iso_date(unix_time),
+    }
 }

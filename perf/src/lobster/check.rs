@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use indicatif::ProgressBar;
 use keel_engine::{Command, Engine, EngineConfig, Event, OrderId, Qty, Side};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::convert::{Group, Origin, Replay, INSTRUMENT};
 use super::parse::{BookRow, Level};
@@ -15,7 +15,8 @@ use super::parse::{BookRow, Level};
 const EXAMPLES_PER_CLASS: usize = 5;
 
 /// Execution agreement (a).
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ExecutionCheck {
     /// Type-4 rows whose resting order a type-1 row of the file entered.
     pub checkable: u64,
@@ -25,6 +26,7 @@ pub struct ExecutionCheck {
     /// `checkable - matched`.
     pub mismatched: u64,
     /// `matched / checkable`.
+    #[serde(deserialize_with = "crate::json::f64")]
     pub match_share: f64,
     /// Mismatched rows by class.
     pub mismatch_classes: BTreeMap<String, u64>,
@@ -41,7 +43,8 @@ pub struct ExecutionCheck {
 }
 
 /// Book agreement (b).
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct BookCheck {
     /// Levels per side compared (the orderbook file's).
     pub levels: usize,
@@ -57,6 +60,7 @@ pub struct BookCheck {
     /// `compared - equal`.
     pub differ: u64,
     /// `equal / compared`.
+    #[serde(deserialize_with = "crate::json::f64")]
     pub equal_share: f64,
     /// The first compared row that differs, if any.
     pub first_differing_row: Option<usize>,
@@ -67,7 +71,8 @@ pub struct BookCheck {
 }
 
 /// Everything the checks found.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct CheckReport {
     /// (a) executions.
     pub executions: ExecutionCheck,

@@ -41,7 +41,7 @@ use keel_engine::{
     AccountId, Command, InstrumentId, NewOrder, OrderId, Price, Qty, SelfTradePrevention, Side,
     Symbol, TimeInForce,
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::parse::{BookRow, Level, Message};
 
@@ -101,7 +101,7 @@ pub struct Group {
 }
 
 /// Why an event was not turned into a command.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Skip {
     /// No type-1 row entered the order and no seed with open quantity rests at its price:
@@ -121,7 +121,8 @@ pub enum Skip {
 }
 
 /// Counts of what the conversion did.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ConversionStats {
     /// Message rows by event type (`"1"` … `"7"`).
     pub messages_by_type: BTreeMap<String, u64>,

@@ -17,10 +17,11 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 use indicatif::ProgressBar;
+use keel_benches::fmt;
 use keel_engine::{Engine, EngineConfig, Event};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use crate::report::{self, group, header_lines, median_min_max, Machine, Spread};
+use crate::report::{self, fig, group, header_lines, median_min_max, Machine, Spread};
 
 /// Arguments of `keel-perf lobster`.
 #[derive(Debug, clap::Args)]
@@ -56,7 +57,8 @@ pub struct LobsterArgs {
 }
 
 /// Timing of the engine replay.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Timing {
     /// Commands per replay (instrument definition and seeds included).
     pub commands: u64,
@@ -69,13 +71,16 @@ pub struct Timing {
     /// Mean ns per command over the runs.
     pub ns_per_command: Spread,
     /// 1-minute load average before and after the timed runs: the machine is shared.
+    #[serde(deserialize_with = "crate::json::f64")]
     pub load_before: f64,
     /// See `load_before`.
+    #[serde(deserialize_with = "crate::json::f64")]
     pub load_after: f64,
 }
 
 /// Everything measured for one message/orderbook pair.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct PairReport {
     /// Ticker, from the file name.
     pub symbol: String,
@@ -102,7 +107,8 @@ pub struct PairReport {
 }
 
 /// The whole report.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Report {
     /// `"lobster"`.
     pub kind: String,
@@ -117,7 +123,9 @@ pub struct Report {
 /// The default data folder: the LOBSTER sample files in `perf/data/lobster`, found from
 /// this crate's folder so a clone works wherever it is placed.
 pub fn default_data_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("data").join("lobster")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("data")
+        .join("lobster")
 }
 
 /// The `(message, orderbook)` pairs in `dir`, sorted by file name.
@@ -279,6 +287,42 @@ fn percent(share: f64) -> String {
     } else {
         "–".to_string()
     }
+}
+
+/// The LOBSTER table of `BENCHMARKS.md`: per pair, commands/s and how far executions and
+/// books agree with the exchange's.
+pub fn summary_table(report: &Report) -> String {
+    let mut out = String::from(
+        "| symbol | messages | commands | commands/s | executions matched | book rows equal | load before→after |\n|---|---|---|---|---|---|---|\n",
+    );
+    let pct = |share: f64| {
+        if share.is_finite() {
+            format!("{:.2}%", share * 100.0)
+        } else {
+            "–".to_string()
+        }
+    };
+    for p in &report.pairs {
+        let (e, b, t) = (&p.checks.executions, &p.checks.book, &p.timing);
+        let c = &t.commands_per_s;
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} of {} ({}) | {} of {} ({}) | {:.2}→{:.2} |",
+            p.symbol,
+            fig(p.messages as f64),
+            fig(t.commands as f64),
+            fmt::spread(c.median, c.min, c.max),
+            fig(e.matched as f64),
+            fig(e.checkable as f64),
+            pct(e.match_share),
+            fig(b.equal as f64),
+            fig(b.compared as f64),
+            pct(b.equal_share),
+            t.load_before,
+            t.load_after,
+        );
+    }
+    out
 }
 
 /// The Markdown summary.
