@@ -499,3 +499,40 @@ mod tests {
         assert_eq!(spread.max, 2.0);
     }
 }
+
+#[cfg(test)]
+mod rendering {
+    use super::*;
+
+    fn committed(file: &str) -> String {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("results/suite")
+            .join(file);
+        std::fs::read_to_string(&path).unwrap()
+    }
+
+    fn read<T: DeserializeOwned>(file: &str) -> T {
+        serde_json::from_str(&committed(file)).unwrap()
+    }
+
+    /// Each tool's Markdown, rendered again from its committed JSON, is the Markdown it
+    /// wrote beside it: the result types read back everything their renderers print.
+    #[test]
+    fn the_committed_markdown_is_what_the_typed_results_render() {
+        let engine: EngineReport = read("engine.json");
+        assert_eq!(engine::markdown(&engine), committed("engine.md"));
+        let failover: FailoverReport = read("failover.json");
+        assert_eq!(failover::markdown(&failover), committed("failover.md"));
+        let pairs: lobster::Report = read("lobster.json");
+        assert_eq!(lobster::markdown(&pairs), committed("lobster.md"));
+        let e2e: E2eReport = read("e2e-async-20000.json");
+        assert_eq!(report::markdown(&e2e), committed("e2e-async-20000.md"));
+        let e2e: E2eReport = read("e2e-fsync-20000.json");
+        assert_eq!(report::markdown(&e2e), committed("e2e-fsync-20000.md"));
+        let comparison: Comparison = read("e2e-cluster3-vs-single.json");
+        assert_eq!(
+            report::comparison_markdown(&comparison),
+            committed("e2e-cluster3-vs-single.md")
+        );
+    }
+}
