@@ -397,75 +397,102 @@ pub fn markdown(report: &Report) -> String {
         args.resting_per_session
     );
     if !report.runs.is_empty() {
-        let s = &report.summary;
-        let cut_off = s.get("runs_cut_off").map_or(0.0, |c| c.median) as usize;
-        let _ = writeln!(
-            out,
-            "\n## Summary: median (min–max) of {} runs at {} messages/s offered\n",
-            report.runs.len() - cut_off,
-            rate(args.rate)
-        );
-        if cut_off > 0 {
-            let _ = writeln!(
-                out,
-                "({cut_off} more run(s) were cut off — the node ended the sessions — and are left out; see the runs table.)\n"
-            );
-        }
-        let _ = writeln!(
-            out,
-            "| figure | order → Accepted | IOC → Executed | cancel → Canceled |"
-        );
-        let _ = writeln!(out, "|---|---|---|---|");
-        for (name, key) in [
-            ("p50", "p50"),
-            ("p99", "p99"),
-            ("p99.9", "p99_9"),
-            ("p99.99", "p99_99"),
-            ("max", "max"),
-        ] {
-            let _ = writeln!(
-                out,
-                "| {name} | {} | {} | {} |",
-                spread(s.get(&format!("accepted_{key}_us")), us),
-                spread(s.get(&format!("executed_{key}_us")), us),
-                spread(s.get(&format!("canceled_{key}_us")), us),
-            );
-        }
-        let _ = writeln!(
-            out,
-            "\nSent: {} messages/s; send lag p99 {} µs, max {} µs, at the end {} µs; split of order → Accepted at the gateway's intake timestamp: inbound (send → intake) p50 {} / p99 {} µs, outbound (intake → Accepted read) p50 {} / p99 {} µs; 1-min load {} before, {} after; CPU used by the rest of the machine during the window {} cores.\n",
-            spread(s.get("achieved_rate"), rate),
-            spread(s.get("send_lag_p99_us"), us),
-            spread(s.get("send_lag_max_us"), us),
-            spread(s.get("final_send_lag_us"), us),
-            spread(s.get("inbound_leg_p50_us"), us),
-            spread(s.get("inbound_leg_p99_us"), us),
-            spread(s.get("outbound_leg_p50_us"), us),
-            spread(s.get("outbound_leg_p99_us"), us),
-            spread(s.get("load_before"), |v| format!("{v:.2}")),
-            spread(s.get("load_after"), |v| format!("{v:.2}")),
-            spread(s.get("other_cores"), |v| format!("{v:.2}")),
-        );
-        let _ = writeln!(out, "## Runs\n");
-        run_rows(&mut out, &report.runs, "run");
-        for record in report
-            .runs
-            .iter()
-            .filter(|r| !r.result.session_errors.is_empty())
-        {
-            let _ = writeln!(
-                out,
-                "\nRun {} was cut off ({}); node(s): {}",
-                record.run,
-                record.verdict,
-                record.node.as_deref().unwrap_or("external")
-            );
-        }
-        count_rows(&mut out, &report.runs);
-        if let Some(median) = median_run(&report.runs) {
-            cpu_rows(&mut out, median);
-        }
+        runs_summary(&mut out, report);
+        runs_section(&mut out, report);
     }
+    sweeps_section(&mut out, report);
+    if let Some(best) = report.summary.get("max_sustained_rate") {
+        let _ = writeln!(
+            out,
+            "\n**Highest rate sustained: median {} messages/s (min {}, max {}) over {} sweeps.**",
+            rate(best.median),
+            rate(best.min),
+            rate(best.max),
+            report.sweeps.len()
+        );
+    }
+    out
+}
+
+/// `## Summary` of the fixed-rate runs: latency percentiles, send lag, legs, load.
+fn runs_summary(out: &mut String, report: &Report) {
+    let args = &report.args;
+    let s = &report.summary;
+    let cut_off = s.get("runs_cut_off").map_or(0.0, |c| c.median) as usize;
+    let _ = writeln!(
+        out,
+        "\n## Summary: median (min–max) of {} runs at {} messages/s offered\n",
+        report.runs.len() - cut_off,
+        rate(args.rate)
+    );
+    if cut_off > 0 {
+        let _ = writeln!(
+            out,
+            "({cut_off} more run(s) were cut off — the node ended the sessions — and are left out; see the runs table.)\n"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "| figure | order → Accepted | IOC → Executed | cancel → Canceled |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|");
+    for (name, key) in [
+        ("p50", "p50"),
+        ("p99", "p99"),
+        ("p99.9", "p99_9"),
+        ("p99.99", "p99_99"),
+        ("max", "max"),
+    ] {
+        let _ = writeln!(
+            out,
+            "| {name} | {} | {} | {} |",
+            spread(s.get(&format!("accepted_{key}_us")), us),
+            spread(s.get(&format!("executed_{key}_us")), us),
+            spread(s.get(&format!("canceled_{key}_us")), us),
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\nSent: {} messages/s; send lag p99 {} µs, max {} µs, at the end {} µs; split of order → Accepted at the gateway's intake timestamp: inbound (send → intake) p50 {} / p99 {} µs, outbound (intake → Accepted read) p50 {} / p99 {} µs; 1-min load {} before, {} after; CPU used by the rest of the machine during the window {} cores.\n",
+        spread(s.get("achieved_rate"), rate),
+        spread(s.get("send_lag_p99_us"), us),
+        spread(s.get("send_lag_max_us"), us),
+        spread(s.get("final_send_lag_us"), us),
+        spread(s.get("inbound_leg_p50_us"), us),
+        spread(s.get("inbound_leg_p99_us"), us),
+        spread(s.get("outbound_leg_p50_us"), us),
+        spread(s.get("outbound_leg_p99_us"), us),
+        spread(s.get("load_before"), |v| format!("{v:.2}")),
+        spread(s.get("load_after"), |v| format!("{v:.2}")),
+        spread(s.get("other_cores"), |v| format!("{v:.2}")),
+    );
+}
+
+/// `## Runs`: one row per run, the runs cut off, the counts and the median run's CPU.
+fn runs_section(out: &mut String, report: &Report) {
+    let _ = writeln!(out, "## Runs\n");
+    run_rows(out, &report.runs, "run");
+    for record in report
+        .runs
+        .iter()
+        .filter(|r| !r.result.session_errors.is_empty())
+    {
+        let _ = writeln!(
+            out,
+            "\nRun {} was cut off ({}); node(s): {}",
+            record.run,
+            record.verdict,
+            record.node.as_deref().unwrap_or("external")
+        );
+    }
+    count_rows(out, &report.runs);
+    if let Some(median) = median_run(&report.runs) {
+        cpu_rows(out, median);
+    }
+}
+
+/// One `## Sweep` section per sweep: its steps and the CPU of the last sustained one.
+fn sweeps_section(out: &mut String, report: &Report) {
     for sweep in &report.sweeps {
         let _ = writeln!(
             out,
@@ -481,28 +508,17 @@ pub fn markdown(report: &Report) -> String {
                 ))
                 .unwrap_or_default()
         );
-        run_rows(&mut out, &sweep.steps, "offered/s");
-        count_rows(&mut out, &sweep.steps);
+        run_rows(out, &sweep.steps, "offered/s");
+        count_rows(out, &sweep.steps);
         if let Some(last_good) = sweep
             .steps
             .iter()
             .filter(|s| s.sustained)
             .max_by(|a, b| a.result.offered_rate.total_cmp(&b.result.offered_rate))
         {
-            cpu_rows(&mut out, last_good);
+            cpu_rows(out, last_good);
         }
     }
-    if let Some(best) = report.summary.get("max_sustained_rate") {
-        let _ = writeln!(
-            out,
-            "\n**Highest rate sustained: median {} messages/s (min {}, max {}) over {} sweeps.**",
-            rate(best.median),
-            rate(best.min),
-            rate(best.max),
-            report.sweeps.len()
-        );
-    }
-    out
 }
 
 /// Writes a `--compare-single` run with [`write_result`].
