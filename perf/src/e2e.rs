@@ -324,12 +324,33 @@ fn compare(args: E2eArgs) -> anyhow::Result<()> {
     };
     let mut single = empty(&single_args);
     let mut cluster = empty(&cluster_args);
+    let order = alternate_runs(
+        &args,
+        (&single_args, &mut single),
+        (&cluster_args, &mut cluster),
+    )?;
+    single.summary = summarize(&single.runs);
+    cluster.summary = summarize(&cluster.runs);
+    let comparison = compared(&args, command, machine, order, single, cluster);
+    write_compared(&args, &cluster_args.topology(), &comparison)
+}
+
+/// `--runs` pairs of runs, single node and cluster, each pair in the order the other
+/// went last; a run the node cut off is made again (at most twice). Returns the order the
+/// runs were made in.
+fn alternate_runs(
+    args: &E2eArgs,
+    single: (&E2eArgs, &mut Report),
+    cluster: (&E2eArgs, &mut Report),
+) -> anyhow::Result<Vec<String>> {
+    let (single_args, single) = single;
+    let (cluster_args, cluster) = cluster;
     let mut order = Vec::new();
     for run in 1..=args.runs {
         let pair: [(&E2eArgs, &mut Report); 2] = if run % 2 == 1 {
-            [(&single_args, &mut single), (&cluster_args, &mut cluster)]
+            [(single_args, &mut *single), (cluster_args, &mut *cluster)]
         } else {
-            [(&cluster_args, &mut cluster), (&single_args, &mut single)]
+            [(cluster_args, &mut *cluster), (single_args, &mut *single)]
         };
         for (config, report) in pair {
             let label = format!(
@@ -361,8 +382,19 @@ fn compare(args: E2eArgs) -> anyhow::Result<()> {
             }
         }
     }
-    single.summary = summarize(&single.runs);
-    cluster.summary = summarize(&cluster.runs);
+    Ok(order)
+}
+
+/// The comparison of the two sets of runs: ratios of the medians, per-pair p99 ratios and
+/// whether the aim is met (never when a run stayed cut off).
+fn compared(
+    args: &E2eArgs,
+    command: String,
+    machine: Machine,
+    order: Vec<String>,
+    single: Report,
+    cluster: Report,
+) -> Comparison {
     let median = |r: &Report, key: &str| r.summary.get(key).map_or(f64::NAN, |s| s.median);
     let ratios: std::collections::BTreeMap<String, f64> =
         ["accepted_p50_us", "accepted_p99_us", "accepted_p99_9_us"]
@@ -394,11 +426,11 @@ fn compare(args: E2eArgs) -> anyhow::Result<()> {
     };
     let cut_off = !complete(&single) || !complete(&cluster);
     let p99_ratio = ratios.get("accepted_p99_us").copied().unwrap_or(f64::NAN);
-    let comparison = Comparison {
+    Comparison {
         kind: "e2e-cluster-vs-single".to_string(),
         command,
         machine,
-        keel_binary: describe_keel(&args),
+        keel_binary: describe_keel(args),
         args: args.clone(),
         order,
         single,
@@ -407,9 +439,12 @@ fn compare(args: E2eArgs) -> anyhow::Result<()> {
         pair_p99_ratios,
         aim_p99_ratio: args.aim_p99_ratio,
         aim_met: !cut_off && p99_ratio <= args.aim_p99_ratio,
-    };
+    }
+}
+
+/// Writes the comparison and the cluster's own report, prints the comparison.
+fn write_compared(args: &E2eArgs, topology: &str, comparison: &Comparison) -> anyhow::Result<()> {
     let results = args.results.clone().unwrap_or_else(default_results);
-    let topology = cluster_args.topology();
     let (cluster_label, label) = match &args.label {
         Some(label) => (format!("{label}-{topology}"), label.clone()),
         None => (
@@ -422,8 +457,13 @@ fn compare(args: E2eArgs) -> anyhow::Result<()> {
         ),
     };
     let (cluster_json, cluster_md) = report::write(&results, &cluster_label, &comparison.cluster)?;
-    let (json, markdown) = report::write_comparison(&results, &label, &comparison)?;
-    println!("{}", report::comparison_markdown(&comparison));
+    let (json, markdown) = report::write_comparison(&results, &label, comparison)?;
+    println!("{}", report::comparison_markdown(comparison));
+    let p99_ratio = comparison
+        .ratios
+        .get("accepted_p99_us")
+        .copied()
+        .unwrap_or(f64::NAN);
     eprintln!(
         "keel-perf e2e: replicated p99 / single p99 = {p99_ratio:.2} (aim ≤ {}): {}",
         args.aim_p99_ratio,
@@ -628,20 +668,7 @@ fn parse_cores(text: &str) -> anyhow::Result<Vec<usize>> {
 
 /// Runs `keel-perf e2e`.
 pub fn main(args: E2eArgs) -> anyhow::Result<()> {
-    if args.sessions == 0 || args.rate <= 0.0 || args.runs == 0 {
-        bail!("--sessions, --rate and --runs must be positive");
-    }
-    if let Some(nodes) = args.cluster {
-        if nodes < 3 || nodes % 2 == 0 {
-            bail!("--cluster needs an odd number of nodes, at least 3");
-        }
-        if args.server.is_some() || args.echo {
-            bail!("--cluster starts its own nodes: it cannot be combined with --server or --echo");
-        }
-        if args.compare_single && args.sweep {
-            bail!("--compare-single compares fixed-rate runs; it cannot be combined with --sweep");
-        }
-    }
+    check_args(&args)?;
     if args.compare_single {
         return compare(args);
     }
@@ -660,26 +687,7 @@ pub fn main(args: E2eArgs) -> anyhow::Result<()> {
         summary: Default::default(),
     };
     if args.sweep {
-        for sweep in 1..=args.runs {
-            let result = run_sweep(&args, sweep)?;
-            eprintln!(
-                "keel-perf e2e: sweep {sweep}/{}: highest rate sustained {:.0} messages/s{}",
-                args.runs,
-                result.max_sustained_rate,
-                result
-                    .first_failing_rate
-                    .map(|r| format!(
-                        "; {r:.0}/s failed: {}",
-                        result.failing_verdict.clone().unwrap_or_default()
-                    ))
-                    .unwrap_or_default()
-            );
-            report.sweeps.push(result);
-        }
-        let best: Vec<f64> = report.sweeps.iter().map(|s| s.max_sustained_rate).collect();
-        report
-            .summary
-            .insert("max_sustained_rate".into(), Spread::of(&best));
+        run_sweeps(&args, &mut report)?;
     } else {
         for run in 1..=args.runs {
             let label = format!(
@@ -696,31 +704,7 @@ pub fn main(args: E2eArgs) -> anyhow::Result<()> {
         report.summary = summarize(&report.runs);
     }
     let results = args.results.clone().unwrap_or_else(default_results);
-    let label = args.label.clone().unwrap_or_else(|| {
-        if let Some(nodes) = args.cluster {
-            if args.sweep {
-                format!("e2e-cluster{nodes}-sweep-{}", args.durability.name())
-            } else {
-                format!(
-                    "e2e-cluster{nodes}-{}-{:.0}",
-                    args.durability.name(),
-                    args.rate
-                )
-            }
-        } else if args.sweep {
-            if args.echo {
-                "e2e-sweep-echo".to_string()
-            } else {
-                format!("e2e-sweep-{}", args.durability.name())
-            }
-        } else {
-            if args.echo {
-                format!("e2e-echo-{:.0}", args.rate)
-            } else {
-                format!("e2e-{}-{:.0}", args.durability.name(), args.rate)
-            }
-        }
-    });
+    let label = args.label.clone().unwrap_or_else(|| default_label(&args));
     let (json, markdown) = report::write(&results, &label, &report)?;
     println!("{}", report::markdown(&report));
     eprintln!(
@@ -729,6 +713,75 @@ pub fn main(args: E2eArgs) -> anyhow::Result<()> {
         markdown.display()
     );
     Ok(())
+}
+
+/// Refuses option combinations that cannot run.
+fn check_args(args: &E2eArgs) -> anyhow::Result<()> {
+    if args.sessions == 0 || args.rate <= 0.0 || args.runs == 0 {
+        bail!("--sessions, --rate and --runs must be positive");
+    }
+    if let Some(nodes) = args.cluster {
+        if nodes < 3 || nodes % 2 == 0 {
+            bail!("--cluster needs an odd number of nodes, at least 3");
+        }
+        if args.server.is_some() || args.echo {
+            bail!("--cluster starts its own nodes: it cannot be combined with --server or --echo");
+        }
+        if args.compare_single && args.sweep {
+            bail!("--compare-single compares fixed-rate runs; it cannot be combined with --sweep");
+        }
+    }
+    Ok(())
+}
+
+/// `--sweep`: `--runs` sweeps into `report`, and the median highest rate sustained.
+fn run_sweeps(args: &E2eArgs, report: &mut Report) -> anyhow::Result<()> {
+    for sweep in 1..=args.runs {
+        let result = run_sweep(args, sweep)?;
+        eprintln!(
+            "keel-perf e2e: sweep {sweep}/{}: highest rate sustained {:.0} messages/s{}",
+            args.runs,
+            result.max_sustained_rate,
+            result
+                .first_failing_rate
+                .map(|r| format!(
+                    "; {r:.0}/s failed: {}",
+                    result.failing_verdict.clone().unwrap_or_default()
+                ))
+                .unwrap_or_default()
+        );
+        report.sweeps.push(result);
+    }
+    let best: Vec<f64> = report.sweeps.iter().map(|s| s.max_sustained_rate).collect();
+    report
+        .summary
+        .insert("max_sustained_rate".into(), Spread::of(&best));
+    Ok(())
+}
+
+/// The result files' name without `--label`: topology, durability and rate (or sweep).
+fn default_label(args: &E2eArgs) -> String {
+    if let Some(nodes) = args.cluster {
+        if args.sweep {
+            format!("e2e-cluster{nodes}-sweep-{}", args.durability.name())
+        } else {
+            format!(
+                "e2e-cluster{nodes}-{}-{:.0}",
+                args.durability.name(),
+                args.rate
+            )
+        }
+    } else if args.sweep {
+        if args.echo {
+            "e2e-sweep-echo".to_string()
+        } else {
+            format!("e2e-sweep-{}", args.durability.name())
+        }
+    } else if args.echo {
+        format!("e2e-echo-{:.0}", args.rate)
+    } else {
+        format!("e2e-{}-{:.0}", args.durability.name(), args.rate)
+    }
 }
 
 /// The generator's cores: as given, or every core but the matching loop's (None: leave it
