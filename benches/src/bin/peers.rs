@@ -29,7 +29,7 @@ use keel_benches::peers::report::{
     EndBook, EngineResult, PeersMachine, PeersReport, RunSpread, Shares, TallyInfo, WorkloadInfo,
 };
 use keel_benches::peers::{self, BookState, PeerInfo, RunResult, Tally, PEER_NAMES};
-use keel_benches::{measure_mix, ExchangeCoreMix, MixStats};
+use keel_benches::{measure_mix, ExchangeCoreMix, MixStats, Workload};
 
 const USAGE: &str = "usage: keel-peers [--commands N] [--seed S] [--runs R] [--out DIR] \
                      [--peers keel,matchcore,orderbook-rs,lobster]";
@@ -132,65 +132,16 @@ fn main() -> ExitCode {
         options.runs,
         options.peers.join(", ")
     );
-    let started = Instant::now();
-    let workload = mix.generate();
-    println!(
-        "generated {} warm-up + {} measured commands in {:.2} s",
-        workload.warmup.len(),
-        workload.measured.len(),
-        started.elapsed().as_secs_f64()
-    );
-    let stats = measure_mix(&workload);
-    println!("mix (measured part, as Keel sees it):");
-    for line in stats.to_string().lines() {
-        println!("  {line}");
-    }
-
-    let mut results: Vec<PeerRuns> = options
-        .peers
-        .iter()
-        .filter_map(|name| peers::info(name))
-        .map(|info| PeerRuns {
-            info,
-            runs: Vec::with_capacity(options.runs),
-        })
-        .collect();
-    for run in 0..options.runs {
-        let mut line = format!("run {}:", run + 1);
-        for k in 0..results.len() {
-            let index = (k + run) % results.len();
-            let name = results[index].info.name;
-            let Some(result) = peers::run_named(name, &workload) else {
-                eprintln!("error: unknown peer {name}");
-                return ExitCode::FAILURE;
-            };
-            let _ = write!(line, "  {name} {}/s", group(result.commands_per_s));
-            results[index].runs.push(result);
+    let (workload, stats) = generate(&mix);
+    let results = match run_interleaved(&options, &workload) {
+        Ok(results) => results,
+        Err(message) => {
+            eprintln!("{message}");
+            return ExitCode::FAILURE;
         }
-        println!("{line}");
-    }
+    };
     let load_after = load_average();
-
-    // Each engine must produce the same thing every run: the stream and the engines are
-    // deterministic, so a difference means an adapter or an engine is broken.
-    let mut failed = false;
-    for peer in &results {
-        for (run, result) in peer.runs.iter().enumerate() {
-            if result.tally != peer.tally() || result.state != peer.state() {
-                eprintln!(
-                    "error: {} run {} produced {:?} / {:?}, run 1 produced {:?} / {:?}",
-                    peer.info.name,
-                    run + 1,
-                    result.tally,
-                    result.state,
-                    peer.tally(),
-                    peer.state()
-                );
-                failed = true;
-            }
-        }
-    }
-
+    let consistent = runs_agree(&results);
     let report = Report {
         command_line,
         mix,
@@ -214,11 +165,80 @@ fn main() -> ExitCode {
         options.out.join("peers.json").display(),
         options.out.join("peers.md").display()
     );
-    if failed {
-        ExitCode::FAILURE
-    } else {
+    if consistent {
         ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
+}
+
+/// Generates the stream (untimed) and prints what its measured part does.
+fn generate(mix: &ExchangeCoreMix) -> (Workload, MixStats) {
+    let started = Instant::now();
+    let workload = mix.generate();
+    println!(
+        "generated {} warm-up + {} measured commands in {:.2} s",
+        workload.warmup.len(),
+        workload.measured.len(),
+        started.elapsed().as_secs_f64()
+    );
+    let stats = measure_mix(&workload);
+    println!("mix (measured part, as Keel sees it):");
+    for line in stats.to_string().lines() {
+        println!("  {line}");
+    }
+    (workload, stats)
+}
+
+/// `--runs` runs through every engine, run r visiting them in an order rotated by r.
+fn run_interleaved(options: &Options, workload: &Workload) -> Result<Vec<PeerRuns>, String> {
+    let mut results: Vec<PeerRuns> = options
+        .peers
+        .iter()
+        .filter_map(|name| peers::info(name))
+        .map(|info| PeerRuns {
+            info,
+            runs: Vec::with_capacity(options.runs),
+        })
+        .collect();
+    for run in 0..options.runs {
+        let mut line = format!("run {}:", run + 1);
+        for k in 0..results.len() {
+            let index = (k + run) % results.len();
+            let name = results[index].info.name;
+            let Some(result) = peers::run_named(name, workload) else {
+                return Err(format!("error: unknown peer {name}"));
+            };
+            let _ = write!(line, "  {name} {}/s", group(result.commands_per_s));
+            results[index].runs.push(result);
+        }
+        println!("{line}");
+    }
+    Ok(results)
+}
+
+/// Whether each engine produced the same thing every run (printing each difference): the
+/// stream and the engines are deterministic, so a difference means an adapter or an
+/// engine is broken.
+fn runs_agree(results: &[PeerRuns]) -> bool {
+    let mut agree = true;
+    for peer in results {
+        for (run, result) in peer.runs.iter().enumerate() {
+            if result.tally != peer.tally() || result.state != peer.state() {
+                eprintln!(
+                    "error: {} run {} produced {:?} / {:?}, run 1 produced {:?} / {:?}",
+                    peer.info.name,
+                    run + 1,
+                    result.tally,
+                    result.state,
+                    peer.tally(),
+                    peer.state()
+                );
+                agree = false;
+            }
+        }
+    }
+    agree
 }
 
 struct Report {
