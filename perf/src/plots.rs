@@ -10,11 +10,14 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::e2e::{Report as E2eReport, RunRecord};
-use crate::suite::markdown::Inputs;
+use keel_benches::peers::report::PeersReport;
 use plotters::coord::ranged1d::SegmentValue;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
+
+use crate::e2e::{Report as E2eReport, RunRecord};
+use crate::engine::EngineReport;
+use crate::suite::markdown::{Inputs, Results};
 
 /// One line of a percentile plot: its name and `(percentile 0–100, value)` points.
 type Series = (String, Vec<(f64, f64)>);
@@ -30,10 +33,24 @@ const COLORS: [RGBColor; 6] = [
 ];
 
 /// Draws every plot the inputs allow into `dir`; returns `(title, path)` of each drawn.
-pub fn draw_all(inputs: &Inputs, dir: &Path) -> anyhow::Result<Vec<(String, PathBuf)>> {
+pub fn draw_all(inputs: &Inputs, dir: &Path) -> anyhow::Result<Drawn> {
     let results = &inputs.results;
     let mut drawn = Vec::new();
+    e2e_latency(results, dir, &mut drawn)?;
+    if let Some(engine) = &results.engine {
+        engine_plots(engine, dir, &mut drawn)?;
+    }
+    if let Some(peers) = &results.peers {
+        peers_throughput(peers, dir, &mut drawn)?;
+    }
+    Ok(drawn)
+}
 
+/// Drawn plots: `(title, path)`.
+type Drawn = Vec<(String, PathBuf)>;
+
+/// `e2e-latency.svg`: the median run of every end-to-end configuration measured.
+fn e2e_latency(results: &Results, dir: &Path, drawn: &mut Drawn) -> anyhow::Result<()> {
     let mut e2e: Vec<Series> = Vec::new();
     for (report, name) in [
         (&results.e2e_async, "single node, async"),
@@ -61,57 +78,61 @@ pub fn draw_all(inputs: &Inputs, dir: &Path) -> anyhow::Result<Vec<(String, Path
     if percentile_plot(&path, title, "µs", &e2e)? {
         drawn.push((title.to_string(), path));
     }
+    Ok(())
+}
 
-    if let Some(engine) = &results.engine {
-        let series: Vec<Series> = engine
-            .workloads
-            .iter()
-            .map(|w| (w.name.clone(), w.latency.distribution.clone()))
-            .collect();
-        let title = "Engine latency per command (ns)";
-        let path = dir.join("engine-latency.svg");
-        if percentile_plot(&path, title, "ns", &series)? {
-            drawn.push((title.to_string(), path));
-        }
-        let bars: Vec<Bar> = engine
-            .workloads
-            .iter()
-            .filter_map(|w| {
-                bar(
-                    &w.name,
-                    w.commands_per_s.median,
-                    w.commands_per_s.min,
-                    w.commands_per_s.max,
-                )
-            })
-            .collect();
-        let title = "Engine throughput per workload (commands/s)";
-        let path = dir.join("engine-throughput.svg");
-        if bar_chart(&path, title, &bars)? {
-            drawn.push((title.to_string(), path));
-        }
+/// `engine-latency.svg` and `engine-throughput.svg`: one line or bar per workload.
+fn engine_plots(engine: &EngineReport, dir: &Path, drawn: &mut Drawn) -> anyhow::Result<()> {
+    let series: Vec<Series> = engine
+        .workloads
+        .iter()
+        .map(|w| (w.name.clone(), w.latency.distribution.clone()))
+        .collect();
+    let title = "Engine latency per command (ns)";
+    let path = dir.join("engine-latency.svg");
+    if percentile_plot(&path, title, "ns", &series)? {
+        drawn.push((title.to_string(), path));
     }
+    let bars: Vec<Bar> = engine
+        .workloads
+        .iter()
+        .filter_map(|w| {
+            bar(
+                &w.name,
+                w.commands_per_s.median,
+                w.commands_per_s.min,
+                w.commands_per_s.max,
+            )
+        })
+        .collect();
+    let title = "Engine throughput per workload (commands/s)";
+    let path = dir.join("engine-throughput.svg");
+    if bar_chart(&path, title, &bars)? {
+        drawn.push((title.to_string(), path));
+    }
+    Ok(())
+}
 
-    if let Some(peers) = &results.peers {
-        let bars: Vec<Bar> = peers
-            .engines
-            .iter()
-            .filter_map(|e| {
-                bar(
-                    &e.name,
-                    e.commands_per_s.median,
-                    e.commands_per_s.min,
-                    e.commands_per_s.max,
-                )
-            })
-            .collect();
-        let title = "Exchange-core mix: Keel and its peers (commands/s)";
-        let path = dir.join("peers-throughput.svg");
-        if bar_chart(&path, title, &bars)? {
-            drawn.push((title.to_string(), path));
-        }
+/// `peers-throughput.svg`: one bar per engine.
+fn peers_throughput(peers: &PeersReport, dir: &Path, drawn: &mut Drawn) -> anyhow::Result<()> {
+    let bars: Vec<Bar> = peers
+        .engines
+        .iter()
+        .filter_map(|e| {
+            bar(
+                &e.name,
+                e.commands_per_s.median,
+                e.commands_per_s.min,
+                e.commands_per_s.max,
+            )
+        })
+        .collect();
+    let title = "Exchange-core mix: Keel and its peers (commands/s)";
+    let path = dir.join("peers-throughput.svg");
+    if bar_chart(&path, title, &bars)? {
+        drawn.push((title.to_string(), path));
     }
-    Ok(drawn)
+    Ok(())
 }
 
 /// The accepted-latency distribution of the complete run (no session errors) with the
