@@ -639,6 +639,18 @@ pub fn comparison_markdown(comparison: &Comparison) -> String {
         out,
         "- same per-node configuration (users, instrument, durability); the cluster adds `[cluster]` and serves from its leader\n"
     );
+    comparison_table(&mut out, comparison, &topology);
+    for (title, report) in [
+        ("Single node", &comparison.single),
+        (topology.as_str(), &comparison.cluster),
+    ] {
+        nested_report(&mut out, title, report);
+    }
+    out
+}
+
+/// `## Order → Accepted`: both configurations side by side, the ratios and the aim.
+fn comparison_table(out: &mut String, comparison: &Comparison, topology: &str) {
     let _ = writeln!(
         out,
         "## Order → Accepted, µs: median (min–max) over the runs\n"
@@ -676,23 +688,21 @@ pub fn comparison_markdown(comparison: &Comparison) -> String {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    for (title, report) in [
-        ("Single node", &comparison.single),
-        (topology.as_str(), &comparison.cluster),
-    ] {
-        let _ = writeln!(out, "## {title}");
-        for line in markdown(report).lines() {
-            if line.starts_with("# keel-perf") {
-                continue;
-            }
-            if line.starts_with('#') {
-                let _ = writeln!(out, "#{line}");
-            } else {
-                let _ = writeln!(out, "{line}");
-            }
+}
+
+/// `report`'s own Markdown under `## title`, its headings one level down.
+fn nested_report(out: &mut String, title: &str, report: &Report) {
+    let _ = writeln!(out, "## {title}");
+    for line in markdown(report).lines() {
+        if line.starts_with("# keel-perf") {
+            continue;
+        }
+        if line.starts_with('#') {
+            let _ = writeln!(out, "#{line}");
+        } else {
+            let _ = writeln!(out, "{line}");
         }
     }
-    out
 }
 
 /// The run whose Order Accepted p50 is the median one.

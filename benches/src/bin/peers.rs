@@ -507,6 +507,13 @@ impl Report {
              the engine refused; `emulated`: commands done with several calls; `skipped`: \
              commands the peer cannot express. The end book is read after the last command."
         );
+        self.peer_sections(&mut md);
+        self.runs_table(&mut md);
+        md
+    }
+
+    /// `## How each peer is driven`: each adapter's mapping and fairness notes.
+    fn peer_sections(&self, md: &mut String) {
         let _ = writeln!(md, "\n## How each peer is driven, and where it is unfair\n");
         for peer in &self.results {
             let _ = writeln!(md, "### {} ({})\n", peer.info.name, peer.info.krate);
@@ -518,6 +525,10 @@ impl Report {
             }
             let _ = writeln!(md);
         }
+    }
+
+    /// `## Runs`: every run's commands/s per engine.
+    fn runs_table(&self, md: &mut String) {
         let _ = writeln!(md, "## Runs (commands/s)\n");
         let _ = write!(md, "| run |");
         for peer in &self.results {
@@ -533,7 +544,6 @@ impl Report {
             }
             let _ = writeln!(md);
         }
-        md
     }
 
     fn write(&self, dir: &std::path::Path) -> std::io::Result<()> {

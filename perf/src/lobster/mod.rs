@@ -365,45 +365,50 @@ pub fn markdown(report: &Report) -> String {
         );
     }
     for pair in &report.pairs {
-        let _ = writeln!(out, "\n## {}\n", pair.symbol);
-        let _ = writeln!(
-            out,
-            "Files: `{}`, `{}`. Load (1-min) {:.2} before the timed runs, {:.2} after.\n",
-            pair.message_file, pair.orderbook_file, pair.timing.load_before, pair.timing.load_after
-        );
-        let e = &pair.checks.executions;
-        let _ = writeln!(
-            out,
-            "Executions: {} aggressors ({} merged from several type-4 rows); {} checkable rows, {} matched, {} mismatched; {} rows of pre-file orders drew on seeds ({} filled as NASDAQ did).\n",
-            group(e.aggressors),
-            group(e.multi_row_aggressors),
-            group(e.checkable),
-            group(e.matched),
-            group(e.mismatched),
-            group(e.seed_rows),
-            group(e.seed_rows_matched)
-        );
-        let mut table = |title: &str, classes: &std::collections::BTreeMap<String, u64>| {
-            if classes.is_empty() {
-                return;
-            }
-            let _ = writeln!(out, "| {title} | rows |\n|---|---|");
-            for (class, count) in classes {
-                let _ = writeln!(out, "| {class} | {} |", group(*count));
-            }
-            let _ = writeln!(out);
-        };
-        table("execution mismatch class", &e.mismatch_classes);
-        let b = &pair.checks.book;
-        table("book difference class", &b.differ_classes);
-        table("rows not converted (reason/type)", &pair.conversion.skipped);
-        table(
-            "type-1 orders that traded on entry in Keel",
-            &pair.checks.new_orders_traded_on_entry,
-        );
-        table("engine refusals", &pair.checks.engine_refusals);
+        pair_section(&mut out, pair);
     }
     out
+}
+
+/// One pair's section: its files, its executions and every class count.
+fn pair_section(out: &mut String, pair: &PairReport) {
+    let _ = writeln!(out, "\n## {}\n", pair.symbol);
+    let _ = writeln!(
+        out,
+        "Files: `{}`, `{}`. Load (1-min) {:.2} before the timed runs, {:.2} after.\n",
+        pair.message_file, pair.orderbook_file, pair.timing.load_before, pair.timing.load_after
+    );
+    let e = &pair.checks.executions;
+    let _ = writeln!(
+        out,
+        "Executions: {} aggressors ({} merged from several type-4 rows); {} checkable rows, {} matched, {} mismatched; {} rows of pre-file orders drew on seeds ({} filled as NASDAQ did).\n",
+        group(e.aggressors),
+        group(e.multi_row_aggressors),
+        group(e.checkable),
+        group(e.matched),
+        group(e.mismatched),
+        group(e.seed_rows),
+        group(e.seed_rows_matched)
+    );
+    let mut table = |title: &str, classes: &std::collections::BTreeMap<String, u64>| {
+        if classes.is_empty() {
+            return;
+        }
+        let _ = writeln!(out, "| {title} | rows |\n|---|---|");
+        for (class, count) in classes {
+            let _ = writeln!(out, "| {class} | {} |", group(*count));
+        }
+        let _ = writeln!(out);
+    };
+    table("execution mismatch class", &e.mismatch_classes);
+    let b = &pair.checks.book;
+    table("book difference class", &b.differ_classes);
+    table("rows not converted (reason/type)", &pair.conversion.skipped);
+    table(
+        "type-1 orders that traded on entry in Keel",
+        &pair.checks.new_orders_traded_on_entry,
+    );
+    table("engine refusals", &pair.checks.engine_refusals);
 }
 
 /// `keel-perf lobster`.
