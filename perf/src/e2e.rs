@@ -934,12 +934,10 @@ fn progress_bar(label: &str) -> ProgressBar {
     bar
 }
 
-/// One run at `rate` on a fresh node (or the given server).
-fn run_once(args: &E2eArgs, rate: f64, run: usize, label: &str) -> anyhow::Result<RunRecord> {
-    let sweep = args.sweep;
-    let duration = args.duration.unwrap_or(if sweep { 5.0 } else { 10.0 });
-    let warmup = args.warmup.unwrap_or(if sweep { 1.0 } else { 2.0 });
-    let (server, endpoint, stock, price_scale) = match args.server {
+/// What a run loads: an external `--server` (with `--user`s), or a node, the echo server
+/// or a cluster started for the run; its endpoint, stock and price scale.
+fn target(args: &E2eArgs) -> anyhow::Result<(Option<Managed>, Endpoint, Stock, u32)> {
+    Ok(match args.server {
         Some(addr) => {
             let users = args
                 .users
@@ -964,7 +962,15 @@ fn run_once(args: &E2eArgs, rate: f64, run: usize, label: &str) -> anyhow::Resul
             let stock = Stock::new(server::SYMBOL).context("symbol")?;
             (Some(managed), endpoint, stock, server::PRICE_SCALE)
         }
-    };
+    })
+}
+
+/// One run at `rate` on a fresh node (or the given server).
+fn run_once(args: &E2eArgs, rate: f64, run: usize, label: &str) -> anyhow::Result<RunRecord> {
+    let sweep = args.sweep;
+    let duration = args.duration.unwrap_or(if sweep { 5.0 } else { 10.0 });
+    let warmup = args.warmup.unwrap_or(if sweep { 1.0 } else { 2.0 });
+    let (server, endpoint, stock, price_scale) = target(args)?;
     let plan = Plan {
         rate,
         warmup: Duration::from_secs_f64(warmup),
