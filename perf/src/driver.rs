@@ -445,45 +445,7 @@ fn login(endpoint: &Endpoint, count: usize) -> anyhow::Result<Vec<Session>> {
     let decoder = FrameDecoder::new(DEFAULT_MAX_SERVER_PACKET_LEN);
     let mut sessions = Vec::with_capacity(count);
     for (index, (user, password)) in endpoint.users.iter().take(count).enumerate() {
-        let mut stream = std::net::TcpStream::connect(endpoint.addr)
-            .with_context(|| format!("connect to {}", endpoint.addr))?;
-        stream.set_nodelay(true)?;
-        stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-        let request = ClientPacket::LoginRequest(LoginRequest {
-            username: Username::new(user).context("user name (at most 6 characters)")?,
-            password: Password::new(password).context("password (at most 10 characters)")?,
-            requested_session: SessionId::BLANK,
-            requested_sequence_number: 0,
-        });
-        let mut out = Vec::new();
-        request.encode(&mut out)?;
-        stream.write_all(&out)?;
-        let mut buf = Vec::new();
-        let mut chunk = [0u8; 256];
-        loop {
-            if let Some((packet, used)) = decoder.decode_server(&buf)? {
-                match packet {
-                    ServerPacket::LoginAccepted(_) => {
-                        buf.drain(..used);
-                        break;
-                    }
-                    ServerPacket::LoginRejected(reason) => {
-                        bail!("login of {user} rejected: {reason:?}")
-                    }
-                    _ => {
-                        buf.drain(..used);
-                        continue;
-                    }
-                }
-            }
-            let n = stream
-                .read(&mut chunk)
-                .with_context(|| format!("waiting for the login of {user}"))?;
-            if n == 0 {
-                bail!("server closed the connection during the login of {user}");
-            }
-            buf.extend_from_slice(&chunk[..n]);
-        }
+        let (stream, buf) = log_in(endpoint.addr, user, password, &decoder)?;
         stream.set_read_timeout(None)?;
         stream.set_nonblocking(true)?;
         let mut rbuf = vec![0u8; READ_BUFFER_BYTES];
@@ -506,6 +468,56 @@ fn login(endpoint: &Endpoint, count: usize) -> anyhow::Result<Vec<Session>> {
         });
     }
     Ok(sessions)
+}
+
+/// Connects to `addr` and logs `user` in (blocking, 30 s per read); the stream and
+/// whatever arrived after the Login Accepted.
+fn log_in(
+    addr: SocketAddr,
+    user: &str,
+    password: &str,
+    decoder: &FrameDecoder,
+) -> anyhow::Result<(std::net::TcpStream, Vec<u8>)> {
+    let mut stream =
+        std::net::TcpStream::connect(addr).with_context(|| format!("connect to {addr}"))?;
+    stream.set_nodelay(true)?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let request = ClientPacket::LoginRequest(LoginRequest {
+        username: Username::new(user).context("user name (at most 6 characters)")?,
+        password: Password::new(password).context("password (at most 10 characters)")?,
+        requested_session: SessionId::BLANK,
+        requested_sequence_number: 0,
+    });
+    let mut out = Vec::new();
+    request.encode(&mut out)?;
+    stream.write_all(&out)?;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 256];
+    loop {
+        if let Some((packet, used)) = decoder.decode_server(&buf)? {
+            match packet {
+                ServerPacket::LoginAccepted(_) => {
+                    buf.drain(..used);
+                    break;
+                }
+                ServerPacket::LoginRejected(reason) => {
+                    bail!("login of {user} rejected: {reason:?}")
+                }
+                _ => {
+                    buf.drain(..used);
+                    continue;
+                }
+            }
+        }
+        let n = stream
+            .read(&mut chunk)
+            .with_context(|| format!("waiting for the login of {user}"))?;
+        if n == 0 {
+            bail!("server closed the connection during the login of {user}");
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    Ok((stream, buf))
 }
 
 /// Runs one open-loop run against `endpoint` and returns what it measured.
@@ -1146,53 +1158,67 @@ fn receive(session: &mut Session, ledger: &mut Ledger, decoder: &FrameDecoder) {
             error,
             ..
         } = session;
-        let mut consumed = 0;
-        while consumed < *rlen {
-            let buf = &rbuf[consumed..*rlen];
-            // The common case, parsed in place: a Sequenced Data packet (2-byte length, type
-            // `S`, payload) within the decoder's length limit. The checks are the decoder's
-            // own for this packet type; anything else goes through the decoder below.
-            if let [len_hi, len_lo, packet_type::SEQUENCED_DATA, ..] = *buf {
-                let len = usize::from(u16::from_be_bytes([len_hi, len_lo]));
-                if len != 0 && len <= usize::from(DEFAULT_MAX_SERVER_PACKET_LEN) {
-                    let Some(payload) = buf.get(3..2 + len) else {
-                        break; // Incomplete: the rest comes with a later read.
-                    };
-                    consumed += 2 + len;
-                    if let Err(bad) = on_message(view, ledger, payload, recv_ns) {
-                        *error = Some(format!("bad OUCH message: {bad}"));
-                    }
-                    continue;
-                }
-            }
-            match decoder.decode_server(buf) {
-                Ok(Some((packet, used))) => {
-                    consumed += used;
-                    match packet {
-                        ServerPacket::SequencedData(payload) => {
-                            if let Err(bad) = on_message(view, ledger, payload, recv_ns) {
-                                *error = Some(format!("bad OUCH message: {bad}"));
-                            }
-                        }
-                        ServerPacket::EndOfSession => {
-                            *error = Some("server sent End of Session".into());
-                        }
-                        _ => {}
-                    }
-                }
-                Ok(None) => break,
-                Err(bad) => {
-                    *error = Some(format!("bad SoupBinTCP packet: {bad}"));
-                    break;
-                }
-            }
-        }
+        let consumed = decode_all(&rbuf[..*rlen], view, ledger, error, decoder, recv_ns);
         rbuf.copy_within(consumed..*rlen, 0);
         *rlen -= consumed;
         if error.is_some() || drained {
             return;
         }
     }
+}
+
+/// Handles every complete packet at the start of `buf` (received at `recv_ns`), noting a
+/// bad packet or the end of the session in `error`; returns the bytes consumed.
+fn decode_all(
+    buf: &[u8],
+    view: &mut View,
+    ledger: &mut Ledger,
+    error: &mut Option<String>,
+    decoder: &FrameDecoder,
+    recv_ns: u64,
+) -> usize {
+    let mut consumed = 0;
+    while consumed < buf.len() {
+        let rest = &buf[consumed..];
+        // The common case, parsed in place: a Sequenced Data packet (2-byte length, type
+        // `S`, payload) within the decoder's length limit. The checks are the decoder's
+        // own for this packet type; anything else goes through the decoder below.
+        if let [len_hi, len_lo, packet_type::SEQUENCED_DATA, ..] = *rest {
+            let len = usize::from(u16::from_be_bytes([len_hi, len_lo]));
+            if len != 0 && len <= usize::from(DEFAULT_MAX_SERVER_PACKET_LEN) {
+                let Some(payload) = rest.get(3..2 + len) else {
+                    break; // Incomplete: the rest comes with a later read.
+                };
+                consumed += 2 + len;
+                if let Err(bad) = on_message(view, ledger, payload, recv_ns) {
+                    *error = Some(format!("bad OUCH message: {bad}"));
+                }
+                continue;
+            }
+        }
+        match decoder.decode_server(rest) {
+            Ok(Some((packet, used))) => {
+                consumed += used;
+                match packet {
+                    ServerPacket::SequencedData(payload) => {
+                        if let Err(bad) = on_message(view, ledger, payload, recv_ns) {
+                            *error = Some(format!("bad OUCH message: {bad}"));
+                        }
+                    }
+                    ServerPacket::EndOfSession => {
+                        *error = Some("server sent End of Session".into());
+                    }
+                    _ => {}
+                }
+            }
+            Ok(None) => break,
+            Err(bad) => {
+                *error = Some(format!("bad SoupBinTCP packet: {bad}"));
+                break;
+            }
+        }
+    }
+    consumed
 }
 
 /// What the generator needs from a response about one of its orders.
