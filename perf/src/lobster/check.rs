@@ -8,7 +8,7 @@ use indicatif::ProgressBar;
 use keel_engine::{Command, Engine, EngineConfig, Event, OrderId, Qty, Side};
 use serde::{Deserialize, Serialize};
 
-use super::convert::{Group, Origin, Replay, INSTRUMENT};
+use super::convert::{ExpectedFill, Group, Origin, Replay, INSTRUMENT};
 use super::parse::{BookRow, Level};
 
 /// Examples kept per disagreement class.
@@ -241,35 +241,49 @@ impl Checker<'_> {
             }
             self.report.executions.mismatched += 1;
             let open_before = before.get(index).copied().flatten();
-            // The maker's own state comes first: if Keel no longer had (all of) it, the
-            // other orders the aggressor met are a consequence, not a cause.
-            let class = match (foreign, open_before) {
-                (_, None) => "maker_not_resting_in_keel",
-                (_, Some(open)) if open < fill.qty => "maker_smaller_in_keel",
-                (Some(maker), Some(_)) => self.foreign_maker_class(maker, group.first_row),
-                (None, Some(_)) => "aggressor_ran_out",
-            };
-            let text = format!(
-                "row {}: NASDAQ filled {} for {}; Keel filled {} (maker open before: {:?}); group rows {}..={}",
-                fill.row,
-                describe(self.replay, fill.maker),
-                fill.qty,
-                pieces
-                    .iter()
-                    .map(|(m, q)| format!("{} x{q}", describe(self.replay, *m)))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                open_before,
-                group.first_row,
-                group.last_row
-            );
-            let checks = &mut self.report.executions;
-            *checks
-                .mismatch_classes
-                .entry(class.to_string())
-                .or_default() += 1;
-            add_example(&mut checks.examples, class, text);
+            self.record_mismatch(group, fill, foreign, open_before, &pieces);
         }
+    }
+
+    /// Classifies a row Keel did not fill as NASDAQ did (`foreign`: the first other maker
+    /// Keel filled instead; `open_before`: the maker's open quantity in Keel before the
+    /// group), and keeps an example.
+    fn record_mismatch(
+        &mut self,
+        group: &Group,
+        fill: &ExpectedFill,
+        foreign: Option<OrderId>,
+        open_before: Option<Qty>,
+        pieces: &[(OrderId, Qty)],
+    ) {
+        // The maker's own state comes first: if Keel no longer had (all of) it, the
+        // other orders the aggressor met are a consequence, not a cause.
+        let class = match (foreign, open_before) {
+            (_, None) => "maker_not_resting_in_keel",
+            (_, Some(open)) if open < fill.qty => "maker_smaller_in_keel",
+            (Some(maker), Some(_)) => self.foreign_maker_class(maker, group.first_row),
+            (None, Some(_)) => "aggressor_ran_out",
+        };
+        let text = format!(
+            "row {}: NASDAQ filled {} for {}; Keel filled {} (maker open before: {:?}); group rows {}..={}",
+            fill.row,
+            describe(self.replay, fill.maker),
+            fill.qty,
+            pieces
+                .iter()
+                .map(|(m, q)| format!("{} x{q}", describe(self.replay, *m)))
+                .collect::<Vec<_>>()
+                .join(", "),
+            open_before,
+            group.first_row,
+            group.last_row
+        );
+        let checks = &mut self.report.executions;
+        *checks
+            .mismatch_classes
+            .entry(class.to_string())
+            .or_default() += 1;
+        add_example(&mut checks.examples, class, text);
     }
 
     /// Keel's best `levels` levels of one side in LOBSTER prices, and the orders of the
