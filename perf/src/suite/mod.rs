@@ -203,6 +203,33 @@ fn shell_quote(arg: &str) -> String {
     }
 }
 
+/// `list` as owned strings.
+fn strings(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+/// `e2e` with the suite's rate, window, runs and results folder after `lead`.
+fn e2e_args(results: &str, lead: &[&str], label: &str) -> Vec<String> {
+    use settings::*;
+    let mut args = strings(&["e2e"]);
+    args.extend(strings(lead));
+    args.extend(strings(&[
+        "--rate",
+        &E2E_RATE.to_string(),
+        "--duration",
+        &E2E_DURATION_S.to_string(),
+        "--warmup",
+        &E2E_WARMUP_S.to_string(),
+        "--runs",
+        &E2E_RUNS.to_string(),
+        "--results",
+        results,
+        "--label",
+        label,
+    ]));
+    args
+}
+
 /// The steps of the suite, in order, with results in `results` (workspace-relative).
 fn plan(results: &str, bin_dir: &Path) -> Vec<Planned> {
     use settings::*;
@@ -212,27 +239,7 @@ fn plan(results: &str, bin_dir: &Path) -> Vec<Planned> {
         path: Some(bin_dir.join("keel-perf")),
         args,
     };
-    let strings = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-    // `e2e` with the suite's rate, window, runs and results directory after `lead`.
-    let e2e = |lead: &[&str], label: &str| {
-        let mut args = strings(&["e2e"]);
-        args.extend(strings(lead));
-        args.extend(strings(&[
-            "--rate",
-            &E2E_RATE.to_string(),
-            "--duration",
-            &E2E_DURATION_S.to_string(),
-            "--warmup",
-            &E2E_WARMUP_S.to_string(),
-            "--runs",
-            &E2E_RUNS.to_string(),
-            "--results",
-            results,
-            "--label",
-            label,
-        ]));
-        args
-    };
+    let e2e = |lead: &[&str], label: &str| e2e_args(results, lead, label);
     vec![
         perf(
             "engine",
