@@ -1031,30 +1031,10 @@ fn run_sweep(args: &E2eArgs, sweep: usize) -> anyhow::Result<Sweep> {
     let mut good: Option<f64> = None;
     let mut bad: Option<(f64, String)> = None;
     let mut rate = args.sweep_start;
-    let step = |rate: f64, steps: &mut Vec<RunRecord>| -> anyhow::Result<bool> {
-        let label = format!(
-            "sweep {sweep}/{} {} {:.0}/s",
-            args.runs,
-            args.durability.name(),
-            rate
-        );
-        let mut record = run_once(args, rate, steps.len() + 1, &label)?;
-        eprintln!("keel-perf e2e: {}", report::one_line(&record));
-        if !record.result.session_errors.is_empty() {
-            // The node ended the sessions (stopped from outside, or crashed): say so, keep
-            // the record, and measure the step once more.
-            steps.push(record);
-            record = run_once(args, rate, steps.len() + 1, &label)?;
-            eprintln!("keel-perf e2e: (retry) {}", report::one_line(&record));
-        }
-        let ok = record.sustained;
-        steps.push(record);
-        Ok(ok)
-    };
     // Up from the start rate until a step fails; if the very first fails, down until one
     // passes (or the rate is below 1,000/s).
     loop {
-        if step(rate, &mut steps)? {
+        if sweep_step(args, sweep, rate, &mut steps)? {
             good = Some(rate);
             if bad.is_some() || rate >= args.sweep_max {
                 break;
@@ -1072,22 +1052,8 @@ fn run_sweep(args: &E2eArgs, sweep: usize) -> anyhow::Result<Sweep> {
             }
         }
     }
-    if let (Some(mut low), Some((mut high, _))) = (good, bad.clone()) {
-        for _ in 0..args.sweep_refine {
-            if high / low < 1.03 {
-                break;
-            }
-            let mid = ((low * high).sqrt() / 1000.0).round() * 1000.0;
-            if step(mid, &mut steps)? {
-                low = mid;
-            } else {
-                high = mid;
-                let verdict = steps.last().map(|s| s.verdict.clone()).unwrap_or_default();
-                bad = Some((mid, verdict));
-            }
-        }
-        good = Some(low);
-        let _ = high;
+    if let (Some(low), Some((high, _))) = (good, bad.clone()) {
+        good = Some(refine(args, sweep, low, high, &mut bad, &mut steps)?);
     }
     Ok(Sweep {
         sweep,
@@ -1096,4 +1062,58 @@ fn run_sweep(args: &E2eArgs, sweep: usize) -> anyhow::Result<Sweep> {
         failing_verdict: bad.map(|b| b.1),
         steps,
     })
+}
+
+/// Narrows the highest sustained rate between `low` (sustained) and `high` (failed) by
+/// geometric bisection, `--sweep-refine` steps at most; returns the highest sustained.
+fn refine(
+    args: &E2eArgs,
+    sweep: usize,
+    mut low: f64,
+    mut high: f64,
+    bad: &mut Option<(f64, String)>,
+    steps: &mut Vec<RunRecord>,
+) -> anyhow::Result<f64> {
+    for _ in 0..args.sweep_refine {
+        if high / low < 1.03 {
+            break;
+        }
+        let mid = ((low * high).sqrt() / 1000.0).round() * 1000.0;
+        if sweep_step(args, sweep, mid, steps)? {
+            low = mid;
+        } else {
+            high = mid;
+            let verdict = steps.last().map(|s| s.verdict.clone()).unwrap_or_default();
+            *bad = Some((mid, verdict));
+        }
+    }
+    Ok(low)
+}
+
+/// One step of a sweep at `rate` (made again once if the node cut it off); whether it
+/// was sustained.
+fn sweep_step(
+    args: &E2eArgs,
+    sweep: usize,
+    rate: f64,
+    steps: &mut Vec<RunRecord>,
+) -> anyhow::Result<bool> {
+    let label = format!(
+        "sweep {sweep}/{} {} {:.0}/s",
+        args.runs,
+        args.durability.name(),
+        rate
+    );
+    let mut record = run_once(args, rate, steps.len() + 1, &label)?;
+    eprintln!("keel-perf e2e: {}", report::one_line(&record));
+    if !record.result.session_errors.is_empty() {
+        // The node ended the sessions (stopped from outside, or crashed): say so, keep
+        // the record, and measure the step once more.
+        steps.push(record);
+        record = run_once(args, rate, steps.len() + 1, &label)?;
+        eprintln!("keel-perf e2e: (retry) {}", report::one_line(&record));
+    }
+    let ok = record.sustained;
+    steps.push(record);
+    Ok(ok)
 }
