@@ -344,19 +344,14 @@ pub fn main(args: &FailoverArgs) -> anyhow::Result<()> {
     let stopped = cluster.stop();
     report.summary = summarize(args, &report.trials);
     let dir = args.results.clone().unwrap_or_else(e2e::default_results);
-    let (json, markdown_path) = report::write_result(
+    report::publish(
+        "failover",
         &dir,
         &args.label,
         &report,
         &report.machine,
         &markdown(&report),
     )?;
-    println!("{}", markdown(&report));
-    eprintln!(
-        "keel-perf failover: wrote {} and {}",
-        json.display(),
-        markdown_path.display()
-    );
     stopped
 }
 

@@ -127,6 +127,26 @@ pub fn write_result(
     Ok((json_path, md_path))
 }
 
+/// Writes a result with [`write_result`], prints its Markdown and says where it went, as
+/// `keel-perf <tool>: wrote <json> and <md>` on standard error.
+pub fn publish(
+    tool: &str,
+    dir: &Path,
+    label: &str,
+    result: &impl Serialize,
+    machine: &Machine,
+    markdown: &str,
+) -> anyhow::Result<()> {
+    let (json, md) = write_result(dir, label, result, machine, markdown)?;
+    println!("{markdown}");
+    eprintln!(
+        "keel-perf {tool}: wrote {} and {}",
+        json.display(),
+        md.display()
+    );
+    Ok(())
+}
+
 /// Writes an e2e report with [`write_result`].
 pub fn write(dir: &Path, label: &str, report: &Report) -> anyhow::Result<(PathBuf, PathBuf)> {
     write_result(dir, label, report, &report.machine, &markdown(report))

@@ -554,21 +554,15 @@ impl Report {
     }
 }
 
-/// `1234567.8` as `1,234,568`.
+/// `1234567.8` as `1,234,568` (with its sign).
 fn group(value: f64) -> String {
     let rounded = value.round();
-    let digits = format!("{:.0}", rounded.abs());
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
+    let digits = keel_benches::fmt::group(rounded.abs() as u64);
     if rounded < 0.0 {
-        out.insert(0, '-');
+        format!("-{digits}")
+    } else {
+        digits
     }
-    out
 }
 
 /// The 1-minute load average, as `/proc/loadavg` prints it.

@@ -294,20 +294,14 @@ pub fn main(args: &EngineArgs) -> anyhow::Result<()> {
         .results
         .clone()
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("results"));
-    let (json, md) = report::write_result(
+    report::publish(
+        "engine",
         &dir,
         &args.label,
         &report,
         &report.machine,
         &markdown(&report),
-    )?;
-    println!("{}", markdown(&report));
-    eprintln!(
-        "keel-perf engine: wrote {} and {}",
-        json.display(),
-        md.display()
-    );
-    Ok(())
+    )
 }
 
 fn progress_bar(len: u64) -> ProgressBar {
