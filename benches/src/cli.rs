@@ -1,5 +1,5 @@
-//! The small `--flag value` command-line parsing the benchmark binaries share
-//! (`keel-throughput`, `keel-peers`), so their flags and error messages behave alike.
+//! The small `--flag value` command-line parsing of the benchmark binaries
+//! (`keel-peers`), so flags and error messages behave alike.
 
 /// Calls `apply(flag, value)` for each `--flag value` pair of the command line, in order.
 /// `Err(usage)` on `--help` or `-h`, an error naming the flag when its value is missing, and

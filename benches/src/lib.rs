@@ -5,17 +5,19 @@
 //! across dependency upgrades.
 //!
 //! - [`exchange_core`]: exchange-core's published benchmark mix (GTC, IOC, cancel, move),
-//!   used by the `keel-throughput` and `keel-callgrind-replay` binaries.
+//!   used by `keel-perf engine`, `keel-peers` and `keel-callgrind-replay`.
 //! - [`scenarios`]: single-purpose batches (add, cancel, replace, sweep) for criterion.
 //! - [`stats`]: measures what a workload actually does ([`measure_mix`]).
 //! - [`peers`]: adapters driving other order-book crates with the same commands, for the
 //!   side-by-side comparison (`keel-peers`, the `peers` criterion group).
 //! - [`cli`]: the binaries' shared `--flag value` parsing.
+//! - [`fmt`]: how every report prints a figure (also used by `keel-perf`).
 #![deny(missing_docs)]
 
 pub mod cli;
 pub mod date;
 pub mod exchange_core;
+pub mod fmt;
 pub mod peers;
 pub mod rng;
 pub mod scenarios;

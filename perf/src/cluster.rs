@@ -79,6 +79,49 @@ fn random_secret() -> anyhow::Result<String> {
     }))
 }
 
+/// Every node's configuration file (one shared secret, every node's peers), written into
+/// `root`; returns the configuration files, data folders and log files, by node.
+fn write_configs(
+    options: &ClusterOptions,
+    root: &Path,
+    client_ports: &[u16],
+    raft_ports: &[u16],
+) -> anyhow::Result<(Vec<PathBuf>, Vec<PathBuf>, Vec<PathBuf>)> {
+    let secret = random_secret()?;
+    let mut peers = String::new();
+    for (i, port) in raft_ports.iter().enumerate() {
+        writeln!(peers, "\"{}\" = \"127.0.0.1:{port}\"", i + 1)?;
+    }
+    let mut configs = Vec::new();
+    let mut data_dirs = Vec::new();
+    let mut logs = Vec::new();
+    for (i, port) in client_ports.iter().enumerate() {
+        let id = i + 1;
+        let data_dir = root.join(format!("node{id}"));
+        let mut section = format!("[cluster]\nnode_id = {id}\nsecret = \"{secret}\"\n");
+        if let Some(ms) = options.election_timeout_ms {
+            writeln!(section, "election_timeout_ms = {ms}")?;
+        }
+        if let Some(ms) = options.heartbeat_ms {
+            writeln!(section, "heartbeat_ms = {ms}")?;
+        }
+        write!(section, "\n[cluster.peers]\n{peers}")?;
+        let text = server::config_text(
+            &options.node,
+            &data_dir,
+            &format!("127.0.0.1:{port}"),
+            Some(&section),
+        )?;
+        let config = root.join(format!("node{id}.toml"));
+        std::fs::write(&config, text)
+            .with_context(|| format!("cannot write {}", config.display()))?;
+        configs.push(config);
+        data_dirs.push(data_dir);
+        logs.push(root.join(format!("node{id}.log")));
+    }
+    Ok((configs, data_dirs, logs))
+}
+
 impl Cluster {
     /// Writes every node's configuration, starts them all, and waits until each listens
     /// (not until a leader is elected: see [`Cluster::find_leader`]).
@@ -103,38 +146,7 @@ impl Cluster {
         let raft_ports = (0..options.nodes)
             .map(|_| free_port())
             .collect::<anyhow::Result<Vec<u16>>>()?;
-        let secret = random_secret()?;
-        let mut peers = String::new();
-        for (i, port) in raft_ports.iter().enumerate() {
-            writeln!(peers, "\"{}\" = \"127.0.0.1:{port}\"", i + 1)?;
-        }
-        let mut configs = Vec::new();
-        let mut data_dirs = Vec::new();
-        let mut logs = Vec::new();
-        for (i, port) in client_ports.iter().enumerate() {
-            let id = i + 1;
-            let data_dir = root.join(format!("node{id}"));
-            let mut section = format!("[cluster]\nnode_id = {id}\nsecret = \"{secret}\"\n");
-            if let Some(ms) = options.election_timeout_ms {
-                writeln!(section, "election_timeout_ms = {ms}")?;
-            }
-            if let Some(ms) = options.heartbeat_ms {
-                writeln!(section, "heartbeat_ms = {ms}")?;
-            }
-            write!(section, "\n[cluster.peers]\n{peers}")?;
-            let text = server::config_text(
-                &options.node,
-                &data_dir,
-                &format!("127.0.0.1:{port}"),
-                Some(&section),
-            )?;
-            let config = root.join(format!("node{id}.toml"));
-            std::fs::write(&config, text)
-                .with_context(|| format!("cannot write {}", config.display()))?;
-            configs.push(config);
-            data_dirs.push(data_dir);
-            logs.push(root.join(format!("node{id}.log")));
-        }
+        let (configs, data_dirs, logs) = write_configs(options, &root, &client_ports, &raft_ports)?;
         let mut cluster = Cluster {
             options: options.node.clone(),
             dir: Some(dir),

@@ -42,7 +42,7 @@ use mio::net::TcpStream;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use rustc_hash::FxHashMap;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::flow::{Encoder, Kind, Mix, Rng, Tokens, TOKEN_LEN};
 use crate::recorder::Recorder;
@@ -107,21 +107,28 @@ pub struct Endpoint {
 }
 
 /// Summary of one latency histogram, in microseconds.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Latency {
     /// Samples.
     pub count: u64,
     /// Mean.
+    #[serde(deserialize_with = "crate::json::f64")]
     pub mean_us: f64,
     /// Percentiles.
+    #[serde(deserialize_with = "crate::json::f64")]
     pub p50_us: f64,
     /// 99th percentile.
+    #[serde(deserialize_with = "crate::json::f64")]
     pub p99_us: f64,
     /// 99.9th percentile.
+    #[serde(deserialize_with = "crate::json::f64")]
     pub p99_9_us: f64,
     /// 99.99th percentile.
+    #[serde(deserialize_with = "crate::json::f64")]
     pub p99_99_us: f64,
     /// Largest sample.
+    #[serde(deserialize_with = "crate::json::f64")]
     pub max_us: f64,
     /// `(percentile, µs)` points for a percentile plot (HdrHistogram style, log ticks).
     pub distribution: Vec<(f64, f64)>,
@@ -155,58 +162,76 @@ impl Latency {
 }
 
 /// One of the worst Order Accepted latencies of a run, split at the gateway's intake.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Worst {
     /// Intended send time, ms after the run's start (warm-up included).
+    #[serde(deserialize_with = "crate::json::f64")]
     pub intended_ms: f64,
     /// Order → Accepted, µs.
+    #[serde(deserialize_with = "crate::json::f64")]
     pub latency_us: f64,
     /// Of which: intended → actual send.
+    #[serde(deserialize_with = "crate::json::f64")]
     pub send_lag_us: f64,
     /// Actual send → gateway intake.
+    #[serde(deserialize_with = "crate::json::f64")]
     pub inbound_us: f64,
     /// Gateway intake → Accepted read.
+    #[serde(deserialize_with = "crate::json::f64")]
     pub outbound_us: f64,
 }
 
 /// One second of the measured window (by intended send time).
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Second {
     /// Seconds since the start of the measured window.
     pub second: u32,
     /// Order Accepted latencies recorded for orders intended in this second.
     pub accepted: u64,
     /// Their median, µs.
+    #[serde(deserialize_with = "crate::json::f64")]
     pub p50_us: f64,
     /// Their 99th percentile, µs.
+    #[serde(deserialize_with = "crate::json::f64")]
     pub p99_us: f64,
     /// Their maximum, µs.
+    #[serde(deserialize_with = "crate::json::f64")]
     pub max_us: f64,
     /// Largest send lag of a message intended in this second, µs.
+    #[serde(deserialize_with = "crate::json::f64")]
     pub max_send_lag_us: f64,
 }
 
 /// CPU used by one thread over the measured window.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ThreadCpu {
     /// `server` (the node, or a cluster's leader), `follower`, `generator` or `other`.
     pub process: String,
     /// Thread name.
     pub thread: String,
     /// CPU seconds per wall-clock second (1.0 = one full core).
+    #[serde(deserialize_with = "crate::json::f64")]
     pub cores: f64,
     /// CPU microseconds per message sent in the window.
+    #[serde(deserialize_with = "crate::json::f64")]
     pub us_per_message: f64,
     /// Voluntary context switches per message.
+    #[serde(deserialize_with = "crate::json::f64")]
     pub voluntary_per_message: f64,
     /// Involuntary context switches (preemptions) per second.
+    #[serde(deserialize_with = "crate::json::f64")]
     pub preemptions_per_s: f64,
 }
 
 /// Everything one run measured.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct RunResult {
     /// Offered rate, messages/s.
+    #[serde(deserialize_with = "crate::json::f64")]
     pub offered_rate: f64,
     /// Sessions.
     pub sessions: usize,
@@ -219,10 +244,12 @@ pub struct RunResult {
     /// Cancels in the measured window.
     pub measured_cancel: u64,
     /// Messages per second actually sent over the measured window.
+    #[serde(deserialize_with = "crate::json::f64")]
     pub achieved_rate: f64,
     /// Send lag (actual − intended send time) over the measured window.
     pub send_lag: Latency,
     /// Send lag of the last message, µs: large means the generator ended behind.
+    #[serde(deserialize_with = "crate::json::f64")]
     pub final_send_lag_us: f64,
     /// Enter Order → Order Accepted.
     pub accepted: Latency,
@@ -418,45 +445,7 @@ fn login(endpoint: &Endpoint, count: usize) -> anyhow::Result<Vec<Session>> {
     let decoder = FrameDecoder::new(DEFAULT_MAX_SERVER_PACKET_LEN);
     let mut sessions = Vec::with_capacity(count);
     for (index, (user, password)) in endpoint.users.iter().take(count).enumerate() {
-        let mut stream = std::net::TcpStream::connect(endpoint.addr)
-            .with_context(|| format!("connect to {}", endpoint.addr))?;
-        stream.set_nodelay(true)?;
-        stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-        let request = ClientPacket::LoginRequest(LoginRequest {
-            username: Username::new(user).context("user name (at most 6 characters)")?,
-            password: Password::new(password).context("password (at most 10 characters)")?,
-            requested_session: SessionId::BLANK,
-            requested_sequence_number: 0,
-        });
-        let mut out = Vec::new();
-        request.encode(&mut out)?;
-        stream.write_all(&out)?;
-        let mut buf = Vec::new();
-        let mut chunk = [0u8; 256];
-        loop {
-            if let Some((packet, used)) = decoder.decode_server(&buf)? {
-                match packet {
-                    ServerPacket::LoginAccepted(_) => {
-                        buf.drain(..used);
-                        break;
-                    }
-                    ServerPacket::LoginRejected(reason) => {
-                        bail!("login of {user} rejected: {reason:?}")
-                    }
-                    _ => {
-                        buf.drain(..used);
-                        continue;
-                    }
-                }
-            }
-            let n = stream
-                .read(&mut chunk)
-                .with_context(|| format!("waiting for the login of {user}"))?;
-            if n == 0 {
-                bail!("server closed the connection during the login of {user}");
-            }
-            buf.extend_from_slice(&chunk[..n]);
-        }
+        let (stream, buf) = log_in(endpoint.addr, user, password, &decoder)?;
         stream.set_read_timeout(None)?;
         stream.set_nonblocking(true)?;
         let mut rbuf = vec![0u8; READ_BUFFER_BYTES];
@@ -481,6 +470,56 @@ fn login(endpoint: &Endpoint, count: usize) -> anyhow::Result<Vec<Session>> {
     Ok(sessions)
 }
 
+/// Connects to `addr` and logs `user` in (blocking, 30 s per read); the stream and
+/// whatever arrived after the Login Accepted.
+fn log_in(
+    addr: SocketAddr,
+    user: &str,
+    password: &str,
+    decoder: &FrameDecoder,
+) -> anyhow::Result<(std::net::TcpStream, Vec<u8>)> {
+    let mut stream =
+        std::net::TcpStream::connect(addr).with_context(|| format!("connect to {addr}"))?;
+    stream.set_nodelay(true)?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let request = ClientPacket::LoginRequest(LoginRequest {
+        username: Username::new(user).context("user name (at most 6 characters)")?,
+        password: Password::new(password).context("password (at most 10 characters)")?,
+        requested_session: SessionId::BLANK,
+        requested_sequence_number: 0,
+    });
+    let mut out = Vec::new();
+    request.encode(&mut out)?;
+    stream.write_all(&out)?;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 256];
+    loop {
+        if let Some((packet, used)) = decoder.decode_server(&buf)? {
+            match packet {
+                ServerPacket::LoginAccepted(_) => {
+                    buf.drain(..used);
+                    break;
+                }
+                ServerPacket::LoginRejected(reason) => {
+                    bail!("login of {user} rejected: {reason:?}")
+                }
+                _ => {
+                    buf.drain(..used);
+                    continue;
+                }
+            }
+        }
+        let n = stream
+            .read(&mut chunk)
+            .with_context(|| format!("waiting for the login of {user}"))?;
+        if n == 0 {
+            bail!("server closed the connection during the login of {user}");
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    Ok((stream, buf))
+}
+
 /// Runs one open-loop run against `endpoint` and returns what it measured.
 pub fn run(
     endpoint: &Endpoint,
@@ -493,6 +532,18 @@ pub fn run(
         session.view.rng = Rng::new(plan.seed ^ (rng_seed + 1).wrapping_mul(0x9E37_79B9));
     }
     let mut poll = Poll::new()?;
+    let mut timer = register(&mut poll, &mut sessions)?;
+    let mut runner = Runner::new(plan, sessions)?;
+    pin_server(plan);
+    let total_ns = runner.ledger.intended(runner.total) - runner.start;
+    progress.set_length(total_ns / 1_000_000);
+    runner.event_loop(&mut poll, &mut timer, progress)?;
+    progress.set_position(progress.length().unwrap_or(0));
+    Ok(runner.finish())
+}
+
+/// Registers every session's stream and a timer (returned) with `poll`.
+fn register(poll: &mut Poll, sessions: &mut [Session]) -> anyhow::Result<TimerFd> {
     for (index, session) in sessions.iter_mut().enumerate() {
         poll.registry().register(
             &mut session.stream,
@@ -500,15 +551,41 @@ pub fn run(
             Interest::READABLE | Interest::WRITABLE,
         )?;
     }
-    let mut timer = TimerFd::new()?;
+    let timer = TimerFd::new()?;
     let timer_fd = std::os::fd::AsRawFd::as_raw_fd(&timer);
     poll.registry()
         .register(&mut SourceFd(&timer_fd), TIMER, Interest::READABLE)?;
+    Ok(timer)
+}
 
-    let period_ns = NS_PER_S as f64 / plan.rate;
-    let warm = (plan.warmup.as_secs_f64() * plan.rate).round() as u64;
-    let total = warm + (plan.duration.as_secs_f64() * plan.rate).round() as u64;
-    let len = usize::try_from(total).context("run too long")?;
+/// A CPU sample of the generator, the server and its followers, after `sent` messages.
+fn cpu_snapshot(plan: &Plan, sent: u64) -> CpuSample {
+    (
+        sys::mono_ns(),
+        sent,
+        sys::machine_busy_s(),
+        plan.server_pid
+            .map(|pid| sys::thread_times(&pid.to_string()))
+            .unwrap_or_default(),
+        sys::thread_times("self"),
+        plan.follower_pids
+            .iter()
+            .flat_map(|pid| sys::thread_times(&pid.to_string()))
+            .collect::<Vec<_>>(),
+    )
+}
+
+/// With `--pin-server-threads`: pins the server's threads but its matching core; what was
+/// pinned.
+fn pin_server(plan: &Plan) -> Vec<String> {
+    match (&plan.pin_server_threads, plan.server_pid) {
+        (Some(cores), Some(pid)) => sys::pin_threads_except(pid, "keel-matching", cores),
+        _ => Vec::new(),
+    }
+}
+
+/// A ledger for `len` messages, the first `warm` of them warm-up, starting at `start`.
+fn new_ledger(plan: &Plan, warm: u64, len: usize, start: u64) -> anyhow::Result<Ledger> {
     let measured_seconds = plan.duration.as_secs() as usize + 1;
     let mut seconds = Vec::with_capacity(measured_seconds);
     for _ in 0..measured_seconds {
@@ -521,11 +598,10 @@ pub fn run(
         let b = sys::mono_ns();
         i128::from(r) - i128::from(a / 2 + b / 2)
     };
-    let start = sys::mono_ns() + 20_000_000;
     let mut ledger = Ledger {
         tokens: Tokens::new(plan.seed ^ start),
         t0: start,
-        period_ns,
+        period_ns: NS_PER_S as f64 / plan.rate,
         first_measured: warm,
         measured_start: 0,
         sent_ns: vec![0; len],
@@ -551,165 +627,303 @@ pub fn run(
         worst: Vec::new(),
     };
     ledger.measured_start = ledger.intended(warm);
-    let encoder = Encoder::new(ledger.tokens, plan.stock, &plan.mix)?;
-    let decoder = FrameDecoder::new(DEFAULT_MAX_SERVER_PACKET_LEN);
-    let mut events = Events::with_capacity(1024);
-    let mut next: u64 = 0;
-    // `ledger.intended(next)`, kept up to date with `next`.
-    let mut next_due = ledger.intended(next);
-    let mut dirty = vec![false; sessions.len()];
-    let mut last_progress = 0u64;
-    let mut last_heartbeat_check = start;
-    let mut send_end: Option<u64> = None;
-    let tick_ns = plan.tick.as_nanos() as u64;
-    let mut last_send_wake = 0u64;
-    let mut in_flight_at_end = 0;
-    let mut final_lag = 0;
-    // CPU samples: taken a little before the measured window and after its last send.
-    let cpu_mark = warm.saturating_sub((plan.rate * 0.2) as u64);
-    let mut cpu_start: Option<CpuSample> = None;
-    let mut cpu_end: Option<CpuSample> = None;
-    let snapshot = |sent: u64| {
-        (
-            sys::mono_ns(),
-            sent,
-            sys::machine_busy_s(),
-            plan.server_pid
-                .map(|pid| sys::thread_times(&pid.to_string()))
-                .unwrap_or_default(),
-            sys::thread_times("self"),
-            plan.follower_pids
-                .iter()
-                .flat_map(|pid| sys::thread_times(&pid.to_string()))
-                .collect::<Vec<_>>(),
-        )
-    };
-    let mut pinned_threads = Vec::new();
-    let pin_server = || match (&plan.pin_server_threads, plan.server_pid) {
-        (Some(cores), Some(pid)) => sys::pin_threads_except(pid, "keel-matching", cores),
-        _ => Vec::new(),
-    };
-    pin_server();
-    let total_ns = ledger.intended(total) - start;
-    progress.set_length(total_ns / 1_000_000);
+    Ok(ledger)
+}
 
-    loop {
-        let now = sys::mono_ns();
-        // 1. Send everything due (never early).
-        if next < total && now >= next_due && now >= last_send_wake + tick_ns {
-            last_send_wake = now;
-            let due = (((now - start) as f64 / period_ns) as u64 + 1).min(total);
-            let batch_end = due.min(next + MAX_BATCH).max(next + 1);
-            // Message i goes to session i mod S.
-            let mut session = (next % sessions.len() as u64) as usize;
-            for index in next..batch_end {
-                if cpu_start.is_none() && index >= cpu_mark {
-                    pinned_threads = pin_server();
-                    cpu_start = Some(snapshot(ledger.sent));
-                }
-                emit(
-                    &mut sessions[session],
-                    &mut ledger,
-                    plan,
-                    &encoder,
-                    index,
-                    now,
-                );
-                dirty[session] = true;
-                session += 1;
-                if session == sessions.len() {
-                    session = 0;
-                }
+/// One run in progress: the sessions, the ledger and the send schedule.
+struct Runner<'a> {
+    plan: &'a Plan,
+    sessions: Vec<Session>,
+    ledger: Ledger,
+    encoder: Encoder,
+    decoder: FrameDecoder,
+    /// Monotonic ns of message 0's intended send time.
+    start: u64,
+    /// Warm-up messages, then all messages.
+    warm: u64,
+    total: u64,
+    /// The next message to send, and `ledger.intended(next)`, kept up to date with it.
+    next: u64,
+    next_due: u64,
+    /// Sessions written to since the last flush.
+    dirty: Vec<bool>,
+    last_progress: u64,
+    last_heartbeat_check: u64,
+    /// When the last message was sent.
+    send_end: Option<u64>,
+    tick_ns: u64,
+    last_send_wake: u64,
+    in_flight_at_end: u64,
+    final_lag: u64,
+    /// CPU samples: taken a little before the measured window (at message `cpu_mark`)
+    /// and after its last send.
+    cpu_mark: u64,
+    cpu_start: Option<CpuSample>,
+    cpu_end: Option<CpuSample>,
+    pinned_threads: Vec<String>,
+}
+
+impl<'a> Runner<'a> {
+    fn new(plan: &'a Plan, sessions: Vec<Session>) -> anyhow::Result<Runner<'a>> {
+        let warm = (plan.warmup.as_secs_f64() * plan.rate).round() as u64;
+        let total = warm + (plan.duration.as_secs_f64() * plan.rate).round() as u64;
+        let len = usize::try_from(total).context("run too long")?;
+        let start = sys::mono_ns() + 20_000_000;
+        let ledger = new_ledger(plan, warm, len, start)?;
+        let encoder = Encoder::new(ledger.tokens, plan.stock, &plan.mix)?;
+        let next_due = ledger.intended(0);
+        Ok(Runner {
+            plan,
+            dirty: vec![false; sessions.len()],
+            sessions,
+            ledger,
+            encoder,
+            decoder: FrameDecoder::new(DEFAULT_MAX_SERVER_PACKET_LEN),
+            start,
+            warm,
+            total,
+            next: 0,
+            next_due,
+            last_progress: 0,
+            last_heartbeat_check: start,
+            send_end: None,
+            tick_ns: plan.tick.as_nanos() as u64,
+            last_send_wake: 0,
+            in_flight_at_end: 0,
+            final_lag: 0,
+            cpu_mark: warm.saturating_sub((plan.rate * 0.2) as u64),
+            cpu_start: None,
+            cpu_end: None,
+            pinned_threads: Vec::new(),
+        })
+    }
+
+    /// Sends, does the housekeeping and waits for the next send time or responses, until
+    /// everything sent is answered (or the drain times out, or every session failed).
+    fn event_loop(
+        &mut self,
+        poll: &mut Poll,
+        timer: &mut TimerFd,
+        progress: &ProgressBar,
+    ) -> anyhow::Result<()> {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let now = sys::mono_ns();
+            // 1. Send everything due (never early).
+            if self.next < self.total
+                && now >= self.next_due
+                && now >= self.last_send_wake + self.tick_ns
+            {
+                self.send_due(now);
             }
-            next = batch_end;
-            next_due = ledger.intended(next);
-            for (session, flag) in sessions.iter_mut().zip(dirty.iter_mut()) {
-                if std::mem::take(flag) {
-                    flush(session, now);
-                }
+            // 2. Housekeeping: progress, heartbeats, the end.
+            self.housekeeping(now, progress);
+            if self.done(now) {
+                return Ok(());
             }
-            if next == total {
-                send_end = Some(now);
-                final_lag = now.saturating_sub(ledger.intended(total - 1));
-                in_flight_at_end = ledger.sent - ledger.answered;
-                cpu_end = Some(snapshot(ledger.sent));
+            // 3. Wait for the next send time or for responses.
+            let timeout = if self.next < self.total {
+                timer.arm_at(self.next_due.max(self.last_send_wake + self.tick_ns))?;
+                None
+            } else {
+                Some(Duration::from_millis(10))
+            };
+            match poll.poll(&mut events, timeout) {
+                Ok(()) => {}
+                Err(error) if error.kind() == ErrorKind::Interrupted => continue,
+                Err(error) => return Err(error.into()),
+            }
+            self.dispatch(&events, timer);
+        }
+    }
+
+    /// Sends every message due at `now` (at most [`MAX_BATCH`], at least one).
+    fn send_due(&mut self, now: u64) {
+        self.last_send_wake = now;
+        let period_ns = self.ledger.period_ns;
+        let due = (((now - self.start) as f64 / period_ns) as u64 + 1).min(self.total);
+        let batch_end = due.min(self.next + MAX_BATCH).max(self.next + 1);
+        // Message i goes to session i mod S.
+        let mut session = (self.next % self.sessions.len() as u64) as usize;
+        for index in self.next..batch_end {
+            if self.cpu_start.is_none() && index >= self.cpu_mark {
+                self.pinned_threads = pin_server(self.plan);
+                self.cpu_start = Some(cpu_snapshot(self.plan, self.ledger.sent));
+            }
+            emit(
+                &mut self.sessions[session],
+                &mut self.ledger,
+                self.plan,
+                &self.encoder,
+                index,
+                now,
+            );
+            self.dirty[session] = true;
+            session += 1;
+            if session == self.sessions.len() {
+                session = 0;
             }
         }
-        // 2. Housekeeping: progress, heartbeats, the end.
-        if now.saturating_sub(last_progress) >= 100_000_000 {
-            last_progress = now;
-            progress.set_position(now.saturating_sub(start) / 1_000_000);
-            let lag = if next < total && next > 0 {
-                now.saturating_sub(ledger.intended(next - 1)) as f64 / 1000.0
+        self.next = batch_end;
+        self.next_due = self.ledger.intended(self.next);
+        for (session, flag) in self.sessions.iter_mut().zip(self.dirty.iter_mut()) {
+            if std::mem::take(flag) {
+                flush(session, now);
+            }
+        }
+        if self.next == self.total {
+            self.send_end = Some(now);
+            self.final_lag = now.saturating_sub(self.ledger.intended(self.total - 1));
+            self.in_flight_at_end = self.ledger.sent - self.ledger.answered;
+            self.cpu_end = Some(cpu_snapshot(self.plan, self.ledger.sent));
+        }
+    }
+
+    /// Progress every 100 ms, heartbeats on idle sessions every 200 ms.
+    fn housekeeping(&mut self, now: u64, progress: &ProgressBar) {
+        if now.saturating_sub(self.last_progress) >= 100_000_000 {
+            self.last_progress = now;
+            progress.set_position(now.saturating_sub(self.start) / 1_000_000);
+            let lag = if self.next < self.total && self.next > 0 {
+                now.saturating_sub(self.ledger.intended(self.next - 1)) as f64 / 1000.0
             } else {
                 0.0
             };
             progress.set_message(format!(
                 "sent {} answered {} lag {:.0} µs",
-                ledger.sent, ledger.answered, lag
+                self.ledger.sent, self.ledger.answered, lag
             ));
         }
-        if now.saturating_sub(last_heartbeat_check) >= 200_000_000 {
-            last_heartbeat_check = now;
-            for session in &mut sessions {
+        if now.saturating_sub(self.last_heartbeat_check) >= 200_000_000 {
+            self.last_heartbeat_check = now;
+            for session in &mut self.sessions {
                 if now.saturating_sub(session.last_sent_ns) >= HEARTBEAT_NS {
                     let _ = ClientPacket::ClientHeartbeat.encode(&mut session.wbuf);
                     flush(session, now);
                 }
             }
         }
-        if let Some(end) = send_end {
-            if ledger.answered >= ledger.sent
-                || now.saturating_sub(end) >= plan.drain_timeout.as_nanos() as u64
+    }
+
+    /// Whether the run is over: all sent and answered, or the drain timed out, or every
+    /// session failed.
+    fn done(&self, now: u64) -> bool {
+        if let Some(end) = self.send_end {
+            if self.ledger.answered >= self.ledger.sent
+                || now.saturating_sub(end) >= self.plan.drain_timeout.as_nanos() as u64
             {
-                break;
+                return true;
             }
         }
-        if sessions.iter().all(|s| s.error.is_some()) {
-            break;
-        }
-        // 3. Wait for the next send time or for responses.
-        let timeout = if next < total {
-            timer.arm_at(next_due.max(last_send_wake + tick_ns))?;
-            None
-        } else {
-            Some(Duration::from_millis(10))
-        };
-        match poll.poll(&mut events, timeout) {
-            Ok(()) => {}
-            Err(error) if error.kind() == ErrorKind::Interrupted => continue,
-            Err(error) => return Err(error.into()),
-        }
+        self.sessions.iter().all(|s| s.error.is_some())
+    }
+
+    /// Reads and writes the sessions `events` name.
+    fn dispatch(&mut self, events: &Events, timer: &mut TimerFd) {
         for event in events.iter() {
             let token = event.token();
             if token == TIMER {
                 timer.fired();
                 continue;
             }
-            let Some(session) = sessions.get_mut(token.0) else {
+            let Some(session) = self.sessions.get_mut(token.0) else {
                 continue;
             };
             if event.is_readable() || event.is_read_closed() || event.is_error() {
-                receive(session, &mut ledger, &decoder);
+                receive(session, &mut self.ledger, &self.decoder);
             }
             if event.is_writable() && !session.wbuf.is_empty() {
                 flush(session, sys::mono_ns());
             }
         }
     }
-    progress.set_position(progress.length().unwrap_or(0));
 
-    // Log out politely.
-    for session in &mut sessions {
-        let _ = ClientPacket::LogoutRequest.encode(&mut session.wbuf);
-        flush(session, sys::mono_ns());
+    /// Logs out politely and turns the ledger into the run's result.
+    fn finish(mut self) -> RunResult {
+        for session in &mut self.sessions {
+            let _ = ClientPacket::LogoutRequest.encode(&mut session.wbuf);
+            flush(session, sys::mono_ns());
+        }
+        let session_errors: Vec<String> = self
+            .sessions
+            .iter()
+            .filter_map(|s| s.error.as_ref().map(|e| format!("{}: {e}", s.name)))
+            .collect();
+        let (unanswered_by_kind, unanswered_examples) = self.unanswered();
+        let (warm, ledger) = (self.warm, &self.ledger);
+        let measured = self.total - warm;
+        let (rest, ioc, cancel) = measured_kinds(ledger, warm);
+        let first_sent = ledger.sent_ns.get(warm as usize).copied().unwrap_or(0);
+        let last_sent = ledger.sent_ns.last().copied().unwrap_or(0);
+        let span = last_sent.saturating_sub(first_sent) as f64 / NS_PER_S as f64;
+        let achieved_rate = if span > 0.0 {
+            (measured.saturating_sub(1)) as f64 / span
+        } else {
+            0.0
+        };
+        let cpu = match (&self.cpu_start, &self.cpu_end) {
+            (Some(a), Some(b)) => cpu_delta(a, b),
+            _ => Vec::new(),
+        };
+        RunResult {
+            offered_rate: self.plan.rate,
+            sessions: self.sessions.len(),
+            measured_messages: measured,
+            measured_rest: rest,
+            measured_ioc: ioc,
+            measured_cancel: cancel,
+            achieved_rate,
+            send_lag: Latency::of(&ledger.send_lag.histogram(), false),
+            final_send_lag_us: self.final_lag as f64 / 1000.0,
+            accepted: Latency::of(&ledger.accepted.histogram(), true),
+            executed: Latency::of(&ledger.executed.histogram(), true),
+            canceled: Latency::of(&ledger.canceled.histogram(), false),
+            inbound_leg: Latency::of(&ledger.inbound.histogram(), false),
+            outbound_leg: Latency::of(&ledger.outbound.histogram(), false),
+            per_second: per_second(ledger),
+            worst: ledger.worst.clone(),
+            unanswered: ledger.sent - ledger.answered,
+            unanswered_by_kind,
+            unanswered_examples,
+            in_flight_at_end: self.in_flight_at_end,
+            rejected: ledger.rejected,
+            reject_reasons: ledger.reject_reasons.clone(),
+            cancel_rejected: ledger.cancel_rejected,
+            executions: ledger.executions,
+            ioc_remainders_canceled: ledger.ioc_remainders,
+            foreign_responses: ledger.foreign,
+            moot_cancels: ledger.moot_cancels,
+            moot_cancels_rejected: ledger.moot_cancels_rejected,
+            session_errors,
+            cpu,
+            pinned_server_threads: std::mem::take(&mut self.pinned_threads),
+        }
     }
-    let session_errors: Vec<String> = sessions
-        .iter()
-        .filter_map(|s| s.error.as_ref().map(|e| format!("{}: {e}", s.name)))
-        .collect();
 
-    let measured = total - warm;
+    /// Messages sent but never answered: counts by kind, and up to 8 examples.
+    fn unanswered(&self) -> (std::collections::BTreeMap<String, u64>, Vec<String>) {
+        let ledger = &self.ledger;
+        let mut by_kind = std::collections::BTreeMap::new();
+        let mut examples = Vec::new();
+        for (index, meta) in ledger.meta.iter().enumerate() {
+            if ledger.sent_ns[index] != 0 && meta & ANSWERED == 0 {
+                let kind = format!("{:?}", Kind::from_u8(meta & 0x0f));
+                if examples.len() < 8 {
+                    examples.push(format!(
+                        "{index}/{kind}/{}/{}",
+                        self.sessions[index % self.sessions.len()].name,
+                        ledger.tokens.token(index as u64)
+                    ));
+                }
+                *by_kind.entry(kind).or_insert(0) += 1;
+            }
+        }
+        (by_kind, examples)
+    }
+}
+
+/// Resting orders, IOC orders and cancels among the measured messages.
+fn measured_kinds(ledger: &Ledger, warm: u64) -> (u64, u64, u64) {
     let (mut rest, mut ioc, mut cancel) = (0, 0, 0);
     for meta in ledger.meta.iter().skip(warm as usize) {
         match Kind::from_u8(meta & 0x0f) {
@@ -719,30 +933,12 @@ pub fn run(
             None => {}
         }
     }
-    let mut unanswered_by_kind = std::collections::BTreeMap::new();
-    let mut unanswered_examples = Vec::new();
-    for (index, meta) in ledger.meta.iter().enumerate() {
-        if ledger.sent_ns[index] != 0 && meta & ANSWERED == 0 {
-            let kind = format!("{:?}", Kind::from_u8(meta & 0x0f));
-            if unanswered_examples.len() < 8 {
-                unanswered_examples.push(format!(
-                    "{index}/{kind}/{}/{}",
-                    sessions[index % sessions.len()].name,
-                    ledger.tokens.token(index as u64)
-                ));
-            }
-            *unanswered_by_kind.entry(kind).or_insert(0) += 1;
-        }
-    }
-    let first_sent = ledger.sent_ns.get(warm as usize).copied().unwrap_or(0);
-    let last_sent = ledger.sent_ns.last().copied().unwrap_or(0);
-    let span = last_sent.saturating_sub(first_sent) as f64 / NS_PER_S as f64;
-    let achieved_rate = if span > 0.0 {
-        (measured.saturating_sub(1)) as f64 / span
-    } else {
-        0.0
-    };
-    let per_second = ledger
+    (rest, ioc, cancel)
+}
+
+/// Order Accepted latencies and the largest send lag of each measured second.
+fn per_second(ledger: &Ledger) -> Vec<Second> {
+    ledger
         .seconds
         .iter()
         .enumerate()
@@ -756,44 +952,7 @@ pub fn run(
             max_us: h.max() as f64 / 1000.0,
             max_send_lag_us: *lag as f64 / 1000.0,
         })
-        .collect();
-    let cpu = match (cpu_start, cpu_end) {
-        (Some(a), Some(b)) => cpu_delta(&a, &b),
-        _ => Vec::new(),
-    };
-    Ok(RunResult {
-        offered_rate: plan.rate,
-        sessions: sessions.len(),
-        measured_messages: measured,
-        measured_rest: rest,
-        measured_ioc: ioc,
-        measured_cancel: cancel,
-        achieved_rate,
-        send_lag: Latency::of(&ledger.send_lag.histogram(), false),
-        final_send_lag_us: final_lag as f64 / 1000.0,
-        accepted: Latency::of(&ledger.accepted.histogram(), true),
-        executed: Latency::of(&ledger.executed.histogram(), true),
-        canceled: Latency::of(&ledger.canceled.histogram(), false),
-        inbound_leg: Latency::of(&ledger.inbound.histogram(), false),
-        outbound_leg: Latency::of(&ledger.outbound.histogram(), false),
-        per_second,
-        worst: ledger.worst.clone(),
-        unanswered: ledger.sent - ledger.answered,
-        unanswered_by_kind,
-        unanswered_examples,
-        in_flight_at_end,
-        rejected: ledger.rejected,
-        reject_reasons: ledger.reject_reasons.clone(),
-        cancel_rejected: ledger.cancel_rejected,
-        executions: ledger.executions,
-        ioc_remainders_canceled: ledger.ioc_remainders,
-        foreign_responses: ledger.foreign,
-        moot_cancels: ledger.moot_cancels,
-        moot_cancels_rejected: ledger.moot_cancels_rejected,
-        session_errors,
-        cpu,
-        pinned_server_threads: pinned_threads,
-    })
+        .collect()
 }
 
 /// (monotonic ns, messages sent, machine busy s, server threads, generator threads,
@@ -999,53 +1158,67 @@ fn receive(session: &mut Session, ledger: &mut Ledger, decoder: &FrameDecoder) {
             error,
             ..
         } = session;
-        let mut consumed = 0;
-        while consumed < *rlen {
-            let buf = &rbuf[consumed..*rlen];
-            // The common case, parsed in place: a Sequenced Data packet (2-byte length, type
-            // `S`, payload) within the decoder's length limit. The checks are the decoder's
-            // own for this packet type; anything else goes through the decoder below.
-            if let [len_hi, len_lo, packet_type::SEQUENCED_DATA, ..] = *buf {
-                let len = usize::from(u16::from_be_bytes([len_hi, len_lo]));
-                if len != 0 && len <= usize::from(DEFAULT_MAX_SERVER_PACKET_LEN) {
-                    let Some(payload) = buf.get(3..2 + len) else {
-                        break; // Incomplete: the rest comes with a later read.
-                    };
-                    consumed += 2 + len;
-                    if let Err(bad) = on_message(view, ledger, payload, recv_ns) {
-                        *error = Some(format!("bad OUCH message: {bad}"));
-                    }
-                    continue;
-                }
-            }
-            match decoder.decode_server(buf) {
-                Ok(Some((packet, used))) => {
-                    consumed += used;
-                    match packet {
-                        ServerPacket::SequencedData(payload) => {
-                            if let Err(bad) = on_message(view, ledger, payload, recv_ns) {
-                                *error = Some(format!("bad OUCH message: {bad}"));
-                            }
-                        }
-                        ServerPacket::EndOfSession => {
-                            *error = Some("server sent End of Session".into());
-                        }
-                        _ => {}
-                    }
-                }
-                Ok(None) => break,
-                Err(bad) => {
-                    *error = Some(format!("bad SoupBinTCP packet: {bad}"));
-                    break;
-                }
-            }
-        }
+        let consumed = decode_all(&rbuf[..*rlen], view, ledger, error, decoder, recv_ns);
         rbuf.copy_within(consumed..*rlen, 0);
         *rlen -= consumed;
         if error.is_some() || drained {
             return;
         }
     }
+}
+
+/// Handles every complete packet at the start of `buf` (received at `recv_ns`), noting a
+/// bad packet or the end of the session in `error`; returns the bytes consumed.
+fn decode_all(
+    buf: &[u8],
+    view: &mut View,
+    ledger: &mut Ledger,
+    error: &mut Option<String>,
+    decoder: &FrameDecoder,
+    recv_ns: u64,
+) -> usize {
+    let mut consumed = 0;
+    while consumed < buf.len() {
+        let rest = &buf[consumed..];
+        // The common case, parsed in place: a Sequenced Data packet (2-byte length, type
+        // `S`, payload) within the decoder's length limit. The checks are the decoder's
+        // own for this packet type; anything else goes through the decoder below.
+        if let [len_hi, len_lo, packet_type::SEQUENCED_DATA, ..] = *rest {
+            let len = usize::from(u16::from_be_bytes([len_hi, len_lo]));
+            if len != 0 && len <= usize::from(DEFAULT_MAX_SERVER_PACKET_LEN) {
+                let Some(payload) = rest.get(3..2 + len) else {
+                    break; // Incomplete: the rest comes with a later read.
+                };
+                consumed += 2 + len;
+                if let Err(bad) = on_message(view, ledger, payload, recv_ns) {
+                    *error = Some(format!("bad OUCH message: {bad}"));
+                }
+                continue;
+            }
+        }
+        match decoder.decode_server(rest) {
+            Ok(Some((packet, used))) => {
+                consumed += used;
+                match packet {
+                    ServerPacket::SequencedData(payload) => {
+                        if let Err(bad) = on_message(view, ledger, payload, recv_ns) {
+                            *error = Some(format!("bad OUCH message: {bad}"));
+                        }
+                    }
+                    ServerPacket::EndOfSession => {
+                        *error = Some("server sent End of Session".into());
+                    }
+                    _ => {}
+                }
+            }
+            Ok(None) => break,
+            Err(bad) => {
+                *error = Some(format!("bad SoupBinTCP packet: {bad}"));
+                break;
+            }
+        }
+    }
+    consumed
 }
 
 /// What the generator needs from a response about one of its orders.
@@ -1156,50 +1329,7 @@ fn decoded_reply(message: &OutboundMessage) -> Option<(OrderToken, Reply)> {
 /// Applies one response about message `index` to the session's view and the recorders.
 fn apply(view: &mut View, ledger: &mut Ledger, index: u64, reply: Reply, recv_ns: u64) {
     match reply {
-        Reply::Accepted { timestamp } => {
-            if !ledger.answer(index) || !ledger.measured(index) {
-                return;
-            }
-            let intended = ledger.intended(index);
-            let latency = recv_ns.saturating_sub(intended).max(1);
-            ledger.accepted.record(latency);
-            let second = ledger.second_at(intended);
-            if let Some(entry) = ledger.seconds.get_mut(second) {
-                entry.0.record(latency);
-            }
-            // Split at the gateway's intake timestamp (ns since UTC midnight).
-            let sent_ns = ledger.sent_ns[index as usize];
-            let sent_real = i128::from(sent_ns) + ledger.real_offset;
-            let recv_real = i128::from(recv_ns) + ledger.real_offset;
-            let day = i128::from(NS_PER_DAY);
-            let midnight = match u64::try_from(recv_real) {
-                // The same as below for any time after 1970, in 64-bit arithmetic.
-                Ok(real) => i128::from(real - real % NS_PER_DAY),
-                Err(_) => recv_real - recv_real.rem_euclid(day),
-            };
-            let mut stamp = midnight + i128::from(timestamp);
-            if stamp > recv_real + day / 2 {
-                stamp -= day;
-            }
-            let inbound = (stamp - sent_real).max(1);
-            let outbound = (recv_real - stamp).max(1);
-            let latency_us = latency as f64 / 1000.0;
-            if !ledger.worst_is_full_above(latency_us) {
-                ledger.note_worst(Worst {
-                    intended_ms: (intended - ledger.t0) as f64 / 1e6,
-                    latency_us,
-                    send_lag_us: (sent_ns - intended) as f64 / 1000.0,
-                    inbound_us: inbound as f64 / 1000.0,
-                    outbound_us: outbound as f64 / 1000.0,
-                });
-            }
-            ledger
-                .inbound
-                .record(u64::try_from(inbound).unwrap_or(u64::MAX));
-            ledger
-                .outbound
-                .record(u64::try_from(outbound).unwrap_or(u64::MAX));
-        }
+        Reply::Accepted { timestamp } => on_accepted(ledger, index, timestamp, recv_ns),
         Reply::Rejected { reason } => {
             ledger.rejected += 1;
             *ledger.reject_reasons.entry(char::from(reason)).or_insert(0) += 1;
@@ -1207,32 +1337,7 @@ fn apply(view: &mut View, ledger: &mut Ledger, index: u64, reply: Reply, recv_ns
             view.remaining.remove(&index);
         }
         Reply::Executed { shares, removed } => {
-            ledger.executions += 1;
-            if removed && ledger.kind(index) == Some(Kind::Ioc) {
-                let slot = index as usize;
-                if ledger.meta[slot] & EXECUTED == 0 {
-                    ledger.meta[slot] |= EXECUTED;
-                    if let Some(latency) = ledger.latency(index, recv_ns) {
-                        ledger.executed.record(latency);
-                    }
-                }
-            } else if let Some(open) = view.remaining.get_mut(&index) {
-                *open = open.saturating_sub(shares);
-                if *open == 0 {
-                    view.remaining.remove(&index);
-                }
-            } else if let Some((cancel, open)) = view.canceling.get_mut(&index) {
-                // A fill racing the cancel: if it fills the order, the cancel is moot. OUCH
-                // answers it with Cancel Reject; count whether that really arrives.
-                *open = open.saturating_sub(shares);
-                if *open == 0 {
-                    let cancel = *cancel;
-                    ledger.moot_cancels += 1;
-                    if ledger.answer(cancel) {
-                        ledger.meta[cancel as usize] |= MOOT;
-                    }
-                }
-            }
+            on_executed(view, ledger, index, shares, removed, recv_ns)
         }
         Reply::Canceled { user_requested } => {
             if user_requested {
@@ -1259,6 +1364,91 @@ fn apply(view: &mut View, ledger: &mut Ledger, index: u64, reply: Reply, recv_ns
             }
         }
         Reply::Other => {}
+    }
+}
+
+/// Order Accepted for message `index`: its latency, split at the gateway's intake
+/// `timestamp` (ns since UTC midnight) into the inbound and outbound legs.
+fn on_accepted(ledger: &mut Ledger, index: u64, timestamp: u64, recv_ns: u64) {
+    if !ledger.answer(index) || !ledger.measured(index) {
+        return;
+    }
+    let intended = ledger.intended(index);
+    let latency = recv_ns.saturating_sub(intended).max(1);
+    ledger.accepted.record(latency);
+    let second = ledger.second_at(intended);
+    if let Some(entry) = ledger.seconds.get_mut(second) {
+        entry.0.record(latency);
+    }
+    // Split at the gateway's intake timestamp (ns since UTC midnight).
+    let sent_ns = ledger.sent_ns[index as usize];
+    let sent_real = i128::from(sent_ns) + ledger.real_offset;
+    let recv_real = i128::from(recv_ns) + ledger.real_offset;
+    let day = i128::from(NS_PER_DAY);
+    let midnight = match u64::try_from(recv_real) {
+        // The same as below for any time after 1970, in 64-bit arithmetic.
+        Ok(real) => i128::from(real - real % NS_PER_DAY),
+        Err(_) => recv_real - recv_real.rem_euclid(day),
+    };
+    let mut stamp = midnight + i128::from(timestamp);
+    if stamp > recv_real + day / 2 {
+        stamp -= day;
+    }
+    let inbound = (stamp - sent_real).max(1);
+    let outbound = (recv_real - stamp).max(1);
+    let latency_us = latency as f64 / 1000.0;
+    if !ledger.worst_is_full_above(latency_us) {
+        ledger.note_worst(Worst {
+            intended_ms: (intended - ledger.t0) as f64 / 1e6,
+            latency_us,
+            send_lag_us: (sent_ns - intended) as f64 / 1000.0,
+            inbound_us: inbound as f64 / 1000.0,
+            outbound_us: outbound as f64 / 1000.0,
+        });
+    }
+    ledger
+        .inbound
+        .record(u64::try_from(inbound).unwrap_or(u64::MAX));
+    ledger
+        .outbound
+        .record(u64::try_from(outbound).unwrap_or(u64::MAX));
+}
+
+/// Order Executed for message `index`: an IOC's first execution is its latency; a resting
+/// order's open shares go down, and a fill racing a cancel can make that cancel moot.
+fn on_executed(
+    view: &mut View,
+    ledger: &mut Ledger,
+    index: u64,
+    shares: u32,
+    removed: bool,
+    recv_ns: u64,
+) {
+    ledger.executions += 1;
+    if removed && ledger.kind(index) == Some(Kind::Ioc) {
+        let slot = index as usize;
+        if ledger.meta[slot] & EXECUTED == 0 {
+            ledger.meta[slot] |= EXECUTED;
+            if let Some(latency) = ledger.latency(index, recv_ns) {
+                ledger.executed.record(latency);
+            }
+        }
+    } else if let Some(open) = view.remaining.get_mut(&index) {
+        *open = open.saturating_sub(shares);
+        if *open == 0 {
+            view.remaining.remove(&index);
+        }
+    } else if let Some((cancel, open)) = view.canceling.get_mut(&index) {
+        // A fill racing the cancel: if it fills the order, the cancel is moot. OUCH
+        // answers it with Cancel Reject; count whether that really arrives.
+        *open = open.saturating_sub(shares);
+        if *open == 0 {
+            let cancel = *cancel;
+            ledger.moot_cancels += 1;
+            if ledger.answer(cancel) {
+                ledger.meta[cancel as usize] |= MOOT;
+            }
+        }
     }
 }
 

@@ -20,7 +20,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use indicatif::ProgressBar;
 use keel_gateway::protocol::Stock;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::cluster::{Cluster, ClusterOptions};
 use crate::driver::{self, Endpoint, Plan, RunResult};
@@ -30,10 +30,13 @@ use crate::server::{self, Node, NodeOptions};
 use crate::sys;
 
 /// Durability policies of the node under test.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DurabilityArg {
     /// Acknowledge once journaled (in memory).
+    // `Default` only fills a field missing from a result file read back; each command
+    // sets its own default.
+    #[default]
     Async,
     /// Acknowledge once on disk.
     Fsync,
@@ -49,7 +52,8 @@ impl DurabilityArg {
 }
 
 /// `keel-perf e2e` options.
-#[derive(Clone, Debug, clap::Args, Serialize)]
+#[derive(Clone, Debug, Default, clap::Args, Serialize, Deserialize)]
+#[serde(default)]
 pub struct E2eArgs {
     /// Durability of the node the benchmark starts (ignored with --server).
     #[arg(long, value_enum, default_value = "async")]
@@ -57,6 +61,7 @@ pub struct E2eArgs {
     /// Offered load: OUCH messages per second (Enter Order and Cancel Order alike), all
     /// sessions together.
     #[arg(long, default_value_t = 50_000.0)]
+    #[serde(deserialize_with = "crate::json::f64")]
     pub rate: f64,
     /// SoupBinTCP sessions (one user each), driven round-robin by one thread.
     #[arg(long, default_value_t = 8)]
@@ -76,32 +81,39 @@ pub struct E2eArgs {
     pub sweep: bool,
     /// First rate of the sweep.
     #[arg(long, default_value_t = 50_000.0)]
+    #[serde(deserialize_with = "crate::json::f64")]
     pub sweep_start: f64,
     /// Each sweep step multiplies the rate by this until a step fails.
     #[arg(long, default_value_t = 1.5)]
+    #[serde(deserialize_with = "crate::json::f64")]
     pub sweep_factor: f64,
     /// Bisection steps between the last good and the first failing rate.
     #[arg(long, default_value_t = 3)]
     pub sweep_refine: usize,
     /// Highest rate the sweep tries.
     #[arg(long, default_value_t = 4_000_000.0)]
+    #[serde(deserialize_with = "crate::json::f64")]
     pub sweep_max: f64,
     /// A step fails if the Order Accepted p99 exceeds this (µs): latency exploded.
     #[arg(long, default_value_t = 20_000.0)]
+    #[serde(deserialize_with = "crate::json::f64")]
     pub p99_limit_us: f64,
     /// A step fails if the generator ends more than this behind its schedule (µs) or sends
     /// less than 98% of the offered rate: the backlog grew on the sending side.
     #[arg(long, default_value_t = 5_000.0)]
+    #[serde(deserialize_with = "crate::json::f64")]
     pub lag_limit_us: f64,
     /// A step fails if, when the last message is sent, more than this many milliseconds of
     /// traffic are still unanswered, or if the median latency of the last measured second
     /// exceeds twice the first second's plus 1 ms: the queue grew.
     #[arg(long, default_value_t = 10.0)]
+    #[serde(deserialize_with = "crate::json::f64")]
     pub backlog_limit_ms: f64,
     /// Minimum µs between two sending wake-ups of the generator (0: one wake-up per
     /// message's intended time). Larger ticks batch messages into fewer writes; the tick's
     /// delay counts in the latencies.
     #[arg(long, default_value_t = 0.0)]
+    #[serde(deserialize_with = "crate::json::f64")]
     pub tick_us: f64,
     /// Percentage of messages that are crossing IOC orders.
     #[arg(long, default_value_t = 10)]
@@ -114,6 +126,7 @@ pub struct E2eArgs {
     pub seed: u64,
     /// Seconds to wait for outstanding responses after the last send.
     #[arg(long, default_value_t = 10.0)]
+    #[serde(deserialize_with = "crate::json::f64")]
     pub drain_timeout: f64,
     /// The `keel` binary (default: `keel` next to this executable).
     #[arg(long)]
@@ -177,6 +190,7 @@ pub struct E2eArgs {
     pub heartbeat_ms: Option<u64>,
     /// With --compare-single: the aim for replicated p99 / single-node p99 (issue #5: 3).
     #[arg(long, default_value_t = 3.0)]
+    #[serde(deserialize_with = "crate::json::f64")]
     pub aim_p99_ratio: f64,
 }
 
@@ -191,13 +205,16 @@ impl E2eArgs {
 }
 
 /// One run as reported: the measurement plus its context.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct RunRecord {
     /// 1-based run number.
     pub run: usize,
     /// 1-minute load average before the run.
+    #[serde(deserialize_with = "crate::json::f64")]
     pub load_before: f64,
     /// 1-minute load average after the run.
+    #[serde(deserialize_with = "crate::json::f64")]
     pub load_after: f64,
     /// Whether the run met the sustain criteria.
     pub sustained: bool,
@@ -210,11 +227,13 @@ pub struct RunRecord {
 }
 
 /// One sweep: its steps and the last rate sustained.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Sweep {
     /// 1-based sweep number.
     pub sweep: usize,
     /// The highest offered rate whose step met the criteria (0 if none).
+    #[serde(deserialize_with = "crate::json::f64")]
     pub max_sustained_rate: f64,
     /// The lowest offered rate that failed, if any.
     pub first_failing_rate: Option<f64>,
@@ -225,7 +244,8 @@ pub struct Sweep {
 }
 
 /// The whole output file.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Report {
     /// `e2e` or `e2e-sweep`.
     pub kind: String,
@@ -246,7 +266,8 @@ pub struct Report {
 }
 
 /// The output of `--compare-single`: both configurations' runs and the ratios.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Comparison {
     /// `e2e-cluster-vs-single`.
     pub kind: String,
@@ -266,10 +287,13 @@ pub struct Comparison {
     pub cluster: Report,
     /// Median over the cluster's runs / median over the single node's runs, for
     /// `accepted_p50_us`, `accepted_p99_us`, `accepted_p99_9_us`.
+    #[serde(deserialize_with = "crate::json::f64_map")]
     pub ratios: std::collections::BTreeMap<String, f64>,
     /// Cluster p99 / single p99 of each pair of runs made back to back.
+    #[serde(deserialize_with = "crate::json::f64s")]
     pub pair_p99_ratios: Vec<f64>,
     /// The aim for the p99 ratio.
+    #[serde(deserialize_with = "crate::json::f64")]
     pub aim_p99_ratio: f64,
     /// Whether the median p99 ratio is within the aim (and no run was cut off).
     pub aim_met: bool,
@@ -300,12 +324,33 @@ fn compare(args: E2eArgs) -> anyhow::Result<()> {
     };
     let mut single = empty(&single_args);
     let mut cluster = empty(&cluster_args);
+    let order = alternate_runs(
+        &args,
+        (&single_args, &mut single),
+        (&cluster_args, &mut cluster),
+    )?;
+    single.summary = summarize(&single.runs);
+    cluster.summary = summarize(&cluster.runs);
+    let comparison = compared(&args, command, machine, order, single, cluster);
+    write_compared(&args, &cluster_args.topology(), &comparison)
+}
+
+/// `--runs` pairs of runs, single node and cluster, each pair in the order the other
+/// went last; a run the node cut off is made again (at most twice). Returns the order the
+/// runs were made in.
+fn alternate_runs(
+    args: &E2eArgs,
+    single: (&E2eArgs, &mut Report),
+    cluster: (&E2eArgs, &mut Report),
+) -> anyhow::Result<Vec<String>> {
+    let (single_args, single) = single;
+    let (cluster_args, cluster) = cluster;
     let mut order = Vec::new();
     for run in 1..=args.runs {
         let pair: [(&E2eArgs, &mut Report); 2] = if run % 2 == 1 {
-            [(&single_args, &mut single), (&cluster_args, &mut cluster)]
+            [(single_args, &mut *single), (cluster_args, &mut *cluster)]
         } else {
-            [(&cluster_args, &mut cluster), (&single_args, &mut single)]
+            [(cluster_args, &mut *cluster), (single_args, &mut *single)]
         };
         for (config, report) in pair {
             let label = format!(
@@ -337,8 +382,19 @@ fn compare(args: E2eArgs) -> anyhow::Result<()> {
             }
         }
     }
-    single.summary = summarize(&single.runs);
-    cluster.summary = summarize(&cluster.runs);
+    Ok(order)
+}
+
+/// The comparison of the two sets of runs: ratios of the medians, per-pair p99 ratios and
+/// whether the aim is met (never when a run stayed cut off).
+fn compared(
+    args: &E2eArgs,
+    command: String,
+    machine: Machine,
+    order: Vec<String>,
+    single: Report,
+    cluster: Report,
+) -> Comparison {
     let median = |r: &Report, key: &str| r.summary.get(key).map_or(f64::NAN, |s| s.median);
     let ratios: std::collections::BTreeMap<String, f64> =
         ["accepted_p50_us", "accepted_p99_us", "accepted_p99_9_us"]
@@ -370,11 +426,11 @@ fn compare(args: E2eArgs) -> anyhow::Result<()> {
     };
     let cut_off = !complete(&single) || !complete(&cluster);
     let p99_ratio = ratios.get("accepted_p99_us").copied().unwrap_or(f64::NAN);
-    let comparison = Comparison {
+    Comparison {
         kind: "e2e-cluster-vs-single".to_string(),
         command,
         machine,
-        keel_binary: describe_keel(&args),
+        keel_binary: describe_keel(args),
         args: args.clone(),
         order,
         single,
@@ -383,9 +439,12 @@ fn compare(args: E2eArgs) -> anyhow::Result<()> {
         pair_p99_ratios,
         aim_p99_ratio: args.aim_p99_ratio,
         aim_met: !cut_off && p99_ratio <= args.aim_p99_ratio,
-    };
+    }
+}
+
+/// Writes the comparison and the cluster's own report, prints the comparison.
+fn write_compared(args: &E2eArgs, topology: &str, comparison: &Comparison) -> anyhow::Result<()> {
     let results = args.results.clone().unwrap_or_else(default_results);
-    let topology = cluster_args.topology();
     let (cluster_label, label) = match &args.label {
         Some(label) => (format!("{label}-{topology}"), label.clone()),
         None => (
@@ -398,8 +457,13 @@ fn compare(args: E2eArgs) -> anyhow::Result<()> {
         ),
     };
     let (cluster_json, cluster_md) = report::write(&results, &cluster_label, &comparison.cluster)?;
-    let (json, markdown) = report::write_comparison(&results, &label, &comparison)?;
-    println!("{}", report::comparison_markdown(&comparison));
+    let (json, markdown) = report::write_comparison(&results, &label, comparison)?;
+    println!("{}", report::comparison_markdown(comparison));
+    let p99_ratio = comparison
+        .ratios
+        .get("accepted_p99_us")
+        .copied()
+        .unwrap_or(f64::NAN);
     eprintln!(
         "keel-perf e2e: replicated p99 / single p99 = {p99_ratio:.2} (aim ≤ {}): {}",
         args.aim_p99_ratio,
@@ -604,20 +668,7 @@ fn parse_cores(text: &str) -> anyhow::Result<Vec<usize>> {
 
 /// Runs `keel-perf e2e`.
 pub fn main(args: E2eArgs) -> anyhow::Result<()> {
-    if args.sessions == 0 || args.rate <= 0.0 || args.runs == 0 {
-        bail!("--sessions, --rate and --runs must be positive");
-    }
-    if let Some(nodes) = args.cluster {
-        if nodes < 3 || nodes % 2 == 0 {
-            bail!("--cluster needs an odd number of nodes, at least 3");
-        }
-        if args.server.is_some() || args.echo {
-            bail!("--cluster starts its own nodes: it cannot be combined with --server or --echo");
-        }
-        if args.compare_single && args.sweep {
-            bail!("--compare-single compares fixed-rate runs; it cannot be combined with --sweep");
-        }
-    }
+    check_args(&args)?;
     if args.compare_single {
         return compare(args);
     }
@@ -636,26 +687,7 @@ pub fn main(args: E2eArgs) -> anyhow::Result<()> {
         summary: Default::default(),
     };
     if args.sweep {
-        for sweep in 1..=args.runs {
-            let result = run_sweep(&args, sweep)?;
-            eprintln!(
-                "keel-perf e2e: sweep {sweep}/{}: highest rate sustained {:.0} messages/s{}",
-                args.runs,
-                result.max_sustained_rate,
-                result
-                    .first_failing_rate
-                    .map(|r| format!(
-                        "; {r:.0}/s failed: {}",
-                        result.failing_verdict.clone().unwrap_or_default()
-                    ))
-                    .unwrap_or_default()
-            );
-            report.sweeps.push(result);
-        }
-        let best: Vec<f64> = report.sweeps.iter().map(|s| s.max_sustained_rate).collect();
-        report
-            .summary
-            .insert("max_sustained_rate".into(), Spread::of(&best));
+        run_sweeps(&args, &mut report)?;
     } else {
         for run in 1..=args.runs {
             let label = format!(
@@ -672,31 +704,7 @@ pub fn main(args: E2eArgs) -> anyhow::Result<()> {
         report.summary = summarize(&report.runs);
     }
     let results = args.results.clone().unwrap_or_else(default_results);
-    let label = args.label.clone().unwrap_or_else(|| {
-        if let Some(nodes) = args.cluster {
-            if args.sweep {
-                format!("e2e-cluster{nodes}-sweep-{}", args.durability.name())
-            } else {
-                format!(
-                    "e2e-cluster{nodes}-{}-{:.0}",
-                    args.durability.name(),
-                    args.rate
-                )
-            }
-        } else if args.sweep {
-            if args.echo {
-                "e2e-sweep-echo".to_string()
-            } else {
-                format!("e2e-sweep-{}", args.durability.name())
-            }
-        } else {
-            if args.echo {
-                format!("e2e-echo-{:.0}", args.rate)
-            } else {
-                format!("e2e-{}-{:.0}", args.durability.name(), args.rate)
-            }
-        }
-    });
+    let label = args.label.clone().unwrap_or_else(|| default_label(&args));
     let (json, markdown) = report::write(&results, &label, &report)?;
     println!("{}", report::markdown(&report));
     eprintln!(
@@ -705,6 +713,75 @@ pub fn main(args: E2eArgs) -> anyhow::Result<()> {
         markdown.display()
     );
     Ok(())
+}
+
+/// Refuses option combinations that cannot run.
+fn check_args(args: &E2eArgs) -> anyhow::Result<()> {
+    if args.sessions == 0 || args.rate <= 0.0 || args.runs == 0 {
+        bail!("--sessions, --rate and --runs must be positive");
+    }
+    if let Some(nodes) = args.cluster {
+        if nodes < 3 || nodes % 2 == 0 {
+            bail!("--cluster needs an odd number of nodes, at least 3");
+        }
+        if args.server.is_some() || args.echo {
+            bail!("--cluster starts its own nodes: it cannot be combined with --server or --echo");
+        }
+        if args.compare_single && args.sweep {
+            bail!("--compare-single compares fixed-rate runs; it cannot be combined with --sweep");
+        }
+    }
+    Ok(())
+}
+
+/// `--sweep`: `--runs` sweeps into `report`, and the median highest rate sustained.
+fn run_sweeps(args: &E2eArgs, report: &mut Report) -> anyhow::Result<()> {
+    for sweep in 1..=args.runs {
+        let result = run_sweep(args, sweep)?;
+        eprintln!(
+            "keel-perf e2e: sweep {sweep}/{}: highest rate sustained {:.0} messages/s{}",
+            args.runs,
+            result.max_sustained_rate,
+            result
+                .first_failing_rate
+                .map(|r| format!(
+                    "; {r:.0}/s failed: {}",
+                    result.failing_verdict.clone().unwrap_or_default()
+                ))
+                .unwrap_or_default()
+        );
+        report.sweeps.push(result);
+    }
+    let best: Vec<f64> = report.sweeps.iter().map(|s| s.max_sustained_rate).collect();
+    report
+        .summary
+        .insert("max_sustained_rate".into(), Spread::of(&best));
+    Ok(())
+}
+
+/// The result files' name without `--label`: topology, durability and rate (or sweep).
+fn default_label(args: &E2eArgs) -> String {
+    if let Some(nodes) = args.cluster {
+        if args.sweep {
+            format!("e2e-cluster{nodes}-sweep-{}", args.durability.name())
+        } else {
+            format!(
+                "e2e-cluster{nodes}-{}-{:.0}",
+                args.durability.name(),
+                args.rate
+            )
+        }
+    } else if args.sweep {
+        if args.echo {
+            "e2e-sweep-echo".to_string()
+        } else {
+            format!("e2e-sweep-{}", args.durability.name())
+        }
+    } else if args.echo {
+        format!("e2e-echo-{:.0}", args.rate)
+    } else {
+        format!("e2e-{}-{:.0}", args.durability.name(), args.rate)
+    }
 }
 
 /// The generator's cores: as given, or every core but the matching loop's (None: leave it
@@ -857,12 +934,10 @@ fn progress_bar(label: &str) -> ProgressBar {
     bar
 }
 
-/// One run at `rate` on a fresh node (or the given server).
-fn run_once(args: &E2eArgs, rate: f64, run: usize, label: &str) -> anyhow::Result<RunRecord> {
-    let sweep = args.sweep;
-    let duration = args.duration.unwrap_or(if sweep { 5.0 } else { 10.0 });
-    let warmup = args.warmup.unwrap_or(if sweep { 1.0 } else { 2.0 });
-    let (server, endpoint, stock, price_scale) = match args.server {
+/// What a run loads: an external `--server` (with `--user`s), or a node, the echo server
+/// or a cluster started for the run; its endpoint, stock and price scale.
+fn target(args: &E2eArgs) -> anyhow::Result<(Option<Managed>, Endpoint, Stock, u32)> {
+    Ok(match args.server {
         Some(addr) => {
             let users = args
                 .users
@@ -887,7 +962,15 @@ fn run_once(args: &E2eArgs, rate: f64, run: usize, label: &str) -> anyhow::Resul
             let stock = Stock::new(server::SYMBOL).context("symbol")?;
             (Some(managed), endpoint, stock, server::PRICE_SCALE)
         }
-    };
+    })
+}
+
+/// One run at `rate` on a fresh node (or the given server).
+fn run_once(args: &E2eArgs, rate: f64, run: usize, label: &str) -> anyhow::Result<RunRecord> {
+    let sweep = args.sweep;
+    let duration = args.duration.unwrap_or(if sweep { 5.0 } else { 10.0 });
+    let warmup = args.warmup.unwrap_or(if sweep { 1.0 } else { 2.0 });
+    let (server, endpoint, stock, price_scale) = target(args)?;
     let plan = Plan {
         rate,
         warmup: Duration::from_secs_f64(warmup),
@@ -948,30 +1031,10 @@ fn run_sweep(args: &E2eArgs, sweep: usize) -> anyhow::Result<Sweep> {
     let mut good: Option<f64> = None;
     let mut bad: Option<(f64, String)> = None;
     let mut rate = args.sweep_start;
-    let step = |rate: f64, steps: &mut Vec<RunRecord>| -> anyhow::Result<bool> {
-        let label = format!(
-            "sweep {sweep}/{} {} {:.0}/s",
-            args.runs,
-            args.durability.name(),
-            rate
-        );
-        let mut record = run_once(args, rate, steps.len() + 1, &label)?;
-        eprintln!("keel-perf e2e: {}", report::one_line(&record));
-        if !record.result.session_errors.is_empty() {
-            // The node ended the sessions (stopped from outside, or crashed): say so, keep
-            // the record, and measure the step once more.
-            steps.push(record);
-            record = run_once(args, rate, steps.len() + 1, &label)?;
-            eprintln!("keel-perf e2e: (retry) {}", report::one_line(&record));
-        }
-        let ok = record.sustained;
-        steps.push(record);
-        Ok(ok)
-    };
     // Up from the start rate until a step fails; if the very first fails, down until one
     // passes (or the rate is below 1,000/s).
     loop {
-        if step(rate, &mut steps)? {
+        if sweep_step(args, sweep, rate, &mut steps)? {
             good = Some(rate);
             if bad.is_some() || rate >= args.sweep_max {
                 break;
@@ -989,22 +1052,8 @@ fn run_sweep(args: &E2eArgs, sweep: usize) -> anyhow::Result<Sweep> {
             }
         }
     }
-    if let (Some(mut low), Some((mut high, _))) = (good, bad.clone()) {
-        for _ in 0..args.sweep_refine {
-            if high / low < 1.03 {
-                break;
-            }
-            let mid = ((low * high).sqrt() / 1000.0).round() * 1000.0;
-            if step(mid, &mut steps)? {
-                low = mid;
-            } else {
-                high = mid;
-                let verdict = steps.last().map(|s| s.verdict.clone()).unwrap_or_default();
-                bad = Some((mid, verdict));
-            }
-        }
-        good = Some(low);
-        let _ = high;
+    if let (Some(low), Some((high, _))) = (good, bad.clone()) {
+        good = Some(refine(args, sweep, low, high, &mut bad, &mut steps)?);
     }
     Ok(Sweep {
         sweep,
@@ -1013,4 +1062,58 @@ fn run_sweep(args: &E2eArgs, sweep: usize) -> anyhow::Result<Sweep> {
         failing_verdict: bad.map(|b| b.1),
         steps,
     })
+}
+
+/// Narrows the highest sustained rate between `low` (sustained) and `high` (failed) by
+/// geometric bisection, `--sweep-refine` steps at most; returns the highest sustained.
+fn refine(
+    args: &E2eArgs,
+    sweep: usize,
+    mut low: f64,
+    mut high: f64,
+    bad: &mut Option<(f64, String)>,
+    steps: &mut Vec<RunRecord>,
+) -> anyhow::Result<f64> {
+    for _ in 0..args.sweep_refine {
+        if high / low < 1.03 {
+            break;
+        }
+        let mid = ((low * high).sqrt() / 1000.0).round() * 1000.0;
+        if sweep_step(args, sweep, mid, steps)? {
+            low = mid;
+        } else {
+            high = mid;
+            let verdict = steps.last().map(|s| s.verdict.clone()).unwrap_or_default();
+            *bad = Some((mid, verdict));
+        }
+    }
+    Ok(low)
+}
+
+/// One step of a sweep at `rate` (made again once if the node cut it off); whether it
+/// was sustained.
+fn sweep_step(
+    args: &E2eArgs,
+    sweep: usize,
+    rate: f64,
+    steps: &mut Vec<RunRecord>,
+) -> anyhow::Result<bool> {
+    let label = format!(
+        "sweep {sweep}/{} {} {:.0}/s",
+        args.runs,
+        args.durability.name(),
+        rate
+    );
+    let mut record = run_once(args, rate, steps.len() + 1, &label)?;
+    eprintln!("keel-perf e2e: {}", report::one_line(&record));
+    if !record.result.session_errors.is_empty() {
+        // The node ended the sessions (stopped from outside, or crashed): say so, keep
+        // the record, and measure the step once more.
+        steps.push(record);
+        record = run_once(args, rate, steps.len() + 1, &label)?;
+        eprintln!("keel-perf e2e: (retry) {}", report::one_line(&record));
+    }
+    let ok = record.sustained;
+    steps.push(record);
+    Ok(ok)
 }

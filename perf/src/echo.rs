@@ -52,13 +52,15 @@ pub fn main(args: &EchoArgs) -> anyhow::Result<()> {
         "keel serve: listening on {} (keel-perf echo-server: no matching, no journal)",
         listener.local_addr()?
     );
-    let session = SessionId::new("ECHO").context("session")?;
-    let decoder = FrameDecoder::default();
+    let mut server = Echo {
+        session: SessionId::new("ECHO").context("session")?,
+        decoder: FrameDecoder::default(),
+        match_number: 0,
+        chunk: vec![0u8; 256 * 1024],
+    };
     let mut connections: HashMap<Token, Connection> = HashMap::new();
     let mut next_token = 1usize;
     let mut events = Events::with_capacity(256);
-    let mut match_number = 0u64;
-    let mut chunk = vec![0u8; 256 * 1024];
     loop {
         match poll.poll(&mut events, Some(Duration::from_secs(1))) {
             Ok(()) => {}
@@ -67,95 +69,124 @@ pub fn main(args: &EchoArgs) -> anyhow::Result<()> {
         }
         for event in events.iter() {
             if event.token() == LISTENER {
-                while let Ok((mut stream, _)) = listener.accept() {
-                    let token = Token(next_token);
-                    next_token += 1;
-                    let _ = stream.set_nodelay(true);
-                    poll.registry().register(
-                        &mut stream,
-                        token,
-                        Interest::READABLE | Interest::WRITABLE,
-                    )?;
-                    connections.insert(
-                        token,
-                        Connection {
-                            stream,
-                            rbuf: Vec::with_capacity(64 * 1024),
-                            wbuf: Vec::with_capacity(64 * 1024),
-                            next_seq: 1,
-                        },
-                    );
-                }
+                accept_all(&poll, &listener, &mut connections, &mut next_token)?;
                 continue;
             }
             let token = event.token();
             let Some(connection) = connections.get_mut(&token) else {
                 continue;
             };
-            let mut closed = false;
-            loop {
-                match connection.stream.read(&mut chunk) {
-                    Ok(0) => {
-                        closed = true;
-                        break;
-                    }
-                    Ok(n) => connection.rbuf.extend_from_slice(&chunk[..n]),
-                    Err(error) if error.kind() == ErrorKind::WouldBlock => break,
-                    Err(error) if error.kind() == ErrorKind::Interrupted => continue,
-                    Err(_) => {
-                        closed = true;
-                        break;
-                    }
-                }
-            }
-            let mut consumed = 0;
-            while let Ok(Some((packet, used))) = decoder.decode_client(&connection.rbuf[consumed..])
-            {
-                consumed += used;
-                match packet {
-                    ClientPacket::LoginRequest(_) => {
-                        let _ = ServerPacket::LoginAccepted(LoginAccepted {
-                            session,
-                            sequence_number: connection.next_seq,
-                        })
-                        .encode(&mut connection.wbuf);
-                    }
-                    ClientPacket::UnsequencedData(payload) => {
-                        let timestamp = crate::sys::real_ns() % NS_PER_DAY;
-                        let Ok(message) = InboundMessage::decode(payload) else {
-                            closed = true;
-                            break;
-                        };
-                        answer(
-                            &message,
-                            timestamp,
-                            &mut match_number,
-                            &mut connection.wbuf,
-                            &mut connection.next_seq,
-                        );
-                    }
-                    ClientPacket::LogoutRequest => closed = true,
-                    ClientPacket::ClientHeartbeat | ClientPacket::Debug(_) => {}
-                }
-            }
-            connection.rbuf.drain(..consumed);
-            let mut written = 0;
-            while written < connection.wbuf.len() {
-                match connection.stream.write(&connection.wbuf[written..]) {
-                    Ok(0) => break,
-                    Ok(n) => written += n,
-                    Err(error) if error.kind() == ErrorKind::Interrupted => continue,
-                    Err(_) => break,
-                }
-            }
-            connection.wbuf.drain(..written);
-            if closed {
+            if server.serve(connection) {
                 if let Some(mut connection) = connections.remove(&token) {
                     let _ = poll.registry().deregister(&mut connection.stream);
                 }
             }
         }
     }
+}
+
+/// Accepts every pending connection and registers it under a new token.
+fn accept_all(
+    poll: &Poll,
+    listener: &TcpListener,
+    connections: &mut HashMap<Token, Connection>,
+    next_token: &mut usize,
+) -> anyhow::Result<()> {
+    while let Ok((mut stream, _)) = listener.accept() {
+        let token = Token(*next_token);
+        *next_token += 1;
+        let _ = stream.set_nodelay(true);
+        poll.registry()
+            .register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)?;
+        connections.insert(
+            token,
+            Connection {
+                stream,
+                rbuf: Vec::with_capacity(64 * 1024),
+                wbuf: Vec::with_capacity(64 * 1024),
+                next_seq: 1,
+            },
+        );
+    }
+    Ok(())
+}
+
+/// What the server shares across connections.
+struct Echo {
+    session: SessionId,
+    decoder: FrameDecoder,
+    match_number: u64,
+    /// Read buffer.
+    chunk: Vec<u8>,
+}
+
+impl Echo {
+    /// Reads what `connection` sent, answers it and writes what it can; whether the
+    /// connection is over (closed, failed, logged out or sent garbage).
+    fn serve(&mut self, connection: &mut Connection) -> bool {
+        let mut closed = self.read(connection);
+        let mut consumed = 0;
+        while let Ok(Some((packet, used))) =
+            self.decoder.decode_client(&connection.rbuf[consumed..])
+        {
+            consumed += used;
+            match packet {
+                ClientPacket::LoginRequest(_) => {
+                    let _ = ServerPacket::LoginAccepted(LoginAccepted {
+                        session: self.session,
+                        sequence_number: connection.next_seq,
+                    })
+                    .encode(&mut connection.wbuf);
+                }
+                ClientPacket::UnsequencedData(payload) => {
+                    let timestamp = crate::sys::real_ns() % NS_PER_DAY;
+                    let Ok(message) = InboundMessage::decode(payload) else {
+                        closed = true;
+                        break;
+                    };
+                    answer(
+                        &message,
+                        timestamp,
+                        &mut self.match_number,
+                        &mut connection.wbuf,
+                        &mut connection.next_seq,
+                    );
+                }
+                ClientPacket::LogoutRequest => closed = true,
+                ClientPacket::ClientHeartbeat | ClientPacket::Debug(_) => {}
+            }
+        }
+        connection.rbuf.drain(..consumed);
+        write_out(connection);
+        closed
+    }
+
+    /// Reads everything available into the connection's buffer; whether it closed.
+    fn read(&mut self, connection: &mut Connection) -> bool {
+        loop {
+            match connection.stream.read(&mut self.chunk) {
+                Ok(0) => return true,
+                Ok(n) => connection.rbuf.extend_from_slice(&self.chunk[..n]),
+                Err(error) if error.kind() == ErrorKind::WouldBlock => return false,
+                Err(error) if error.kind() == ErrorKind::Interrupted => continue,
+                Err(_) => return true,
+            }
+        }
+    }
+}
+
+/// Writes as much of the connection's pending output as the socket takes.
+fn write_out(connection: &mut Connection) {
+    let mut written = 0;
+    while written < connection.wbuf.len() {
+        match connection.stream.write(&connection.wbuf[written..]) {
+            Ok(0) => break,
+            Ok(n) => written += n,
+            Err(error) if error.kind() == ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        }
+    }
+    connection.wbuf.drain(..written);
 }
 
 fn answer(

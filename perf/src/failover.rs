@@ -41,12 +41,12 @@ use indicatif::ProgressBar;
 use keel_gateway::client::{Client, ClientEvent, ClientOptions, OrderBuilder};
 use keel_gateway::protocol::ouch::{OutboundMessage, Price};
 use keel_gateway::protocol::OrderToken;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::cluster::{Cluster, ClusterOptions};
 use crate::e2e::{self, DurabilityArg};
 use crate::flow::{Rng, MID_TICKS};
-use crate::report::{self, header_lines, median, sorted_finite, Machine};
+use crate::report::{self, fig, header_lines, median, sorted_finite, Machine};
 use crate::server::{self, NodeOptions};
 use crate::sys;
 
@@ -56,13 +56,15 @@ const NODES: usize = 3;
 const NS_PER_DAY: i128 = 86_400_000_000_000;
 
 /// `keel-perf failover` options.
-#[derive(Clone, Debug, clap::Args, Serialize)]
+#[derive(Clone, Debug, Default, clap::Args, Serialize, Deserialize)]
+#[serde(default)]
 pub struct FailoverArgs {
     /// Trials; each kills the leader once.
     #[arg(long, default_value_t = 20)]
     pub trials: usize,
     /// Orders per second the client sends, steadily paced.
     #[arg(long, default_value_t = 500.0)]
+    #[serde(deserialize_with = "crate::json::f64")]
     pub rate: f64,
     /// Durability of every node.
     #[arg(long, value_enum, default_value = "fsync")]
@@ -122,14 +124,17 @@ pub struct FailoverArgs {
     pub label: String,
     /// Aim for the median failover time, ms (issue #5: 500).
     #[arg(long, default_value_t = 500.0)]
+    #[serde(deserialize_with = "crate::json::f64")]
     pub aim_p50_ms: f64,
     /// Aim for the largest failover time, ms (issue #5: 1,000).
     #[arg(long, default_value_t = 1_000.0)]
+    #[serde(deserialize_with = "crate::json::f64")]
     pub aim_max_ms: f64,
 }
 
 /// One trial.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Trial {
     /// 1-based trial number.
     pub trial: usize,
@@ -140,6 +145,7 @@ pub struct Trial {
     /// Node id of the new leader (the endpoint the client resumed on).
     pub new_leader_node: Option<usize>,
     /// When the kill came, ms after the trial's first order.
+    #[serde(deserialize_with = "crate::json::f64")]
     pub kill_at_ms: f64,
     /// Kill → the client saw the connection lost.
     pub disconnected_ms: Option<f64>,
@@ -161,8 +167,10 @@ pub struct Trial {
     /// When that order was sent, ms after the kill.
     pub failover_order_sent_ms: Option<f64>,
     /// Order → Accepted before the kill: median and largest, ms (the steady state).
+    #[serde(deserialize_with = "crate::json::f64")]
     pub steady_p50_ms: f64,
     /// Largest order → Accepted before the kill, ms.
+    #[serde(deserialize_with = "crate::json::f64")]
     pub steady_max_ms: f64,
     /// Enter Orders sent (written to the connection).
     pub orders_sent: usize,
@@ -220,7 +228,8 @@ impl Trial {
 }
 
 /// Figures over the trials.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Summary {
     /// Trials run.
     pub trials: usize,
@@ -229,24 +238,34 @@ pub struct Summary {
     /// Trials that failed (no failover time, an error, or a loss).
     pub failed: usize,
     /// Median failover time, ms.
+    #[serde(deserialize_with = "crate::json::f64")]
     pub failover_p50_ms: f64,
     /// Largest failover time, ms (infinite if a trial never recovered).
+    #[serde(deserialize_with = "crate::json::f64")]
     pub failover_max_ms: f64,
     /// Smallest failover time, ms.
+    #[serde(deserialize_with = "crate::json::f64")]
     pub failover_min_ms: f64,
     /// Median kill → Disconnected, ms.
+    #[serde(deserialize_with = "crate::json::f64")]
     pub disconnected_p50_ms: f64,
     /// Median kill → new leader elected (its log), ms.
+    #[serde(deserialize_with = "crate::json::f64")]
     pub elected_p50_ms: f64,
     /// Largest kill → new leader elected, ms.
+    #[serde(deserialize_with = "crate::json::f64")]
     pub elected_max_ms: f64,
     /// Median kill → the new leader's gateway open (its log), ms.
+    #[serde(deserialize_with = "crate::json::f64")]
     pub open_p50_ms: f64,
     /// Median kill → the user logged in (the new leader's log), ms.
+    #[serde(deserialize_with = "crate::json::f64")]
     pub logged_in_p50_ms: f64,
     /// Median kill → login accepted by the new leader, as the client saw it, ms.
+    #[serde(deserialize_with = "crate::json::f64")]
     pub reconnected_p50_ms: f64,
     /// Median restart → replicas agree, ms.
+    #[serde(deserialize_with = "crate::json::f64")]
     pub converge_p50_ms: f64,
     /// Orders acknowledged over all trials.
     pub acknowledged: usize,
@@ -261,7 +280,8 @@ pub struct Summary {
 }
 
 /// The output file.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct FailoverReport {
     /// `failover`.
     pub kind: String,
@@ -277,6 +297,7 @@ pub struct FailoverReport {
     pub client: String,
     /// One argon2 password verification on this machine (median of 3), ms: the new leader
     /// does one before it accepts the client's login.
+    #[serde(deserialize_with = "crate::json::f64")]
     pub argon2_verify_ms: f64,
     /// Every trial.
     pub trials: Vec<Trial>,
@@ -288,16 +309,7 @@ pub struct FailoverReport {
 
 /// Runs `keel-perf failover`.
 pub fn main(args: &FailoverArgs) -> anyhow::Result<()> {
-    if args.trials == 0 || args.trials > 999 {
-        bail!("--trials must be 1 to 999 (one user per trial)");
-    }
-    if args.rate <= 0.0 || args.rate > 100_000.0 {
-        bail!("--rate must be positive (and at most 100,000 orders/s)");
-    }
-    if args.kill_after_max_ms < args.kill_after_min_ms {
-        bail!("--kill-after-max-ms must not be below --kill-after-min-ms");
-    }
-    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    check_args(args)?;
     let machine = Machine::detect();
     eprintln!("keel-perf failover: {}", machine.line());
     let keel = match &args.keel {
@@ -307,7 +319,7 @@ pub fn main(args: &FailoverArgs) -> anyhow::Result<()> {
     let options = client_options(args);
     let mut report = FailoverReport {
         kind: "failover".to_string(),
-        command,
+        command: std::env::args().collect::<Vec<_>>().join(" "),
         machine,
         args: args.clone(),
         keel_binary: e2e::describe_binary(&keel),
@@ -320,6 +332,45 @@ pub fn main(args: &FailoverArgs) -> anyhow::Result<()> {
         summary: Summary::default(),
         aborted: None,
     };
+    let mut cluster = start_cluster(args, keel)?;
+    // A fresh cluster's first leader is sometimes replaced at once; let it settle.
+    std::thread::sleep(Duration::from_millis(args.settle_ms));
+    run_trials(args, &mut cluster, &options, &mut report);
+    if report.aborted.is_none() {
+        eprintln!("keel-perf failover: replaying every trial's stream again");
+        check_replays(&cluster, &options, &mut report.trials);
+    }
+    // Write the report even if a node does not stop cleanly; say so afterwards.
+    let stopped = cluster.stop();
+    report.summary = summarize(args, &report.trials);
+    let dir = args.results.clone().unwrap_or_else(e2e::default_results);
+    report::publish(
+        "failover",
+        &dir,
+        &args.label,
+        &report,
+        &report.machine,
+        &markdown(&report),
+    )?;
+    stopped
+}
+
+/// Refuses options the drill cannot run with.
+fn check_args(args: &FailoverArgs) -> anyhow::Result<()> {
+    if args.trials == 0 || args.trials > 999 {
+        bail!("--trials must be 1 to 999 (one user per trial)");
+    }
+    if args.rate <= 0.0 || args.rate > 100_000.0 {
+        bail!("--rate must be positive (and at most 100,000 orders/s)");
+    }
+    if args.kill_after_max_ms < args.kill_after_min_ms {
+        bail!("--kill-after-max-ms must not be below --kill-after-min-ms");
+    }
+    Ok(())
+}
+
+/// Starts the 3-node cluster the trials run against (one user per trial).
+fn start_cluster(args: &FailoverArgs, keel: PathBuf) -> anyhow::Result<Cluster> {
     let node = NodeOptions {
         keel,
         durability: match args.durability {
@@ -332,7 +383,7 @@ pub fn main(args: &FailoverArgs) -> anyhow::Result<()> {
         temp_parent: args.tmp.clone(),
         keep: args.keep,
     };
-    let mut cluster = Cluster::start(&ClusterOptions {
+    let cluster = Cluster::start(&ClusterOptions {
         node,
         nodes: NODES,
         election_timeout_ms: args.election_timeout_ms,
@@ -348,8 +399,17 @@ pub fn main(args: &FailoverArgs) -> anyhow::Result<()> {
             .join(", "),
         cluster.root.display()
     );
-    // A fresh cluster's first leader is sometimes replaced at once; let it settle.
-    std::thread::sleep(Duration::from_millis(args.settle_ms));
+    Ok(cluster)
+}
+
+/// Runs the `--trials` trials into `report.trials`, each killing the leader at a random
+/// moment; stops early (setting `report.aborted`) if a killed node cannot be brought back.
+fn run_trials(
+    args: &FailoverArgs,
+    cluster: &mut Cluster,
+    options: &ClientOptions,
+    report: &mut FailoverReport,
+) {
     let bar = progress_bar(args.trials);
     let mut rng = Rng::new(args.seed);
     for number in 1..=args.trials {
@@ -364,7 +424,7 @@ pub fn main(args: &FailoverArgs) -> anyhow::Result<()> {
             args.kill_after_min_ms
                 + u64::from(rng.below(u32::try_from(span + 1).unwrap_or(u32::MAX))),
         );
-        let outcome = run_trial(args, &mut cluster, &options, kill_after, &mut trial, &bar);
+        let outcome = run_trial(args, cluster, options, kill_after, &mut trial, &bar);
         if let Err(error) = &outcome {
             trial.error = Some(format!("{error:#}"));
         }
@@ -385,38 +445,22 @@ pub fn main(args: &FailoverArgs) -> anyhow::Result<()> {
         }
     }
     bar.finish_and_clear();
-    if report.aborted.is_none() {
-        eprintln!("keel-perf failover: replaying every trial's stream again");
-        for trial in &mut report.trials {
-            match replay_check(&cluster, &options, trial) {
-                Ok(lost) => {
-                    trial.lost_at_end = lost;
-                    trial.checked_at_end = true;
-                }
-                Err(error) => {
-                    trial.lost_at_end = vec![format!("(replay failed: {error:#})")];
-                }
+}
+
+/// Replays every trial's stream once more at the end: whatever it acknowledged must still
+/// be there exactly once.
+fn check_replays(cluster: &Cluster, options: &ClientOptions, trials: &mut [Trial]) {
+    for trial in trials {
+        match replay_check(cluster, options, trial) {
+            Ok(lost) => {
+                trial.lost_at_end = lost;
+                trial.checked_at_end = true;
+            }
+            Err(error) => {
+                trial.lost_at_end = vec![format!("(replay failed: {error:#})")];
             }
         }
     }
-    // Write the report even if a node does not stop cleanly; say so afterwards.
-    let stopped = cluster.stop();
-    report.summary = summarize(args, &report.trials);
-    let dir = args.results.clone().unwrap_or_else(e2e::default_results);
-    let (json, markdown_path) = report::write_result(
-        &dir,
-        &args.label,
-        &report,
-        &report.machine,
-        &markdown(&report),
-    )?;
-    println!("{}", markdown(&report));
-    eprintln!(
-        "keel-perf failover: wrote {} and {}",
-        json.display(),
-        markdown_path.display()
-    );
-    stopped
 }
 
 /// The client: reconnect for as long as a trial may take, with a short backoff so that
@@ -449,6 +493,9 @@ struct Live {
     killed: Option<(Instant, SocketAddr)>,
     failover: Option<Instant>,
     gave_up: Option<String>,
+    /// The kill: wall-clock ns (to find it in the nodes' logs) and the node's index.
+    kill_real_ns: u64,
+    killed_index: Option<usize>,
 }
 
 impl Live {
@@ -553,107 +600,10 @@ fn run_trial(
         killed: None,
         failover: None,
         gave_up: None,
+        kill_real_ns: 0,
+        killed_index: None,
     };
-    let period = Duration::from_secs_f64(1.0 / args.rate);
-    let start = Instant::now();
-    let kill_at = start + kill_after;
-    let give_up = Duration::from_millis(args.give_up_ms);
-    let after = Duration::from_millis(args.after_ms);
-    let drain = Duration::from_millis(args.drain_ms);
-    let mut next_send = start;
-    let mut kill_real_ns: u64 = 0;
-    let mut killed_index: Option<usize> = None;
-    let mut stop_sending: Option<Instant> = None;
-    let result: anyhow::Result<()> = loop {
-        let now = Instant::now();
-        // The kill: the node the client is logged into right now (the leader). If the
-        // client is between connections (an unplanned leader change), wait for it.
-        if live.killed.is_none() && now >= kill_at && client.is_connected() {
-            let Some(endpoint) = client.endpoint() else {
-                continue;
-            };
-            let Some(index) = cluster.index_of(endpoint) else {
-                break Err(anyhow::anyhow!(
-                    "connected to {endpoint}, which is not a node"
-                ));
-            };
-            let real = sys::real_ns();
-            let killed = cluster.kill9(index)?;
-            kill_real_ns = real;
-            live.killed = Some((killed, endpoint));
-            killed_index = Some(index);
-            trial.killed_node = index + 1;
-            trial.kill_at_ms = killed.saturating_duration_since(start).as_secs_f64() * 1e3;
-            bar.set_message(format!("trial {}: node{} killed", trial.trial, index + 1));
-        }
-        let sending = stop_sending.is_none_or(|stop| now < stop);
-        if sending && now >= next_send {
-            let token = format!("{}{:07}", live.prefix, live.orders.len());
-            // 1 share, bids only, below the mid: nothing ever crosses.
-            let ticks = MID_TICKS - 100 - (live.orders.len() % 50) as u32;
-            let order = OrderBuilder::buy(server::SYMBOL, 1, Price(ticks * server::PRICE_SCALE))?
-                .token(OrderToken::new(&token)?);
-            let sent = Instant::now();
-            match client.submit(&order) {
-                Ok(_) => live.orders.push(SentOrder {
-                    sent,
-                    after_kill: live.killed.is_some(),
-                    accepted: None,
-                    rejected: false,
-                }),
-                Err(_) => trial.refused_while_disconnected += 1,
-            }
-            next_send += period;
-            if next_send + period < now {
-                // Behind (a stall): go on from now rather than burst.
-                next_send = now + period;
-            }
-        }
-        if let Some(failover) = live.failover {
-            if stop_sending.is_none() {
-                stop_sending = Some(failover + after);
-                bar.set_message(format!("trial {}: recovered", trial.trial));
-            }
-        }
-        if let (Some(stop), Some(recovered)) = (stop_sending, live.failover) {
-            // Orders sent since the recovery are all answered (or the drain ran out).
-            let outstanding = live
-                .orders
-                .iter()
-                .any(|o| o.accepted.is_none() && !o.rejected && o.sent >= recovered);
-            if now >= stop && (!outstanding || now >= stop + drain) {
-                break Ok(());
-            }
-        }
-        if let Some((killed, _)) = live.killed {
-            if live.failover.is_none() && now >= killed + give_up {
-                break Err(anyhow::anyhow!(
-                    "no order sent after the kill was accepted within {give_up:?}"
-                ));
-            }
-        } else if now >= kill_at + give_up {
-            break Err(anyhow::anyhow!(
-                "the client stayed disconnected before the kill"
-            ));
-        }
-        if let Some(reason) = live.gave_up.take() {
-            break Err(anyhow::anyhow!("the client gave up: {reason}"));
-        }
-        let mut wake = if sending {
-            next_send
-        } else {
-            now + Duration::from_millis(10)
-        };
-        if live.killed.is_none() {
-            wake = wake.min(kill_at);
-        }
-        if let Some(event) = client.next_event(wake.saturating_duration_since(Instant::now())) {
-            live.handle(cluster, event, trial);
-            while let Some(event) = client.try_next_event() {
-                live.handle(cluster, event, trial);
-            }
-        }
-    };
+    let result = send_through_the_kill(args, cluster, &client, &mut live, kill_after, trial, bar)?;
     // Log out; late answers still count.
     let _ = client.logout();
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -667,20 +617,9 @@ fn run_trial(
     }
     drop(client);
     tally(&live, trial);
-    if let Some(index) = trial.new_leader_node.map(|n| n - 1) {
-        if let Ok(log) = std::fs::read_to_string(&cluster.logs[index]) {
-            let user = format!("user={} ", trial.user);
-            trial.elected_ms = logged_after(&log, kill_real_ns, |l| l.contains("elected leader"));
-            trial.open_ms = logged_after(&log, kill_real_ns, |l| {
-                l.contains("leader: order entry open")
-            });
-            trial.logged_in_ms = logged_after(&log, kill_real_ns, |l| {
-                l.contains(" logged in ") && l.contains(&user)
-            });
-        }
-    }
+    leader_log_times(cluster, live.kill_real_ns, trial);
     // Bring the killed node back and wait until it caught up.
-    if let Some(index) = killed_index {
+    if let Some(index) = live.killed_index {
         bar.set_message(format!(
             "trial {}: restarting node{}",
             trial.trial,
@@ -697,6 +636,180 @@ fn run_trial(
     trial.lost_after_trial = replay_check(cluster, options, trial)?;
     std::thread::sleep(Duration::from_millis(args.settle_ms));
     Ok(())
+}
+
+/// What the trial loop does next.
+enum Step {
+    /// Carry on.
+    Go,
+    /// Start the next turn of the loop at once.
+    Again,
+    /// The trial's sending is over, with this outcome.
+    Stop(anyhow::Result<()>),
+}
+
+/// Sends paced orders, kills the leader after `kill_after` and goes on until the orders
+/// sent after the recovery are answered. The outer error ends the trial at once (as a
+/// failed kill or order does); the inner one is the trial's outcome.
+fn send_through_the_kill(
+    args: &FailoverArgs,
+    cluster: &mut Cluster,
+    client: &Client,
+    live: &mut Live,
+    kill_after: Duration,
+    trial: &mut Trial,
+    bar: &ProgressBar,
+) -> anyhow::Result<anyhow::Result<()>> {
+    let period = Duration::from_secs_f64(1.0 / args.rate);
+    let start = Instant::now();
+    let kill_at = start + kill_after;
+    let mut next_send = start;
+    let mut stop_sending: Option<Instant> = None;
+    loop {
+        let now = Instant::now();
+        if live.killed.is_none() && now >= kill_at && client.is_connected() {
+            match kill_leader(cluster, client, live, trial, bar, start)? {
+                Step::Go => {}
+                Step::Again => continue,
+                Step::Stop(outcome) => return Ok(outcome),
+            }
+        }
+        let sending = stop_sending.is_none_or(|stop| now < stop);
+        if sending && now >= next_send {
+            send_order(client, live, trial)?;
+            next_send += period;
+            if next_send + period < now {
+                // Behind (a stall): go on from now rather than burst.
+                next_send = now + period;
+            }
+        }
+        if let Some(failover) = live.failover {
+            if stop_sending.is_none() {
+                stop_sending = Some(failover + Duration::from_millis(args.after_ms));
+                bar.set_message(format!("trial {}: recovered", trial.trial));
+            }
+        }
+        if let Step::Stop(outcome) = trial_step(args, live, now, stop_sending, kill_at) {
+            return Ok(outcome);
+        }
+        let mut wake = if sending {
+            next_send
+        } else {
+            now + Duration::from_millis(10)
+        };
+        if live.killed.is_none() {
+            wake = wake.min(kill_at);
+        }
+        if let Some(event) = client.next_event(wake.saturating_duration_since(Instant::now())) {
+            live.handle(cluster, event, trial);
+            while let Some(event) = client.try_next_event() {
+                live.handle(cluster, event, trial);
+            }
+        }
+    }
+}
+
+/// The kill: the node the client is logged into right now (the leader). If the client is
+/// between connections (an unplanned leader change), wait for it.
+fn kill_leader(
+    cluster: &mut Cluster,
+    client: &Client,
+    live: &mut Live,
+    trial: &mut Trial,
+    bar: &ProgressBar,
+    start: Instant,
+) -> anyhow::Result<Step> {
+    let Some(endpoint) = client.endpoint() else {
+        return Ok(Step::Again);
+    };
+    let Some(index) = cluster.index_of(endpoint) else {
+        return Ok(Step::Stop(Err(anyhow::anyhow!(
+            "connected to {endpoint}, which is not a node"
+        ))));
+    };
+    let real = sys::real_ns();
+    let killed = cluster.kill9(index)?;
+    live.kill_real_ns = real;
+    live.killed = Some((killed, endpoint));
+    live.killed_index = Some(index);
+    trial.killed_node = index + 1;
+    trial.kill_at_ms = killed.saturating_duration_since(start).as_secs_f64() * 1e3;
+    bar.set_message(format!("trial {}: node{} killed", trial.trial, index + 1));
+    Ok(Step::Go)
+}
+
+/// Sends the next order: 1 share, bids only, below the mid, so nothing ever crosses.
+fn send_order(client: &Client, live: &mut Live, trial: &mut Trial) -> anyhow::Result<()> {
+    let token = format!("{}{:07}", live.prefix, live.orders.len());
+    let ticks = MID_TICKS - 100 - (live.orders.len() % 50) as u32;
+    let order = OrderBuilder::buy(server::SYMBOL, 1, Price(ticks * server::PRICE_SCALE))?
+        .token(OrderToken::new(&token)?);
+    let sent = Instant::now();
+    match client.submit(&order) {
+        Ok(_) => live.orders.push(SentOrder {
+            sent,
+            after_kill: live.killed.is_some(),
+            accepted: None,
+            rejected: false,
+        }),
+        Err(_) => trial.refused_while_disconnected += 1,
+    }
+    Ok(())
+}
+
+/// Whether the trial's sending is over at `now`: recovered and drained, or given up.
+fn trial_step(
+    args: &FailoverArgs,
+    live: &mut Live,
+    now: Instant,
+    stop_sending: Option<Instant>,
+    kill_at: Instant,
+) -> Step {
+    let give_up = Duration::from_millis(args.give_up_ms);
+    if let (Some(stop), Some(recovered)) = (stop_sending, live.failover) {
+        // Orders sent since the recovery are all answered (or the drain ran out).
+        let outstanding = live
+            .orders
+            .iter()
+            .any(|o| o.accepted.is_none() && !o.rejected && o.sent >= recovered);
+        if now >= stop && (!outstanding || now >= stop + Duration::from_millis(args.drain_ms)) {
+            return Step::Stop(Ok(()));
+        }
+    }
+    if let Some((killed, _)) = live.killed {
+        if live.failover.is_none() && now >= killed + give_up {
+            return Step::Stop(Err(anyhow::anyhow!(
+                "no order sent after the kill was accepted within {give_up:?}"
+            )));
+        }
+    } else if now >= kill_at + give_up {
+        return Step::Stop(Err(anyhow::anyhow!(
+            "the client stayed disconnected before the kill"
+        )));
+    }
+    if let Some(reason) = live.gave_up.take() {
+        return Step::Stop(Err(anyhow::anyhow!("the client gave up: {reason}")));
+    }
+    Step::Go
+}
+
+/// When the new leader logged its election, opened order entry and logged the user in,
+/// ms after the kill (from its log).
+fn leader_log_times(cluster: &Cluster, kill_real_ns: u64, trial: &mut Trial) {
+    let Some(index) = trial.new_leader_node.map(|n| n - 1) else {
+        return;
+    };
+    let Ok(log) = std::fs::read_to_string(&cluster.logs[index]) else {
+        return;
+    };
+    let user = format!("user={} ", trial.user);
+    trial.elected_ms = logged_after(&log, kill_real_ns, |l| l.contains("elected leader"));
+    trial.open_ms = logged_after(&log, kill_real_ns, |l| {
+        l.contains("leader: order entry open")
+    });
+    trial.logged_in_ms = logged_after(&log, kill_real_ns, |l| {
+        l.contains(" logged in ") && l.contains(&user)
+    });
 }
 
 /// Counts what the trial's live stream showed.
@@ -927,14 +1040,79 @@ fn one_line(trial: &Trial) -> String {
     )
 }
 
+/// The failover table of `BENCHMARKS.md`: failover time over the trials, its parts,
+/// catch-up, losses and the aims.
+pub fn summary_table(report: &FailoverReport) -> String {
+    let s = &report.summary;
+    let met = |met: bool| if met { "met" } else { "not met" };
+    let mut out = String::from("| | |\n|---|---|\n");
+    let _ = writeln!(
+        out,
+        "| trials (measured / failed) | {} ({} / {}) |",
+        fig(s.trials as f64),
+        fig(s.measured as f64),
+        fig(s.failed as f64)
+    );
+    let _ = writeln!(
+        out,
+        "| **failover time, ms: median (min–max) over the trials** | **{}** ({}–{}) |",
+        fig(s.failover_p50_ms),
+        fig(s.failover_min_ms),
+        fig(s.failover_max_ms)
+    );
+    let _ = writeln!(
+        out,
+        "| of which, medians (ms after the kill): client sees the disconnect / new leader elected / its order entry open / client logged in again | {} / {} / {} / {} |",
+        fig(s.disconnected_p50_ms),
+        fig(s.elected_p50_ms),
+        fig(s.open_p50_ms),
+        fig(s.reconnected_p50_ms)
+    );
+    let _ = writeln!(
+        out,
+        "| restarted node caught up (median ms) | {} |",
+        fig(s.converge_p50_ms)
+    );
+    let _ = writeln!(
+        out,
+        "| orders acknowledged; lost or duplicated | {}; {} ({}) |",
+        fig(s.acknowledged as f64),
+        fig(s.lost_or_duplicated as f64),
+        if s.nothing_lost {
+            "nothing lost"
+        } else {
+            "**LOSS**"
+        }
+    );
+    let _ = writeln!(
+        out,
+        "| aims | median ≤ {} ms: {}; largest ≤ {} ms: {} |\n",
+        fig(report.args.aim_p50_ms),
+        met(s.p50_aim_met),
+        fig(report.args.aim_max_ms),
+        met(s.max_aim_met)
+    );
+    out
+}
+
 /// The Markdown summary.
 pub fn markdown(report: &FailoverReport) -> String {
     let mut out = String::new();
-    let args = &report.args;
-    let s = &report.summary;
     let _ = writeln!(out, "# keel-perf failover\n");
+    method_lines(&mut out, report);
+    if let Some(aborted) = &report.aborted {
+        let _ = writeln!(out, "**Stopped early:** {aborted}\n");
+    }
+    summary_section(&mut out, report);
+    trials_section(&mut out, report);
+    out
+}
+
+/// The list under the title: machine, command, cluster, client, load and method.
+fn method_lines(out: &mut String, report: &FailoverReport) {
+    let args = &report.args;
     header_lines(
-        &mut out,
+        out,
         &report.machine,
         &report.command,
         report.keel_binary.as_deref(),
@@ -967,9 +1145,12 @@ pub fn markdown(report: &FailoverReport) -> String {
         out,
         "- loss check: after each trial (killed node restarted, all three `keel journal roots` equal) and again at the end, a fresh client replays the trial's session from sequence number 1; every order the live client saw accepted must be accepted there exactly once\n"
     );
-    if let Some(aborted) = &report.aborted {
-        let _ = writeln!(out, "**Stopped early:** {aborted}\n");
-    }
+}
+
+/// `## Summary`: the figures over the trials and the loss check.
+fn summary_section(out: &mut String, report: &FailoverReport) {
+    let args = &report.args;
+    let s = &report.summary;
     let _ = writeln!(out, "## Summary\n");
     let _ = writeln!(out, "| figure | ms |");
     let _ = writeln!(out, "|---|---|");
@@ -1033,6 +1214,10 @@ pub fn markdown(report: &FailoverReport) -> String {
             "acknowledged orders lost, duplicated, or not checked"
         }
     );
+}
+
+/// `## Trials`: one row per trial, then the trials disturbed before the kill.
+fn trials_section(out: &mut String, report: &FailoverReport) {
     let _ = writeln!(out, "## Trials\n");
     let _ = writeln!(
         out,
@@ -1043,60 +1228,7 @@ pub fn markdown(report: &FailoverReport) -> String {
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     );
     for t in &report.trials {
-        let check = |lost: &[String], done: bool| {
-            if !done {
-                "–".to_string()
-            } else if lost.is_empty() {
-                "ok".to_string()
-            } else {
-                format!("{} lost", lost.len())
-            }
-        };
-        let _ = writeln!(
-            out,
-            "| {} | node{} | {} | {:.0} | {} | {} | {} | {} | {} | {} | **{}** | {} | {:.1} / {:.1} | {} ({}) | {} | {} / {} | {} | {} | {} / {} | {} |",
-            t.trial,
-            t.killed_node,
-            t.new_leader_node.map_or("–".to_string(), |n| format!("node{n}")),
-            t.kill_at_ms,
-            ms(t.disconnected_ms),
-            ms(t.elected_ms),
-            ms(t.open_ms),
-            ms(t.logged_in_ms),
-            ms(t.reconnected_ms),
-            ms(t.first_accepted_any_ms),
-            ms(t.failover_ms),
-            ms(t.failover_order_sent_ms),
-            t.steady_p50_ms,
-            t.steady_max_ms,
-            t.orders_sent,
-            t.orders_sent_after_kill,
-            t.acknowledged,
-            t.unanswered_sent_before_kill,
-            t.unanswered_sent_after_kill,
-            t.refused_while_disconnected,
-            ms(t.converge_ms),
-            check(&t.lost_after_trial, t.replayed_accepted > 0 || t.acknowledged == 0),
-            check(&t.lost_at_end, t.checked_at_end),
-            if t.ok() {
-                "ok".to_string()
-            } else {
-                let mut notes = Vec::new();
-                if let Some(error) = &t.error {
-                    notes.push(error.clone());
-                }
-                if !t.duplicated.is_empty() {
-                    notes.push(format!("duplicated: {}", t.duplicated.join(", ")));
-                }
-                if !t.sequence_gaps.is_empty() {
-                    notes.push(format!("sequence gaps: {}", t.sequence_gaps.join(", ")));
-                }
-                for lost in t.lost_after_trial.iter().chain(&t.lost_at_end).take(5) {
-                    notes.push(format!("lost {lost}"));
-                }
-                notes.join("; ").replace('|', "/")
-            }
-        );
+        trial_row(out, t);
     }
     let disturbed: Vec<String> = report
         .trials
@@ -1115,7 +1247,64 @@ pub fn markdown(report: &FailoverReport) -> String {
         out,
         "\nAll times in ms after the kill unless said otherwise; \"unanswered\" orders were never acknowledged (in flight when the leader died, or written to its dead connection), so losing them is allowed; \"steady\" is order → Accepted before the kill."
     );
-    out
+}
+
+/// One trial's row of the `## Trials` table.
+fn trial_row(out: &mut String, t: &Trial) {
+    let check = |lost: &[String], done: bool| {
+        if !done {
+            "–".to_string()
+        } else if lost.is_empty() {
+            "ok".to_string()
+        } else {
+            format!("{} lost", lost.len())
+        }
+    };
+    let _ = writeln!(
+        out,
+        "| {} | node{} | {} | {:.0} | {} | {} | {} | {} | {} | {} | **{}** | {} | {:.1} / {:.1} | {} ({}) | {} | {} / {} | {} | {} | {} / {} | {} |",
+        t.trial,
+        t.killed_node,
+        t.new_leader_node.map_or("–".to_string(), |n| format!("node{n}")),
+        t.kill_at_ms,
+        ms(t.disconnected_ms),
+        ms(t.elected_ms),
+        ms(t.open_ms),
+        ms(t.logged_in_ms),
+        ms(t.reconnected_ms),
+        ms(t.first_accepted_any_ms),
+        ms(t.failover_ms),
+        ms(t.failover_order_sent_ms),
+        t.steady_p50_ms,
+        t.steady_max_ms,
+        t.orders_sent,
+        t.orders_sent_after_kill,
+        t.acknowledged,
+        t.unanswered_sent_before_kill,
+        t.unanswered_sent_after_kill,
+        t.refused_while_disconnected,
+        ms(t.converge_ms),
+        check(&t.lost_after_trial, t.replayed_accepted > 0 || t.acknowledged == 0),
+        check(&t.lost_at_end, t.checked_at_end),
+        if t.ok() {
+            "ok".to_string()
+        } else {
+            let mut notes = Vec::new();
+            if let Some(error) = &t.error {
+                notes.push(error.clone());
+            }
+            if !t.duplicated.is_empty() {
+                notes.push(format!("duplicated: {}", t.duplicated.join(", ")));
+            }
+            if !t.sequence_gaps.is_empty() {
+                notes.push(format!("sequence gaps: {}", t.sequence_gaps.join(", ")));
+            }
+            for lost in t.lost_after_trial.iter().chain(&t.lost_at_end).take(5) {
+                notes.push(format!("lost {lost}"));
+            }
+            notes.join("; ").replace('|', "/")
+        }
+    );
 }
 
 fn progress_bar(trials: usize) -> ProgressBar {

@@ -28,6 +28,7 @@ mod echo;
 mod engine;
 mod failover;
 mod flow;
+mod json;
 mod lobster;
 mod plots;
 mod recorder;

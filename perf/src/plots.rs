@@ -10,12 +10,14 @@
 
 use std::path::{Path, PathBuf};
 
+use keel_benches::peers::report::PeersReport;
 use plotters::coord::ranged1d::SegmentValue;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
-use serde_json::Value;
 
-use crate::suite::markdown::{num, Inputs};
+use crate::e2e::{Report as E2eReport, RunRecord};
+use crate::engine::EngineReport;
+use crate::suite::markdown::{Inputs, Results};
 
 /// One line of a percentile plot: its name and `(percentile 0–100, value)` points.
 type Series = (String, Vec<(f64, f64)>);
@@ -31,24 +33,42 @@ const COLORS: [RGBColor; 6] = [
 ];
 
 /// Draws every plot the inputs allow into `dir`; returns `(title, path)` of each drawn.
-pub fn draw_all(inputs: &Inputs, dir: &Path) -> anyhow::Result<Vec<(String, PathBuf)>> {
+pub fn draw_all(inputs: &Inputs, dir: &Path) -> anyhow::Result<Drawn> {
+    let results = &inputs.results;
     let mut drawn = Vec::new();
+    e2e_latency(results, dir, &mut drawn)?;
+    if let Some(engine) = &results.engine {
+        engine_plots(engine, dir, &mut drawn)?;
+    }
+    if let Some(peers) = &results.peers {
+        peers_throughput(peers, dir, &mut drawn)?;
+    }
+    Ok(drawn)
+}
 
+/// Drawn plots: `(title, path)`.
+type Drawn = Vec<(String, PathBuf)>;
+
+/// `e2e-latency.svg`: the median run of every end-to-end configuration measured.
+fn e2e_latency(results: &Results, dir: &Path, drawn: &mut Drawn) -> anyhow::Result<()> {
     let mut e2e: Vec<Series> = Vec::new();
-    for (step, name) in [
-        ("e2e-async", "single node, async"),
-        ("e2e-fsync", "single node, fsync"),
+    for (report, name) in [
+        (&results.e2e_async, "single node, async"),
+        (&results.e2e_fsync, "single node, fsync"),
     ] {
-        if let Some(points) = inputs.data.get(step).and_then(median_run_distribution) {
+        if let Some(points) = report.as_ref().and_then(median_run_distribution) {
             e2e.push((name.to_string(), points));
         }
     }
-    if let Some(comparison) = inputs.data.get("cluster") {
-        for (key, name) in [
-            ("single", "single node, async (cluster comparison)"),
-            ("cluster", "3-node cluster leader, async"),
+    if let Some(comparison) = &results.cluster {
+        for (report, name) in [
+            (
+                &comparison.single,
+                "single node, async (cluster comparison)",
+            ),
+            (&comparison.cluster, "3-node cluster leader, async"),
         ] {
-            if let Some(points) = comparison.get(key).and_then(median_run_distribution) {
+            if let Some(points) = median_run_distribution(report) {
                 e2e.push((name.to_string(), points));
             }
         }
@@ -58,85 +78,83 @@ pub fn draw_all(inputs: &Inputs, dir: &Path) -> anyhow::Result<Vec<(String, Path
     if percentile_plot(&path, title, "µs", &e2e)? {
         drawn.push((title.to_string(), path));
     }
-
-    if let Some(engine) = inputs.data.get("engine") {
-        let empty = Vec::new();
-        let workloads = engine
-            .get("workloads")
-            .and_then(Value::as_array)
-            .unwrap_or(&empty);
-        let series: Vec<Series> = workloads
-            .iter()
-            .filter_map(|w| {
-                let name = w.get("name")?.as_str()?.to_string();
-                Some((name, points(w.get("latency")?.get("distribution")?)))
-            })
-            .collect();
-        let title = "Engine latency per command (ns)";
-        let path = dir.join("engine-latency.svg");
-        if percentile_plot(&path, title, "ns", &series)? {
-            drawn.push((title.to_string(), path));
-        }
-        let bars: Vec<Bar> = workloads
-            .iter()
-            .filter_map(|w| bar(w, "name", "commands_per_s"))
-            .collect();
-        let title = "Engine throughput per workload (commands/s)";
-        let path = dir.join("engine-throughput.svg");
-        if bar_chart(&path, title, &bars)? {
-            drawn.push((title.to_string(), path));
-        }
-    }
-
-    if let Some(peers) = inputs.data.get("peers") {
-        let empty = Vec::new();
-        let bars: Vec<Bar> = peers
-            .get("engines")
-            .and_then(Value::as_array)
-            .unwrap_or(&empty)
-            .iter()
-            .filter_map(|e| bar(e, "name", "commands_per_s"))
-            .collect();
-        let title = "Exchange-core mix: Keel and its peers (commands/s)";
-        let path = dir.join("peers-throughput.svg");
-        if bar_chart(&path, title, &bars)? {
-            drawn.push((title.to_string(), path));
-        }
-    }
-    Ok(drawn)
+    Ok(())
 }
 
-/// `[[p, v], ...]` as points.
-fn points(value: &Value) -> Vec<(f64, f64)> {
-    value
-        .as_array()
-        .map(|list| {
-            list.iter()
-                .filter_map(|pair| Some((pair.get(0)?.as_f64()?, pair.get(1)?.as_f64()?)))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// The accepted-latency distribution of the complete run with the median p99.
-fn median_run_distribution(report: &Value) -> Option<Vec<(f64, f64)>> {
-    let mut runs: Vec<&Value> = report
-        .get("runs")?
-        .as_array()?
+/// `engine-latency.svg` and `engine-throughput.svg`: one line or bar per workload.
+fn engine_plots(engine: &EngineReport, dir: &Path, drawn: &mut Drawn) -> anyhow::Result<()> {
+    let series: Vec<Series> = engine
+        .workloads
         .iter()
-        .filter(|r| {
-            r.get("result")
-                .and_then(|x| x.get("session_errors"))
-                .and_then(Value::as_array)
-                .is_none_or(Vec::is_empty)
+        .map(|w| (w.name.clone(), w.latency.distribution.clone()))
+        .collect();
+    let title = "Engine latency per command (ns)";
+    let path = dir.join("engine-latency.svg");
+    if percentile_plot(&path, title, "ns", &series)? {
+        drawn.push((title.to_string(), path));
+    }
+    let bars: Vec<Bar> = engine
+        .workloads
+        .iter()
+        .filter_map(|w| {
+            bar(
+                &w.name,
+                w.commands_per_s.median,
+                w.commands_per_s.min,
+                w.commands_per_s.max,
+            )
         })
         .collect();
+    let title = "Engine throughput per workload (commands/s)";
+    let path = dir.join("engine-throughput.svg");
+    if bar_chart(&path, title, &bars)? {
+        drawn.push((title.to_string(), path));
+    }
+    Ok(())
+}
+
+/// `peers-throughput.svg`: one bar per engine.
+fn peers_throughput(peers: &PeersReport, dir: &Path, drawn: &mut Drawn) -> anyhow::Result<()> {
+    let bars: Vec<Bar> = peers
+        .engines
+        .iter()
+        .filter_map(|e| {
+            bar(
+                &e.name,
+                e.commands_per_s.median,
+                e.commands_per_s.min,
+                e.commands_per_s.max,
+            )
+        })
+        .collect();
+    let title = "Exchange-core mix: Keel and its peers (commands/s)";
+    let path = dir.join("peers-throughput.svg");
+    if bar_chart(&path, title, &bars)? {
+        drawn.push((title.to_string(), path));
+    }
+    Ok(())
+}
+
+/// The accepted-latency distribution of the complete run (no session errors) with the
+/// median p99.
+fn median_run_distribution(report: &E2eReport) -> Option<Vec<(f64, f64)>> {
+    let mut runs: Vec<&RunRecord> = report
+        .runs
+        .iter()
+        .filter(|r| r.result.session_errors.is_empty())
+        .collect();
     runs.sort_by(|a, b| {
-        let p99 = |r: &Value| num(r, &["result", "accepted", "p99_us"]).unwrap_or(f64::NAN);
-        p99(a).total_cmp(&p99(b))
+        a.result
+            .accepted
+            .p99_us
+            .total_cmp(&b.result.accepted.p99_us)
     });
-    let run = runs.get(runs.len() / 2)?;
-    let distribution = points(run.get("result")?.get("accepted")?.get("distribution")?);
+    let distribution = runs
+        .get(runs.len() / 2)?
+        .result
+        .accepted
+        .distribution
+        .clone();
     (!distribution.is_empty()).then_some(distribution)
 }
 
@@ -216,13 +234,13 @@ fn percentile_plot(
 /// A bar: name, median, min, max.
 type Bar = (String, f64, f64, f64);
 
-fn bar(value: &Value, name: &str, spread: &str) -> Option<Bar> {
-    Some((
-        value.get(name)?.as_str()?.to_string(),
-        num(value, &[spread, "median"])?,
-        num(value, &[spread, "min"])?,
-        num(value, &[spread, "max"])?,
-    ))
+/// A bar of a median, min and max; none when one of them was not measured (`null` in
+/// the result file, read back as NaN).
+fn bar(name: &str, median: f64, min: f64, max: f64) -> Option<Bar> {
+    [median, min, max]
+        .iter()
+        .all(|v| !v.is_nan())
+        .then(|| (name.to_string(), median, min, max))
 }
 
 fn format_value(value: f64) -> String {

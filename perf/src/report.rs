@@ -8,12 +8,14 @@ use std::time::Duration;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use serde::Serialize;
+use keel_benches::fmt;
+use serde::{Deserialize, Serialize};
 
 use crate::e2e::{Comparison, Report, RunRecord};
 
 /// What the figures were measured on.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Machine {
     /// CPU model as `/proc/cpuinfo` reports it.
     pub cpu: String,
@@ -22,6 +24,7 @@ pub struct Machine {
     /// Kernel release.
     pub kernel: String,
     /// Memory, GiB.
+    #[serde(deserialize_with = "crate::json::f64")]
     pub memory_gib: f64,
     /// `git rev-parse --short HEAD` of the workspace, with `+dirty` if it has changes.
     pub commit: String,
@@ -124,6 +127,26 @@ pub fn write_result(
     Ok((json_path, md_path))
 }
 
+/// Writes a result with [`write_result`], prints its Markdown and says where it went, as
+/// `keel-perf <tool>: wrote <json> and <md>` on standard error.
+pub fn publish(
+    tool: &str,
+    dir: &Path,
+    label: &str,
+    result: &impl Serialize,
+    machine: &Machine,
+    markdown: &str,
+) -> anyhow::Result<()> {
+    let (json, md) = write_result(dir, label, result, machine, markdown)?;
+    println!("{markdown}");
+    eprintln!(
+        "keel-perf {tool}: wrote {} and {}",
+        json.display(),
+        md.display()
+    );
+    Ok(())
+}
+
 /// Writes an e2e report with [`write_result`].
 pub fn write(dir: &Path, label: &str, report: &Report) -> anyhow::Result<(PathBuf, PathBuf)> {
     write_result(dir, label, report, &report.machine, &markdown(report))
@@ -147,13 +170,17 @@ pub fn progress_bar(len: u64, template: &str, steady_tick: Option<Duration>) -> 
 }
 
 /// Median and spread of one figure over the runs.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Spread {
     /// Median.
+    #[serde(deserialize_with = "crate::json::f64")]
     pub median: f64,
     /// Smallest.
+    #[serde(deserialize_with = "crate::json::f64")]
     pub min: f64,
     /// Largest.
+    #[serde(deserialize_with = "crate::json::f64")]
     pub max: f64,
 }
 
@@ -196,11 +223,7 @@ pub fn median(sorted: &[f64]) -> f64 {
     }
 }
 
-/// `**median** (min–max)`, each shown with `unit`: how every report gives a figure
-/// measured over several runs.
-pub fn median_min_max<T>(median: T, min: T, max: T, unit: impl Fn(T) -> String) -> String {
-    format!("**{}** ({}–{})", unit(median), unit(min), unit(max))
-}
+pub use keel_benches::fmt::{fig, group, median_min_max};
 
 fn us(value: f64) -> String {
     if !value.is_finite() {
@@ -220,19 +243,6 @@ pub fn header_lines(out: &mut String, machine: &Machine, command: &str, keel: Op
     if let Some(keel) = keel {
         let _ = writeln!(out, "- keel binary: `{keel}`");
     }
-}
-
-/// `1234567` as `1,234,567`: thousands separators for every figure in the reports.
-pub fn group(value: u64) -> String {
-    let digits = value.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 fn spread(s: Option<&Spread>, unit: fn(f64) -> String) -> String {
@@ -407,75 +417,102 @@ pub fn markdown(report: &Report) -> String {
         args.resting_per_session
     );
     if !report.runs.is_empty() {
-        let s = &report.summary;
-        let cut_off = s.get("runs_cut_off").map_or(0.0, |c| c.median) as usize;
-        let _ = writeln!(
-            out,
-            "\n## Summary: median (min–max) of {} runs at {} messages/s offered\n",
-            report.runs.len() - cut_off,
-            rate(args.rate)
-        );
-        if cut_off > 0 {
-            let _ = writeln!(
-                out,
-                "({cut_off} more run(s) were cut off — the node ended the sessions — and are left out; see the runs table.)\n"
-            );
-        }
-        let _ = writeln!(
-            out,
-            "| figure | order → Accepted | IOC → Executed | cancel → Canceled |"
-        );
-        let _ = writeln!(out, "|---|---|---|---|");
-        for (name, key) in [
-            ("p50", "p50"),
-            ("p99", "p99"),
-            ("p99.9", "p99_9"),
-            ("p99.99", "p99_99"),
-            ("max", "max"),
-        ] {
-            let _ = writeln!(
-                out,
-                "| {name} | {} | {} | {} |",
-                spread(s.get(&format!("accepted_{key}_us")), us),
-                spread(s.get(&format!("executed_{key}_us")), us),
-                spread(s.get(&format!("canceled_{key}_us")), us),
-            );
-        }
-        let _ = writeln!(
-            out,
-            "\nSent: {} messages/s; send lag p99 {} µs, max {} µs, at the end {} µs; split of order → Accepted at the gateway's intake timestamp: inbound (send → intake) p50 {} / p99 {} µs, outbound (intake → Accepted read) p50 {} / p99 {} µs; 1-min load {} before, {} after; CPU used by the rest of the machine during the window {} cores.\n",
-            spread(s.get("achieved_rate"), rate),
-            spread(s.get("send_lag_p99_us"), us),
-            spread(s.get("send_lag_max_us"), us),
-            spread(s.get("final_send_lag_us"), us),
-            spread(s.get("inbound_leg_p50_us"), us),
-            spread(s.get("inbound_leg_p99_us"), us),
-            spread(s.get("outbound_leg_p50_us"), us),
-            spread(s.get("outbound_leg_p99_us"), us),
-            spread(s.get("load_before"), |v| format!("{v:.2}")),
-            spread(s.get("load_after"), |v| format!("{v:.2}")),
-            spread(s.get("other_cores"), |v| format!("{v:.2}")),
-        );
-        let _ = writeln!(out, "## Runs\n");
-        run_rows(&mut out, &report.runs, "run");
-        for record in report
-            .runs
-            .iter()
-            .filter(|r| !r.result.session_errors.is_empty())
-        {
-            let _ = writeln!(
-                out,
-                "\nRun {} was cut off ({}); node(s): {}",
-                record.run,
-                record.verdict,
-                record.node.as_deref().unwrap_or("external")
-            );
-        }
-        count_rows(&mut out, &report.runs);
-        if let Some(median) = median_run(&report.runs) {
-            cpu_rows(&mut out, median);
-        }
+        runs_summary(&mut out, report);
+        runs_section(&mut out, report);
     }
+    sweeps_section(&mut out, report);
+    if let Some(best) = report.summary.get("max_sustained_rate") {
+        let _ = writeln!(
+            out,
+            "\n**Highest rate sustained: median {} messages/s (min {}, max {}) over {} sweeps.**",
+            rate(best.median),
+            rate(best.min),
+            rate(best.max),
+            report.sweeps.len()
+        );
+    }
+    out
+}
+
+/// `## Summary` of the fixed-rate runs: latency percentiles, send lag, legs, load.
+fn runs_summary(out: &mut String, report: &Report) {
+    let args = &report.args;
+    let s = &report.summary;
+    let cut_off = s.get("runs_cut_off").map_or(0.0, |c| c.median) as usize;
+    let _ = writeln!(
+        out,
+        "\n## Summary: median (min–max) of {} runs at {} messages/s offered\n",
+        report.runs.len() - cut_off,
+        rate(args.rate)
+    );
+    if cut_off > 0 {
+        let _ = writeln!(
+            out,
+            "({cut_off} more run(s) were cut off — the node ended the sessions — and are left out; see the runs table.)\n"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "| figure | order → Accepted | IOC → Executed | cancel → Canceled |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|");
+    for (name, key) in [
+        ("p50", "p50"),
+        ("p99", "p99"),
+        ("p99.9", "p99_9"),
+        ("p99.99", "p99_99"),
+        ("max", "max"),
+    ] {
+        let _ = writeln!(
+            out,
+            "| {name} | {} | {} | {} |",
+            spread(s.get(&format!("accepted_{key}_us")), us),
+            spread(s.get(&format!("executed_{key}_us")), us),
+            spread(s.get(&format!("canceled_{key}_us")), us),
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\nSent: {} messages/s; send lag p99 {} µs, max {} µs, at the end {} µs; split of order → Accepted at the gateway's intake timestamp: inbound (send → intake) p50 {} / p99 {} µs, outbound (intake → Accepted read) p50 {} / p99 {} µs; 1-min load {} before, {} after; CPU used by the rest of the machine during the window {} cores.\n",
+        spread(s.get("achieved_rate"), rate),
+        spread(s.get("send_lag_p99_us"), us),
+        spread(s.get("send_lag_max_us"), us),
+        spread(s.get("final_send_lag_us"), us),
+        spread(s.get("inbound_leg_p50_us"), us),
+        spread(s.get("inbound_leg_p99_us"), us),
+        spread(s.get("outbound_leg_p50_us"), us),
+        spread(s.get("outbound_leg_p99_us"), us),
+        spread(s.get("load_before"), |v| format!("{v:.2}")),
+        spread(s.get("load_after"), |v| format!("{v:.2}")),
+        spread(s.get("other_cores"), |v| format!("{v:.2}")),
+    );
+}
+
+/// `## Runs`: one row per run, the runs cut off, the counts and the median run's CPU.
+fn runs_section(out: &mut String, report: &Report) {
+    let _ = writeln!(out, "## Runs\n");
+    run_rows(out, &report.runs, "run");
+    for record in report
+        .runs
+        .iter()
+        .filter(|r| !r.result.session_errors.is_empty())
+    {
+        let _ = writeln!(
+            out,
+            "\nRun {} was cut off ({}); node(s): {}",
+            record.run,
+            record.verdict,
+            record.node.as_deref().unwrap_or("external")
+        );
+    }
+    count_rows(out, &report.runs);
+    if let Some(median) = median_run(&report.runs) {
+        cpu_rows(out, median);
+    }
+}
+
+/// One `## Sweep` section per sweep: its steps and the CPU of the last sustained one.
+fn sweeps_section(out: &mut String, report: &Report) {
     for sweep in &report.sweeps {
         let _ = writeln!(
             out,
@@ -491,28 +528,17 @@ pub fn markdown(report: &Report) -> String {
                 ))
                 .unwrap_or_default()
         );
-        run_rows(&mut out, &sweep.steps, "offered/s");
-        count_rows(&mut out, &sweep.steps);
+        run_rows(out, &sweep.steps, "offered/s");
+        count_rows(out, &sweep.steps);
         if let Some(last_good) = sweep
             .steps
             .iter()
             .filter(|s| s.sustained)
             .max_by(|a, b| a.result.offered_rate.total_cmp(&b.result.offered_rate))
         {
-            cpu_rows(&mut out, last_good);
+            cpu_rows(out, last_good);
         }
     }
-    if let Some(best) = report.summary.get("max_sustained_rate") {
-        let _ = writeln!(
-            out,
-            "\n**Highest rate sustained: median {} messages/s (min {}, max {}) over {} sweeps.**",
-            rate(best.median),
-            rate(best.min),
-            rate(best.max),
-            report.sweeps.len()
-        );
-    }
-    out
 }
 
 /// Writes a `--compare-single` run with [`write_result`].
@@ -536,6 +562,73 @@ fn ratio(value: f64) -> String {
     } else {
         "–".to_string()
     }
+}
+
+/// The header of the end-to-end table in `BENCHMARKS.md` ([`summary_row`]).
+pub const SUMMARY_HEADER: &str = "| node | runs | sent/s | order → Accepted p50 (µs) | p99 | p99.9 | max | IOC → Executed p99 | load before | other CPU (cores) |\n|---|---|---|---|---|---|---|---|---|---|";
+
+/// One row of the end-to-end table in `BENCHMARKS.md`: the medians (min–max) of `report`'s
+/// summary, under the name `label`.
+pub fn summary_row(label: &str, report: &Report) -> String {
+    let s = |key: &str| {
+        report
+            .summary
+            .get(key)
+            .map_or("–".to_string(), |s| fmt::spread(s.median, s.min, s.max))
+    };
+    let cut = report.summary.get("runs_cut_off").map_or(0.0, |s| s.median);
+    format!(
+        "| {label} | {}{} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+        report.runs.len(),
+        if cut > 0.0 {
+            format!(" ({cut:.0} cut off)")
+        } else {
+            String::new()
+        },
+        s("achieved_rate"),
+        s("accepted_p50_us"),
+        s("accepted_p99_us"),
+        s("accepted_p99_9_us"),
+        s("accepted_max_us"),
+        s("executed_p99_us"),
+        s("load_before"),
+        s("other_cores"),
+    )
+}
+
+/// The cluster-against-single part of `BENCHMARKS.md`: both rows and the ratios against
+/// the aim.
+pub fn comparison_summary(comparison: &Comparison) -> String {
+    let times = |r: f64| {
+        if r.is_finite() {
+            format!("{r:.2}×")
+        } else {
+            "–".to_string()
+        }
+    };
+    let ratio = |key: &str| {
+        comparison
+            .ratios
+            .get(key)
+            .map_or("–".to_string(), |&r| times(r))
+    };
+    let pairs = comparison
+        .pair_p99_ratios
+        .iter()
+        .map(|&r| times(r))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "{SUMMARY_HEADER}\n{}{}\nCluster ÷ single (medians): p50 {}, **p99 {}**, p99.9 {}; p99 ratio per back-to-back pair: {}. Aim: p99 ratio ≤ {}× — **{}**.\n\n",
+        summary_row("single node", &comparison.single),
+        summary_row("3-node cluster (leader)", &comparison.cluster),
+        ratio("accepted_p50_us"),
+        ratio("accepted_p99_us"),
+        ratio("accepted_p99_9_us"),
+        pairs,
+        fig(comparison.aim_p99_ratio),
+        if comparison.aim_met { "met" } else { "not met" }
+    )
 }
 
 /// The Markdown of a `--compare-single` run: the comparison first, then each
@@ -566,6 +659,18 @@ pub fn comparison_markdown(comparison: &Comparison) -> String {
         out,
         "- same per-node configuration (users, instrument, durability); the cluster adds `[cluster]` and serves from its leader\n"
     );
+    comparison_table(&mut out, comparison, &topology);
+    for (title, report) in [
+        ("Single node", &comparison.single),
+        (topology.as_str(), &comparison.cluster),
+    ] {
+        nested_report(&mut out, title, report);
+    }
+    out
+}
+
+/// `## Order → Accepted`: both configurations side by side, the ratios and the aim.
+fn comparison_table(out: &mut String, comparison: &Comparison, topology: &str) {
     let _ = writeln!(
         out,
         "## Order → Accepted, µs: median (min–max) over the runs\n"
@@ -603,23 +708,21 @@ pub fn comparison_markdown(comparison: &Comparison) -> String {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    for (title, report) in [
-        ("Single node", &comparison.single),
-        (topology.as_str(), &comparison.cluster),
-    ] {
-        let _ = writeln!(out, "## {title}");
-        for line in markdown(report).lines() {
-            if line.starts_with("# keel-perf") {
-                continue;
-            }
-            if line.starts_with('#') {
-                let _ = writeln!(out, "#{line}");
-            } else {
-                let _ = writeln!(out, "{line}");
-            }
+}
+
+/// `report`'s own Markdown under `## title`, its headings one level down.
+fn nested_report(out: &mut String, title: &str, report: &Report) {
+    let _ = writeln!(out, "## {title}");
+    for line in markdown(report).lines() {
+        if line.starts_with("# keel-perf") {
+            continue;
+        }
+        if line.starts_with('#') {
+            let _ = writeln!(out, "#{line}");
+        } else {
+            let _ = writeln!(out, "{line}");
         }
     }
-    out
 }
 
 /// The run whose Order Accepted p50 is the median one.

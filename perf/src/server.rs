@@ -182,26 +182,7 @@ impl Node {
                 .spawn()
         })
         .with_context(|| format!("cannot start {:?}", command.get_program()))?;
-        let stderr = child.stderr.take().context("no stderr pipe")?;
-        let (tx, rx) = mpsc::channel();
-        let mut log_file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .with_context(|| format!("cannot open {}", log.display()))?;
-        std::thread::Builder::new()
-            .name("keel-log".into())
-            .spawn(move || {
-                let mut sent = false;
-                for line in BufReader::new(stderr).lines() {
-                    let Ok(line) = line else { break };
-                    let _ = writeln!(log_file, "{line}");
-                    if !sent && line.contains("keel serve: listening on ") {
-                        sent = true;
-                        let _ = tx.send(line);
-                    }
-                }
-            })?;
+        let rx = copy_log(&mut child, &log)?;
         let mut node = Node {
             child: Some(child),
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -212,26 +193,7 @@ impl Node {
             log: log.clone(),
             banner: String::new(),
         };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let line = loop {
-            match rx.recv_timeout(Duration::from_millis(100)) {
-                Ok(line) => break line,
-                Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() < deadline => {
-                    if let Some(child) = node.child.as_mut() {
-                        if let Some(status) = child.try_wait()? {
-                            // Reaped: never signal this pid again.
-                            node.child = None;
-                            let text = std::fs::read_to_string(&log).unwrap_or_default();
-                            bail!("keel serve exited ({status}) before listening:\n{text}");
-                        }
-                    }
-                }
-                Err(_) => {
-                    let text = std::fs::read_to_string(&log).unwrap_or_default();
-                    bail!("keel serve did not start listening within 60 s:\n{text}");
-                }
-            }
-        };
+        let line = node.await_listening(&rx)?;
         let addr = line
             .split("listening on ")
             .nth(1)
@@ -252,6 +214,31 @@ impl Node {
             }
         }
         Ok(node)
+    }
+
+    /// Waits (60 s at most) for the node's "listening on" line; an error with its log if it
+    /// exits or stays silent.
+    fn await_listening(&mut self, rx: &mpsc::Receiver<String>) -> anyhow::Result<String> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(line) => return Ok(line),
+                Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() < deadline => {
+                    if let Some(child) = self.child.as_mut() {
+                        if let Some(status) = child.try_wait()? {
+                            // Reaped: never signal this pid again.
+                            self.child = None;
+                            let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+                            bail!("keel serve exited ({status}) before listening:\n{text}");
+                        }
+                    }
+                }
+                Err(_) => {
+                    let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+                    bail!("keel serve did not start listening within 60 s:\n{text}");
+                }
+            }
+        }
     }
 
     /// The node's process id.
@@ -318,4 +305,30 @@ impl Drop for Node {
     fn drop(&mut self) {
         let _ = self.shutdown();
     }
+}
+
+/// Copies the child's standard error into `log` on a thread of its own; the receiver gets
+/// the first "listening on" line.
+fn copy_log(child: &mut Child, log: &Path) -> anyhow::Result<mpsc::Receiver<String>> {
+    let stderr = child.stderr.take().context("no stderr pipe")?;
+    let (tx, rx) = mpsc::channel();
+    let mut log_file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .with_context(|| format!("cannot open {}", log.display()))?;
+    std::thread::Builder::new()
+        .name("keel-log".into())
+        .spawn(move || {
+            let mut sent = false;
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let _ = writeln!(log_file, "{line}");
+                if !sent && line.contains("keel serve: listening on ") {
+                    sent = true;
+                    let _ = tx.send(line);
+                }
+            }
+        })?;
+    Ok(rx)
 }

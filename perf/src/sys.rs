@@ -186,13 +186,15 @@ pub fn terminate(pid: u32) -> io::Result<()> {
 }
 
 /// CPU time and context switches of one thread, from `/proc`.
-#[derive(Clone, Debug, Default, serde::Serialize)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct ThreadTimes {
     /// Thread id.
     pub tid: u32,
     /// Thread name (`comm`).
     pub name: String,
     /// User plus system CPU time, in seconds (clock-tick resolution, 10 ms).
+    #[serde(deserialize_with = "crate::json::f64")]
     pub cpu_s: f64,
     /// Voluntary context switches (the thread blocked).
     pub voluntary_switches: u64,

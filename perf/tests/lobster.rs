@@ -108,10 +108,10 @@ fn an_explicit_pair_that_agrees_is_reported_as_agreeing() {
 }
 
 fn data_dir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/lobster");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/lobster");
     dir.canonicalize().unwrap_or_else(|_| {
         panic!(
-            "the LOBSTER sample files are missing: expected the folder {} (../shared/data/lobster beside the workspace)",
+            "the LOBSTER sample files are missing: expected the folder {} (perf/data/lobster in the repository)",
             dir.display()
         )
     })

@@ -7,7 +7,7 @@
 //! ```
 //!
 //! Generates the exchange-core mix once (untimed; `keel_benches::ExchangeCoreMix`, same
-//! generator and seed as `keel-throughput`), then runs it `R` times through every engine,
+//! generator and seed as the exchange-core workload of `keel-perf engine`), then runs it `R` times through every engine,
 //! interleaved (run r visits the engines in an order rotated by r, so none is always first
 //! or last), each time on a fresh book: warm-up untimed, measured commands timed as one
 //! block. Prints a table of commands/s (median, min–max), the Keel/peer ratio (median and
@@ -25,9 +25,11 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use keel_benches::cli::{self, as_usize, parse_flags};
 use keel_benches::date::iso_date;
+use keel_benches::peers::report::{
+    EndBook, EngineResult, PeersMachine, PeersReport, RunSpread, Shares, TallyInfo, WorkloadInfo,
+};
 use keel_benches::peers::{self, BookState, PeerInfo, RunResult, Tally, PEER_NAMES};
-use keel_benches::{measure_mix, ExchangeCoreMix, MixStats};
-use serde_json::{json, Value};
+use keel_benches::{measure_mix, ExchangeCoreMix, MixStats, Workload};
 
 const USAGE: &str = "usage: keel-peers [--commands N] [--seed S] [--runs R] [--out DIR] \
                      [--peers keel,matchcore,orderbook-rs,lobster]";
@@ -130,65 +132,16 @@ fn main() -> ExitCode {
         options.runs,
         options.peers.join(", ")
     );
-    let started = Instant::now();
-    let workload = mix.generate();
-    println!(
-        "generated {} warm-up + {} measured commands in {:.2} s",
-        workload.warmup.len(),
-        workload.measured.len(),
-        started.elapsed().as_secs_f64()
-    );
-    let stats = measure_mix(&workload);
-    println!("mix (measured part, as Keel sees it):");
-    for line in stats.to_string().lines() {
-        println!("  {line}");
-    }
-
-    let mut results: Vec<PeerRuns> = options
-        .peers
-        .iter()
-        .filter_map(|name| peers::info(name))
-        .map(|info| PeerRuns {
-            info,
-            runs: Vec::with_capacity(options.runs),
-        })
-        .collect();
-    for run in 0..options.runs {
-        let mut line = format!("run {}:", run + 1);
-        for k in 0..results.len() {
-            let index = (k + run) % results.len();
-            let name = results[index].info.name;
-            let Some(result) = peers::run_named(name, &workload) else {
-                eprintln!("error: unknown peer {name}");
-                return ExitCode::FAILURE;
-            };
-            let _ = write!(line, "  {name} {}/s", group(result.commands_per_s));
-            results[index].runs.push(result);
+    let (workload, stats) = generate(&mix);
+    let results = match run_interleaved(&options, &workload) {
+        Ok(results) => results,
+        Err(message) => {
+            eprintln!("{message}");
+            return ExitCode::FAILURE;
         }
-        println!("{line}");
-    }
+    };
     let load_after = load_average();
-
-    // Each engine must produce the same thing every run: the stream and the engines are
-    // deterministic, so a difference means an adapter or an engine is broken.
-    let mut failed = false;
-    for peer in &results {
-        for (run, result) in peer.runs.iter().enumerate() {
-            if result.tally != peer.tally() || result.state != peer.state() {
-                eprintln!(
-                    "error: {} run {} produced {:?} / {:?}, run 1 produced {:?} / {:?}",
-                    peer.info.name,
-                    run + 1,
-                    result.tally,
-                    result.state,
-                    peer.tally(),
-                    peer.state()
-                );
-                failed = true;
-            }
-        }
-    }
-
+    let consistent = runs_agree(&results);
     let report = Report {
         command_line,
         mix,
@@ -212,11 +165,80 @@ fn main() -> ExitCode {
         options.out.join("peers.json").display(),
         options.out.join("peers.md").display()
     );
-    if failed {
-        ExitCode::FAILURE
-    } else {
+    if consistent {
         ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
+}
+
+/// Generates the stream (untimed) and prints what its measured part does.
+fn generate(mix: &ExchangeCoreMix) -> (Workload, MixStats) {
+    let started = Instant::now();
+    let workload = mix.generate();
+    println!(
+        "generated {} warm-up + {} measured commands in {:.2} s",
+        workload.warmup.len(),
+        workload.measured.len(),
+        started.elapsed().as_secs_f64()
+    );
+    let stats = measure_mix(&workload);
+    println!("mix (measured part, as Keel sees it):");
+    for line in stats.to_string().lines() {
+        println!("  {line}");
+    }
+    (workload, stats)
+}
+
+/// `--runs` runs through every engine, run r visiting them in an order rotated by r.
+fn run_interleaved(options: &Options, workload: &Workload) -> Result<Vec<PeerRuns>, String> {
+    let mut results: Vec<PeerRuns> = options
+        .peers
+        .iter()
+        .filter_map(|name| peers::info(name))
+        .map(|info| PeerRuns {
+            info,
+            runs: Vec::with_capacity(options.runs),
+        })
+        .collect();
+    for run in 0..options.runs {
+        let mut line = format!("run {}:", run + 1);
+        for k in 0..results.len() {
+            let index = (k + run) % results.len();
+            let name = results[index].info.name;
+            let Some(result) = peers::run_named(name, workload) else {
+                return Err(format!("error: unknown peer {name}"));
+            };
+            let _ = write!(line, "  {name} {}/s", group(result.commands_per_s));
+            results[index].runs.push(result);
+        }
+        println!("{line}");
+    }
+    Ok(results)
+}
+
+/// Whether each engine produced the same thing every run (printing each difference): the
+/// stream and the engines are deterministic, so a difference means an adapter or an
+/// engine is broken.
+fn runs_agree(results: &[PeerRuns]) -> bool {
+    let mut agree = true;
+    for peer in results {
+        for (run, result) in peer.runs.iter().enumerate() {
+            if result.tally != peer.tally() || result.state != peer.state() {
+                eprintln!(
+                    "error: {} run {} produced {:?} / {:?}, run 1 produced {:?} / {:?}",
+                    peer.info.name,
+                    run + 1,
+                    result.tally,
+                    result.state,
+                    peer.tally(),
+                    peer.state()
+                );
+                agree = false;
+            }
+        }
+    }
+    agree
 }
 
 struct Report {
@@ -352,68 +374,85 @@ impl Report {
         lines.join("\n")
     }
 
-    fn json(&self) -> Value {
-        let engines: Vec<Value> = self
+    /// Everything measured, as written to `peers.json`.
+    fn result(&self) -> PeersReport {
+        let engines = self
             .results
             .iter()
-            .map(|peer| {
-                let (median, min, max) = summary(&peer.rates());
-                let ratios = self.ratios(peer);
-                let ratio = (!ratios.is_empty()).then(|| {
-                    let (r, lo, hi) = summary(&ratios);
-                    json!({"median": r, "min": lo, "max": hi, "per_run": ratios})
-                });
-                let t = peer.tally();
-                let s = peer.state();
-                json!({
-                    "name": peer.info.name,
-                    "crate": peer.info.krate,
-                    "commands_per_s": {"median": median, "min": min, "max": max,
-                                       "per_run": peer.rates()},
-                    "seconds_per_run": peer.runs.iter().map(|r| r.seconds).collect::<Vec<_>>(),
-                    "keel_over_peer": ratio,
-                    "tally": {
-                        "commands": t.commands, "trades": t.trades, "traded_qty": t.traded_qty,
-                        "refused": t.refused, "emulated": t.emulated, "skipped": t.skipped,
-                    },
-                    "end_book": {
-                        "best_bid": s.best_bid, "best_ask": s.best_ask,
-                        "resting_qty": s.resting_qty, "resting_orders": s.resting_orders,
-                    },
-                    "vs_keel": self.agreement(peer),
-                    "mapping": peer.info.mapping,
-                    "fairness": peer.info.fairness,
-                })
-            })
+            .map(|peer| self.engine_result(peer))
             .collect();
         let st = &self.stats;
-        json!({
-            "kind": "peers",
-            "command": self.command_line,
-            "machine": machine(),
-            "load_average_before": self.load_before,
-            "load_average_after": self.load_after,
-            "workload": {
-                "generator": "keel_benches::ExchangeCoreMix",
-                "seed": self.mix.seed,
-                "measured_commands": self.mix.commands,
-                "warmup_commands": self.warmup_commands,
-                "target_orders": self.mix.target_orders,
-                "accounts": self.mix.accounts,
-                "central_price": self.mix.central_price,
-                "share": {
-                    "gtc": st.fraction(st.gtc), "ioc": st.fraction(st.ioc),
-                    "cancel": st.fraction(st.cancel), "replace": st.fraction(st.replace),
+        PeersReport {
+            kind: "peers".to_string(),
+            command: self.command_line.clone(),
+            machine: machine(),
+            load_average_before: self.load_before.clone(),
+            load_average_after: self.load_after.clone(),
+            workload: WorkloadInfo {
+                generator: "keel_benches::ExchangeCoreMix".to_string(),
+                seed: self.mix.seed,
+                measured_commands: self.mix.commands,
+                warmup_commands: self.warmup_commands,
+                target_orders: self.mix.target_orders,
+                accounts: self.mix.accounts,
+                central_price: self.mix.central_price,
+                share: Shares {
+                    gtc: st.fraction(st.gtc),
+                    ioc: st.fraction(st.ioc),
+                    cancel: st.fraction(st.cancel),
+                    replace: st.fraction(st.replace),
                 },
-                "mean_resting_orders": st.mean_resting_orders(),
-                "mean_levels": st.mean_levels(),
+                mean_resting_orders: st.mean_resting_orders(),
+                mean_levels: st.mean_levels(),
             },
-            "method": "one thread; each run: fresh book per engine, warm-up untimed, measured \
-                       commands timed as one block; engines interleaved, order rotated by run",
-            "runs": self.runs,
-            "engines": engines,
-            "verdict": self.verdict(),
-        })
+            method: "one thread; each run: fresh book per engine, warm-up untimed, measured \
+                     commands timed as one block; engines interleaved, order rotated by run"
+                .to_string(),
+            runs: self.runs,
+            engines,
+            verdict: self.verdict(),
+        }
+    }
+
+    /// One engine's entry of `peers.json`.
+    fn engine_result(&self, peer: &PeerRuns) -> EngineResult {
+        let spread = |values: &[f64]| {
+            let (median, min, max) = summary(values);
+            RunSpread {
+                median,
+                min,
+                max,
+                per_run: values.to_vec(),
+            }
+        };
+        let ratios = self.ratios(peer);
+        let t = peer.tally();
+        let s = peer.state();
+        let lines = |lines: &[&str]| lines.iter().map(|l| l.to_string()).collect();
+        EngineResult {
+            name: peer.info.name.to_string(),
+            krate: peer.info.krate.to_string(),
+            commands_per_s: spread(&peer.rates()),
+            seconds_per_run: peer.runs.iter().map(|r| r.seconds).collect(),
+            keel_over_peer: (!ratios.is_empty()).then(|| spread(&ratios)),
+            tally: TallyInfo {
+                commands: t.commands,
+                trades: t.trades,
+                traded_qty: t.traded_qty,
+                refused: t.refused,
+                emulated: t.emulated,
+                skipped: t.skipped,
+            },
+            end_book: EndBook {
+                best_bid: s.best_bid,
+                best_ask: s.best_ask,
+                resting_qty: s.resting_qty,
+                resting_orders: s.resting_orders,
+            },
+            vs_keel: self.agreement(peer),
+            mapping: lines(peer.info.mapping),
+            fairness: lines(peer.info.fairness),
+        }
     }
 
     fn markdown(&self) -> String {
@@ -428,10 +467,10 @@ impl Report {
             md,
             "- machine: {}, {} cores, Linux {}, {}; 1-min load {} before, {} after \
              (a shared machine: other jobs ran; treat figures as noisy)",
-            machine["cpu"].as_str().unwrap_or("?"),
-            machine["cores"],
-            machine["kernel"].as_str().unwrap_or("?"),
-            machine["date"].as_str().unwrap_or("?"),
+            machine.cpu.as_deref().unwrap_or("?"),
+            machine.cores,
+            machine.kernel.as_deref().unwrap_or("?"),
+            machine.date,
             self.load_before.as_deref().unwrap_or("?"),
             self.load_after.as_deref().unwrap_or("?"),
         );
@@ -468,6 +507,13 @@ impl Report {
              the engine refused; `emulated`: commands done with several calls; `skipped`: \
              commands the peer cannot express. The end book is read after the last command."
         );
+        self.peer_sections(&mut md);
+        self.runs_table(&mut md);
+        md
+    }
+
+    /// `## How each peer is driven`: each adapter's mapping and fairness notes.
+    fn peer_sections(&self, md: &mut String) {
         let _ = writeln!(md, "\n## How each peer is driven, and where it is unfair\n");
         for peer in &self.results {
             let _ = writeln!(md, "### {} ({})\n", peer.info.name, peer.info.krate);
@@ -479,6 +525,10 @@ impl Report {
             }
             let _ = writeln!(md);
         }
+    }
+
+    /// `## Runs`: every run's commands/s per engine.
+    fn runs_table(&self, md: &mut String) {
         let _ = writeln!(md, "## Runs (commands/s)\n");
         let _ = write!(md, "| run |");
         for peer in &self.results {
@@ -494,32 +544,25 @@ impl Report {
             }
             let _ = writeln!(md);
         }
-        md
     }
 
     fn write(&self, dir: &std::path::Path) -> std::io::Result<()> {
         std::fs::create_dir_all(dir)?;
-        let json = serde_json::to_string_pretty(&self.json()).map_err(std::io::Error::other)?;
+        let json = serde_json::to_string_pretty(&self.result()).map_err(std::io::Error::other)?;
         std::fs::write(dir.join("peers.json"), json + "\n")?;
         std::fs::write(dir.join("peers.md"), self.markdown())
     }
 }
 
-/// `1234567.8` as `1,234,568`.
+/// `1234567.8` as `1,234,568` (with its sign).
 fn group(value: f64) -> String {
     let rounded = value.round();
-    let digits = format!("{:.0}", rounded.abs());
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
+    let digits = keel_benches::fmt::group(rounded.abs() as u64);
     if rounded < 0.0 {
-        out.insert(0, '-');
+        format!("-{digits}")
+    } else {
+        digits
     }
-    out
 }
 
 /// The 1-minute load average, as `/proc/loadavg` prints it.
@@ -529,7 +572,7 @@ fn load_average() -> Option<String> {
 }
 
 /// What the figures were taken on.
-fn machine() -> Value {
+fn machine() -> PeersMachine {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|text| {
@@ -545,11 +588,11 @@ fn machine() -> Value {
     let unix_time = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    json!({
-        "cpu": cpu,
-        "cores": cores,
-        "kernel": kernel,
-        "unix_time": unix_time,
-        "date": iso_date(unix_time),
-    })
+    PeersMachine {
+        cpu,
+        cores,
+        kernel,
+        unix_time,
+        date: iso_date(unix_time),
+    }
 }

@@ -1,5 +1,5 @@
 //! Keel's own engine behind the [`PeerBook`] interface: the reference the peers are
-//! measured against, driven exactly as `keel-throughput` drives it (one reusable event
+//! measured against, driven exactly as `keel-perf engine` drives it (one reusable event
 //! sink, cleared before each command), plus a scan of the events for the tally.
 
 use keel_engine::{Command, Engine, Event, Side};

@@ -23,6 +23,7 @@ pub mod keel;
 pub mod lobster;
 pub mod matchcore;
 pub mod orderbook_rs;
+pub mod report;
 
 use std::time::Instant;
 

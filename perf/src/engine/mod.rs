@@ -23,18 +23,19 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use hdrhistogram::Histogram;
 use indicatif::ProgressBar;
-use keel_benches::{measure_mix, process_all, Workload};
+use keel_benches::{fmt, measure_mix, process_all, Workload};
 use keel_engine::{Engine, Event};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use crate::report::{self, group, header_lines, median_min_max, Machine};
+use crate::report::{self, fig, group, header_lines, median_min_max, Machine};
 use workloads::Kind;
 
 /// How per-command latency is timed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TimingArg {
     /// Per command, unless the clock costs more than half a command (then batches).
+    #[default]
     Auto,
     /// A clock read pair around every command.
     Command,
@@ -43,7 +44,8 @@ pub enum TimingArg {
 }
 
 /// `keel-perf engine` options.
-#[derive(Clone, Debug, clap::Args, Serialize)]
+#[derive(Clone, Debug, Default, clap::Args, Serialize, Deserialize)]
+#[serde(default)]
 pub struct EngineArgs {
     /// Workloads to run (comma separated; default all).
     #[arg(long, value_enum, value_delimiter = ',')]
@@ -94,15 +96,20 @@ impl EngineArgs {
 }
 
 /// Median and spread of a figure over the runs.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Spread {
     /// Median.
+    #[serde(deserialize_with = "crate::json::f64")]
     pub median: f64,
     /// Smallest.
+    #[serde(deserialize_with = "crate::json::f64")]
     pub min: f64,
     /// Largest.
+    #[serde(deserialize_with = "crate::json::f64")]
     pub max: f64,
     /// Every run's value, in run order.
+    #[serde(deserialize_with = "crate::json::f64s")]
     pub per_run: Vec<f64>,
 }
 
@@ -120,36 +127,47 @@ impl Spread {
 }
 
 /// What the measured part of a workload does, counted on a fresh engine.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct MixSummary {
     /// New GTC limit orders, share of commands.
+    #[serde(deserialize_with = "crate::json::f64")]
     pub gtc_share: f64,
     /// New IOC (or market) orders.
+    #[serde(deserialize_with = "crate::json::f64")]
     pub ioc_share: f64,
     /// Cancels and reductions.
+    #[serde(deserialize_with = "crate::json::f64")]
     pub cancel_share: f64,
     /// Replaces (moves).
+    #[serde(deserialize_with = "crate::json::f64")]
     pub replace_share: f64,
     /// Commands that traded at least once.
+    #[serde(deserialize_with = "crate::json::f64")]
     pub trading_share: f64,
     /// Trades per command.
+    #[serde(deserialize_with = "crate::json::f64")]
     pub trades_per_command: f64,
     /// Events per command.
+    #[serde(deserialize_with = "crate::json::f64")]
     pub events_per_command: f64,
     /// Commands refused (any reject event).
     pub rejected: u64,
     /// Resting orders, mean of samples every 512 commands.
+    #[serde(deserialize_with = "crate::json::f64")]
     pub resting_orders_mean: f64,
     /// Smallest sample.
     pub resting_orders_min: u64,
     /// Largest sample.
     pub resting_orders_max: u64,
     /// Non-empty price levels (both sides), mean of the samples.
+    #[serde(deserialize_with = "crate::json::f64")]
     pub levels_mean: f64,
 }
 
 /// Per-command latency, ns.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct LatencySummary {
     /// `command` (a clock pair around each) or `batch` (around each batch).
     pub timing: String,
@@ -172,13 +190,15 @@ pub struct LatencySummary {
     /// Largest sample.
     pub max_ns: u64,
     /// Mean.
+    #[serde(deserialize_with = "crate::json::f64")]
     pub mean_ns: f64,
     /// `(percentile, ns)` points, HdrHistogram style, for a percentile plot.
     pub distribution: Vec<(f64, f64)>,
 }
 
 /// Everything measured for one workload.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct WorkloadResult {
     /// The workload's name.
     pub name: String,
@@ -201,13 +221,16 @@ pub struct WorkloadResult {
     /// Per-command latency.
     pub latency: LatencySummary,
     /// 1-minute load average before the workload's timed runs.
+    #[serde(deserialize_with = "crate::json::f64")]
     pub load_before: f64,
     /// 1-minute load average after its latency pass.
+    #[serde(deserialize_with = "crate::json::f64")]
     pub load_after: f64,
 }
 
 /// The output file.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct EngineReport {
     /// `engine`.
     pub kind: String,
@@ -271,20 +294,14 @@ pub fn main(args: &EngineArgs) -> anyhow::Result<()> {
         .results
         .clone()
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("results"));
-    let (json, md) = report::write_result(
+    report::publish(
+        "engine",
         &dir,
         &args.label,
         &report,
         &report.machine,
         &markdown(&report),
-    )?;
-    println!("{}", markdown(&report));
-    eprintln!(
-        "keel-perf engine: wrote {} and {}",
-        json.display(),
-        md.display()
-    );
-    Ok(())
+    )
 }
 
 fn progress_bar(len: u64) -> ProgressBar {
@@ -451,6 +468,49 @@ pub fn timing_label(latency: &LatencySummary) -> String {
     } else {
         format!("mean of batches of {}", latency.batch)
     }
+}
+
+/// The engine tables of `BENCHMARKS.md`: each workload's throughput, latency and book, then
+/// what each workload is.
+pub fn summary_tables(report: &EngineReport) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "| workload | commands/s | p50 | p99 | p99.9 | p99.99 | max | timing | resting orders (mean) | trades/command | load before→after |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|");
+    for w in &report.workloads {
+        let l = &w.latency;
+        let ns = |value: u64| format!("{} ns", fig(value as f64));
+        let c = &w.commands_per_s;
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} | {} (clock pair {} ns) | {} | {:.3} | {:.2}→{:.2} |",
+            w.name,
+            fmt::spread(c.median, c.min, c.max),
+            ns(l.p50_ns),
+            ns(l.p99_ns),
+            ns(l.p99_9_ns),
+            ns(l.p99_99_ns),
+            ns(l.max_ns),
+            if l.batch <= 1 {
+                "each command".to_string()
+            } else {
+                format!("batches of {}", l.batch)
+            },
+            fig(l.clock_pair_p50_ns as f64),
+            fig(w.mix.resting_orders_mean),
+            w.mix.trades_per_command,
+            w.load_before,
+            w.load_after,
+        );
+    }
+    let _ = writeln!(out, "\n| workload | what it is | digest |\n|---|---|---|");
+    for w in &report.workloads {
+        let _ = writeln!(out, "| {} | {} | `{}` |", w.name, w.description, w.digest);
+    }
+    let _ = writeln!(out);
+    out
 }
 
 /// The Markdown summary.

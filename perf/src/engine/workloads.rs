@@ -28,7 +28,7 @@ use keel_engine::{
     SelfTradePrevention, Side, Symbol, TimeInForce,
 };
 use rustc_hash::FxHashMap;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The instrument every generated order is for.
 const INSTRUMENT: InstrumentId = 1;
@@ -36,7 +36,7 @@ const INSTRUMENT: InstrumentId = 1;
 const MID_TICKS: Price = 1_000_000;
 
 /// Which workload.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, clap::ValueEnum, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, clap::ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Kind {
     /// exchange-core's published mix (GTC, IOC, cancel, move; 1,000 resting orders).

@@ -6,16 +6,17 @@ use std::collections::BTreeMap;
 
 use indicatif::ProgressBar;
 use keel_engine::{Command, Engine, EngineConfig, Event, OrderId, Qty, Side};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use super::convert::{Group, Origin, Replay, INSTRUMENT};
+use super::convert::{ExpectedFill, Group, Origin, Replay, INSTRUMENT};
 use super::parse::{BookRow, Level};
 
 /// Examples kept per disagreement class.
 const EXAMPLES_PER_CLASS: usize = 5;
 
 /// Execution agreement (a).
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ExecutionCheck {
     /// Type-4 rows whose resting order a type-1 row of the file entered.
     pub checkable: u64,
@@ -25,6 +26,7 @@ pub struct ExecutionCheck {
     /// `checkable - matched`.
     pub mismatched: u64,
     /// `matched / checkable`.
+    #[serde(deserialize_with = "crate::json::f64")]
     pub match_share: f64,
     /// Mismatched rows by class.
     pub mismatch_classes: BTreeMap<String, u64>,
@@ -41,7 +43,8 @@ pub struct ExecutionCheck {
 }
 
 /// Book agreement (b).
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct BookCheck {
     /// Levels per side compared (the orderbook file's).
     pub levels: usize,
@@ -57,6 +60,7 @@ pub struct BookCheck {
     /// `compared - equal`.
     pub differ: u64,
     /// `equal / compared`.
+    #[serde(deserialize_with = "crate::json::f64")]
     pub equal_share: f64,
     /// The first compared row that differs, if any.
     pub first_differing_row: Option<usize>,
@@ -67,7 +71,8 @@ pub struct BookCheck {
 }
 
 /// Everything the checks found.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct CheckReport {
     /// (a) executions.
     pub executions: ExecutionCheck,
@@ -236,35 +241,49 @@ impl Checker<'_> {
             }
             self.report.executions.mismatched += 1;
             let open_before = before.get(index).copied().flatten();
-            // The maker's own state comes first: if Keel no longer had (all of) it, the
-            // other orders the aggressor met are a consequence, not a cause.
-            let class = match (foreign, open_before) {
-                (_, None) => "maker_not_resting_in_keel",
-                (_, Some(open)) if open < fill.qty => "maker_smaller_in_keel",
-                (Some(maker), Some(_)) => self.foreign_maker_class(maker, group.first_row),
-                (None, Some(_)) => "aggressor_ran_out",
-            };
-            let text = format!(
-                "row {}: NASDAQ filled {} for {}; Keel filled {} (maker open before: {:?}); group rows {}..={}",
-                fill.row,
-                describe(self.replay, fill.maker),
-                fill.qty,
-                pieces
-                    .iter()
-                    .map(|(m, q)| format!("{} x{q}", describe(self.replay, *m)))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                open_before,
-                group.first_row,
-                group.last_row
-            );
-            let checks = &mut self.report.executions;
-            *checks
-                .mismatch_classes
-                .entry(class.to_string())
-                .or_default() += 1;
-            add_example(&mut checks.examples, class, text);
+            self.record_mismatch(group, fill, foreign, open_before, &pieces);
         }
+    }
+
+    /// Classifies a row Keel did not fill as NASDAQ did (`foreign`: the first other maker
+    /// Keel filled instead; `open_before`: the maker's open quantity in Keel before the
+    /// group), and keeps an example.
+    fn record_mismatch(
+        &mut self,
+        group: &Group,
+        fill: &ExpectedFill,
+        foreign: Option<OrderId>,
+        open_before: Option<Qty>,
+        pieces: &[(OrderId, Qty)],
+    ) {
+        // The maker's own state comes first: if Keel no longer had (all of) it, the
+        // other orders the aggressor met are a consequence, not a cause.
+        let class = match (foreign, open_before) {
+            (_, None) => "maker_not_resting_in_keel",
+            (_, Some(open)) if open < fill.qty => "maker_smaller_in_keel",
+            (Some(maker), Some(_)) => self.foreign_maker_class(maker, group.first_row),
+            (None, Some(_)) => "aggressor_ran_out",
+        };
+        let text = format!(
+            "row {}: NASDAQ filled {} for {}; Keel filled {} (maker open before: {:?}); group rows {}..={}",
+            fill.row,
+            describe(self.replay, fill.maker),
+            fill.qty,
+            pieces
+                .iter()
+                .map(|(m, q)| format!("{} x{q}", describe(self.replay, *m)))
+                .collect::<Vec<_>>()
+                .join(", "),
+            open_before,
+            group.first_row,
+            group.last_row
+        );
+        let checks = &mut self.report.executions;
+        *checks
+            .mismatch_classes
+            .entry(class.to_string())
+            .or_default() += 1;
+        add_example(&mut checks.examples, class, text);
     }
 
     /// Keel's best `levels` levels of one side in LOBSTER prices, and the orders of the

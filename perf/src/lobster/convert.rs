@@ -41,7 +41,7 @@ use keel_engine::{
     AccountId, Command, InstrumentId, NewOrder, OrderId, Price, Qty, SelfTradePrevention, Side,
     Symbol, TimeInForce,
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::parse::{BookRow, Level, Message};
 
@@ -101,7 +101,7 @@ pub struct Group {
 }
 
 /// Why an event was not turned into a command.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Skip {
     /// No type-1 row entered the order and no seed with open quantity rests at its price:
@@ -121,7 +121,8 @@ pub enum Skip {
 }
 
 /// Counts of what the conversion did.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ConversionStats {
     /// Message rows by event type (`"1"` … `"7"`).
     pub messages_by_type: BTreeMap<String, u64>,
@@ -351,6 +352,57 @@ struct Converter<'a> {
 }
 
 impl Converter<'_> {
+    /// Counts `message` by type and, for types `from_kind` to 4, notes it as the last row
+    /// mentioning its order (1 for a message on its own; 4 for the other rows of an
+    /// execution group, where only executions count).
+    fn count(&mut self, message: &Message, from_kind: u8) {
+        *self
+            .replay
+            .stats
+            .messages_by_type
+            .entry(message.kind.to_string())
+            .or_default() += 1;
+        if (from_kind..=4).contains(&message.kind) {
+            self.replay
+                .last_mention
+                .insert(message.order_id, message.row);
+        }
+    }
+
+    /// Converts the message at `index` (with the rest of its group, for an execution);
+    /// returns the index of the next message to convert.
+    fn step(&mut self, messages: &[Message], index: usize) -> anyhow::Result<usize> {
+        let message = &messages[index];
+        Ok(match message.kind {
+            1 => {
+                self.new_order(message)?;
+                index + 1
+            }
+            2 | 3 => {
+                self.cancel(message);
+                index + 1
+            }
+            4 => {
+                let end = group_end(messages, index);
+                // The other rows of the group are counted here; the group handles them.
+                for other in &messages[index + 1..end] {
+                    self.count(other, 4);
+                }
+                self.group(&messages[index..end])?;
+                self.replay.rows_inside_aggressor += (end - index - 1) as u64;
+                end
+            }
+            7 => {
+                self.halt(message)?;
+                index + 1
+            }
+            kind => {
+                self.ignored(kind);
+                index + 1
+            }
+        })
+    }
+
     fn next_id(&mut self, origin: Origin) -> OrderId {
         self.replay.origins.push(origin);
         self.replay.origins.len() as OrderId
@@ -748,57 +800,8 @@ pub fn convert(
     converter.seed_book(&book_before_first(row1, first))?;
     let mut index = 0;
     while let Some(message) = messages.get(index) {
-        *converter
-            .replay
-            .stats
-            .messages_by_type
-            .entry(message.kind.to_string())
-            .or_default() += 1;
-        if message.kind == 1 || (2..=4).contains(&message.kind) {
-            converter
-                .replay
-                .last_mention
-                .insert(message.order_id, message.row);
-        }
-        let next = match message.kind {
-            1 => {
-                converter.new_order(message)?;
-                index + 1
-            }
-            2 | 3 => {
-                converter.cancel(message);
-                index + 1
-            }
-            4 => {
-                let end = group_end(messages, index);
-                // The other rows of the group are counted here; the group handles them.
-                for other in &messages[index + 1..end] {
-                    *converter
-                        .replay
-                        .stats
-                        .messages_by_type
-                        .entry(other.kind.to_string())
-                        .or_default() += 1;
-                    if other.kind == 4 {
-                        converter
-                            .replay
-                            .last_mention
-                            .insert(other.order_id, other.row);
-                    }
-                }
-                converter.group(&messages[index..end])?;
-                converter.replay.rows_inside_aggressor += (end - index - 1) as u64;
-                end
-            }
-            7 => {
-                converter.halt(message)?;
-                index + 1
-            }
-            kind => {
-                converter.ignored(kind);
-                index + 1
-            }
-        };
+        converter.count(message, 1);
+        let next = converter.step(messages, index)?;
         let last_row = messages[next - 1].row;
         converter
             .replay

@@ -17,17 +17,18 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 use indicatif::ProgressBar;
+use keel_benches::fmt;
 use keel_engine::{Engine, EngineConfig, Event};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use crate::report::{self, group, header_lines, median_min_max, Machine, Spread};
+use crate::report::{self, fig, group, header_lines, median_min_max, Machine, Spread};
 
 /// Arguments of `keel-perf lobster`.
 #[derive(Debug, clap::Args)]
 pub struct LobsterArgs {
     /// A LOBSTER message file. Give each with its `--orderbook`, in the same order. Without
-    /// any, every `*_message_*.csv` in `../shared/data/lobster` beside the workspace is run
-    /// with its `*_orderbook_*.csv`.
+    /// any, every `*_message_*.csv` in `perf/data/lobster` (the LOBSTER sample files kept
+    /// in the repository) is run with its `*_orderbook_*.csv`.
     #[arg(long = "message", value_name = "FILE")]
     pub messages: Vec<PathBuf>,
     /// The orderbook file of the `--message` file in the same position.
@@ -56,7 +57,8 @@ pub struct LobsterArgs {
 }
 
 /// Timing of the engine replay.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Timing {
     /// Commands per replay (instrument definition and seeds included).
     pub commands: u64,
@@ -69,13 +71,16 @@ pub struct Timing {
     /// Mean ns per command over the runs.
     pub ns_per_command: Spread,
     /// 1-minute load average before and after the timed runs: the machine is shared.
+    #[serde(deserialize_with = "crate::json::f64")]
     pub load_before: f64,
     /// See `load_before`.
+    #[serde(deserialize_with = "crate::json::f64")]
     pub load_after: f64,
 }
 
 /// Everything measured for one message/orderbook pair.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct PairReport {
     /// Ticker, from the file name.
     pub symbol: String,
@@ -102,7 +107,8 @@ pub struct PairReport {
 }
 
 /// The whole report.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Report {
     /// `"lobster"`.
     pub kind: String,
@@ -114,13 +120,10 @@ pub struct Report {
     pub pairs: Vec<PairReport>,
 }
 
-/// The default data folder: `../shared/data/lobster` beside the workspace this tool was
-/// built in.
+/// The default data folder: the LOBSTER sample files in `perf/data/lobster`, found from
+/// this crate's folder so a clone works wherever it is placed.
 pub fn default_data_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join("..")
-        .join("shared")
         .join("data")
         .join("lobster")
 }
@@ -286,6 +289,42 @@ fn percent(share: f64) -> String {
     }
 }
 
+/// The LOBSTER table of `BENCHMARKS.md`: per pair, commands/s and how far executions and
+/// books agree with the exchange's.
+pub fn summary_table(report: &Report) -> String {
+    let mut out = String::from(
+        "| symbol | messages | commands | commands/s | executions matched | book rows equal | load before→after |\n|---|---|---|---|---|---|---|\n",
+    );
+    let pct = |share: f64| {
+        if share.is_finite() {
+            format!("{:.2}%", share * 100.0)
+        } else {
+            "–".to_string()
+        }
+    };
+    for p in &report.pairs {
+        let (e, b, t) = (&p.checks.executions, &p.checks.book, &p.timing);
+        let c = &t.commands_per_s;
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} of {} ({}) | {} of {} ({}) | {:.2}→{:.2} |",
+            p.symbol,
+            fig(p.messages as f64),
+            fig(t.commands as f64),
+            fmt::spread(c.median, c.min, c.max),
+            fig(e.matched as f64),
+            fig(e.checkable as f64),
+            pct(e.match_share),
+            fig(b.equal as f64),
+            fig(b.compared as f64),
+            pct(b.equal_share),
+            t.load_before,
+            t.load_after,
+        );
+    }
+    out
+}
+
 /// The Markdown summary.
 pub fn markdown(report: &Report) -> String {
     let mut out = String::new();
@@ -326,45 +365,50 @@ pub fn markdown(report: &Report) -> String {
         );
     }
     for pair in &report.pairs {
-        let _ = writeln!(out, "\n## {}\n", pair.symbol);
-        let _ = writeln!(
-            out,
-            "Files: `{}`, `{}`. Load (1-min) {:.2} before the timed runs, {:.2} after.\n",
-            pair.message_file, pair.orderbook_file, pair.timing.load_before, pair.timing.load_after
-        );
-        let e = &pair.checks.executions;
-        let _ = writeln!(
-            out,
-            "Executions: {} aggressors ({} merged from several type-4 rows); {} checkable rows, {} matched, {} mismatched; {} rows of pre-file orders drew on seeds ({} filled as NASDAQ did).\n",
-            group(e.aggressors),
-            group(e.multi_row_aggressors),
-            group(e.checkable),
-            group(e.matched),
-            group(e.mismatched),
-            group(e.seed_rows),
-            group(e.seed_rows_matched)
-        );
-        let mut table = |title: &str, classes: &std::collections::BTreeMap<String, u64>| {
-            if classes.is_empty() {
-                return;
-            }
-            let _ = writeln!(out, "| {title} | rows |\n|---|---|");
-            for (class, count) in classes {
-                let _ = writeln!(out, "| {class} | {} |", group(*count));
-            }
-            let _ = writeln!(out);
-        };
-        table("execution mismatch class", &e.mismatch_classes);
-        let b = &pair.checks.book;
-        table("book difference class", &b.differ_classes);
-        table("rows not converted (reason/type)", &pair.conversion.skipped);
-        table(
-            "type-1 orders that traded on entry in Keel",
-            &pair.checks.new_orders_traded_on_entry,
-        );
-        table("engine refusals", &pair.checks.engine_refusals);
+        pair_section(&mut out, pair);
     }
     out
+}
+
+/// One pair's section: its files, its executions and every class count.
+fn pair_section(out: &mut String, pair: &PairReport) {
+    let _ = writeln!(out, "\n## {}\n", pair.symbol);
+    let _ = writeln!(
+        out,
+        "Files: `{}`, `{}`. Load (1-min) {:.2} before the timed runs, {:.2} after.\n",
+        pair.message_file, pair.orderbook_file, pair.timing.load_before, pair.timing.load_after
+    );
+    let e = &pair.checks.executions;
+    let _ = writeln!(
+        out,
+        "Executions: {} aggressors ({} merged from several type-4 rows); {} checkable rows, {} matched, {} mismatched; {} rows of pre-file orders drew on seeds ({} filled as NASDAQ did).\n",
+        group(e.aggressors),
+        group(e.multi_row_aggressors),
+        group(e.checkable),
+        group(e.matched),
+        group(e.mismatched),
+        group(e.seed_rows),
+        group(e.seed_rows_matched)
+    );
+    let mut table = |title: &str, classes: &std::collections::BTreeMap<String, u64>| {
+        if classes.is_empty() {
+            return;
+        }
+        let _ = writeln!(out, "| {title} | rows |\n|---|---|");
+        for (class, count) in classes {
+            let _ = writeln!(out, "| {class} | {} |", group(*count));
+        }
+        let _ = writeln!(out);
+    };
+    table("execution mismatch class", &e.mismatch_classes);
+    let b = &pair.checks.book;
+    table("book difference class", &b.differ_classes);
+    table("rows not converted (reason/type)", &pair.conversion.skipped);
+    table(
+        "type-1 orders that traded on entry in Keel",
+        &pair.checks.new_orders_traded_on_entry,
+    );
+    table("engine refusals", &pair.checks.engine_refusals);
 }
 
 /// `keel-perf lobster`.

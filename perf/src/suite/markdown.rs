@@ -1,17 +1,28 @@
 //! `BENCHMARKS.md` from the suite's result files and `perf/notes.md`.
 //!
-//! Result files are read as untyped JSON ([`serde_json::Value`]) so the report depends only
-//! on the fields it prints, not on the producing module's types: a missing field prints
-//! "–", a missing or failed step prints "not measured: <reason>".
+//! Each result file is read back into the type its tool wrote it from ([`Results`]), and
+//! each table comes from that result's own renderer, next to the tool's Markdown:
+//! [`engine::summary_tables`], [`PeersReport::summary_table`], [`lobster::summary_table`],
+//! [`report::summary_row`] and [`report::comparison_summary`], [`failover::summary_table`].
+//! This module only lays out the page: headings, the method in words, the commands that
+//! reproduce each figure, and "not measured: <reason>" for a step that failed, was skipped
+//! or whose file cannot be read. The result types take `#[serde(default)]`, so a file
+//! written before a field existed still reads (the field at its default), and a figure
+//! written as `null` (not finite) reads as NaN and prints "–".
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
-use serde_json::Value;
+use keel_benches::peers::report::PeersReport;
+use serde::de::DeserializeOwned;
 
 use super::{settings, Manifest, StepRecord};
-use crate::report::{group, median_min_max};
+use crate::e2e::{Comparison, Report as E2eReport};
+use crate::engine::{self, EngineReport};
+use crate::failover::{self, FailoverReport};
+use crate::lobster;
+use crate::report::{self, group};
 
 /// Each step's main result file, relative to the results folder.
 pub fn result_file(step: &str) -> Option<String> {
@@ -47,8 +58,8 @@ pub struct Inputs {
     pub results_rel: String,
     /// The hand-written notes, verbatim (`None` if the file is missing).
     pub notes: Option<String>,
-    /// Parsed result files of the steps that succeeded, by step name.
-    pub data: BTreeMap<String, Value>,
+    /// The result files of the steps that succeeded, read back.
+    pub results: Results,
     /// The callgrind figures, if that step succeeded.
     pub callgrind: Option<Callgrind>,
     /// Why a step has no figures, by step name.
@@ -67,7 +78,7 @@ impl Inputs {
             manifest: manifest.clone(),
             results_rel: results_rel.display().to_string(),
             notes: std::fs::read_to_string(notes).ok(),
-            data: BTreeMap::new(),
+            results: Results::default(),
             callgrind: None,
             missing: BTreeMap::new(),
         };
@@ -92,18 +103,8 @@ impl Inputs {
                 }
                 continue;
             }
-            match std::fs::read_to_string(&path)
-                .map_err(|e| format!("cannot read {}: {e}", path.display()))
-                .and_then(|text| {
-                    serde_json::from_str::<Value>(&text)
-                        .map_err(|e| format!("cannot parse {}: {e}", path.display()))
-                }) {
-                Ok(value) => {
-                    inputs.data.insert(step.name.clone(), value);
-                }
-                Err(reason) => {
-                    inputs.missing.insert(step.name.clone(), reason);
-                }
+            if let Err(reason) = inputs.results.read(&step.name, &path) {
+                inputs.missing.insert(step.name.clone(), reason);
             }
         }
         Ok(inputs)
@@ -114,8 +115,8 @@ impl Inputs {
     }
 
     /// The step's result, or why there is none.
-    fn get(&self, name: &str) -> Result<&Value, String> {
-        if let Some(value) = self.data.get(name) {
+    fn get<'a, T>(&self, name: &str, result: &'a Option<T>) -> Result<&'a T, String> {
+        if let Some(value) = result {
             return Ok(value);
         }
         Err(self.missing.get(name).cloned().unwrap_or_else(|| {
@@ -126,6 +127,49 @@ impl Inputs {
             }
         }))
     }
+}
+
+/// The result files of the suite's steps, each read into the type its tool wrote it from.
+#[derive(Default)]
+pub struct Results {
+    /// `engine`.
+    pub engine: Option<EngineReport>,
+    /// `e2e-async`.
+    pub e2e_async: Option<E2eReport>,
+    /// `e2e-fsync`.
+    pub e2e_fsync: Option<E2eReport>,
+    /// `cluster`.
+    pub cluster: Option<Comparison>,
+    /// `failover`.
+    pub failover: Option<FailoverReport>,
+    /// `lobster`.
+    pub lobster: Option<lobster::Report>,
+    /// `peers`.
+    pub peers: Option<PeersReport>,
+}
+
+impl Results {
+    /// Reads `path`, the result file of step `name`; `Err(reason)` if it cannot.
+    fn read(&mut self, name: &str, path: &Path) -> Result<(), String> {
+        match name {
+            "engine" => self.engine = Some(parse(path)?),
+            "e2e-async" => self.e2e_async = Some(parse(path)?),
+            "e2e-fsync" => self.e2e_fsync = Some(parse(path)?),
+            "cluster" => self.cluster = Some(parse(path)?),
+            "failover" => self.failover = Some(parse(path)?),
+            "lobster" => self.lobster = Some(parse(path)?),
+            "peers" => self.peers = Some(parse(path)?),
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// A result file read into its type.
+fn parse<T: DeserializeOwned>(path: &Path) -> Result<T, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    serde_json::from_str(&text).map_err(|e| format!("cannot parse {}: {e}", path.display()))
 }
 
 /// Reads the `summary:` (or `totals:`) line of a callgrind profile and the
@@ -157,65 +201,6 @@ fn read_callgrind(profile: &Path, log: &Path) -> Result<Callgrind, String> {
         commands,
         events: field("events").unwrap_or(0),
     })
-}
-
-/// `value[a][b]...` as a number.
-pub fn num(value: &Value, path: &[&str]) -> Option<f64> {
-    let mut v = value;
-    for key in path {
-        v = v.get(key)?;
-    }
-    v.as_f64()
-}
-
-/// `value[a][b]...` as a string.
-fn text<'a>(value: &'a Value, path: &[&str]) -> Option<&'a str> {
-    let mut v = value;
-    for key in path {
-        v = v.get(key)?;
-    }
-    v.as_str()
-}
-
-/// A figure: grouped integer from 100 up, one decimal below.
-fn fig(value: Option<f64>) -> String {
-    match value {
-        Some(v) if v.is_finite() && v.abs() >= 100.0 => group(v.round() as u64),
-        Some(v) if v.is_finite() && v.fract() == 0.0 => format!("{v:.0}"),
-        Some(v) if v.is_finite() => format!("{v:.1}"),
-        _ => "–".to_string(),
-    }
-}
-
-/// `**median** (min–max)` of a `{median, min, max}` object.
-fn spread(value: &Value, path: &[&str]) -> String {
-    let mut v = value;
-    for key in path {
-        match v.get(key) {
-            Some(next) => v = next,
-            None => return "–".to_string(),
-        }
-    }
-    let median = num(v, &["median"]);
-    if median.is_none() {
-        return "–".to_string();
-    }
-    median_min_max(median, num(v, &["min"]), num(v, &["max"]), fig)
-}
-
-/// `**median×** (min–max)` of a `{median, min, max}` object of ratios.
-fn ratio_spread(value: &Value, path: &[&str]) -> String {
-    let at = |key: &str| {
-        let mut full: Vec<&str> = path.to_vec();
-        full.push(key);
-        num(value, &full)
-    };
-    match (at("median"), at("min"), at("max")) {
-        (Some(median), Some(min), Some(max)) => {
-            format!("**{median:.2}×** ({min:.2}–{max:.2})")
-        }
-        _ => "–".to_string(),
-    }
 }
 
 fn not_measured(out: &mut String, reason: &str) {
@@ -381,56 +366,10 @@ fn engine(out: &mut String, inputs: &Inputs, plots: &[(String, String)]) {
         "In process, one thread, no journal or network: each workload is generated from its seed (untimed), its warm-up applied untimed, and the measured commands timed as one block on a fresh engine (commands/s over the whole stream). One more pass times each command with `Instant` into an HDR histogram (or batches of commands when a clock read costs more than half a command; the table says which). Latencies include the clock's own cost (a back-to-back pair, given as \"clock pair\"). Generators: `perf/src/engine/workloads.rs`; the digest identifies the exact stream.\n"
     );
     reproduce(out, inputs, &["engine"]);
-    let value = match inputs.get("engine") {
-        Ok(v) => v,
+    match inputs.get("engine", &inputs.results.engine) {
+        Ok(report) => out.push_str(&engine::summary_tables(report)),
         Err(reason) => return not_measured(out, &reason),
-    };
-    let _ = writeln!(
-        out,
-        "| workload | commands/s | p50 | p99 | p99.9 | p99.99 | max | timing | resting orders (mean) | trades/command | load before→after |"
-    );
-    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|");
-    let empty = Vec::new();
-    let workloads = value
-        .get("workloads")
-        .and_then(Value::as_array)
-        .unwrap_or(&empty);
-    for w in workloads {
-        let ns = |key: &str| format!("{} ns", fig(num(w, &["latency", key])));
-        let batch = num(w, &["latency", "batch"]).unwrap_or(1.0);
-        let _ = writeln!(
-            out,
-            "| {} | {} | {} | {} | {} | {} | {} | {} (clock pair {} ns) | {} | {:.3} | {:.2}→{:.2} |",
-            text(w, &["name"]).unwrap_or("?"),
-            spread(w, &["commands_per_s"]),
-            ns("p50_ns"),
-            ns("p99_ns"),
-            ns("p99_9_ns"),
-            ns("p99_99_ns"),
-            ns("max_ns"),
-            if batch <= 1.0 {
-                "each command".to_string()
-            } else {
-                format!("batches of {batch:.0}")
-            },
-            fig(num(w, &["latency", "clock_pair_p50_ns"])),
-            fig(num(w, &["mix", "resting_orders_mean"])),
-            num(w, &["mix", "trades_per_command"]).unwrap_or(f64::NAN),
-            num(w, &["load_before"]).unwrap_or(f64::NAN),
-            num(w, &["load_after"]).unwrap_or(f64::NAN),
-        );
     }
-    let _ = writeln!(out, "\n| workload | what it is | digest |\n|---|---|---|");
-    for w in workloads {
-        let _ = writeln!(
-            out,
-            "| {} | {} | `{}` |",
-            text(w, &["name"]).unwrap_or("?"),
-            text(w, &["description"]).unwrap_or(""),
-            text(w, &["digest"]).unwrap_or("")
-        );
-    }
-    let _ = writeln!(out);
     plot_link(out, plots, "engine-");
 }
 
@@ -445,31 +384,12 @@ fn peers(out: &mut String, inputs: &Inputs, plots: &[(String, String)]) {
         inputs.results_rel
     );
     reproduce(out, inputs, &["peers"]);
-    let value = match inputs.get("peers") {
-        Ok(v) => v,
+    match inputs.get("peers", &inputs.results.peers) {
+        Ok(report) => {
+            let _ = writeln!(out, "{}", report.summary_table());
+        }
         Err(reason) => return not_measured(out, &reason),
-    };
-    let _ = writeln!(
-        out,
-        "| engine | crate | commands/s | Keel ÷ this (per-run ratios) | trades |\n|---|---|---|---|---|"
-    );
-    let empty = Vec::new();
-    for e in value
-        .get("engines")
-        .and_then(Value::as_array)
-        .unwrap_or(&empty)
-    {
-        let _ = writeln!(
-            out,
-            "| {} | {} | {} | {} | {} |",
-            text(e, &["name"]).unwrap_or("?"),
-            text(e, &["crate"]).unwrap_or(""),
-            spread(e, &["commands_per_s"]),
-            ratio_spread(e, &["keel_over_peer"]),
-            fig(num(e, &["tally", "trades"]))
-        );
     }
-    let _ = writeln!(out);
     plot_link(out, plots, "peers");
 }
 
@@ -481,75 +401,15 @@ fn lobster(out: &mut String, inputs: &Inputs) {
         inputs.results_rel
     );
     reproduce(out, inputs, &["lobster"]);
-    let value = match inputs.get("lobster") {
-        Ok(v) => v,
+    match inputs.get("lobster", &inputs.results.lobster) {
+        Ok(report) => out.push_str(&lobster::summary_table(report)),
         Err(reason) => return not_measured(out, &reason),
-    };
-    let _ = writeln!(
-        out,
-        "| symbol | messages | commands | commands/s | executions matched | book rows equal | load before→after |\n|---|---|---|---|---|---|---|"
-    );
-    let empty = Vec::new();
-    for p in value
-        .get("pairs")
-        .and_then(Value::as_array)
-        .unwrap_or(&empty)
-    {
-        let pct = |path: &[&str]| {
-            num(p, path).map_or("–".to_string(), |v| format!("{:.2}%", v * 100.0))
-        };
-        let _ = writeln!(
-            out,
-            "| {} | {} | {} | {} | {} of {} ({}) | {} of {} ({}) | {:.2}→{:.2} |",
-            text(p, &["symbol"]).unwrap_or("?"),
-            fig(num(p, &["messages"])),
-            fig(num(p, &["timing", "commands"])),
-            spread(p, &["timing", "commands_per_s"]),
-            fig(num(p, &["checks", "executions", "matched"])),
-            fig(num(p, &["checks", "executions", "checkable"])),
-            pct(&["checks", "executions", "match_share"]),
-            fig(num(p, &["checks", "book", "equal"])),
-            fig(num(p, &["checks", "book", "compared"])),
-            pct(&["checks", "book", "equal_share"]),
-            num(p, &["timing", "load_before"]).unwrap_or(f64::NAN),
-            num(p, &["timing", "load_after"]).unwrap_or(f64::NAN),
-        );
     }
     let _ = writeln!(
         out,
         "\nA short file's commands/s is dominated by timer and cache effects; the disagreements are explained in the notes below and in `perf/LOBSTER.md`.\n"
     );
 }
-
-/// One row of an end-to-end table from a report's `summary`.
-fn e2e_row(out: &mut String, label: &str, report: &Value) {
-    let s = |key: &str| spread(report, &["summary", key]);
-    let runs = report
-        .get("runs")
-        .and_then(Value::as_array)
-        .map_or(0, Vec::len);
-    let cut = num(report, &["summary", "runs_cut_off", "median"]).unwrap_or(0.0);
-    let _ = writeln!(
-        out,
-        "| {label} | {}{} | {} | {} | {} | {} | {} | {} | {} | {} |",
-        runs,
-        if cut > 0.0 {
-            format!(" ({cut:.0} cut off)")
-        } else {
-            String::new()
-        },
-        s("achieved_rate"),
-        s("accepted_p50_us"),
-        s("accepted_p99_us"),
-        s("accepted_p99_9_us"),
-        s("accepted_max_us"),
-        s("executed_p99_us"),
-        s("load_before"),
-        s("other_cores"),
-    );
-}
-
-const E2E_HEADER: &str = "| node | runs | sent/s | order → Accepted p50 (µs) | p99 | p99.9 | max | IOC → Executed p99 | load before | other CPU (cores) |\n|---|---|---|---|---|---|---|---|---|---|";
 
 fn e2e(out: &mut String, inputs: &Inputs, plots: &[(String, String)]) {
     let _ = writeln!(out, "## Order entry end to end: one node\n");
@@ -558,11 +418,14 @@ fn e2e(out: &mut String, inputs: &Inputs, plots: &[(String, String)]) {
         "`keel-perf e2e` starts a fresh `keel serve` per run (8 SoupBinTCP/OUCH sessions on loopback, one open-loop generator thread, 10% crossing IOC orders, the rest resting orders and cancels) and measures from each message's *intended* send time (coordinated-omission corrected). The method, the sustain criteria and the order flow are described in the notes below (\"Order entry end to end\") and in `perf/src/e2e.rs`.\n"
     );
     reproduce(out, inputs, &["e2e-async", "e2e-fsync"]);
-    let _ = writeln!(out, "{E2E_HEADER}");
+    let _ = writeln!(out, "{}", report::SUMMARY_HEADER);
     let mut missing = Vec::new();
-    for (step, label) in [("e2e-async", "`async`"), ("e2e-fsync", "`fsync`")] {
-        match inputs.get(step) {
-            Ok(report) => e2e_row(out, label, report),
+    for (step, label, result) in [
+        ("e2e-async", "`async`", &inputs.results.e2e_async),
+        ("e2e-fsync", "`fsync`", &inputs.results.e2e_fsync),
+    ] {
+        match inputs.get(step, result) {
+            Ok(result) => out.push_str(&report::summary_row(label, result)),
             Err(reason) => missing.push(format!("{label}: {reason}")),
         }
     }
@@ -583,44 +446,10 @@ fn cluster(out: &mut String, inputs: &Inputs) {
         "The same load against the leader of a fresh 3-node cluster on loopback (every response released once a majority holds its input), interleaved with single-node runs of the same configuration so drift in the machine's load hits both alike.\n"
     );
     reproduce(out, inputs, &["cluster"]);
-    let value = match inputs.get("cluster") {
-        Ok(v) => v,
-        Err(reason) => return not_measured(out, &reason),
-    };
-    let _ = writeln!(out, "{E2E_HEADER}");
-    if let Some(single) = value.get("single") {
-        e2e_row(out, "single node", single);
+    match inputs.get("cluster", &inputs.results.cluster) {
+        Ok(comparison) => out.push_str(&report::comparison_summary(comparison)),
+        Err(reason) => not_measured(out, &reason),
     }
-    if let Some(cluster) = value.get("cluster") {
-        e2e_row(out, "3-node cluster (leader)", cluster);
-    }
-    let ratio =
-        |key: &str| num(value, &["ratios", key]).map_or("–".to_string(), |r| format!("{r:.2}×"));
-    let pairs = value
-        .get("pair_p99_ratios")
-        .and_then(Value::as_array)
-        .map(|list| {
-            list.iter()
-                .map(|r| r.as_f64().map_or("–".to_string(), |r| format!("{r:.2}×")))
-                .collect::<Vec<_>>()
-                .join(", ")
-        })
-        .unwrap_or_default();
-    let met = value.get("aim_met").and_then(Value::as_bool);
-    let _ = writeln!(
-        out,
-        "\nCluster ÷ single (medians): p50 {}, **p99 {}**, p99.9 {}; p99 ratio per back-to-back pair: {}. Aim: p99 ratio ≤ {}× — **{}**.\n",
-        ratio("accepted_p50_us"),
-        ratio("accepted_p99_us"),
-        ratio("accepted_p99_9_us"),
-        pairs,
-        fig(num(value, &["aim_p99_ratio"])),
-        match met {
-            Some(true) => "met",
-            Some(false) => "not met",
-            None => "–",
-        }
-    );
 }
 
 fn failover(out: &mut String, inputs: &Inputs) {
@@ -630,74 +459,80 @@ fn failover(out: &mut String, inputs: &Inputs) {
         "A client sends steadily paced orders to the leader of a 3-node cluster; at a random moment the leader gets SIGKILL. Failover time = from the kill to the first Order Accepted for an order sent after the kill (necessarily by the new leader). After each trial the killed node is restarted and must catch up (equal journal roots), and every order the client saw acknowledged must be in the replayed stream exactly once. Method: `perf/src/failover.rs`.\n"
     );
     reproduce(out, inputs, &["failover"]);
-    let value = match inputs.get("failover") {
-        Ok(v) => v,
-        Err(reason) => return not_measured(out, &reason),
-    };
-    let s = |key: &str| num(value, &["summary", key]);
-    let ms = |key: &str| fig(s(key));
-    let _ = writeln!(out, "| | |\n|---|---|");
-    let _ = writeln!(
-        out,
-        "| trials (measured / failed) | {} ({} / {}) |",
-        fig(s("trials")),
-        fig(s("measured")),
-        fig(s("failed"))
-    );
-    let _ = writeln!(
-        out,
-        "| **failover time, ms: median (min–max) over the trials** | **{}** ({}–{}) |",
-        ms("failover_p50_ms"),
-        ms("failover_min_ms"),
-        ms("failover_max_ms")
-    );
-    let _ = writeln!(
-        out,
-        "| of which, medians (ms after the kill): client sees the disconnect / new leader elected / its order entry open / client logged in again | {} / {} / {} / {} |",
-        ms("disconnected_p50_ms"),
-        ms("elected_p50_ms"),
-        ms("open_p50_ms"),
-        ms("reconnected_p50_ms")
-    );
-    let _ = writeln!(
-        out,
-        "| restarted node caught up (median ms) | {} |",
-        ms("converge_p50_ms")
-    );
-    let lost = value
-        .get("summary")
-        .and_then(|s| s.get("nothing_lost"))
-        .and_then(Value::as_bool);
-    let _ = writeln!(
-        out,
-        "| orders acknowledged; lost or duplicated | {}; {} ({}) |",
-        fig(s("acknowledged")),
-        fig(s("lost_or_duplicated")),
-        match lost {
-            Some(true) => "nothing lost",
-            Some(false) => "**LOSS**",
-            None => "–",
-        }
-    );
-    let aim = |met: &str, limit: &str| {
-        let flag = value
-            .get("summary")
-            .and_then(|s| s.get(met))
-            .and_then(Value::as_bool);
-        format!(
-            "≤ {} ms: {}",
-            fig(num(value, &["args", limit])),
-            match flag {
-                Some(true) => "met",
-                Some(false) => "not met",
-                None => "–",
+    match inputs.get("failover", &inputs.results.failover) {
+        Ok(report) => out.push_str(&failover::summary_table(report)),
+        Err(reason) => not_measured(out, &reason),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The summaries committed in `perf/results/suite/` read back into their types, so
+    /// `keel-perf report --render-only` can rewrite `BENCHMARKS.md` from them.
+    #[test]
+    fn the_committed_suite_results_read_back() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("results/suite");
+        let mut results = Results::default();
+        for step in super::super::STEP_NAMES {
+            if step == "callgrind" {
+                continue;
             }
-        )
-    };
-    let _ = writeln!(
-        out,
-        "| aims | median {}; largest {} |\n",
-        aim("p50_aim_met", "aim_p50_ms"),
-        aim("max_aim_met", "aim_max_ms")
-    );
+            let file = result_file(step).unwrap();
+            results.read(step, &dir.join(file)).unwrap();
+        }
+        assert!(results.engine.is_some_and(|r| !r.workloads.is_empty()));
+        assert!(results.e2e_async.is_some_and(|r| !r.runs.is_empty()));
+        assert!(results.e2e_fsync.is_some());
+        assert!(results.cluster.is_some());
+        assert!(results.failover.is_some());
+        assert!(results.lobster.is_some_and(|r| r.pairs.len() == 2));
+        assert!(results.peers.is_some_and(|r| !r.engines.is_empty()));
+    }
+
+    #[test]
+    fn null_reads_back_as_nan() {
+        let spread: crate::report::Spread =
+            serde_json::from_str(r#"{"median": null, "min": 1.0, "max": 2.0}"#).unwrap();
+        assert!(spread.median.is_nan());
+        assert_eq!(spread.max, 2.0);
+    }
+}
+
+#[cfg(test)]
+mod rendering {
+    use super::*;
+
+    fn committed(file: &str) -> String {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("results/suite")
+            .join(file);
+        std::fs::read_to_string(&path).unwrap()
+    }
+
+    fn read<T: DeserializeOwned>(file: &str) -> T {
+        serde_json::from_str(&committed(file)).unwrap()
+    }
+
+    /// Each tool's Markdown, rendered again from its committed JSON, is the Markdown it
+    /// wrote beside it: the result types read back everything their renderers print.
+    #[test]
+    fn the_committed_markdown_is_what_the_typed_results_render() {
+        let engine: EngineReport = read("engine.json");
+        assert_eq!(engine::markdown(&engine), committed("engine.md"));
+        let failover: FailoverReport = read("failover.json");
+        assert_eq!(failover::markdown(&failover), committed("failover.md"));
+        let pairs: lobster::Report = read("lobster.json");
+        assert_eq!(lobster::markdown(&pairs), committed("lobster.md"));
+        let e2e: E2eReport = read("e2e-async-20000.json");
+        assert_eq!(report::markdown(&e2e), committed("e2e-async-20000.md"));
+        let e2e: E2eReport = read("e2e-fsync-20000.json");
+        assert_eq!(report::markdown(&e2e), committed("e2e-fsync-20000.md"));
+        let comparison: Comparison = read("e2e-cluster3-vs-single.json");
+        assert_eq!(
+            report::comparison_markdown(&comparison),
+            committed("e2e-cluster3-vs-single.md")
+        );
+    }
 }

@@ -203,6 +203,33 @@ fn shell_quote(arg: &str) -> String {
     }
 }
 
+/// `list` as owned strings.
+fn strings(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+/// `e2e` with the suite's rate, window, runs and results folder after `lead`.
+fn e2e_args(results: &str, lead: &[&str], label: &str) -> Vec<String> {
+    use settings::*;
+    let mut args = strings(&["e2e"]);
+    args.extend(strings(lead));
+    args.extend(strings(&[
+        "--rate",
+        &E2E_RATE.to_string(),
+        "--duration",
+        &E2E_DURATION_S.to_string(),
+        "--warmup",
+        &E2E_WARMUP_S.to_string(),
+        "--runs",
+        &E2E_RUNS.to_string(),
+        "--results",
+        results,
+        "--label",
+        label,
+    ]));
+    args
+}
+
 /// The steps of the suite, in order, with results in `results` (workspace-relative).
 fn plan(results: &str, bin_dir: &Path) -> Vec<Planned> {
     use settings::*;
@@ -212,27 +239,7 @@ fn plan(results: &str, bin_dir: &Path) -> Vec<Planned> {
         path: Some(bin_dir.join("keel-perf")),
         args,
     };
-    let strings = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-    // `e2e` with the suite's rate, window, runs and results directory after `lead`.
-    let e2e = |lead: &[&str], label: &str| {
-        let mut args = strings(&["e2e"]);
-        args.extend(strings(lead));
-        args.extend(strings(&[
-            "--rate",
-            &E2E_RATE.to_string(),
-            "--duration",
-            &E2E_DURATION_S.to_string(),
-            "--warmup",
-            &E2E_WARMUP_S.to_string(),
-            "--runs",
-            &E2E_RUNS.to_string(),
-            "--results",
-            results,
-            "--label",
-            label,
-        ]));
-        args
-    };
+    let e2e = |lead: &[&str], label: &str| e2e_args(results, lead, label);
     vec![
         perf(
             "engine",
@@ -424,40 +431,13 @@ fn measure(
     let bar = progress(steps.len() as u64);
     for step in &steps {
         bar.set_message(step.name);
-        let log_rel = format!("{}/logs/{}.log", results_arg, step.name);
-        let command = step.command_line();
-        let step_started = Instant::now();
-        let outcome = if args.skip.iter().any(|s| s == step.name) {
-            Err("skipped (--skip)".to_string())
-        } else {
-            run_step(
-                step,
-                root,
-                &bin_dir,
-                &root.join(&log_rel),
-                args.step_timeout_s,
-            )
-        };
-        let duration_s = step_started.elapsed().as_secs_f64();
-        let record = StepRecord {
-            name: step.name.to_string(),
-            command,
-            status: if outcome.is_ok() {
-                "ok"
-            } else {
-                "not measured"
-            }
-            .to_string(),
-            reason: outcome.err(),
-            duration_s,
-            log: log_rel,
-        };
+        let record = run_planned(step, args, root, &bin_dir, &results_arg);
         bar.suspend(|| {
             eprintln!(
                 "keel-perf report: {} {} in {:.0} s{}",
                 record.name,
                 record.status,
-                duration_s,
+                record.duration_s,
                 record
                     .reason
                     .as_ref()
@@ -480,6 +460,43 @@ fn measure(
     })
 }
 
+/// Runs one step (unless `--skip` names it), its output into its log; what happened.
+fn run_planned(
+    step: &Planned,
+    args: &ReportArgs,
+    root: &Path,
+    bin_dir: &Path,
+    results_arg: &str,
+) -> StepRecord {
+    let log_rel = format!("{}/logs/{}.log", results_arg, step.name);
+    let command = step.command_line();
+    let step_started = Instant::now();
+    let outcome = if args.skip.iter().any(|s| s == step.name) {
+        Err("skipped (--skip)".to_string())
+    } else {
+        run_step(
+            step,
+            root,
+            bin_dir,
+            &root.join(&log_rel),
+            args.step_timeout_s,
+        )
+    };
+    StepRecord {
+        name: step.name.to_string(),
+        command,
+        status: if outcome.is_ok() {
+            "ok"
+        } else {
+            "not measured"
+        }
+        .to_string(),
+        reason: outcome.err(),
+        duration_s: step_started.elapsed().as_secs_f64(),
+        log: log_rel,
+    }
+}
+
 fn progress(len: u64) -> ProgressBar {
     report::progress_bar(
         len,
@@ -497,6 +514,31 @@ fn run_step(
     log: &Path,
     timeout_s: u64,
 ) -> Result<(), String> {
+    let (program, args) = resolve(step, bin_dir)?;
+    let file = File::create(log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
+    let err_file = file
+        .try_clone()
+        .map_err(|e| format!("cannot open {}: {e}", log.display()))?;
+    let mut child = match Command::new(&program)
+        .args(&args)
+        .current_dir(root)
+        .stdin(Stdio::null())
+        .stdout(file)
+        .stderr(err_file)
+        // Its own process group, so a timed-out step can be stopped with everything it
+        // started (e.g. `keel serve` nodes) and nothing else.
+        .process_group(0)
+        .spawn()
+    {
+        Ok(child) => child,
+        Err(e) => return Err(format!("cannot start {}: {e}", program.display())),
+    };
+    wait_for(&mut child, log, timeout_s)
+}
+
+/// The program to start and its arguments, sibling binaries named by their usual place
+/// pointed at the real ones; `Err(reason)` if one is not built.
+fn resolve(step: &Planned, bin_dir: &Path) -> Result<(PathBuf, Vec<String>), String> {
     let program = match &step.path {
         Some(path) if !path.is_file() => {
             return Err(format!(
@@ -527,24 +569,11 @@ fn run_step(
             ));
         }
     }
-    let file = File::create(log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
-    let err_file = file
-        .try_clone()
-        .map_err(|e| format!("cannot open {}: {e}", log.display()))?;
-    let mut child = match Command::new(&program)
-        .args(&args)
-        .current_dir(root)
-        .stdin(Stdio::null())
-        .stdout(file)
-        .stderr(err_file)
-        // Its own process group, so a timed-out step can be stopped with everything it
-        // started (e.g. `keel serve` nodes) and nothing else.
-        .process_group(0)
-        .spawn()
-    {
-        Ok(child) => child,
-        Err(e) => return Err(format!("cannot start {}: {e}", program.display())),
-    };
+    Ok((program, args))
+}
+
+/// Waits for the step to end; stops its process group after `timeout_s`.
+fn wait_for(child: &mut std::process::Child, log: &Path, timeout_s: u64) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(timeout_s);
     loop {
         match child.try_wait() {
@@ -556,7 +585,7 @@ fn run_step(
                 ))
             }
             Ok(None) if Instant::now() >= deadline => {
-                stop_group(&mut child);
+                stop_group(child);
                 return Err(format!(
                     "still running after {timeout_s} s (--step-timeout-s); stopped"
                 ));
