@@ -49,6 +49,7 @@
 
 use std::fmt;
 
+pub mod framing;
 pub mod mapping;
 pub mod ouch;
 pub mod soupbin;

@@ -74,7 +74,7 @@
 
 use std::fmt;
 
-use super::soupbin::{self, packet_type};
+use super::framing::{self, packet_type};
 use super::{Alpha, Firm, OrderToken, ProtocolError, Reader, Sink, SliceSink, Stock};
 
 /// Message type bytes.
@@ -114,7 +114,8 @@ pub mod message_type {
 }
 
 /// The longest inbound message (Enter Order).
-pub const MAX_INBOUND_LEN: usize = EnterOrder::LEN;
+pub use super::framing::MAX_INBOUND_LEN;
+const _: () = assert!(MAX_INBOUND_LEN == EnterOrder::LEN);
 /// The longest outbound message (Order Replaced).
 pub const MAX_OUTBOUND_LEN: usize = OrderReplaced::LEN;
 
@@ -1335,7 +1336,7 @@ impl InboundMessage {
     /// Appends the message framed as one SoupBinTCP Unsequenced Data packet.
     pub fn encode_unsequenced(&self, out: &mut Vec<u8>) {
         // Every inbound message is at most 49 bytes, far below the packet payload limit.
-        let _ = soupbin::put_header(out, packet_type::UNSEQUENCED_DATA, self.encoded_len());
+        let _ = framing::put_header(out, packet_type::UNSEQUENCED_DATA, self.encoded_len());
         self.write(out);
     }
 }
@@ -1451,15 +1452,15 @@ impl OutboundMessage {
     /// Appends the message framed as one SoupBinTCP Sequenced Data packet.
     pub fn encode_sequenced(&self, out: &mut Vec<u8>) {
         // Every outbound message is at most 80 bytes, far below the packet payload limit.
-        let _ = soupbin::put_header(out, packet_type::SEQUENCED_DATA, self.encoded_len());
+        let _ = framing::put_header(out, packet_type::SEQUENCED_DATA, self.encoded_len());
         self.write(out);
     }
 
     /// Writes the message framed as one Sequenced Data packet at the start of `out`,
-    /// returning the bytes written ([`soupbin::HEADER_LEN`] + [`Self::encoded_len`]).
+    /// returning the bytes written ([`framing::HEADER_LEN`] + [`Self::encoded_len`]).
     pub fn encode_sequenced_into(&self, out: &mut [u8]) -> Result<usize, ProtocolError> {
-        let mut sink = SliceSink::new(out, soupbin::HEADER_LEN + self.encoded_len())?;
-        soupbin::put_header(&mut sink, packet_type::SEQUENCED_DATA, self.encoded_len())?;
+        let mut sink = SliceSink::new(out, framing::HEADER_LEN + self.encoded_len())?;
+        framing::put_header(&mut sink, packet_type::SEQUENCED_DATA, self.encoded_len())?;
         self.write(&mut sink);
         Ok(sink.written())
     }

@@ -47,13 +47,10 @@
 
 use std::fmt;
 
+use super::framing::put_header;
 use super::{Alpha, ProtocolError, Reader, Sink, SliceSink, Username};
 
-/// Bytes before the payload: length (2) and packet type (1).
-pub const HEADER_LEN: usize = 3;
-
-/// The largest payload a packet can carry: the length field is 16 bits and counts the type.
-pub const MAX_PAYLOAD_LEN: usize = u16::MAX as usize - 1;
+pub use super::framing::{packet_type, HEADER_LEN, MAX_PAYLOAD_LEN};
 
 /// Packet length (type byte included) of a Login Request.
 pub const LOGIN_REQUEST_LEN: usize = 47;
@@ -62,34 +59,10 @@ pub const LOGIN_ACCEPTED_LEN: usize = 31;
 /// Packet length (type byte included) of a Login Rejected.
 pub const LOGIN_REJECTED_LEN: usize = 2;
 
-/// Packet type bytes.
-pub mod packet_type {
-    /// Debug, either direction.
-    pub const DEBUG: u8 = b'+';
-    /// Login Accepted (server).
-    pub const LOGIN_ACCEPTED: u8 = b'A';
-    /// Login Rejected (server).
-    pub const LOGIN_REJECTED: u8 = b'J';
-    /// Sequenced Data (server).
-    pub const SEQUENCED_DATA: u8 = b'S';
-    /// Server Heartbeat (server).
-    pub const SERVER_HEARTBEAT: u8 = b'H';
-    /// End of Session (server).
-    pub const END_OF_SESSION: u8 = b'Z';
-    /// Login Request (client).
-    pub const LOGIN_REQUEST: u8 = b'L';
-    /// Unsequenced Data (client).
-    pub const UNSEQUENCED_DATA: u8 = b'U';
-    /// Client Heartbeat (client).
-    pub const CLIENT_HEARTBEAT: u8 = b'R';
-    /// Logout Request (client).
-    pub const LOGOUT_REQUEST: u8 = b'O';
-}
-
 /// Default limit on a client packet's length (type byte included): room for the largest
 /// OUCH inbound message (Enter Order, 49 bytes) in an Unsequenced Data packet. Also bounds
 /// client Debug text to 49 bytes.
-pub const DEFAULT_MAX_CLIENT_PACKET_LEN: u16 = 1 + super::ouch::MAX_INBOUND_LEN as u16;
+pub const DEFAULT_MAX_CLIENT_PACKET_LEN: u16 = 1 + super::framing::MAX_INBOUND_LEN as u16;
 
 /// Default limit on a server packet's length when a client decodes: generous enough for
 /// a server's Debug text; every other server packet is at most 81 bytes.
@@ -498,24 +471,6 @@ pub fn decode_client(buf: &[u8]) -> Result<Option<(ClientPacket<'_>, usize)>, Pr
 /// ([`DEFAULT_MAX_SERVER_PACKET_LEN`]). See [`FrameDecoder::decode_server`].
 pub fn decode_server(buf: &[u8]) -> Result<Option<(ServerPacket<'_>, usize)>, ProtocolError> {
     FrameDecoder::new(DEFAULT_MAX_SERVER_PACKET_LEN).decode_server(buf)
-}
-
-/// Writes a packet header for a payload of `payload_len` bytes.
-pub(crate) fn put_header<S: Sink>(
-    out: &mut S,
-    packet_type: u8,
-    payload_len: usize,
-) -> Result<(), ProtocolError> {
-    let len = u16::try_from(payload_len + 1)
-        .ok()
-        .filter(|_| payload_len <= MAX_PAYLOAD_LEN)
-        .ok_or(ProtocolError::PayloadTooLong {
-            len: payload_len,
-            max: MAX_PAYLOAD_LEN,
-        })?;
-    out.put_u16(len);
-    out.put_u8(packet_type);
-    Ok(())
 }
 
 /// Appends one packet of type `packet_type` carrying `payload`. Fails only if the payload
