@@ -8,7 +8,7 @@ pub mod client;
 pub mod config;
 mod error;
 pub mod node;
-pub mod protocol;
 pub mod replay;
 
 pub use error::Error;
+pub use keel_protocol as protocol;

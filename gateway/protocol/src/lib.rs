@@ -47,6 +47,8 @@
 //! - SoupBinTCP *numeric* fields are ASCII digits right-justified and padded on the left
 //!   with spaces; see [`soupbin`].
 
+#![deny(missing_docs)]
+
 use std::fmt;
 
 pub mod framing;

@@ -9,11 +9,11 @@
 //! Case count: 256 per property by default (the CI run). A long local run:
 //!
 //! ```text
-//! KEEL_FUZZ_CASES=1000000 cargo test --release -p keel-gateway --test protocol_fuzz
+//! KEEL_FUZZ_CASES=1000000 cargo test --release -p keel-protocol --test protocol_fuzz
 //! ```
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use keel_gateway::protocol::ouch::{
+use keel_protocol::ouch::{
     AiqCanceled, BboWeightIndicator, BrokenTrade, BrokenTradeReason, BuySellIndicator, CancelOrder,
     CancelPending, CancelReason, CancelReject, Capacity, CrossType, CustomerType, DisplayType,
     EnterOrder, EventCode, InboundMessage, IntermarketSweepEligibility, LiquidityFlag, ModifyOrder,
@@ -21,11 +21,11 @@ use keel_gateway::protocol::ouch::{
     OrderReplaced, OrderState, OutboundMessage, Price, RejectReason, ReplaceOrder, SystemEvent,
     TimeInForce,
 };
-use keel_gateway::protocol::soupbin::{
+use keel_protocol::soupbin::{
     ClientPacket, FrameDecoder, LoginAccepted, LoginRejectReason, LoginRequest, Password,
     ServerPacket, SessionId,
 };
-use keel_gateway::protocol::{ouch, Alpha, Firm, OrderToken, ProtocolError, Stock, Username};
+use keel_protocol::{ouch, Alpha, Firm, OrderToken, ProtocolError, Stock, Username};
 use proptest::prelude::*;
 use proptest::sample::select;
 
@@ -803,5 +803,5 @@ proptest! {
 }
 
 fn soupbin_default_server() -> u16 {
-    keel_gateway::protocol::soupbin::DEFAULT_MAX_SERVER_PACKET_LEN
+    keel_protocol::soupbin::DEFAULT_MAX_SERVER_PACKET_LEN
 }

@@ -230,8 +230,8 @@ pub fn liquidity_flag(is_taker: bool) -> LiquidityFlag {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::ouch::{Capacity, CustomerType, IntermarketSweepEligibility};
-    use crate::protocol::{Firm, OrderToken, Stock};
+    use crate::ouch::{Capacity, CustomerType, IntermarketSweepEligibility};
+    use crate::{Firm, OrderToken, Stock};
 
     fn enter(price: Price, tif: TimeInForce, display: DisplayType, min: u32) -> EnterOrder {
         EnterOrder {

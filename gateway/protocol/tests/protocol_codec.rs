@@ -3,7 +3,7 @@
 //! the decoders' refusals.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use keel_gateway::protocol::ouch::{
+use keel_protocol::ouch::{
     self, AiqCanceled, BboWeightIndicator, BrokenTrade, BrokenTradeReason, BuySellIndicator,
     CancelOrder, CancelPending, CancelReason, CancelReject, Capacity, CrossType, CustomerType,
     DisplayType, EnterOrder, EventCode, InboundMessage, IntermarketSweepEligibility, LiquidityFlag,
@@ -11,11 +11,11 @@ use keel_gateway::protocol::ouch::{
     OrderRejected, OrderReplaced, OrderState, OutboundMessage, Price, RejectReason, ReplaceOrder,
     SystemEvent, TimeInForce,
 };
-use keel_gateway::protocol::soupbin::{
+use keel_protocol::soupbin::{
     self, ClientPacket, FrameDecoder, LoginAccepted, LoginRejectReason, LoginRequest, Password,
     ServerPacket, SessionId,
 };
-use keel_gateway::protocol::{Firm, OrderToken, ProtocolError, Stock, Username};
+use keel_protocol::{Firm, OrderToken, ProtocolError, Stock, Username};
 
 fn cat(parts: &[&[u8]]) -> Vec<u8> {
     parts.concat()

@@ -26,7 +26,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use keel_gateway::protocol::ouch::{
+use keel_protocol::ouch::{
     AiqCanceled, BboWeightIndicator, BrokenTrade, BrokenTradeReason, BuySellIndicator, CancelOrder,
     CancelPending, CancelReason, CancelReject, Capacity, CrossType, CustomerType, DisplayType,
     EnterOrder, EventCode, InboundMessage, IntermarketSweepEligibility, LiquidityFlag, ModifyOrder,
@@ -34,10 +34,10 @@ use keel_gateway::protocol::ouch::{
     OrderReplaced, OrderState, OutboundMessage, Price, RejectReason, ReplaceOrder, SystemEvent,
     TimeInForce,
 };
-use keel_gateway::protocol::soupbin::{
+use keel_protocol::soupbin::{
     ClientPacket, LoginAccepted, LoginRejectReason, LoginRequest, Password, ServerPacket, SessionId,
 };
-use keel_gateway::protocol::{Firm, OrderToken, Stock, Username};
+use keel_protocol::{Firm, OrderToken, Stock, Username};
 use serde_json::Value;
 
 const SERVER_PORT: u16 = 9000;
@@ -1118,7 +1118,7 @@ fn tshark_flags_what_it_should() {
         eprintln!("SKIPPED protocol_tshark: `tshark` is not installed");
         return;
     }
-    use keel_gateway::protocol::soupbin;
+    use keel_protocol::soupbin;
 
     // A right-justified sequence number padded on the wrong side.
     let mut login = Vec::new();
@@ -1179,7 +1179,7 @@ fn tshark_flags_what_it_should() {
 /// refuses are printed, and must stay exactly the message types this codec leaves out.
 #[test]
 fn code_tables_agree_with_wireshark() {
-    use keel_gateway::protocol::ouch::message_type;
+    use keel_protocol::ouch::message_type;
     if tshark_version().is_none() {
         eprintln!("SKIPPED protocol_tshark: `tshark` is not installed");
         return;
