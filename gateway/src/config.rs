@@ -14,12 +14,9 @@ use serde::Deserialize;
 use crate::Error;
 
 /// The configuration `keel serve` uses without `--config`: loopback only, data in
-/// `./keel-data`, two demo instruments and two demo users (passwords in [`DEMO_USERS`]).
+/// `./keel-data`, two demo instruments and two demo users (their passwords are
+/// `keel_client::DEMO_USERS`).
 pub const DEFAULT_CONFIG: &str = include_str!("default_config.toml");
-
-/// The demo users of [`DEFAULT_CONFIG`] and their passwords, printed at start so a newcomer
-/// can log in. Never use the default configuration for anything but a demo.
-pub const DEMO_USERS: &[(&str, &str)] = &[("alice", "alicepass"), ("bob", "bobpass")];
 
 /// The whole node configuration.
 #[derive(Clone, Debug, Deserialize)]
@@ -400,6 +397,7 @@ pub fn verify_password(password: &str, hash: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use keel_client::DEMO_USERS;
 
     #[test]
     fn embedded_default_parses_and_demo_passwords_match() {

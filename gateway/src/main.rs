@@ -7,8 +7,9 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand, ValueEnum};
+use keel_client::DEMO_USERS;
 use keel_engine::{Engine, EngineConfig};
-use keel_gateway::config::{Config, DurabilityConfig, DEMO_USERS};
+use keel_gateway::config::{Config, DurabilityConfig};
 use keel_gateway::node;
 use keel_gateway::replay::{self, CommandLog};
 use keel_journal::envelope::engine_command;

@@ -9,12 +9,12 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{SendTimeoutError, Sender};
 
 use super::{ClientError, ClientEvent, ClientOptions};
-use crate::protocol::ouch::OutboundMessage;
-use crate::protocol::soupbin::{
+use keel_protocol::ouch::OutboundMessage;
+use keel_protocol::soupbin::{
     ClientPacket, FrameDecoder, LoginAccepted, LoginRejectReason, LoginRequest, Password,
     ServerPacket, SessionId, DEFAULT_MAX_SERVER_PACKET_LEN,
 };
-use crate::protocol::Username;
+use keel_protocol::Username;
 
 /// The longest the background thread blocks in one call (a read, a full event queue, a
 /// backoff slice) before looking at its flags and timers again.

@@ -2,8 +2,8 @@
 
 use std::net::SocketAddr;
 
-use crate::protocol::soupbin::LoginRejectReason;
-use crate::protocol::ProtocolError;
+use keel_protocol::soupbin::LoginRejectReason;
+use keel_protocol::ProtocolError;
 
 /// Everything the client library (and `keel client`) can fail with.
 #[derive(Debug, thiserror::Error)]

@@ -36,8 +36,8 @@ use clap::Parser;
 use super::{
     order_token, parse_price, Client, ClientError, ClientEvent, ClientOptions, OrderBuilder,
 };
-use crate::protocol::ouch::{BuySellIndicator, OutboundMessage, Price};
-use crate::protocol::OrderToken;
+use keel_protocol::ouch::{BuySellIndicator, OutboundMessage, Price};
+use keel_protocol::OrderToken;
 
 /// `keel client` options and command.
 #[derive(Clone, Debug, clap::Args)]
@@ -236,7 +236,7 @@ fn password(user: &str, given: Option<&str>, err: &mut dyn Write) -> Result<Stri
     if let Ok(password) = std::env::var("KEEL_PASSWORD") {
         return Ok(password);
     }
-    if let Some((_, password)) = crate::config::DEMO_USERS
+    if let Some((_, password)) = crate::DEMO_USERS
         .iter()
         .find(|(name, _)| name.eq_ignore_ascii_case(user))
     {

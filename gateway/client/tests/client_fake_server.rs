@@ -10,9 +10,9 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use keel_gateway::client::{Client, ClientError, ClientEvent, ClientOptions};
-use keel_gateway::protocol::ouch::{EventCode, OutboundMessage, SystemEvent};
-use keel_gateway::protocol::soupbin::{
+use keel_client::{Client, ClientError, ClientEvent, ClientOptions};
+use keel_protocol::ouch::{EventCode, OutboundMessage, SystemEvent};
+use keel_protocol::soupbin::{
     ClientPacket, FrameDecoder, LoginAccepted, LoginRejectReason, LoginRequest, ServerPacket,
     SessionId,
 };
@@ -310,7 +310,7 @@ fn client_heartbeats_and_a_silent_server() {
     assert!(client.next_event(Duration::from_millis(100)).is_none());
     assert!(client.is_finished());
     assert!(matches!(
-        client.cancel_order(keel_gateway::client::order_token("X").unwrap(), 0),
+        client.cancel_order(keel_client::order_token("X").unwrap(), 0),
         Err(ClientError::Closed)
     ));
 }

@@ -5,11 +5,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::ClientError;
-use crate::protocol::ouch::{
+use keel_protocol::ouch::{
     BuySellIndicator, Capacity, CrossType, CustomerType, DisplayType, EnterOrder,
     IntermarketSweepEligibility, Price, ReplaceOrder, TimeInForce,
 };
-use crate::protocol::{Firm, OrderToken, Stock};
+use keel_protocol::{Firm, OrderToken, Stock};
 
 /// Parses a decimal price with at most four decimals (`"100"`, `"100.25"`, `"0.0001"`) into
 /// an OUCH [`Price`] (four implied decimals: `"100.25"` is `Price(1_002_500)`). Refuses
@@ -113,9 +113,9 @@ enum Lifetime {
 /// Firm, and no token (the client generates one).
 ///
 /// ```
-/// use keel_gateway::client::{parse_price, OrderBuilder};
+/// use keel_client::{parse_price, OrderBuilder};
 /// let order = OrderBuilder::buy("BTC-PERP", 10, parse_price("100.25")?)?.ioc();
-/// # Ok::<(), keel_gateway::client::ClientError>(())
+/// # Ok::<(), keel_client::ClientError>(())
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct OrderBuilder {

@@ -10,7 +10,7 @@
 use std::fmt;
 
 use super::{format_price, ClientEvent};
-use crate::protocol::ouch::{
+use keel_protocol::ouch::{
     BrokenTradeReason, BuySellIndicator, CancelReason, DisplayType, EventCode, LiquidityFlag,
     OrderState, OutboundMessage, Price, RejectReason, TimeInForce,
 };
@@ -267,11 +267,11 @@ impl fmt::Display for ClientEvent {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::protocol::ouch::{
+    use keel_protocol::ouch::{
         BboWeightIndicator, Capacity, CrossType, IntermarketSweepEligibility, OrderAccepted,
         OrderCanceled, OrderExecuted, OrderRejected,
     };
-    use crate::protocol::{Firm, OrderToken, Stock};
+    use keel_protocol::{Firm, OrderToken, Stock};
 
     #[test]
     fn lines_match_the_documented_shape() {

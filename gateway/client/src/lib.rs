@@ -3,7 +3,7 @@
 //!
 //! ```no_run
 //! use std::time::Duration;
-//! use keel_gateway::client::{parse_price, Client, ClientEvent, ClientOptions, OrderBuilder};
+//! use keel_client::{parse_price, Client, ClientEvent, ClientOptions, OrderBuilder};
 //!
 //! let endpoints = ["127.0.0.1:9000".parse()?];
 //! let client = Client::connect(&endpoints, "alice", "alicepass", ClientOptions::default())?;
@@ -25,7 +25,7 @@
 //! [`Client::connect`] logs in on the calling thread (trying the endpoints in order), then
 //! starts one background thread that owns the connection's read side. That thread decodes
 //! every server packet (bounded: packets above
-//! [`DEFAULT_MAX_SERVER_PACKET_LEN`](crate::protocol::soupbin::DEFAULT_MAX_SERVER_PACKET_LEN)
+//! [`DEFAULT_MAX_SERVER_PACKET_LEN`](keel_protocol::soupbin::DEFAULT_MAX_SERVER_PACKET_LEN)
 //! are protocol errors), numbers Sequenced Data messages, and queues them as
 //! [`ClientEvent`]s on a bounded queue that [`Client::next_event`] reads. It also sends a
 //! Client Heartbeat whenever the client has sent nothing for
@@ -59,6 +59,7 @@
 //!
 //! The client never panics on server input: every decoder is bounded and every error is
 //! an event or a reconnect.
+#![deny(missing_docs)]
 
 pub mod cli;
 mod connection;
@@ -74,15 +75,20 @@ use std::time::Duration;
 
 use crossbeam_channel::Receiver;
 
-use crate::protocol::ouch::{
+use connection::{open_any, Credentials, Shared, Worker};
+use keel_protocol::ouch::{
     BuySellIndicator, CancelOrder, EnterOrder, InboundMessage, ModifyOrder, OutboundMessage, Price,
     ReplaceOrder,
 };
-use crate::protocol::soupbin::{Password, SessionId};
-use crate::protocol::{OrderToken, ProtocolError, Username};
-use connection::{open_any, Credentials, Shared, Worker};
+use keel_protocol::soupbin::{Password, SessionId};
+use keel_protocol::{OrderToken, ProtocolError, Username};
 
 pub use error::{login_reject_text, ClientError};
+/// The users of the embedded demo configuration (`keel serve` without `--config`) and their
+/// passwords: `keel client` logs in with these when given no password, and `keel serve`
+/// prints them at start so a newcomer can log in. Never use them for anything but a demo.
+pub const DEMO_USERS: &[(&str, &str)] = &[("alice", "alicepass"), ("bob", "bobpass")];
+
 pub use order::{
     format_price, order_token, parse_price, replace_request, stock, OrderBuilder, TokenGenerator,
 };
