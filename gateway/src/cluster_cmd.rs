@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use keel_gateway::config::{Config, DEFAULT_CONFIG};
+use keel_node::config::{Config, DEFAULT_CONFIG};
 
 /// Options of `keel cluster`.
 #[derive(Debug, clap::Args)]

@@ -9,13 +9,12 @@ use anyhow::{bail, Context};
 use clap::{Parser, Subcommand, ValueEnum};
 use keel_client::DEMO_USERS;
 use keel_engine::{Engine, EngineConfig};
-use keel_gateway::config::{Config, DurabilityConfig};
-use keel_gateway::node;
-use keel_gateway::replay::{self, CommandLog};
 use keel_journal::envelope::engine_command;
 use keel_journal::merkle::MerkleFrontier;
 use keel_journal::snapshot::{self, state_root};
 use keel_journal::{offline_reader, Durability, Journal, JournalConfig, SyncMethod};
+use keel_node::config::{Config, DurabilityConfig};
+use keel_node::replay::{self, CommandLog};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
@@ -46,7 +45,7 @@ enum Commands {
     /// `[[user]]` entry's `password_hash`.
     Passwd,
     /// Place, replace and cancel orders, or watch a user's messages, over OUCH 4.2.
-    Client(keel_gateway::client::cli::Args),
+    Client(keel_client::cli::Args),
     /// Run a local Raft cluster of `keel serve` nodes on loopback (a demo for newcomers):
     /// configurations and data in subfolders of one directory, logs prefixed by node.
     Cluster(cluster_cmd::ClusterArgs),
@@ -130,7 +129,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Commands::Serve { config } => serve(config.as_deref()),
         Commands::Passwd => passwd(),
-        Commands::Client(args) => keel_gateway::client::cli::run(args).map_err(Into::into),
+        Commands::Client(args) => keel_client::cli::run(args).map_err(Into::into),
         Commands::Replay(args) => run_replay(&args),
         Commands::Journal(JournalCommand::Verify { dir }) => verify(&dir),
         Commands::Journal(JournalCommand::Dump { dir, from }) => dump(&dir, from),
@@ -195,7 +194,7 @@ fn serve(config_path: Option<&Path>) -> anyhow::Result<()> {
         signal_hook::flag::register(signal, shutdown.clone())
             .context("cannot install signal handler")?;
     }
-    node::run(&config, &shutdown, |info| {
+    keel_node::run(&config, &shutdown, |info| {
         tracing::info!(
             listen = %info.listen,
             session = %info.session,
@@ -222,7 +221,7 @@ fn passwd() -> anyhow::Result<()> {
     if password.is_empty() || password.len() > 10 {
         bail!("SoupBinTCP passwords are 1 to 10 characters");
     }
-    println!("{}", keel_gateway::config::hash_password(password)?);
+    println!("{}", keel_node::config::hash_password(password)?);
     Ok(())
 }
 

@@ -1,6 +1,6 @@
 //! The crate's one error type.
 
-/// Errors at the gateway crate's boundary.
+/// Errors at keel-node's boundary.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// An input line is not a valid command.

@@ -1,5 +1,7 @@
-//! The running node: the gateway I/O thread, the matching loop on its pinned core, and the
-//! journal's threads, wired with bounded queues.
+//! Keel's node: what `keel serve` runs, and the `keel replay` contract.
+//!
+//! The running node is the gateway I/O thread, the matching loop on its pinned core, and
+//! the journal's threads, wired with bounded queues ([`run`]):
 //!
 //! ```text
 //!  clients ─SoupBinTCP/OUCH─▶ I/O thread (mio) ──envelopes──▶ matching loop (pinned core)
@@ -8,10 +10,21 @@
 //!  flusher (io_uring fdatasync) ── durable watermark ──▶ wakes the I/O thread, which
 //!  releases each response once its input is acknowledged (durable under `fsync`).
 //! ```
+//!
+//! The modules: [`config`] (the node's TOML configuration and password hashes),
+//! [`sessions`] (SoupBinTCP sessions and OUCH ↔ engine translation), [`server`] (the
+//! order-entry I/O thread), [`matching`] (the matching loop), [`startup`] (journal recovery
+//! and the node's clock), [`cluster`] (a Raft cluster node's replication I/O), and
+//! [`replay`] (the `keel replay` JSON-lines contract). The wire codecs are `keel-protocol`;
+//! the client library is `keel-client`.
+#![deny(missing_docs)]
 
 mod chunked;
 pub mod cluster;
+pub mod config;
+mod error;
 pub mod matching;
+pub mod replay;
 pub mod server;
 pub mod sessions;
 pub mod startup;
@@ -27,8 +40,8 @@ use mio::net::TcpListener;
 use mio::Poll;
 
 use crate::config::{Config, DurabilityConfig};
-use crate::protocol::soupbin::SessionId;
-use crate::Error;
+pub use error::Error;
+use keel_protocol::soupbin::SessionId;
 use matching::MatchingLoop;
 use server::{Server, ServerParts};
 use sessions::SessionBook;

@@ -39,8 +39,8 @@ use super::sessions::SessionBook;
 use super::startup::{self, Replayed};
 use super::{Replay, StartInfo};
 use crate::config::{ClusterConfig, Config};
-use crate::protocol::soupbin::{LoginRejectReason, ServerPacket};
 use crate::Error;
+use keel_protocol::soupbin::{LoginRejectReason, ServerPacket};
 
 /// Raft's logical clock.
 const TICK: Duration = Duration::from_millis(10);

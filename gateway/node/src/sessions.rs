@@ -20,14 +20,14 @@ use keel_journal::envelope::{Envelope, Origin};
 
 use super::chunked::{ByteLog, ChunkedVec, GenerationalSet};
 use crate::config::Config;
-use crate::protocol::mapping::{self, CancelIntent, OrderContext, PriceScale};
-use crate::protocol::ouch::{
+use keel_protocol::mapping::{self, CancelIntent, OrderContext, PriceScale};
+use keel_protocol::ouch::{
     BboWeightIndicator, BuySellIndicator, CancelReason, CancelReject, Capacity, CrossType,
     DisplayType, EnterOrder, EventCode, InboundMessage, IntermarketSweepEligibility, OrderAccepted,
     OrderCanceled, OrderExecuted, OrderModified, OrderRejected, OrderReplaced, OrderState,
     OutboundMessage, Price, RejectReason, SystemEvent, TimeInForce,
 };
-use crate::protocol::{Firm, OrderToken, Stock};
+use keel_protocol::{Firm, OrderToken, Stock};
 
 /// The envelope's reject code for a cancel or modify answered with Cancel Reject.
 const CANCEL_REJECT_CODE: u8 = b'I';
@@ -684,7 +684,7 @@ impl SessionBook {
         seq: u64,
         timestamp: u64,
         order_id: OrderId,
-        replace: &crate::protocol::ouch::ReplaceOrder,
+        replace: &keel_protocol::ouch::ReplaceOrder,
         qty: u64,
     ) {
         let Some(order) = self.orders.get_mut(&order_id) else {
@@ -766,10 +766,10 @@ pub fn user_wire(name: &str) -> [u8; 6] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::ouch::{
+    use keel_engine::Engine;
+    use keel_protocol::ouch::{
         CancelOrder, CustomerType, EnterOrder, ReplaceOrder, TimeInForce as OuchTif,
     };
-    use keel_engine::Engine;
 
     fn enter(token: &str, side: BuySellIndicator, shares: u32, price: u32) -> Vec<u8> {
         let message = InboundMessage::EnterOrder(EnterOrder {

@@ -40,8 +40,8 @@ use super::matching::Outcome;
 use super::sessions::SessionBook;
 use super::startup::now_ns;
 use super::throttle::Throttle;
-use crate::protocol::ouch::InboundMessage;
-use crate::protocol::soupbin::{
+use keel_protocol::ouch::InboundMessage;
+use keel_protocol::soupbin::{
     ClientPacket, FrameDecoder, LoginAccepted, LoginRejectReason, ServerPacket, SessionId,
 };
 

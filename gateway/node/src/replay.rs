@@ -629,7 +629,7 @@ mod tests {
     fn written_commands_parse_back_to_themselves() {
         let input = std::fs::read_to_string(concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../examples/quickstart.jsonl"
+            "/../../examples/quickstart.jsonl"
         ))
         .unwrap();
         for (index, line) in input.lines().enumerate() {
