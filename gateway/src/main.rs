@@ -9,10 +9,10 @@ use anyhow::{bail, Context};
 use clap::{Parser, Subcommand, ValueEnum};
 use keel_client::DEMO_USERS;
 use keel_engine::{Engine, EngineConfig};
-use keel_journal::envelope::engine_command;
+use keel_journal::inspect;
 use keel_journal::merkle::MerkleFrontier;
 use keel_journal::snapshot::{self, state_root};
-use keel_journal::{offline_reader, Durability, Journal, JournalConfig, SyncMethod};
+use keel_journal::{Durability, Journal, JournalConfig, SyncMethod};
 use keel_node::config::{Config, DurabilityConfig};
 use keel_node::replay::{self, CommandLog};
 use std::sync::atomic::AtomicBool;
@@ -323,125 +323,53 @@ fn replay_journaled(
 }
 
 fn verify(dir: &Path) -> anyhow::Result<()> {
-    if !dir.is_dir() {
-        bail!("{} is not a directory", dir.display());
-    }
-    let mut frontier = MerkleFrontier::new();
-    let mut first_hole = None;
-    let scan = keel_journal::recovery::scan(dir, |record| {
-        if frontier.len() + 1 == record.seq {
-            frontier.push(record.bytes);
-        } else if first_hole.is_none() {
-            first_hole = Some(record.seq);
-        }
-    });
-    let scan = match scan {
-        Ok(scan) => scan,
-        Err(error) => bail!("{error}"),
-    };
-    let snapshots = snapshot::list_snapshots(dir)?;
-    let mut bad_snapshots = Vec::new();
-    for &seq in &snapshots {
-        let path = dir.join(snapshot::snapshot_file_name(seq));
-        if let Err(reason) = snapshot::decode(&std::fs::read(&path)?, EngineConfig::default()) {
-            bad_snapshots.push(format!("{}: {reason}", path.display()));
-        }
-    }
+    let found = inspect::verify(dir)?;
+    let scan = &found.scan;
     println!("records: {}", scan.records);
     println!("first sequence number: {}", scan.first_seq.unwrap_or(0));
     println!("last sequence number: {}", scan.last_seq);
     println!("segments: {}", scan.data_segments.len());
-    match scan.first_seq {
-        Some(first) if first > 1 => println!(
-            "journal root: unavailable (records before {first} were retired; see the snapshots)"
+    match (found.journal_root, scan.first_seq) {
+        (Some(root), _) => println!("journal root: {}", replay::hex(&root)),
+        (None, first) => println!(
+            "journal root: unavailable (records before {} were retired; see the snapshots)",
+            first.unwrap_or(0)
         ),
-        _ => println!("journal root: {}", replay::hex(&frontier.root())),
     }
-    println!("snapshots: {}", snapshots.len());
+    println!("snapshots: {}", found.snapshots);
     if let Some(torn) = scan.torn {
         println!(
             "torn tail: segment {} offset {} ({} bytes, {:?}); recovery will truncate it",
             torn.segment, torn.offset, torn.len_bytes, torn.defect
         );
     }
-    // Recovery ignores a damaged marker slot (the other markers still bound the durable
-    // point), but it is damage all the same.
-    let mut damage: Vec<String> = scan
-        .damaged_markers
-        .iter()
-        .map(|marker| {
-            format!(
-                "journal corrupt in segment {} at offset {}: damaged durable-marker slot",
-                marker.segment, marker.offset
-            )
-        })
-        .collect();
-    if !bad_snapshots.is_empty() {
-        damage.push(format!("damaged snapshot(s): {}", bad_snapshots.join("; ")));
-    }
-    if !damage.is_empty() {
-        bail!("{}", damage.join("; "));
+    if !found.damage.is_empty() {
+        bail!("{}", found.damage.join("; "));
     }
     Ok(())
 }
 
 fn dump(dir: &Path, from: u64) -> anyhow::Result<()> {
-    let (mut reader, scan) = match offline_reader(dir, from) {
-        Ok(opened) => opened,
-        // A journal without any segment yet (a node killed before it made its first one)
-        // has nothing to print, though no reader can be positioned in it.
-        Err(keel_journal::Error::NoSuchRecord { .. })
-            if keel_journal::recovery::scan(dir, |_| {})?.records == 0 =>
-        {
-            return Ok(())
-        }
-        Err(error) => return Err(error.into()),
-    };
-    if scan.records == 0 {
-        return Ok(());
-    }
+    let mut commands = inspect::Commands::open(dir, from)?;
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
-    while let Some(record) = reader.next()? {
-        let command = engine_command(record.record_type, record.payload)
-            .with_context(|| format!("record {} cannot be decoded", record.seq))?;
-        // Node records without an engine command (a session start) have nothing to replay.
-        if let Some(command) = command {
-            replay::write_command(&mut out, &command)?;
-        }
+    while let Some(command) = commands.next_command()? {
+        replay::write_command(&mut out, &command)?;
     }
     out.flush()?;
     Ok(())
 }
 
 fn roots(dir: &Path) -> anyhow::Result<()> {
-    let mut engine = Engine::default();
-    let mut frontier = MerkleFrontier::new();
-    let mut last_seq = 0;
-    let scan = keel_journal::recovery::scan(dir, |_| {})?;
-    if scan.records > 0 {
-        let (mut reader, _) = offline_reader(dir, 1)?;
-        if reader.next_seq() != 1 {
-            bail!(
-                "records before {} were retired; no root from the start",
-                reader.next_seq()
-            );
-        }
-        let mut events = Vec::new();
-        while let Some(record) = reader.next()? {
-            frontier.push(record.bytes);
-            if let Some(command) = engine_command(record.record_type, record.payload)
-                .with_context(|| format!("record {} cannot be decoded", record.seq))?
-            {
-                events.clear();
-                engine.process(&command, &mut events);
-            }
-            last_seq = record.seq;
-        }
-    }
+    let roots = inspect::roots(dir)?;
     let stdout = io::stdout();
     let mut out = stdout.lock();
-    replay::write_roots(&mut out, last_seq, &frontier.root(), &state_root(&engine))?;
+    replay::write_roots(
+        &mut out,
+        roots.last_seq,
+        &roots.journal_root,
+        &roots.state_root,
+    )?;
     out.flush()?;
     Ok(())
 }
