@@ -14,11 +14,10 @@ use keel_journal::merkle::MerkleFrontier;
 use keel_journal::snapshot::{self, state_root};
 use keel_journal::{Durability, Journal, JournalConfig, SyncMethod};
 use keel_node::config::{Config, DurabilityConfig};
+use keel_node::local_cluster::{self, LocalCluster};
 use keel_node::replay::{self, CommandLog};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-
-mod cluster_cmd;
 
 /// Keel: an exchange matching engine.
 #[derive(Debug, Parser)]
@@ -48,7 +47,7 @@ enum Commands {
     Client(keel_client::cli::Args),
     /// Run a local Raft cluster of `keel serve` nodes on loopback (a demo for newcomers):
     /// configurations and data in subfolders of one directory, logs prefixed by node.
-    Cluster(cluster_cmd::ClusterArgs),
+    Cluster(LocalCluster),
 }
 
 #[derive(Debug, clap::Args)]
@@ -135,7 +134,7 @@ fn main() -> ExitCode {
         Commands::Journal(JournalCommand::Dump { dir, from }) => dump(&dir, from),
         Commands::Journal(JournalCommand::Repair { dir }) => repair(&dir),
         Commands::Journal(JournalCommand::Roots { dir }) => roots(&dir),
-        Commands::Cluster(args) => cluster_cmd::run(&args),
+        Commands::Cluster(args) => cluster(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -189,11 +188,7 @@ fn serve(config_path: Option<&Path>) -> anyhow::Result<()> {
             config
         }
     };
-    let shutdown = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(signal, shutdown.clone())
-            .context("cannot install signal handler")?;
-    }
+    let shutdown = shutdown_on_signals()?;
     keel_node::run(&config, &shutdown, |info| {
         tracing::info!(
             listen = %info.listen,
@@ -211,6 +206,23 @@ fn serve(config_path: Option<&Path>) -> anyhow::Result<()> {
         );
     })?;
     eprintln!("keel serve: stopped cleanly (journal synced)");
+    Ok(())
+}
+
+/// A flag set on SIGINT or SIGTERM.
+fn shutdown_on_signals() -> anyhow::Result<Arc<AtomicBool>> {
+    let shutdown = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, shutdown.clone())
+            .context("cannot install signal handler")?;
+    }
+    Ok(shutdown)
+}
+
+fn cluster(args: &LocalCluster) -> anyhow::Result<()> {
+    let shutdown = shutdown_on_signals()?;
+    let exe = std::env::current_exe()?;
+    local_cluster::run(args, &exe, &shutdown)?;
     Ok(())
 }
 

@@ -28,6 +28,9 @@ pub enum Error {
     /// The node cannot run (startup or a fatal runtime failure).
     #[error("node: {0}")]
     Node(String),
+    /// `keel cluster` could not set up or start its local cluster.
+    #[error("{0}")]
+    LocalCluster(String),
     /// An engine value was refused (e.g. an instrument symbol).
     #[error(transparent)]
     Engine(#[from] keel_engine::Error),

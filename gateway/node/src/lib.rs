@@ -14,15 +14,17 @@
 //! The modules: [`config`] (the node's TOML configuration and password hashes),
 //! [`sessions`] (SoupBinTCP sessions and OUCH ↔ engine translation), [`server`] (the
 //! order-entry I/O thread), [`matching`] (the matching loop), [`startup`] (journal recovery
-//! and the node's clock), [`cluster`] (a Raft cluster node's replication I/O), and
-//! [`replay`] (the `keel replay` JSON-lines contract). The wire codecs are `keel-protocol`;
-//! the client library is `keel-client`.
+//! and the node's clock), [`cluster`] (a Raft cluster node's replication I/O),
+//! [`local_cluster`] (`keel cluster`: a demo cluster of `keel serve` processes on loopback)
+//! and [`replay`] (the `keel replay` JSON-lines contract). The wire codecs are
+//! `keel-protocol`; the client library is `keel-client`.
 #![deny(missing_docs)]
 
 mod chunked;
 pub mod cluster;
 pub mod config;
 mod error;
+pub mod local_cluster;
 pub mod matching;
 pub mod replay;
 pub mod server;

@@ -1,45 +1,48 @@
 //! `keel cluster --nodes N`: a local Raft cluster on loopback for newcomers. Writes one
 //! configuration per node (the demo instruments and users, a `[cluster]` section with a
 //! fresh random secret) into `DIR/nodeI.toml`, data into `DIR/nodeI/`, starts `keel serve`
-//! for each and prefixes their logs with the node's name. Ctrl-C stops them all.
+//! for each and prefixes their logs with the node's name. Setting the shutdown flag (the
+//! binary sets it on Ctrl-C) stops them all.
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
-use keel_node::config::{Config, DEFAULT_CONFIG};
+use crate::config::{Config, DEFAULT_CONFIG};
+use crate::Error;
 
 /// Options of `keel cluster`.
 #[derive(Debug, clap::Args)]
-pub struct ClusterArgs {
+pub struct LocalCluster {
     /// Number of nodes (odd, at least 3).
     #[arg(long, default_value_t = 3)]
-    nodes: u64,
+    pub nodes: u64,
     /// Directory for the configurations and the nodes' data.
     #[arg(long, default_value = "./keel-cluster")]
-    dir: PathBuf,
+    pub dir: PathBuf,
     /// Order-entry port of node 1 (node i listens on this + i - 1).
     #[arg(long, default_value_t = 9001)]
-    client_port: u16,
+    pub client_port: u16,
     /// Raft port of node 1 (node i uses this + i - 1).
     #[arg(long, default_value_t = 9101)]
-    raft_port: u16,
+    pub raft_port: u16,
     /// Durability policy of every node.
     #[arg(long, default_value = "fsync")]
-    durability: String,
+    pub durability: String,
 }
 
-/// Runs the cluster until Ctrl-C.
-pub fn run(args: &ClusterArgs) -> anyhow::Result<()> {
+/// Runs the cluster, starting each node as `exe serve --config …` (`exe` is the `keel`
+/// binary), until `shutdown` is set; then stops every node and waits for it.
+pub fn run(args: &LocalCluster, exe: &Path, shutdown: &AtomicBool) -> Result<(), Error> {
     if args.nodes < 3 || args.nodes % 2 == 0 {
-        bail!("--nodes must be odd and at least 3");
+        return Err(Error::LocalCluster(
+            "--nodes must be odd and at least 3".into(),
+        ));
     }
     std::fs::create_dir_all(&args.dir)
-        .with_context(|| format!("cannot create {}", args.dir.display()))?;
+        .map_err(|e| Error::LocalCluster(format!("cannot create {}: {e}", args.dir.display())))?;
     let secret = secret(&args.dir)?;
     let mut paths = Vec::new();
     for id in 1..=args.nodes {
@@ -60,22 +63,17 @@ pub fn run(args: &ClusterArgs) -> anyhow::Result<()> {
         endpoints.join(", "),
         endpoints.join(","),
     );
-    let shutdown = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(signal, shutdown.clone())?;
-    }
-    let exe = std::env::current_exe()?;
     let mut children: Vec<(String, Child)> = Vec::new();
     for (i, path) in paths.iter().enumerate() {
         let name = format!("node{}", i + 1);
-        let mut child = Command::new(&exe)
+        let mut child = Command::new(exe)
             .arg("serve")
             .arg("--config")
             .arg(path)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .with_context(|| format!("cannot start {name}"))?;
+            .map_err(|e| Error::LocalCluster(format!("cannot start {name}: {e}")))?;
         if let Some(out) = child.stdout.take() {
             prefix(name.clone(), out);
         }
@@ -129,7 +127,7 @@ fn prefix(name: String, stream: impl Read + Send + 'static) {
 }
 
 /// The cluster secret: kept in `DIR/secret` (created once, random, 0600).
-fn secret(dir: &Path) -> anyhow::Result<String> {
+fn secret(dir: &Path) -> Result<String, Error> {
     let path = dir.join("secret");
     if let Ok(text) = std::fs::read_to_string(&path) {
         return Ok(text.trim().to_string());
@@ -143,12 +141,12 @@ fn secret(dir: &Path) -> anyhow::Result<String> {
     Ok(secret)
 }
 
-fn node_config(args: &ClusterArgs, id: u64, secret: &str) -> anyhow::Result<String> {
+fn node_config(args: &LocalCluster, id: u64, secret: &str) -> Result<String, Error> {
     // The demo configuration's instruments and users, with this node's [server] and [cluster].
     let body = DEFAULT_CONFIG
         .split_once("[[instrument]]")
         .map(|(_, rest)| format!("[[instrument]]{rest}"))
-        .context("embedded configuration has no instruments")?;
+        .ok_or_else(|| Error::LocalCluster("embedded configuration has no instruments".into()))?;
     let data_dir = std::path::absolute(args.dir.join(format!("node{id}")))?;
     let mut peers = String::new();
     for peer in 1..=args.nodes {
