@@ -499,36 +499,7 @@ impl SessionBook {
         event: &Event,
     ) {
         match *event {
-            Event::Accepted { order_id } => {
-                let Some(order) = self.orders.get_mut(&order_id) else {
-                    return;
-                };
-                let shares = match message {
-                    Some(InboundMessage::EnterOrder(enter)) => enter.shares,
-                    _ => 0,
-                };
-                order.open = u64::from(shares);
-                let accepted = OutboundMessage::OrderAccepted(OrderAccepted {
-                    timestamp,
-                    order_token: order.token,
-                    side: order.side,
-                    shares,
-                    stock: order.stock,
-                    price: order.price,
-                    time_in_force: order.time_in_force,
-                    firm: order.firm,
-                    display: order.display,
-                    order_reference_number: order_id,
-                    capacity: order.capacity,
-                    intermarket_sweep: order.intermarket_sweep,
-                    minimum_quantity: order.minimum_quantity,
-                    cross_type: order.cross_type,
-                    order_state: OrderState::Live,
-                    bbo_weight_indicator: BboWeightIndicator::Unspecified,
-                });
-                let user = order.user;
-                self.users[user].stream.push(seq, &accepted);
-            }
+            Event::Accepted { order_id } => self.accepted(seq, timestamp, order_id, message),
             Event::Rejected { order_id, reason } => {
                 if let Some(order) = self.forget(order_id) {
                     let code = mapping::reject_reason(reason).code();
@@ -564,41 +535,103 @@ impl SessionBook {
                 }
             }
             Event::CancelRejected { order_id, .. } => {
-                // The order may be gone from these books already (an IOC remainder, a fill)
-                // when a cancel sent right behind it was decided before its end was known;
-                // the cancel is still answered, naming the token it named.
-                let target = match (self.orders.get(&order_id), message) {
-                    (Some(order), _) => Some((order.user, order.token)),
-                    (None, Some(InboundMessage::CancelOrder(cancel))) => {
-                        sender.map(|user| (user, cancel.order_token))
-                    }
-                    (None, Some(InboundMessage::ModifyOrder(modify))) => {
-                        sender.map(|user| (user, modify.order_token))
-                    }
-                    (None, _) => None,
-                };
-                if let Some((user, token)) = target {
-                    let reply = cancel_reject(timestamp, token);
-                    self.users[user].stream.push(seq, &reply);
-                }
+                self.cancel_rejected(seq, timestamp, order_id, sender, message);
             }
             Event::ReplaceRejected { order_id, .. } => {
-                // As for cancels: the replaced order may be gone already; answer the sender.
-                let user = self
-                    .orders
-                    .get(&order_id)
-                    .map(|order| order.user)
-                    .or(sender);
-                if let (Some(user), Some(InboundMessage::ReplaceOrder(replace))) = (user, message) {
-                    let reply = reject(
-                        timestamp,
-                        replace.replacement_order_token,
-                        RejectReason::Other.code(),
-                    );
-                    self.users[user].stream.push(seq, &reply);
-                }
+                self.replace_rejected(seq, timestamp, order_id, sender, message);
             }
             Event::InstrumentRejected { .. } => {}
+        }
+    }
+
+    /// Order Accepted for a new order, with the shares its Enter Order asked for.
+    fn accepted(
+        &mut self,
+        seq: u64,
+        timestamp: u64,
+        order_id: OrderId,
+        message: Option<&InboundMessage>,
+    ) {
+        let Some(order) = self.orders.get_mut(&order_id) else {
+            return;
+        };
+        let shares = match message {
+            Some(InboundMessage::EnterOrder(enter)) => enter.shares,
+            _ => 0,
+        };
+        order.open = u64::from(shares);
+        let accepted = OutboundMessage::OrderAccepted(OrderAccepted {
+            timestamp,
+            order_token: order.token,
+            side: order.side,
+            shares,
+            stock: order.stock,
+            price: order.price,
+            time_in_force: order.time_in_force,
+            firm: order.firm,
+            display: order.display,
+            order_reference_number: order_id,
+            capacity: order.capacity,
+            intermarket_sweep: order.intermarket_sweep,
+            minimum_quantity: order.minimum_quantity,
+            cross_type: order.cross_type,
+            order_state: OrderState::Live,
+            bbo_weight_indicator: BboWeightIndicator::Unspecified,
+        });
+        let user = order.user;
+        self.users[user].stream.push(seq, &accepted);
+    }
+
+    /// Cancel Reject for a Cancel or Modify Order the engine refused.
+    fn cancel_rejected(
+        &mut self,
+        seq: u64,
+        timestamp: u64,
+        order_id: OrderId,
+        sender: Option<usize>,
+        message: Option<&InboundMessage>,
+    ) {
+        // The order may be gone from these books already (an IOC remainder, a fill) when a
+        // cancel sent right behind it was decided before its end was known; the cancel is
+        // still answered, naming the token it named.
+        let target = match (self.orders.get(&order_id), message) {
+            (Some(order), _) => Some((order.user, order.token)),
+            (None, Some(InboundMessage::CancelOrder(cancel))) => {
+                sender.map(|user| (user, cancel.order_token))
+            }
+            (None, Some(InboundMessage::ModifyOrder(modify))) => {
+                sender.map(|user| (user, modify.order_token))
+            }
+            (None, _) => None,
+        };
+        if let Some((user, token)) = target {
+            let reply = cancel_reject(timestamp, token);
+            self.users[user].stream.push(seq, &reply);
+        }
+    }
+
+    /// Order Rejected (replacement token) for a Replace Order the engine refused.
+    fn replace_rejected(
+        &mut self,
+        seq: u64,
+        timestamp: u64,
+        order_id: OrderId,
+        sender: Option<usize>,
+        message: Option<&InboundMessage>,
+    ) {
+        // As for cancels: the replaced order may be gone already; answer the sender.
+        let user = self
+            .orders
+            .get(&order_id)
+            .map(|order| order.user)
+            .or(sender);
+        if let (Some(user), Some(InboundMessage::ReplaceOrder(replace))) = (user, message) {
+            let reply = reject(
+                timestamp,
+                replace.replacement_order_token,
+                RejectReason::Other.code(),
+            );
+            self.users[user].stream.push(seq, &reply);
         }
     }
 
