@@ -532,90 +532,128 @@ impl Worker {
             if self.shared.stop.load(Ordering::Acquire) {
                 return End::Stopped;
             }
-            if self.shared.logging_out.load(Ordering::Acquire) {
-                if logout_seen.is_none() {
-                    // Covers a logout asked for while this connection was being opened.
-                    let _ = self.shared.send_logout();
-                }
-                let since = *logout_seen.get_or_insert_with(Instant::now);
-                if since.elapsed() >= self.options.logout_timeout {
-                    return End::LoggedOut;
-                }
+            if self.logout_done(&mut logout_seen) {
+                return End::LoggedOut;
             }
             self.shared.heartbeat(self.options.heartbeat_interval);
             // Everything complete in the buffer first.
-            let mut offset = 0;
-            loop {
-                let step = match decoder.decode_server(&buf[offset..]) {
-                    Ok(Some((packet, used))) => {
-                        offset += used;
-                        Step::from(packet)
+            if let Some(end) = self.handle_buffered(&decoder, &mut buf) {
+                return end;
+            }
+            if let Some(end) = self.read_more(&mut reader, &mut chunk, &mut buf, &mut last_received)
+            {
+                return end;
+            }
+        }
+    }
+
+    /// Whether a logout asked for has run its course (`logout_timeout` passed since this
+    /// connection first saw it). Sends the Logout Request the first time it is seen here.
+    fn logout_done(&self, logout_seen: &mut Option<Instant>) -> bool {
+        if !self.shared.logging_out.load(Ordering::Acquire) {
+            return false;
+        }
+        if logout_seen.is_none() {
+            // Covers a logout asked for while this connection was being opened.
+            let _ = self.shared.send_logout();
+        }
+        let since = *logout_seen.get_or_insert_with(Instant::now);
+        since.elapsed() >= self.options.logout_timeout
+    }
+
+    /// Handles every complete packet in `buf` and drops their bytes; `Some` when the
+    /// connection ends.
+    fn handle_buffered(&mut self, decoder: &FrameDecoder, buf: &mut Vec<u8>) -> Option<End> {
+        let mut offset = 0;
+        loop {
+            let step = match decoder.decode_server(&buf[offset..]) {
+                Ok(Some((packet, used))) => {
+                    offset += used;
+                    Step::from(packet)
+                }
+                Ok(None) => break,
+                Err(error) => {
+                    return Some(End::Lost(format!("protocol error from server: {error}")))
+                }
+            };
+            match step {
+                Step::Nothing => {}
+                Step::Data(payload) => {
+                    if !self.sequenced_data(payload) {
+                        return Some(End::Stopped);
                     }
-                    Ok(None) => break,
-                    Err(error) => return End::Lost(format!("protocol error from server: {error}")),
-                };
-                match step {
-                    Step::Nothing => {}
-                    Step::Data(payload) => {
-                        let seq = self.next_seq;
-                        // Saturating: a hostile Login Accepted near u64::MAX must not panic.
-                        self.next_seq = self.next_seq.saturating_add(1);
-                        self.shared.next_seq.store(self.next_seq, Ordering::Release);
-                        if seq < self.skip_below {
-                            continue;
-                        }
-                        let event = match OutboundMessage::decode(&payload) {
-                            Ok(message) => ClientEvent::Message { seq, message },
-                            Err(error) => ClientEvent::Undecodable {
-                                seq,
-                                payload,
-                                error,
-                            },
-                        };
-                        if !self.emit(event) {
-                            return End::Stopped;
-                        }
+                }
+                Step::EndOfSession => {
+                    if !self.emit(ClientEvent::EndOfSession) {
+                        return Some(End::Stopped);
                     }
-                    Step::EndOfSession => {
-                        if !self.emit(ClientEvent::EndOfSession) {
-                            return End::Stopped;
-                        }
-                        return End::Lost("end of session".into());
-                    }
-                    Step::Unexpected(what) => {
-                        return End::Lost(format!("protocol error from server: {what}"))
-                    }
+                    return Some(End::Lost("end of session".into()));
+                }
+                Step::Unexpected(what) => {
+                    return Some(End::Lost(format!("protocol error from server: {what}")))
                 }
             }
-            buf.drain(..offset);
-            match reader.read(&mut chunk) {
-                Ok(0) => {
-                    return if self.shared.logging_out.load(Ordering::Acquire) {
-                        End::LoggedOut
-                    } else {
-                        End::Lost("connection closed by the server".into())
-                    }
-                }
-                Ok(n) => {
-                    buf.extend_from_slice(&chunk[..n]);
-                    last_received = Instant::now();
-                }
-                Err(e) if is_timeout(&e) || e.kind() == ErrorKind::Interrupted => {
-                    if last_received.elapsed() >= self.options.server_timeout {
-                        return End::Lost(format!(
-                            "nothing from the server for {:?}",
-                            self.options.server_timeout
-                        ));
-                    }
-                }
-                Err(e) => {
-                    return if self.shared.logging_out.load(Ordering::Acquire) {
-                        End::LoggedOut
-                    } else {
-                        End::Lost(format!("read error: {e}"))
-                    }
-                }
+        }
+        buf.drain(..offset);
+        None
+    }
+
+    /// Numbers one Sequenced Data message and queues it, unless it repeats one already
+    /// received; false when the client stopped.
+    fn sequenced_data(&mut self, payload: Vec<u8>) -> bool {
+        let seq = self.next_seq;
+        // Saturating: a hostile Login Accepted near u64::MAX must not panic.
+        self.next_seq = self.next_seq.saturating_add(1);
+        self.shared.next_seq.store(self.next_seq, Ordering::Release);
+        if seq < self.skip_below {
+            return true;
+        }
+        let event = match OutboundMessage::decode(&payload) {
+            Ok(message) => ClientEvent::Message { seq, message },
+            Err(error) => ClientEvent::Undecodable {
+                seq,
+                payload,
+                error,
+            },
+        };
+        self.emit(event)
+    }
+
+    /// Reads what the server sent next into `buf` (waiting at most the socket's read
+    /// timeout); `Some` when the connection ends (closed, failed, or the server silent for
+    /// `server_timeout`).
+    fn read_more(
+        &self,
+        reader: &mut TcpStream,
+        chunk: &mut [u8],
+        buf: &mut Vec<u8>,
+        last_received: &mut Instant,
+    ) -> Option<End> {
+        match reader.read(chunk) {
+            Ok(0) => Some(if self.shared.logging_out.load(Ordering::Acquire) {
+                End::LoggedOut
+            } else {
+                End::Lost("connection closed by the server".into())
+            }),
+            Ok(n) => {
+                buf.extend_from_slice(&chunk[..n]);
+                *last_received = Instant::now();
+                None
             }
+            Err(e) if is_timeout(&e) || e.kind() == ErrorKind::Interrupted => {
+                if last_received.elapsed() >= self.options.server_timeout {
+                    return Some(End::Lost(format!(
+                        "nothing from the server for {:?}",
+                        self.options.server_timeout
+                    )));
+                }
+                None
+            }
+            Err(e) => Some(if self.shared.logging_out.load(Ordering::Acquire) {
+                End::LoggedOut
+            } else {
+                End::Lost(format!("read error: {e}"))
+            }),
         }
     }
 }
