@@ -30,7 +30,7 @@ use keel_protocol::ouch::{
 };
 use keel_protocol::soupbin::{
     decode_client, ClientPacket, FrameDecoder, LoginRequest, Password, ServerPacket, SessionId,
-    DEFAULT_MAX_SERVER_PACKET_LEN,
+    SERVER_PACKET_BYTES_MAX_DEFAULT as DEFAULT_MAX_SERVER_PACKET_LEN,
 };
 use keel_protocol::{Firm, OrderToken, Stock, Username};
 

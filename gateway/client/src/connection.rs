@@ -12,7 +12,7 @@ use super::{ClientError, ClientEvent, ClientOptions};
 use keel_protocol::ouch::OutboundMessage;
 use keel_protocol::soupbin::{
     ClientPacket, FrameDecoder, LoginAccepted, LoginRejectReason, LoginRequest, Password,
-    ServerPacket, SessionId, DEFAULT_MAX_SERVER_PACKET_LEN,
+    ServerPacket, SessionId, SERVER_PACKET_BYTES_MAX_DEFAULT,
 };
 use keel_protocol::Username;
 
@@ -20,8 +20,8 @@ use keel_protocol::Username;
 /// backoff slice) before looking at its flags and timers again.
 const TICK: Duration = Duration::from_millis(50);
 /// Bytes read from the socket at once. The receive buffer holds at most this plus one
-/// partial packet (at most [`DEFAULT_MAX_SERVER_PACKET_LEN`] + 2 bytes).
-const READ_CHUNK: usize = 16 * 1024;
+/// partial packet (at most [`SERVER_PACKET_BYTES_MAX_DEFAULT`] + 2 bytes).
+const READ_CHUNK_BYTES: usize = 16 * 1024;
 
 /// What the client's threads share: the write half of the current connection and flags.
 pub(crate) struct Shared {
@@ -238,7 +238,7 @@ fn open_one(
         .write_all(&packet)
         .map_err(|e| io("sending the login", e))?;
     // No client heartbeats before Login Accepted: the server refuses data during login.
-    let decoder = FrameDecoder::new(DEFAULT_MAX_SERVER_PACKET_LEN);
+    let decoder = FrameDecoder::new(SERVER_PACKET_BYTES_MAX_DEFAULT);
     let deadline = Instant::now() + options.login_timeout;
     let mut buf: Vec<u8> = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
@@ -523,9 +523,9 @@ impl Worker {
             leftover,
             ..
         } = opened;
-        let decoder = FrameDecoder::new(DEFAULT_MAX_SERVER_PACKET_LEN);
+        let decoder = FrameDecoder::new(SERVER_PACKET_BYTES_MAX_DEFAULT);
         let mut buf = leftover;
-        let mut chunk = vec![0u8; READ_CHUNK];
+        let mut chunk = vec![0u8; READ_CHUNK_BYTES];
         let mut last_received = Instant::now();
         let mut logout_seen: Option<Instant> = None;
         loop {

@@ -25,7 +25,7 @@
 //! [`Client::connect`] logs in on the calling thread (trying the endpoints in order), then
 //! starts one background thread that owns the connection's read side. That thread decodes
 //! every server packet (bounded: packets above
-//! [`DEFAULT_MAX_SERVER_PACKET_LEN`](keel_protocol::soupbin::DEFAULT_MAX_SERVER_PACKET_LEN)
+//! [`SERVER_PACKET_BYTES_MAX_DEFAULT`](keel_protocol::soupbin::SERVER_PACKET_BYTES_MAX_DEFAULT)
 //! are protocol errors), numbers Sequenced Data messages, and queues them as
 //! [`ClientEvent`]s on a bounded queue that [`Client::next_event`] reads. It also sends a
 //! Client Heartbeat whenever the client has sent nothing for

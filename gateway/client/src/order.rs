@@ -14,7 +14,7 @@ use keel_protocol::{Firm, OrderToken, Stock};
 /// Parses a decimal price with at most four decimals (`"100"`, `"100.25"`, `"0.0001"`) into
 /// an OUCH [`Price`] (four implied decimals: `"100.25"` is `Price(1_002_500)`). Refuses
 /// signs, exponents, more than four decimals, zero and anything above
-/// [`Price::MAX_LIMIT`] ($199,999.99). Market orders are not a price: see
+/// [`Price::LIMIT_MAX`] ($199,999.99). Market orders are not a price: see
 /// [`OrderBuilder::market`].
 pub fn parse_price(text: &str) -> Result<Price, ClientError> {
     let bad = |reason: &str| ClientError::invalid("price", format!("{text:?}: {reason}"));
@@ -51,7 +51,7 @@ pub fn parse_price(text: &str) -> Result<Price, ClientError> {
     if total == 0 {
         return Err(bad("must be above zero"));
     }
-    if total > u64::from(Price::MAX_LIMIT.0) {
+    if total > u64::from(Price::LIMIT_MAX.0) {
         return Err(bad("above the OUCH 4.2 maximum of 199999.99"));
     }
     u32::try_from(total)
@@ -366,7 +366,7 @@ mod tests {
         assert_eq!(parse_price("100.").unwrap(), Price(1_000_000));
         assert_eq!(parse_price("0.0001").unwrap(), Price(1));
         assert_eq!(parse_price(".5").unwrap(), Price(5_000));
-        assert_eq!(parse_price("199999.99").unwrap(), Price::MAX_LIMIT);
+        assert_eq!(parse_price("199999.99").unwrap(), Price::LIMIT_MAX);
         for bad in [
             "",
             ".",

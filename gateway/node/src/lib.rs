@@ -49,11 +49,11 @@ use server::{Server, ServerParts};
 use sessions::SessionBook;
 use startup::RecordSink;
 
-/// Capacity of the queue into the matching loop (above `server::IN_FLIGHT_MAX`).
-const INBOUND_CAPACITY: usize = 32 * 1024;
+/// Capacity of the queue into the matching loop (above `server::INPUTS_IN_FLIGHT_MAX`).
+const MATCHING_INPUTS_QUEUED_MAX: usize = 32 * 1024;
 /// Capacity of the queue out of the matching loop: events plus one `Done` per input. Sized
 /// so a full in-flight window of sweeping orders fits without the loop ever waiting.
-const OUTCOME_CAPACITY: usize = 1 << 20;
+const MATCHING_OUTCOMES_QUEUED_MAX: usize = 1 << 20;
 
 struct Replay<'a>(&'a mut SessionBook);
 
@@ -137,8 +137,8 @@ fn serve(
     }
     let listener = TcpListener::bind(config.server.listen)?;
     let listen = listener.local_addr()?;
-    let (inbound_tx, inbound_rx) = crossbeam_channel::bounded(INBOUND_CAPACITY);
-    let (outcome_tx, outcome_rx) = crossbeam_channel::bounded(OUTCOME_CAPACITY);
+    let (inbound_tx, inbound_rx) = crossbeam_channel::bounded(MATCHING_INPUTS_QUEUED_MAX);
+    let (outcome_tx, outcome_rx) = crossbeam_channel::bounded(MATCHING_OUTCOMES_QUEUED_MAX);
     let (auth_tx, auth_rx) = crossbeam_channel::bounded(64);
     let (verdict_tx, verdict_rx) = crossbeam_channel::bounded(64);
     let auth = server::spawn_auth(auth_rx, verdict_tx, waker)?;

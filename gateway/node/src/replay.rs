@@ -20,7 +20,7 @@ use crate::Error;
 
 /// Longest accepted input line. Longer lines are an error, so a runaway input cannot make
 /// the replay buffer unbounded memory.
-pub const LINE_CAPACITY_BYTES: usize = 64 * 1024;
+pub const LINE_BYTES_MAX: usize = 64 * 1024;
 
 /// One command line as it appears in the input.
 #[derive(Debug, Deserialize)]
@@ -287,7 +287,7 @@ fn write_side(
 /// Reads the next line into `buf` (without its line ending). Returns `false` at end of input.
 fn read_line(input: &mut impl BufRead, buf: &mut Vec<u8>, line: u64) -> Result<bool, Error> {
     buf.clear();
-    let limit = LINE_CAPACITY_BYTES as u64 + 1;
+    let limit = LINE_BYTES_MAX as u64 + 1;
     let read = (&mut *input).take(limit).read_until(b'\n', buf)?;
     if read == 0 {
         return Ok(false);
@@ -297,10 +297,10 @@ fn read_line(input: &mut impl BufRead, buf: &mut Vec<u8>, line: u64) -> Result<b
         if buf.last() == Some(&b'\r') {
             buf.pop();
         }
-    } else if buf.len() > LINE_CAPACITY_BYTES {
+    } else if buf.len() > LINE_BYTES_MAX {
         return Err(Error::LineTooLong {
             line,
-            limit_bytes: LINE_CAPACITY_BYTES,
+            limit_bytes: LINE_BYTES_MAX,
         });
     }
     Ok(true)
@@ -316,7 +316,7 @@ pub struct ReplaySummary {
 }
 
 /// Held-back output is released at least this often, so a long replay's memory stays bounded.
-const PENDING_OUTPUT_CAPACITY_BYTES: usize = 1 << 20;
+const PENDING_OUTPUT_BYTES_MAX: usize = 1 << 20;
 
 /// Where replayed commands are recorded before they are applied.
 pub enum CommandLog<'a> {
@@ -412,7 +412,7 @@ pub fn replay<R: std::io::Read>(
         }
         summary.commands += 1;
         summary.events += events.len() as u64;
-        if input.buffer().is_empty() || pending.len() >= PENDING_OUTPUT_CAPACITY_BYTES {
+        if input.buffer().is_empty() || pending.len() >= PENDING_OUTPUT_BYTES_MAX {
             release(log, last_seq, &mut pending, out)?;
         }
     };
@@ -647,11 +647,11 @@ mod tests {
 
     #[test]
     fn overlong_lines_are_refused() {
-        let long = format!("{}\n", " ".repeat(LINE_CAPACITY_BYTES + 1));
+        let long = format!("{}\n", " ".repeat(LINE_BYTES_MAX + 1));
         let (result, _) = run(&long);
         assert!(matches!(result, Err(Error::LineTooLong { line: 1, .. })));
         // Exactly at the limit is fine (and blank).
-        let ok = format!("{}\n", " ".repeat(LINE_CAPACITY_BYTES));
+        let ok = format!("{}\n", " ".repeat(LINE_BYTES_MAX));
         assert!(run(&ok).0.is_ok());
     }
 

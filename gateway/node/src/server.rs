@@ -15,9 +15,9 @@
 //!   dropped, and so is one that has not sent a whole Login Request 15 s after connecting;
 //!   a client that stops reading is dropped once its unsent output exceeds the configured
 //!   bound.
-//! - each session has at most [`SESSION_IN_FLIGHT_MAX`] inputs in the matching loop, and is
-//!   throttled to its configured packets per second (a token bucket, `throttle::Throttle`): over the
-//!   rate its socket is not read until the bucket refills, so the one I/O thread's time
+//! - each session has at most [`SESSION_INPUTS_IN_FLIGHT_MAX`] inputs in the matching loop,
+//!   and is throttled to its configured packets per second (a token bucket,
+//!   `throttle::Throttle`): over the rate its socket is not read until the bucket refills, so the one I/O thread's time
 //!   cannot be taken by one session.
 
 use std::collections::VecDeque;
@@ -70,13 +70,13 @@ const READ_CHUNK_BYTES: usize = 16 * 1024;
 /// While catching up from an old sequence number, output is queued in chunks of this size.
 const CATCH_UP_CHUNK_BYTES: usize = 256 * 1024;
 /// Inputs handed to the matching loop and not yet answered.
-pub const IN_FLIGHT_MAX: usize = 16 * 1024;
+pub const INPUTS_IN_FLIGHT_MAX: usize = 16 * 1024;
 /// How long the I/O thread keeps polling without sleeping after handing an input to the
 /// matching loop or receiving an answer (the loop answers in microseconds).
 const ANSWER_SPIN: Duration = Duration::from_micros(300);
 /// Inputs of one connection in flight at once. A flooding session fills its own window and
 /// then waits its turn, so other sessions' orders are never queued behind its backlog.
-pub const SESSION_IN_FLIGHT_MAX: usize = 32;
+pub const SESSION_INPUTS_IN_FLIGHT_MAX: usize = 32;
 /// A throttled session is looked at again once its bucket holds this many packets (or is
 /// full, if smaller): one wake-up per batch, not per packet...
 const THROTTLE_RESUME_PACKETS_MAX: u64 = 64;
@@ -558,7 +558,7 @@ impl Server {
         let mut consumed = 0;
         let mut held_back = HeldBack::No;
         loop {
-            if self.in_flight.len() >= IN_FLIGHT_MAX {
+            if self.in_flight.len() >= INPUTS_IN_FLIGHT_MAX {
                 // Backpressure: leave the rest buffered until the matching loop catches up.
                 held_back = HeldBack::Window;
                 break;
@@ -569,7 +569,7 @@ impl Server {
             if connection.closing.is_some() {
                 break;
             }
-            if connection.in_flight >= SESSION_IN_FLIGHT_MAX {
+            if connection.in_flight >= SESSION_INPUTS_IN_FLIGHT_MAX {
                 // Fairness: this session waits for its own answers; others go on.
                 held_back = HeldBack::Window;
                 break;
@@ -798,7 +798,7 @@ impl Server {
             match self.inbound.try_send(pending) {
                 Ok(()) => break,
                 Err(TrySendError::Full(back)) => {
-                    // Bounded by IN_FLIGHT_MAX below the queue's capacity, so this is brief.
+                    // Bounded by INPUTS_IN_FLIGHT_MAX below the queue's capacity, so this is brief.
                     pending = back;
                     self.pump_outcomes();
                     std::thread::yield_now();

@@ -12,11 +12,11 @@ use super::{ProtocolError, Sink};
 pub const HEADER_LEN: usize = 3;
 
 /// The largest payload a packet can carry: the length field is 16 bits and counts the type.
-pub const MAX_PAYLOAD_LEN: usize = u16::MAX as usize - 1;
+pub const PAYLOAD_BYTES_MAX: usize = u16::MAX as usize - 1;
 
 /// The longest message a client sends inside Unsequenced Data: OUCH's Enter Order (49
 /// bytes; [`super::ouch`] checks at compile time that this is its longest inbound message).
-pub const MAX_INBOUND_LEN: usize = 49;
+pub const INBOUND_MESSAGE_BYTES_MAX: usize = 49;
 
 /// Packet type bytes.
 pub mod packet_type {
@@ -50,10 +50,10 @@ pub(crate) fn put_header<S: Sink>(
 ) -> Result<(), ProtocolError> {
     let len = u16::try_from(payload_len + 1)
         .ok()
-        .filter(|_| payload_len <= MAX_PAYLOAD_LEN)
+        .filter(|_| payload_len <= PAYLOAD_BYTES_MAX)
         .ok_or(ProtocolError::PayloadTooLong {
             len: payload_len,
-            max: MAX_PAYLOAD_LEN,
+            max: PAYLOAD_BYTES_MAX,
         })?;
     out.put_u16(len);
     out.put_u8(packet_type);

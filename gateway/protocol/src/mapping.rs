@@ -43,27 +43,27 @@ impl PriceScale {
     }
 
     /// A limit price in ticks, or `None` for [`Price::MARKET`]. Refuses (with `X`, invalid
-    /// price) 0, anything above [`Price::MAX_LIMIT`] other than the market price, and prices
+    /// price) 0, anything above [`Price::LIMIT_MAX`] other than the market price, and prices
     /// that are not a whole number of ticks.
     pub fn to_ticks(&self, price: Price) -> Result<Option<i64>, RejectReason> {
         if price.is_market() {
             return Ok(None);
         }
-        if price.0 == 0 || price > Price::MAX_LIMIT || price.0 % self.units_per_tick != 0 {
+        if price.0 == 0 || price > Price::LIMIT_MAX || price.0 % self.units_per_tick != 0 {
             return Err(RejectReason::InvalidPrice);
         }
         Ok(Some(i64::from(price.0 / self.units_per_tick)))
     }
 
     /// The OUCH price of `ticks`, or `None` if it is not a valid limit price
-    /// (`1..=`[`Price::MAX_LIMIT`]).
+    /// (`1..=`[`Price::LIMIT_MAX`]).
     pub fn to_price(&self, ticks: i64) -> Option<Price> {
         let units = u64::try_from(ticks)
             .ok()?
             .checked_mul(u64::from(self.units_per_tick))?;
         let units = u32::try_from(units).ok()?;
         let price = Price(units);
-        (units >= 1 && price <= Price::MAX_LIMIT).then_some(price)
+        (units >= 1 && price <= Price::LIMIT_MAX).then_some(price)
     }
 }
 
@@ -424,7 +424,7 @@ mod tests {
         assert_eq!(scale.to_price(i64::MAX), None);
         assert_eq!(
             PriceScale::default().to_price(1_999_999_900),
-            Some(Price::MAX_LIMIT)
+            Some(Price::LIMIT_MAX)
         );
         assert_eq!(PriceScale::default().to_price(1_999_999_901), None);
         assert_eq!(PriceScale::new(0), None);

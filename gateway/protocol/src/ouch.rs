@@ -40,7 +40,7 @@
 //! - **Stock** names the instrument by its configured 8-character symbol; an unknown stock is
 //!   rejected with [`RejectReason::InvalidStock`] (`S`).
 //! - **Price** (four implied decimals) becomes engine ticks by dividing by the instrument's
-//!   price scale (OUCH units per tick); a price that is 0, above [`Price::MAX_LIMIT`]
+//!   price scale (OUCH units per tick); a price that is 0, above [`Price::LIMIT_MAX`]
 //!   ($199,999.9900), or not a whole number of ticks is rejected with `X`.
 //! - **Market orders**: OUCH 4.2 expresses a market order with the special price
 //!   [`Price::MARKET`] = `0x7FFFFFFF` ($214,748.3647), which the specification defines for
@@ -114,10 +114,10 @@ pub mod message_type {
 }
 
 /// The longest inbound message (Enter Order).
-pub use super::framing::MAX_INBOUND_LEN;
-const _: () = assert!(MAX_INBOUND_LEN == EnterOrder::LEN);
+pub use super::framing::INBOUND_MESSAGE_BYTES_MAX;
+const _: () = assert!(INBOUND_MESSAGE_BYTES_MAX == EnterOrder::LEN);
 /// The longest outbound message (Order Replaced).
-pub const MAX_OUTBOUND_LEN: usize = OrderReplaced::LEN;
+pub const OUTBOUND_MESSAGE_BYTES_MAX: usize = OrderReplaced::LEN;
 
 macro_rules! code_enum {
     (
@@ -489,7 +489,7 @@ impl Price {
     /// OUCH units per whole currency unit.
     pub const SCALE: u32 = 10_000;
     /// The highest limit price OUCH 4.2 allows: $199,999.9900 (`0x7735939C`).
-    pub const MAX_LIMIT: Price = Price(1_999_999_900);
+    pub const LIMIT_MAX: Price = Price(1_999_999_900);
     /// The special price marking a market order: $214,748.3647 (`0x7FFFFFFF`).
     pub const MARKET: Price = Price(0x7fff_ffff);
 

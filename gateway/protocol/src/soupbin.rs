@@ -50,7 +50,7 @@ use std::fmt;
 use super::framing::put_header;
 use super::{Alpha, ProtocolError, Reader, Sink, SliceSink, Username};
 
-pub use super::framing::{packet_type, HEADER_LEN, MAX_PAYLOAD_LEN};
+pub use super::framing::{packet_type, HEADER_LEN, PAYLOAD_BYTES_MAX};
 
 /// Packet length (type byte included) of a Login Request.
 pub const LOGIN_REQUEST_LEN: usize = 47;
@@ -62,11 +62,12 @@ pub const LOGIN_REJECTED_LEN: usize = 2;
 /// Default limit on a client packet's length (type byte included): room for the largest
 /// OUCH inbound message (Enter Order, 49 bytes) in an Unsequenced Data packet. Also bounds
 /// client Debug text to 49 bytes.
-pub const DEFAULT_MAX_CLIENT_PACKET_LEN: u16 = 1 + super::framing::MAX_INBOUND_LEN as u16;
+pub const CLIENT_PACKET_BYTES_MAX_DEFAULT: u16 =
+    1 + super::framing::INBOUND_MESSAGE_BYTES_MAX as u16;
 
 /// Default limit on a server packet's length when a client decodes: generous enough for
 /// a server's Debug text; every other server packet is at most 81 bytes.
-pub const DEFAULT_MAX_SERVER_PACKET_LEN: u16 = 1024;
+pub const SERVER_PACKET_BYTES_MAX_DEFAULT: u16 = 1024;
 
 /// Password: a 10-byte *Alpha* field whose `Debug` output is redacted.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -339,9 +340,9 @@ pub struct FrameDecoder {
 }
 
 impl Default for FrameDecoder {
-    /// A decoder for a server reading clients, with [`DEFAULT_MAX_CLIENT_PACKET_LEN`].
+    /// A decoder for a server reading clients, with [`CLIENT_PACKET_BYTES_MAX_DEFAULT`].
     fn default() -> FrameDecoder {
-        FrameDecoder::new(DEFAULT_MAX_CLIENT_PACKET_LEN)
+        FrameDecoder::new(CLIENT_PACKET_BYTES_MAX_DEFAULT)
     }
 }
 
@@ -462,19 +463,19 @@ impl FrameDecoder {
 }
 
 /// Decodes the first client packet in `buf` with the default limit
-/// ([`DEFAULT_MAX_CLIENT_PACKET_LEN`]). See [`FrameDecoder::decode_client`].
+/// ([`CLIENT_PACKET_BYTES_MAX_DEFAULT`]). See [`FrameDecoder::decode_client`].
 pub fn decode_client(buf: &[u8]) -> Result<Option<(ClientPacket<'_>, usize)>, ProtocolError> {
-    FrameDecoder::new(DEFAULT_MAX_CLIENT_PACKET_LEN).decode_client(buf)
+    FrameDecoder::new(CLIENT_PACKET_BYTES_MAX_DEFAULT).decode_client(buf)
 }
 
 /// Decodes the first server packet in `buf` with the default limit
-/// ([`DEFAULT_MAX_SERVER_PACKET_LEN`]). See [`FrameDecoder::decode_server`].
+/// ([`SERVER_PACKET_BYTES_MAX_DEFAULT`]). See [`FrameDecoder::decode_server`].
 pub fn decode_server(buf: &[u8]) -> Result<Option<(ServerPacket<'_>, usize)>, ProtocolError> {
-    FrameDecoder::new(DEFAULT_MAX_SERVER_PACKET_LEN).decode_server(buf)
+    FrameDecoder::new(SERVER_PACKET_BYTES_MAX_DEFAULT).decode_server(buf)
 }
 
 /// Appends one packet of type `packet_type` carrying `payload`. Fails only if the payload
-/// is longer than [`MAX_PAYLOAD_LEN`], in which case nothing is written. This writes any type
+/// is longer than [`PAYLOAD_BYTES_MAX`], in which case nothing is written. This writes any type
 /// byte as given: use it for Sequenced/Unsequenced Data and Debug, or prefer the typed
 /// encoders.
 pub fn encode_packet(
@@ -528,7 +529,7 @@ impl ClientPacket<'_> {
     }
 
     /// Appends the packet. Fails (writing nothing) only for a payload over
-    /// [`MAX_PAYLOAD_LEN`].
+    /// [`PAYLOAD_BYTES_MAX`].
     pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), ProtocolError> {
         self.write(out)
     }
@@ -583,7 +584,7 @@ impl ServerPacket<'_> {
     }
 
     /// Appends the packet. Fails (writing nothing) only for a payload over
-    /// [`MAX_PAYLOAD_LEN`].
+    /// [`PAYLOAD_BYTES_MAX`].
     pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), ProtocolError> {
         self.write(out)
     }
@@ -703,14 +704,14 @@ mod tests {
 
     #[test]
     fn payload_limit_on_encode() {
-        let big = vec![0u8; MAX_PAYLOAD_LEN + 1];
+        let big = vec![0u8; PAYLOAD_BYTES_MAX + 1];
         let mut out = Vec::new();
         assert!(matches!(
             ServerPacket::SequencedData(&big).encode(&mut out),
             Err(ProtocolError::PayloadTooLong { .. })
         ));
         assert!(out.is_empty());
-        let max = vec![0u8; MAX_PAYLOAD_LEN];
+        let max = vec![0u8; PAYLOAD_BYTES_MAX];
         ServerPacket::SequencedData(&max).encode(&mut out).unwrap();
         assert_eq!(&out[..3], &[0xff, 0xff, b'S']);
     }

@@ -838,9 +838,9 @@ fn price_display_and_limits() {
     assert_eq!(Price(1_502_500).to_string(), "150.2500");
     assert_eq!(Price(1).to_string(), "0.0001");
     assert_eq!(Price::MARKET.to_string(), "MARKET");
-    assert_eq!(Price::MAX_LIMIT.0, 0x7735_939c);
+    assert_eq!(Price::LIMIT_MAX.0, 0x7735_939c);
     assert_eq!(Price::MARKET.0, 0x7fff_ffff);
-    assert_eq!(ouch::MAX_INBOUND_LEN, 49);
-    assert_eq!(ouch::MAX_OUTBOUND_LEN, 80);
-    assert_eq!(soupbin::DEFAULT_MAX_CLIENT_PACKET_LEN, 50);
+    assert_eq!(ouch::INBOUND_MESSAGE_BYTES_MAX, 49);
+    assert_eq!(ouch::OUTBOUND_MESSAGE_BYTES_MAX, 80);
+    assert_eq!(soupbin::CLIENT_PACKET_BYTES_MAX_DEFAULT, 50);
 }

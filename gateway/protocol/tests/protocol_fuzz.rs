@@ -67,7 +67,7 @@ fn firm() -> BoxedStrategy<Firm> {
 fn price() -> impl Strategy<Value = Price> {
     prop_oneof![
         Just(Price::MARKET),
-        Just(Price::MAX_LIMIT),
+        Just(Price::LIMIT_MAX),
         any::<u32>().prop_map(Price)
     ]
 }
@@ -803,5 +803,5 @@ proptest! {
 }
 
 fn soupbin_default_server() -> u16 {
-    keel_protocol::soupbin::DEFAULT_MAX_SERVER_PACKET_LEN
+    keel_protocol::soupbin::SERVER_PACKET_BYTES_MAX_DEFAULT
 }
