@@ -8,14 +8,11 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand, ValueEnum};
 use keel_client::DEMO_USERS;
-use keel_engine::{Engine, EngineConfig};
 use keel_journal::inspect;
-use keel_journal::merkle::MerkleFrontier;
-use keel_journal::snapshot::{self, state_root};
 use keel_journal::{Durability, Journal, JournalConfig, SyncMethod};
 use keel_node::config::{Config, DurabilityConfig};
 use keel_node::local_cluster::{self, LocalCluster};
-use keel_node::replay::{self, CommandLog};
+use keel_node::replay;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
@@ -252,37 +249,26 @@ fn run_replay(args: &ReplayArgs) -> anyhow::Result<()> {
     let stdout = io::stdout();
     let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
     match &args.journal {
-        None => {
-            let mut engine = Engine::default();
-            let mut frontier = MerkleFrontier::new();
-            let mut log = CommandLog::None {
-                frontier: &mut frontier,
-                next_seq: 1,
-            };
-            let summary = replay::replay(&mut engine, &mut input, &mut out, &mut log)
-                .context("replay stopped")?;
-            if args.book {
-                replay::write_books(&mut out, &engine)?;
-                replay::write_roots(
-                    &mut out,
-                    summary.commands,
-                    &frontier.root(),
-                    &state_root(&engine),
-                )?;
-            }
+        None => replay::run_unjournaled(&mut input, &mut out, args.book)?,
+        Some(dir) => {
+            let journal = open_journal(args, dir)?;
+            replay::run_journaled(
+                journal,
+                dir,
+                args.snapshot_every,
+                args.book,
+                &mut input,
+                &mut out,
+            )?;
         }
-        Some(dir) => replay_journaled(args, dir, &mut input, &mut out)?,
     }
     out.flush()?;
     Ok(())
 }
 
-fn replay_journaled(
-    args: &ReplayArgs,
-    dir: &Path,
-    input: &mut BufReader<Box<dyn Read>>,
-    out: &mut impl Write,
-) -> anyhow::Result<()> {
+/// Opens (recovers) the journal `keel replay --journal` appends to, reporting a torn tail
+/// that recovery cut.
+fn open_journal(args: &ReplayArgs, dir: &Path) -> anyhow::Result<Journal> {
     let config = JournalConfig {
         segment_size_bytes: args.segment_size,
         durability: match args.durability {
@@ -296,7 +282,7 @@ fn replay_journaled(
         },
         ..JournalConfig::default()
     };
-    let (mut journal, recovery) = Journal::open(dir, config)
+    let (journal, recovery) = Journal::open(dir, config)
         .with_context(|| format!("cannot open journal {}", dir.display()))?;
     if let Some(torn) = recovery.scan.torn {
         eprintln!(
@@ -304,34 +290,7 @@ fn replay_journaled(
             torn.segment, torn.offset, torn.len_bytes
         );
     }
-    let recovered =
-        snapshot::recover_state(dir, journal.watermarks().clone(), EngineConfig::default())
-            .context("cannot rebuild the engine from the journal")?;
-    let mut engine = recovered.engine.clone();
-    // The snapshotter follows the journal with its own engine copy: snapshots never pause
-    // this loop, and its final state doubles as a determinism check.
-    let snapshotter = snapshot::spawn_snapshotter(
-        dir.to_path_buf(),
-        journal.watermarks().clone(),
-        recovered,
-        args.snapshot_every,
-    )?;
-    let mut log = CommandLog::Journal(&mut journal);
-    let replayed = replay::replay(&mut engine, input, out, &mut log);
-    let finished = snapshotter.finish();
-    let closed = journal.close();
-    replayed.context("replay stopped")?;
-    let follower = finished.context("snapshotter failed")?;
-    closed.context("cannot close the journal")?;
-    let root = state_root(&engine);
-    if root != follower.state_root() {
-        bail!("determinism check failed: the snapshotter's engine state differs from the replay's");
-    }
-    if args.book {
-        replay::write_books(out, &engine)?;
-        replay::write_roots(out, follower.seq, &follower.journal_root(), &root)?;
-    }
-    Ok(())
+    Ok(journal)
 }
 
 fn verify(dir: &Path) -> anyhow::Result<()> {

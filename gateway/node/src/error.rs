@@ -19,6 +19,22 @@ pub enum Error {
         /// The limit.
         limit_bytes: usize,
     },
+    /// `keel replay` stopped: a bad input line, or its input or output failed.
+    #[error("replay stopped")]
+    ReplayStopped(#[source] Box<Error>),
+    /// The engine could not be rebuilt from the journal's snapshots and records.
+    #[error("cannot rebuild the engine from the journal")]
+    Recover(#[source] keel_journal::Error),
+    /// The snapshotter thread failed.
+    #[error("snapshotter failed")]
+    Snapshotter(#[source] keel_journal::Error),
+    /// The journal could not be closed (its last records may not be durable).
+    #[error("cannot close the journal")]
+    JournalClose(#[source] keel_journal::Error),
+    /// The snapshotter's engine, fed the same journal, ended in a different state than the
+    /// replay's: the engine is not deterministic.
+    #[error("determinism check failed: the snapshotter's engine state differs from the replay's")]
+    Determinism,
     /// The journal refused an operation.
     #[error(transparent)]
     Journal(#[from] keel_journal::Error),

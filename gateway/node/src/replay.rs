@@ -7,13 +7,14 @@
 //! ignoring a misspelt `post_only` could send a real order across the book.
 
 use std::io::{BufRead, BufReader, Read, Write};
+use std::path::Path;
 
 use keel_engine::{
-    Command, Engine, Event, NewOrder, SelfTradePrevention, Side, Symbol, TimeInForce,
+    Command, Engine, EngineConfig, Event, NewOrder, SelfTradePrevention, Side, Symbol, TimeInForce,
 };
 use keel_journal::format;
 use keel_journal::merkle::{Hash, MerkleFrontier};
-use keel_journal::Journal;
+use keel_journal::{snapshot, Journal};
 use serde::Deserialize;
 
 use crate::Error;
@@ -313,6 +314,77 @@ pub struct ReplaySummary {
     pub commands: u64,
     /// Events written.
     pub events: u64,
+}
+
+/// `keel replay` without a journal: applies every command of `input` to a fresh engine,
+/// printing its events; the journal root is computed over the records a journal would
+/// hold. With `book`, prints every book and the roots after the last command.
+pub fn run_unjournaled<R: Read>(
+    input: &mut BufReader<R>,
+    out: &mut impl Write,
+    book: bool,
+) -> Result<(), Error> {
+    let mut engine = Engine::default();
+    let mut frontier = MerkleFrontier::new();
+    let mut log = CommandLog::None {
+        frontier: &mut frontier,
+        next_seq: 1,
+    };
+    let summary = replay(&mut engine, input, out, &mut log)
+        .map_err(|error| Error::ReplayStopped(Box::new(error)))?;
+    if book {
+        write_books(out, &engine)?;
+        write_roots(
+            out,
+            summary.commands,
+            &frontier.root(),
+            &snapshot::state_root(&engine),
+        )?;
+    }
+    Ok(())
+}
+
+/// `keel replay --journal DIR` on a journal the caller opened (recovered) in `dir`: rebuilds
+/// the engine from it, then appends every command of `input` before applying it, taking a
+/// snapshot every `snapshot_every` commands (0: never). The snapshotter follows with its
+/// own engine copy, and its final state must equal the replay's (a determinism check).
+/// With `book`, prints every book and the roots after the last command. Closes the journal.
+pub fn run_journaled<R: Read>(
+    mut journal: Journal,
+    dir: &Path,
+    snapshot_every: u64,
+    book: bool,
+    input: &mut BufReader<R>,
+    out: &mut impl Write,
+) -> Result<(), Error> {
+    let recovered =
+        snapshot::recover_state(dir, journal.watermarks().clone(), EngineConfig::default())
+            .map_err(Error::Recover)?;
+    let mut engine = recovered.engine.clone();
+    // The snapshotter follows the journal with its own engine copy: snapshots never pause
+    // this loop, and its final state doubles as a determinism check.
+    let snapshotter = snapshot::spawn_snapshotter(
+        dir.to_path_buf(),
+        journal.watermarks().clone(),
+        recovered,
+        snapshot_every,
+    )?;
+    let mut log = CommandLog::Journal(&mut journal);
+    let replayed = replay(&mut engine, input, out, &mut log);
+    let finished = snapshotter.finish();
+    let closed = journal.close();
+    replayed.map_err(|error| Error::ReplayStopped(Box::new(error)))?;
+    let follower = finished.map_err(Error::Snapshotter)?;
+    closed.map_err(Error::JournalClose)?;
+    let root = snapshot::state_root(&engine);
+    if root != follower.state_root() {
+        return Err(Error::Determinism);
+    }
+    if book {
+        write_books(out, &engine)?;
+        write_roots(out, follower.seq, &follower.journal_root(), &root)?;
+    }
+    Ok(())
 }
 
 /// Held-back output is released at least this often, so a long replay's memory stays bounded.
