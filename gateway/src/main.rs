@@ -1,4 +1,6 @@
-//! `keel`: the operator's command-line tool.
+//! `keel`: the operator's command-line tool. This binary parses arguments, prints and
+//! dispatches; the work is done by `keel-node` (`serve`, `replay`, `cluster`), `keel-client`
+//! (`client`) and `keel-journal` (`journal verify|dump|roots|repair`).
 
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};

@@ -1,6 +1,8 @@
-//! Wire codecs for order entry: SoupBinTCP 4.0 framing ([`soupbin`]) carrying OUCH 4.2
-//! messages ([`ouch`]), plus pure helpers that translate OUCH fields to engine commands
-//! ([`mapping`]).
+//! Keel's wire codecs for order entry: SoupBinTCP 4.0 framing ([`soupbin`]) carrying OUCH
+//! 4.2 messages ([`ouch`]), the packet header and types both use ([`framing`]), plus pure
+//! helpers that translate OUCH fields to engine commands ([`mapping`]). The node
+//! (`keel-node`) and the client library (`keel-client`) both build on this crate, which
+//! depends on nothing but the engine's types.
 //!
 //! This layer is pure: no sockets, no threads, no clocks, no allocation on decode. Decoders
 //! take a byte slice and return either a decoded value, `Ok(None)` when more bytes are needed
