@@ -43,14 +43,7 @@ pub fn run(args: &LocalCluster, exe: &Path, shutdown: &AtomicBool) -> Result<(),
     }
     std::fs::create_dir_all(&args.dir)
         .map_err(|e| Error::LocalCluster(format!("cannot create {}: {e}", args.dir.display())))?;
-    let secret = secret(&args.dir)?;
-    let mut paths = Vec::new();
-    for id in 1..=args.nodes {
-        let path = args.dir.join(format!("node{id}.toml"));
-        std::fs::write(&path, node_config(args, id, &secret)?)?;
-        Config::load(&path)?;
-        paths.push(path);
-    }
+    let paths = write_configs(args)?;
     let endpoints: Vec<String> = (0..args.nodes)
         .map(|i| format!("127.0.0.1:{}", u64::from(args.client_port) + i))
         .collect();
@@ -66,22 +59,51 @@ pub fn run(args: &LocalCluster, exe: &Path, shutdown: &AtomicBool) -> Result<(),
     let mut children: Vec<(String, Child)> = Vec::new();
     for (i, path) in paths.iter().enumerate() {
         let name = format!("node{}", i + 1);
-        let mut child = Command::new(exe)
-            .arg("serve")
-            .arg("--config")
-            .arg(path)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| Error::LocalCluster(format!("cannot start {name}: {e}")))?;
-        if let Some(out) = child.stdout.take() {
-            prefix(name.clone(), out);
-        }
-        if let Some(err) = child.stderr.take() {
-            prefix(name.clone(), err);
-        }
+        let child = start_node(exe, &name, path)?;
         children.push((name, child));
     }
+    let exited = watch(args, &mut children, shutdown);
+    stop(&mut children, &exited)
+}
+
+/// Writes (and checks) every node's configuration; their paths in node order.
+fn write_configs(args: &LocalCluster) -> Result<Vec<PathBuf>, Error> {
+    let secret = secret(&args.dir)?;
+    let mut paths = Vec::new();
+    for id in 1..=args.nodes {
+        let path = args.dir.join(format!("node{id}.toml"));
+        std::fs::write(&path, node_config(args, id, &secret)?)?;
+        Config::load(&path)?;
+        paths.push(path);
+    }
+    Ok(paths)
+}
+
+/// Starts `exe serve --config path`, its output prefixed with `name`.
+fn start_node(exe: &Path, name: &str, path: &Path) -> Result<Child, Error> {
+    let mut child = Command::new(exe)
+        .arg("serve")
+        .arg("--config")
+        .arg(path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| Error::LocalCluster(format!("cannot start {name}: {e}")))?;
+    if let Some(out) = child.stdout.take() {
+        prefix(name.to_string(), out);
+    }
+    if let Some(err) = child.stderr.take() {
+        prefix(name.to_string(), err);
+    }
+    Ok(child)
+}
+
+/// Reports nodes that exit until `shutdown` is set; which ones exited.
+fn watch(
+    args: &LocalCluster,
+    children: &mut [(String, Child)],
+    shutdown: &AtomicBool,
+) -> Vec<bool> {
     let mut exited = vec![false; children.len()];
     while !shutdown.load(Ordering::Acquire) {
         for ((name, child), exited) in children.iter_mut().zip(exited.iter_mut()) {
@@ -98,7 +120,12 @@ pub fn run(args: &LocalCluster, exe: &Path, shutdown: &AtomicBool) -> Result<(),
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    for (_, child) in &mut children {
+    exited
+}
+
+/// Sends SIGTERM to every node, then waits for each, reporting those still running.
+fn stop(children: &mut [(String, Child)], exited: &[bool]) -> Result<(), Error> {
+    for (_, child) in children.iter_mut() {
         if let Ok(pid) = i32::try_from(child.id()) {
             // SAFETY: kill(2) with a child's pid and SIGTERM has no memory effects here.
             unsafe {
@@ -106,7 +133,7 @@ pub fn run(args: &LocalCluster, exe: &Path, shutdown: &AtomicBool) -> Result<(),
             }
         }
     }
-    for ((name, child), exited) in children.iter_mut().zip(exited) {
+    for ((name, child), &exited) in children.iter_mut().zip(exited) {
         let status = child.wait()?;
         if !exited {
             eprintln!("[{name}] stopped: {status}");
