@@ -118,6 +118,16 @@ pub enum DurabilityConfig {
     Async,
 }
 
+impl DurabilityConfig {
+    /// The journal's policy of this name.
+    pub fn journal(self) -> keel_journal::Durability {
+        match self {
+            DurabilityConfig::Fsync => keel_journal::Durability::Fsync,
+            DurabilityConfig::Async => keel_journal::Durability::Async,
+        }
+    }
+}
+
 /// `[[instrument]]`.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -8,7 +8,7 @@ use keel_journal::envelope::{engine_command, Envelope, Origin};
 use keel_journal::format::RecordType;
 use keel_journal::{Durability, Journal, JournalConfig, SyncMethod};
 
-use crate::config::{Config, DurabilityConfig};
+use crate::config::Config;
 use crate::Error;
 
 /// The node's user field for records it makes itself.
@@ -54,10 +54,7 @@ pub const ASYNC_SINGLE_NODE_SYNC_INTERVAL_MIN: Duration = Duration::from_millis(
 
 /// How the configuration asks for the journal to be opened.
 pub fn journal_config(config: &Config) -> JournalConfig {
-    let durability = match config.server.durability {
-        DurabilityConfig::Fsync => Durability::Fsync,
-        DurabilityConfig::Async => Durability::Async,
-    };
+    let durability = config.server.durability.journal();
     let sync_interval_min = if durability == Durability::Async && config.cluster.is_none() {
         ASYNC_SINGLE_NODE_SYNC_INTERVAL_MIN
     } else {
@@ -165,29 +162,64 @@ pub fn start_serving(
     replayed: Replayed,
     sink: &mut impl RecordSink,
 ) -> Result<Recovered, Error> {
-    let mut events = Vec::new();
-    let mut last_seq = replayed.last_seq;
-    let mut append = |envelope: Envelope, engine: &mut Engine| -> Result<(), Error> {
-        let seq = journal.appender().append_envelope(&envelope)?;
-        events.clear();
-        if let Some(command) = &envelope.command {
-            engine.process(command, &mut events);
-        }
-        sink.record(seq, &envelope, &events);
-        last_seq = seq;
-        Ok(())
+    let mut log = NodeLog {
+        journal: &mut journal,
+        sink,
+        events: Vec::new(),
+        last_seq: replayed.last_seq,
     };
     let session_start_ns = match replayed.session_start_ns {
         Some(start) => start,
         None => {
             let start = now_ns();
-            append(
+            log.append(
                 node_envelope(Origin::SessionStart, start, None)?,
                 &mut engine,
             )?;
             start
         }
     };
+    define_instruments(config, &mut engine, &mut log)?;
+    cancel_stranded_orders(config, &mut engine, &mut log)?;
+    let last_seq = log.last_seq;
+    journal.wait_durable()?;
+    Ok(Recovered {
+        journal,
+        engine,
+        last_seq,
+        session_start_ns,
+    })
+}
+
+/// Appends the node's own records before serving, applying each to the engine and showing
+/// it to the sink.
+struct NodeLog<'a, S> {
+    journal: &'a mut Journal,
+    sink: &'a mut S,
+    events: Vec<Event>,
+    last_seq: u64,
+}
+
+impl<S: RecordSink> NodeLog<'_, S> {
+    fn append(&mut self, envelope: Envelope, engine: &mut Engine) -> Result<(), Error> {
+        let seq = self.journal.appender().append_envelope(&envelope)?;
+        self.events.clear();
+        if let Some(command) = &envelope.command {
+            engine.process(command, &mut self.events);
+        }
+        self.sink.record(seq, &envelope, &self.events);
+        self.last_seq = seq;
+        Ok(())
+    }
+}
+
+/// Defines the configured instruments the journal does not have yet; an instrument the
+/// journal names differently is an error.
+fn define_instruments(
+    config: &Config,
+    engine: &mut Engine,
+    log: &mut NodeLog<'_, impl RecordSink>,
+) -> Result<(), Error> {
     for instrument in &config.instruments {
         let symbol = Symbol::new(&instrument.symbol)?;
         let existing = engine
@@ -207,15 +239,23 @@ pub fn start_serving(
                     instrument: instrument.id,
                     symbol,
                 };
-                append(
+                log.append(
                     node_envelope(Origin::Configuration, now_ns(), Some(command))?,
-                    &mut engine,
+                    engine,
                 )?;
             }
         }
     }
-    // No session survives a restart: users who asked for cancel-on-disconnect must not find
-    // orders resting that they can no longer manage (after a crash or a clean stop alike).
+    Ok(())
+}
+
+/// No session survives a restart: users who asked for cancel-on-disconnect must not find
+/// orders resting that they can no longer manage (after a crash or a clean stop alike).
+fn cancel_stranded_orders(
+    config: &Config,
+    engine: &mut Engine,
+    log: &mut NodeLog<'_, impl RecordSink>,
+) -> Result<(), Error> {
     let stranded: Vec<_> = config
         .users
         .iter()
@@ -235,15 +275,9 @@ pub fn start_serving(
             Some(command),
         )
         .ok_or_else(|| Error::Node("empty client message rejected".into()))?;
-        append(envelope, &mut engine)?;
+        log.append(envelope, engine)?;
     }
-    journal.wait_durable()?;
-    Ok(Recovered {
-        journal,
-        engine,
-        last_seq,
-        session_start_ns,
-    })
+    Ok(())
 }
 
 fn node_envelope(
