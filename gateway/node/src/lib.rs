@@ -37,11 +37,10 @@ use std::sync::Arc;
 
 use keel_engine::Event;
 use keel_journal::envelope::Envelope;
-use keel_journal::Durability;
 use mio::net::TcpListener;
 use mio::Poll;
 
-use crate::config::{Config, DurabilityConfig};
+use crate::config::Config;
 pub use error::Error;
 use keel_protocol::soupbin::SessionId;
 use matching::MatchingLoop;
@@ -129,12 +128,10 @@ fn serve(
         let _ = link.waker.set(waker.clone());
     }
     let marks = recovered.journal.watermarks().clone();
-    {
-        let waker = waker.clone();
-        marks.set_durable_hook(Box::new(move || {
-            let _ = waker.wake();
-        }));
-    }
+    let durable_waker = waker.clone();
+    marks.set_durable_hook(Box::new(move || {
+        let _ = durable_waker.wake();
+    }));
     let listener = TcpListener::bind(config.server.listen)?;
     let listen = listener.local_addr()?;
     let (inbound_tx, inbound_rx) = crossbeam_channel::bounded(MATCHING_INPUTS_QUEUED_MAX);
@@ -150,10 +147,8 @@ fn serve(
         outbound: outcome_tx,
         stop: stop.clone(),
         core,
-    };
-    let matching = std::thread::Builder::new()
-        .name("keel-matching".into())
-        .spawn(move || matching.run())?;
+    }
+    .spawn()?;
     let mut server = Server::new(ServerParts {
         listener,
         poll,
@@ -174,10 +169,7 @@ fn serve(
         inbound: inbound_tx,
         outcomes: outcome_rx,
         marks,
-        durability: match config.server.durability {
-            DurabilityConfig::Fsync => Durability::Fsync,
-            DurabilityConfig::Async => Durability::Async,
-        },
+        durability: config.server.durability.journal(),
         last_seq: recovered.last_seq,
         auth_requests: auth_tx,
         auth_responses: verdict_rx,

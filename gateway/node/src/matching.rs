@@ -52,6 +52,13 @@ pub struct MatchingLoop {
 }
 
 impl MatchingLoop {
+    /// Runs the loop on a new thread named `keel-matching` ([`MatchingLoop::run`]).
+    pub fn spawn(self) -> std::io::Result<std::thread::JoinHandle<Result<Engine, crate::Error>>> {
+        std::thread::Builder::new()
+            .name("keel-matching".into())
+            .spawn(move || self.run())
+    }
+
     /// Runs until stopped, then syncs and closes the journal. Returns the engine.
     pub fn run(mut self) -> Result<Engine, crate::Error> {
         self.pin();
