@@ -212,67 +212,35 @@ fn open_one(
     options: &ClientOptions,
     keep_going: &dyn Fn() -> bool,
 ) -> Result<Opened, Failure> {
-    let io = |what: &str, e: std::io::Error| Failure::Other(format!("{what}: {e}"));
-    let stream = TcpStream::connect_timeout(&endpoint, options.connect_timeout)
-        .map_err(|e| io("connect", e))?;
-    stream.set_nodelay(true).map_err(|e| io("setsockopt", e))?;
-    stream
-        .set_write_timeout(Some(options.write_timeout))
-        .map_err(|e| io("setsockopt", e))?;
-    stream
-        .set_read_timeout(Some(TICK))
-        .map_err(|e| io("setsockopt", e))?;
-    let mut writer = stream.try_clone().map_err(|e| io("socket", e))?;
-    let mut reader = stream;
-    let mut packet = Vec::with_capacity(64);
+    let (mut reader, mut writer) = connect(endpoint, options)?;
     let request = ClientPacket::LoginRequest(LoginRequest {
         username: credentials.username,
         password: credentials.password,
         requested_session: session,
         requested_sequence_number: requested_seq,
     });
+    let mut packet = Vec::with_capacity(64);
     request
         .encode(&mut packet)
         .map_err(|e| Failure::Other(e.to_string()))?;
     writer
         .write_all(&packet)
-        .map_err(|e| io("sending the login", e))?;
+        .map_err(|e| io_failure("sending the login", e))?;
     // No client heartbeats before Login Accepted: the server refuses data during login.
     let decoder = FrameDecoder::new(SERVER_PACKET_BYTES_MAX_DEFAULT);
     let deadline = Instant::now() + options.login_timeout;
     let mut buf: Vec<u8> = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     loop {
-        let mut offset = 0;
-        loop {
-            let decoded = decoder
-                .decode_server(&buf[offset..])
-                .map_err(|e| Failure::Other(format!("protocol error during login: {e}")))?;
-            let Some((packet, used)) = decoded else {
-                break;
-            };
-            offset += used;
-            match packet {
-                ServerPacket::LoginAccepted(accepted) => {
-                    return Ok(Opened {
-                        reader,
-                        writer,
-                        endpoint,
-                        accepted,
-                        leftover: buf[offset..].to_vec(),
-                    });
-                }
-                ServerPacket::LoginRejected(reason) => return Err(Failure::Rejected(reason)),
-                ServerPacket::ServerHeartbeat | ServerPacket::Debug(_) => {}
-                ServerPacket::EndOfSession => {
-                    return Err(Failure::Other("end of session during login".into()))
-                }
-                ServerPacket::SequencedData(_) => {
-                    return Err(Failure::Other(
-                        "protocol error: sequenced data before Login Accepted".into(),
-                    ))
-                }
-            }
+        let (accepted, offset) = login_answer(&decoder, &buf)?;
+        if let Some(accepted) = accepted {
+            return Ok(Opened {
+                reader,
+                writer,
+                endpoint,
+                accepted,
+                leftover: buf[offset..].to_vec(),
+            });
         }
         buf.drain(..offset);
         if !keep_going() {
@@ -288,9 +256,66 @@ fn open_one(
             Ok(0) => return Err(Failure::Other("connection closed during login".into())),
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
             Err(e) if is_timeout(&e) || e.kind() == ErrorKind::Interrupted => {}
-            Err(e) => return Err(io("reading the login response", e)),
+            Err(e) => return Err(io_failure("reading the login response", e)),
         }
     }
+}
+
+/// Reads the complete packets in `buf` up to the server's answer to a login: Login Accepted
+/// (with the bytes up to and including it), or, when no answer is there yet, `None` with the
+/// bytes read. Login Rejected and anything a server may not send during login fail.
+fn login_answer(
+    decoder: &FrameDecoder,
+    buf: &[u8],
+) -> Result<(Option<LoginAccepted>, usize), Failure> {
+    let mut offset = 0;
+    loop {
+        let decoded = decoder
+            .decode_server(&buf[offset..])
+            .map_err(|e| Failure::Other(format!("protocol error during login: {e}")))?;
+        let Some((packet, used)) = decoded else {
+            return Ok((None, offset));
+        };
+        offset += used;
+        match packet {
+            ServerPacket::LoginAccepted(accepted) => return Ok((Some(accepted), offset)),
+            ServerPacket::LoginRejected(reason) => return Err(Failure::Rejected(reason)),
+            ServerPacket::ServerHeartbeat | ServerPacket::Debug(_) => {}
+            ServerPacket::EndOfSession => {
+                return Err(Failure::Other("end of session during login".into()))
+            }
+            ServerPacket::SequencedData(_) => {
+                return Err(Failure::Other(
+                    "protocol error: sequenced data before Login Accepted".into(),
+                ))
+            }
+        }
+    }
+}
+
+/// A socket failure while opening a connection, saying what was being done.
+fn io_failure(what: &str, error: std::io::Error) -> Failure {
+    Failure::Other(format!("{what}: {error}"))
+}
+
+/// Connects to `endpoint` with the options' timeouts; the reading and the writing handle.
+fn connect(
+    endpoint: SocketAddr,
+    options: &ClientOptions,
+) -> Result<(TcpStream, TcpStream), Failure> {
+    let stream = TcpStream::connect_timeout(&endpoint, options.connect_timeout)
+        .map_err(|e| io_failure("connect", e))?;
+    stream
+        .set_nodelay(true)
+        .map_err(|e| io_failure("setsockopt", e))?;
+    stream
+        .set_write_timeout(Some(options.write_timeout))
+        .map_err(|e| io_failure("setsockopt", e))?;
+    stream
+        .set_read_timeout(Some(TICK))
+        .map_err(|e| io_failure("setsockopt", e))?;
+    let writer = stream.try_clone().map_err(|e| io_failure("socket", e))?;
+    Ok((stream, writer))
 }
 
 fn is_timeout(error: &std::io::Error) -> bool {
