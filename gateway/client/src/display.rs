@@ -12,7 +12,7 @@ use std::fmt;
 use super::{format_price, ClientEvent};
 use keel_protocol::ouch::{
     BrokenTradeReason, BuySellIndicator, CancelReason, DisplayType, EventCode, LiquidityFlag,
-    OrderState, OutboundMessage, Price, RejectReason, TimeInForce,
+    OrderAccepted, OrderReplaced, OrderState, OutboundMessage, Price, RejectReason, TimeInForce,
 };
 
 /// `buy`, `sell`, `sell short`, `sell short exempt`.
@@ -143,39 +143,8 @@ pub fn describe(message: &OutboundMessage) -> String {
             EventCode::StartOfDay => "system event: start of day".into(),
             EventCode::EndOfDay => "system event: end of day".into(),
         },
-        OutboundMessage::OrderAccepted(m) => format!(
-            "accepted {} {} {} {}{}{} ref {}",
-            m.order_token,
-            side_text(m.side),
-            m.shares,
-            m.stock,
-            at_price(m.price),
-            qualifiers(
-                m.time_in_force,
-                m.minimum_quantity,
-                m.shares,
-                m.display,
-                m.order_state
-            ),
-            m.order_reference_number
-        ),
-        OutboundMessage::OrderReplaced(m) => format!(
-            "replaced {} -> {} {} {} {}{}{} ref {}",
-            m.previous_order_token,
-            m.replacement_order_token,
-            side_text(m.side),
-            m.shares,
-            m.stock,
-            at_price(m.price),
-            qualifiers(
-                m.time_in_force,
-                m.minimum_quantity,
-                m.shares,
-                m.display,
-                m.order_state
-            ),
-            m.order_reference_number
-        ),
+        OutboundMessage::OrderAccepted(m) => describe_accepted(m),
+        OutboundMessage::OrderReplaced(m) => describe_replaced(m),
         OutboundMessage::OrderCanceled(m) => format!(
             "canceled {} {} ({})",
             m.order_token,
@@ -228,6 +197,45 @@ pub fn describe(message: &OutboundMessage) -> String {
             m.shares
         ),
     }
+}
+
+fn describe_accepted(m: &OrderAccepted) -> String {
+    format!(
+        "accepted {} {} {} {}{}{} ref {}",
+        m.order_token,
+        side_text(m.side),
+        m.shares,
+        m.stock,
+        at_price(m.price),
+        qualifiers(
+            m.time_in_force,
+            m.minimum_quantity,
+            m.shares,
+            m.display,
+            m.order_state
+        ),
+        m.order_reference_number
+    )
+}
+
+fn describe_replaced(m: &OrderReplaced) -> String {
+    format!(
+        "replaced {} -> {} {} {} {}{}{} ref {}",
+        m.previous_order_token,
+        m.replacement_order_token,
+        side_text(m.side),
+        m.shares,
+        m.stock,
+        at_price(m.price),
+        qualifiers(
+            m.time_in_force,
+            m.minimum_quantity,
+            m.shares,
+            m.display,
+            m.order_state
+        ),
+        m.order_reference_number
+    )
 }
 
 impl fmt::Display for ClientEvent {
