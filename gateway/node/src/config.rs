@@ -210,6 +210,100 @@ fn default_price_scale() -> u32 {
     1
 }
 
+/// A configuration error naming the key.
+fn config_error(key: String, problem: &str) -> Result<(), Error> {
+    Err(Error::Config(format!("{key}: {problem}")))
+}
+
+fn check_server(server: &ServerConfig) -> Result<(), Error> {
+    if let Some(session) = &server.session {
+        if session.is_empty()
+            || session.len() > 10
+            || !session.bytes().all(|b| b.is_ascii_alphanumeric())
+        {
+            return config_error("server.session".into(), "must be 1 to 10 letters or digits");
+        }
+    }
+    if server.outbound_buffer_bytes < 64 * 1024 {
+        return config_error(
+            "server.outbound_buffer_bytes".into(),
+            "must be at least 65536",
+        );
+    }
+    if server.segment_size_bytes < 1 << 20 || server.segment_size_bytes % 4096 != 0 {
+        return config_error(
+            "server.segment_size_bytes".into(),
+            "must be a multiple of 4096 and at least 1 MiB",
+        );
+    }
+    if server.messages_per_second_max == 0 {
+        return config_error(
+            "server.messages_per_second_max".into(),
+            "must be at least 1",
+        );
+    }
+    if server.message_burst_max == 0 {
+        return config_error("server.message_burst_max".into(), "must be at least 1");
+    }
+    Ok(())
+}
+
+fn check_instruments(instruments: &[InstrumentConfig]) -> Result<(), Error> {
+    if instruments.is_empty() {
+        return config_error(
+            "instrument".into(),
+            "at least one [[instrument]] is required",
+        );
+    }
+    let (mut ids, mut symbols) = (BTreeSet::new(), BTreeSet::new());
+    for (index, instrument) in instruments.iter().enumerate() {
+        let key = |field: &str| format!("instrument[{index}].{field}");
+        let symbol = &instrument.symbol;
+        if symbol.is_empty()
+            || symbol.len() > 8
+            || !symbol
+                .bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        {
+            return config_error(key("symbol"), "must be 1 to 8 of A-Z, 0-9, '-' or '.'");
+        }
+        if !ids.insert(instrument.id) {
+            return config_error(key("id"), "duplicate instrument id");
+        }
+        if !symbols.insert(symbol.clone()) {
+            return config_error(key("symbol"), "duplicate symbol");
+        }
+        if instrument.price_scale == 0 {
+            return config_error(key("price_scale"), "must be at least 1");
+        }
+    }
+    Ok(())
+}
+
+fn check_users(users: &[UserConfig]) -> Result<(), Error> {
+    let mut names = BTreeSet::new();
+    for (index, user) in users.iter().enumerate() {
+        let key = |field: &str| format!("user[{index}].{field}");
+        let name = &user.username;
+        if name.is_empty() || name.len() > 6 || !name.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return config_error(key("username"), "must be 1 to 6 letters or digits");
+        }
+        if !names.insert(name.to_ascii_lowercase()) {
+            return config_error(key("username"), "duplicate user name");
+        }
+        if user.messages_per_second_max == Some(0) {
+            return config_error(key("messages_per_second_max"), "must be at least 1");
+        }
+        if PasswordHash::new(&user.password_hash).is_err() {
+            return config_error(
+                key("password_hash"),
+                "not a PHC hash string (make one with `keel passwd`)",
+            );
+        }
+    }
+    Ok(())
+}
+
 fn check_cluster(cluster: &ClusterConfig) -> Result<(), Error> {
     let fail = |key: &str, problem: String| Err(Error::Config(format!("cluster.{key}: {problem}")));
     for key in cluster.peers.keys() {
@@ -279,89 +373,36 @@ impl Config {
     }
 
     fn check(&self) -> Result<(), Error> {
-        let fail = |key: String, problem: &str| Err(Error::Config(format!("{key}: {problem}")));
-        if let Some(session) = &self.server.session {
-            if session.is_empty()
-                || session.len() > 10
-                || !session.bytes().all(|b| b.is_ascii_alphanumeric())
-            {
-                return fail("server.session".into(), "must be 1 to 10 letters or digits");
-            }
-        }
-        if self.server.outbound_buffer_bytes < 64 * 1024 {
-            return fail(
-                "server.outbound_buffer_bytes".into(),
-                "must be at least 65536",
-            );
-        }
-        if self.server.segment_size_bytes < 1 << 20 || self.server.segment_size_bytes % 4096 != 0 {
-            return fail(
-                "server.segment_size_bytes".into(),
-                "must be a multiple of 4096 and at least 1 MiB",
-            );
-        }
-        if self.server.messages_per_second_max == 0 {
-            return fail(
-                "server.messages_per_second_max".into(),
-                "must be at least 1",
-            );
-        }
-        if self.server.message_burst_max == 0 {
-            return fail("server.message_burst_max".into(), "must be at least 1");
-        }
+        check_server(&self.server)?;
         if let Some(cluster) = &self.cluster {
             check_cluster(cluster)?;
         }
-        if self.instruments.is_empty() {
-            return fail(
-                "instrument".into(),
-                "at least one [[instrument]] is required",
-            );
-        }
-        let (mut ids, mut symbols) = (BTreeSet::new(), BTreeSet::new());
-        for (index, instrument) in self.instruments.iter().enumerate() {
-            let key = |field: &str| format!("instrument[{index}].{field}");
-            let symbol = &instrument.symbol;
-            if symbol.is_empty()
-                || symbol.len() > 8
-                || !symbol
-                    .bytes()
-                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
-            {
-                return fail(key("symbol"), "must be 1 to 8 of A-Z, 0-9, '-' or '.'");
-            }
-            if !ids.insert(instrument.id) {
-                return fail(key("id"), "duplicate instrument id");
-            }
-            if !symbols.insert(symbol.clone()) {
-                return fail(key("symbol"), "duplicate symbol");
-            }
-            if instrument.price_scale == 0 {
-                return fail(key("price_scale"), "must be at least 1");
-            }
-        }
-        let mut names = BTreeSet::new();
-        for (index, user) in self.users.iter().enumerate() {
-            let key = |field: &str| format!("user[{index}].{field}");
-            let name = &user.username;
-            if name.is_empty() || name.len() > 6 || !name.bytes().all(|b| b.is_ascii_alphanumeric())
-            {
-                return fail(key("username"), "must be 1 to 6 letters or digits");
-            }
-            if !names.insert(name.to_ascii_lowercase()) {
-                return fail(key("username"), "duplicate user name");
-            }
-            if user.messages_per_second_max == Some(0) {
-                return fail(key("messages_per_second_max"), "must be at least 1");
-            }
-            if PasswordHash::new(&user.password_hash).is_err() {
-                return fail(
-                    key("password_hash"),
-                    "not a PHC hash string (make one with `keel passwd`)",
-                );
-            }
-        }
-        Ok(())
+        check_instruments(&self.instruments)?;
+        check_users(&self.users)
+    }
+
+    /// Every user's password hash, in user order.
+    pub fn password_hashes(&self) -> Vec<String> {
+        self.users
+            .iter()
+            .map(|user| user.password_hash.clone())
+            .collect()
+    }
+
+    /// Every user's session throttle ([`Config::throttle_of`]), in user order.
+    pub fn throttles(&self) -> Vec<(u64, u64)> {
+        (0..self.users.len())
+            .map(|index| self.throttle_of(index))
+            .collect()
+    }
+
+    /// The throttle of a connection before its login is accepted: (packets per second,
+    /// burst).
+    pub fn default_throttle(&self) -> (u64, u64) {
+        (
+            self.server.messages_per_second_max,
+            self.server.message_burst_max,
+        )
     }
 
     /// The session throttle of user `index`: (packets per second, burst).
