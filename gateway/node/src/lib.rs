@@ -105,6 +105,17 @@ fn matching_core(config: &Config) -> Option<usize> {
         .or_else(|| core_affinity::get_core_ids().and_then(|ids| ids.iter().map(|id| id.id).max()))
 }
 
+/// The SoupBinTCP session name: configured, or made from the session's start time.
+fn session_of(config: &Config, session_start_ns: u64) -> Result<(String, SessionId), Error> {
+    let session = match &config.server.session {
+        Some(name) => name.clone(),
+        None => default_session_name(session_start_ns),
+    };
+    let session_id =
+        SessionId::new(&session).map_err(|e| Error::Config(format!("server.session: {e}")))?;
+    Ok((session, session_id))
+}
+
 /// Serves order entry from a recovered journal, engine and sessions until `shutdown` is set:
 /// the matching loop on its core, the gateway on this thread.
 fn serve(
@@ -116,12 +127,7 @@ fn serve(
     cluster: Option<server::ClusterLink>,
     started: impl FnOnce(&StartInfo),
 ) -> Result<(), Error> {
-    let session = match &config.server.session {
-        Some(name) => name.clone(),
-        None => default_session_name(recovered.session_start_ns),
-    };
-    let session_id =
-        SessionId::new(&session).map_err(|e| Error::Config(format!("server.session: {e}")))?;
+    let (session, session_id) = session_of(config, recovered.session_start_ns)?;
     let poll = Poll::new()?;
     let waker = server::waker(&poll)?;
     if let Some(link) = &cluster {
@@ -154,18 +160,9 @@ fn serve(
         poll,
         session: session_id,
         book,
-        hashes: config
-            .users
-            .iter()
-            .map(|u| u.password_hash.clone())
-            .collect(),
-        throttles: (0..config.users.len())
-            .map(|index| config.throttle_of(index))
-            .collect(),
-        default_throttle: (
-            config.server.messages_per_second_max,
-            config.server.message_burst_max,
-        ),
+        hashes: config.password_hashes(),
+        throttles: config.throttles(),
+        default_throttle: config.default_throttle(),
         inbound: inbound_tx,
         outcomes: outcome_rx,
         marks,
