@@ -1,5 +1,5 @@
 //! Criterion micro-benchmarks of the order-entry wire codecs in
-//! `keel_gateway::protocol` (OUCH 4.2 messages, SoupBinTCP 4.0 framing), through their
+//! `keel_protocol` (OUCH 4.2 messages, SoupBinTCP 4.0 framing), through their
 //! public API, on representative messages:
 //!
 //! - `ouch/encode/M` and `ouch/decode/M` for Enter Order (client → exchange), Order
@@ -23,16 +23,16 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use keel_gateway::protocol::ouch::{
+use keel_protocol::ouch::{
     BboWeightIndicator, BuySellIndicator, Capacity, CrossType, CustomerType, DisplayType,
     EnterOrder, InboundMessage, IntermarketSweepEligibility, LiquidityFlag, OrderAccepted,
     OrderExecuted, OrderState, OutboundMessage, Price, TimeInForce,
 };
-use keel_gateway::protocol::soupbin::{
+use keel_protocol::soupbin::{
     decode_client, ClientPacket, FrameDecoder, LoginRequest, Password, ServerPacket, SessionId,
-    DEFAULT_MAX_SERVER_PACKET_LEN,
+    SERVER_PACKET_BYTES_MAX_DEFAULT as DEFAULT_MAX_SERVER_PACKET_LEN,
 };
-use keel_gateway::protocol::{Firm, OrderToken, Stock, Username};
+use keel_protocol::{Firm, OrderToken, Stock, Username};
 
 fn enter_order() -> EnterOrder {
     EnterOrder {

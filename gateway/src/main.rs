@@ -1,4 +1,6 @@
-//! `keel`: the operator's command-line tool.
+//! `keel`: the operator's command-line tool. This binary parses arguments, prints and
+//! dispatches; the work is done by `keel-node` (`serve`, `replay`, `cluster`), `keel-client`
+//! (`client`) and `keel-journal` (`journal verify|dump|roots|repair`).
 
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};
@@ -7,18 +9,14 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand, ValueEnum};
-use keel_engine::{Engine, EngineConfig};
-use keel_gateway::config::{Config, DurabilityConfig, DEMO_USERS};
-use keel_gateway::node;
-use keel_gateway::replay::{self, CommandLog};
-use keel_journal::envelope::engine_command;
-use keel_journal::merkle::MerkleFrontier;
-use keel_journal::snapshot::{self, state_root};
-use keel_journal::{offline_reader, Durability, Journal, JournalConfig, SyncMethod};
+use keel_client::DEMO_USERS;
+use keel_journal::inspect;
+use keel_journal::{Durability, Journal, JournalConfig, SyncMethod};
+use keel_node::config::{Config, DurabilityConfig};
+use keel_node::local_cluster::{self, LocalCluster};
+use keel_node::replay;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-
-mod cluster_cmd;
 
 /// Keel: an exchange matching engine.
 #[derive(Debug, Parser)]
@@ -45,10 +43,10 @@ enum Commands {
     /// `[[user]]` entry's `password_hash`.
     Passwd,
     /// Place, replace and cancel orders, or watch a user's messages, over OUCH 4.2.
-    Client(keel_gateway::client::cli::Args),
+    Client(keel_client::cli::Args),
     /// Run a local Raft cluster of `keel serve` nodes on loopback (a demo for newcomers):
     /// configurations and data in subfolders of one directory, logs prefixed by node.
-    Cluster(cluster_cmd::ClusterArgs),
+    Cluster(LocalCluster),
 }
 
 #[derive(Debug, clap::Args)]
@@ -129,13 +127,13 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Commands::Serve { config } => serve(config.as_deref()),
         Commands::Passwd => passwd(),
-        Commands::Client(args) => keel_gateway::client::cli::run(args).map_err(Into::into),
+        Commands::Client(args) => keel_client::cli::run(args).map_err(Into::into),
         Commands::Replay(args) => run_replay(&args),
         Commands::Journal(JournalCommand::Verify { dir }) => verify(&dir),
         Commands::Journal(JournalCommand::Dump { dir, from }) => dump(&dir, from),
         Commands::Journal(JournalCommand::Repair { dir }) => repair(&dir),
         Commands::Journal(JournalCommand::Roots { dir }) => roots(&dir),
-        Commands::Cluster(args) => cluster_cmd::run(&args),
+        Commands::Cluster(args) => cluster(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -189,12 +187,8 @@ fn serve(config_path: Option<&Path>) -> anyhow::Result<()> {
             config
         }
     };
-    let shutdown = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(signal, shutdown.clone())
-            .context("cannot install signal handler")?;
-    }
-    node::run(&config, &shutdown, |info| {
+    let shutdown = shutdown_on_signals()?;
+    keel_node::run(&config, &shutdown, |info| {
         tracing::info!(
             listen = %info.listen,
             session = %info.session,
@@ -214,6 +208,23 @@ fn serve(config_path: Option<&Path>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A flag set on SIGINT or SIGTERM.
+fn shutdown_on_signals() -> anyhow::Result<Arc<AtomicBool>> {
+    let shutdown = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, shutdown.clone())
+            .context("cannot install signal handler")?;
+    }
+    Ok(shutdown)
+}
+
+fn cluster(args: &LocalCluster) -> anyhow::Result<()> {
+    let shutdown = shutdown_on_signals()?;
+    let exe = std::env::current_exe()?;
+    local_cluster::run(args, &exe, &shutdown)?;
+    Ok(())
+}
+
 fn passwd() -> anyhow::Result<()> {
     let mut line = String::new();
     io::stdin().read_line(&mut line)?;
@@ -221,7 +232,7 @@ fn passwd() -> anyhow::Result<()> {
     if password.is_empty() || password.len() > 10 {
         bail!("SoupBinTCP passwords are 1 to 10 characters");
     }
-    println!("{}", keel_gateway::config::hash_password(password)?);
+    println!("{}", keel_node::config::hash_password(password)?);
     Ok(())
 }
 
@@ -240,37 +251,26 @@ fn run_replay(args: &ReplayArgs) -> anyhow::Result<()> {
     let stdout = io::stdout();
     let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
     match &args.journal {
-        None => {
-            let mut engine = Engine::default();
-            let mut frontier = MerkleFrontier::new();
-            let mut log = CommandLog::None {
-                frontier: &mut frontier,
-                next_seq: 1,
-            };
-            let summary = replay::replay(&mut engine, &mut input, &mut out, &mut log)
-                .context("replay stopped")?;
-            if args.book {
-                replay::write_books(&mut out, &engine)?;
-                replay::write_roots(
-                    &mut out,
-                    summary.commands,
-                    &frontier.root(),
-                    &state_root(&engine),
-                )?;
-            }
+        None => replay::run_unjournaled(&mut input, &mut out, args.book)?,
+        Some(dir) => {
+            let journal = open_journal(args, dir)?;
+            replay::run_journaled(
+                journal,
+                dir,
+                args.snapshot_every,
+                args.book,
+                &mut input,
+                &mut out,
+            )?;
         }
-        Some(dir) => replay_journaled(args, dir, &mut input, &mut out)?,
     }
     out.flush()?;
     Ok(())
 }
 
-fn replay_journaled(
-    args: &ReplayArgs,
-    dir: &Path,
-    input: &mut BufReader<Box<dyn Read>>,
-    out: &mut impl Write,
-) -> anyhow::Result<()> {
+/// Opens (recovers) the journal `keel replay --journal` appends to, reporting a torn tail
+/// that recovery cut.
+fn open_journal(args: &ReplayArgs, dir: &Path) -> anyhow::Result<Journal> {
     let config = JournalConfig {
         segment_size_bytes: args.segment_size,
         durability: match args.durability {
@@ -284,7 +284,7 @@ fn replay_journaled(
         },
         ..JournalConfig::default()
     };
-    let (mut journal, recovery) = Journal::open(dir, config)
+    let (journal, recovery) = Journal::open(dir, config)
         .with_context(|| format!("cannot open journal {}", dir.display()))?;
     if let Some(torn) = recovery.scan.torn {
         eprintln!(
@@ -292,156 +292,57 @@ fn replay_journaled(
             torn.segment, torn.offset, torn.len_bytes
         );
     }
-    let recovered =
-        snapshot::recover_state(dir, journal.watermarks().clone(), EngineConfig::default())
-            .context("cannot rebuild the engine from the journal")?;
-    let mut engine = recovered.engine.clone();
-    // The snapshotter follows the journal with its own engine copy: snapshots never pause
-    // this loop, and its final state doubles as a determinism check.
-    let snapshotter = snapshot::spawn_snapshotter(
-        dir.to_path_buf(),
-        journal.watermarks().clone(),
-        recovered,
-        args.snapshot_every,
-    )?;
-    let mut log = CommandLog::Journal(&mut journal);
-    let replayed = replay::replay(&mut engine, input, out, &mut log);
-    let finished = snapshotter.finish();
-    let closed = journal.close();
-    replayed.context("replay stopped")?;
-    let follower = finished.context("snapshotter failed")?;
-    closed.context("cannot close the journal")?;
-    let root = state_root(&engine);
-    if root != follower.state_root() {
-        bail!("determinism check failed: the snapshotter's engine state differs from the replay's");
-    }
-    if args.book {
-        replay::write_books(out, &engine)?;
-        replay::write_roots(out, follower.seq, &follower.journal_root(), &root)?;
-    }
-    Ok(())
+    Ok(journal)
 }
 
 fn verify(dir: &Path) -> anyhow::Result<()> {
-    if !dir.is_dir() {
-        bail!("{} is not a directory", dir.display());
-    }
-    let mut frontier = MerkleFrontier::new();
-    let mut first_hole = None;
-    let scan = keel_journal::recovery::scan(dir, |record| {
-        if frontier.len() + 1 == record.seq {
-            frontier.push(record.bytes);
-        } else if first_hole.is_none() {
-            first_hole = Some(record.seq);
-        }
-    });
-    let scan = match scan {
-        Ok(scan) => scan,
-        Err(error) => bail!("{error}"),
-    };
-    let snapshots = snapshot::list_snapshots(dir)?;
-    let mut bad_snapshots = Vec::new();
-    for &seq in &snapshots {
-        let path = dir.join(snapshot::snapshot_file_name(seq));
-        if let Err(reason) = snapshot::decode(&std::fs::read(&path)?, EngineConfig::default()) {
-            bad_snapshots.push(format!("{}: {reason}", path.display()));
-        }
-    }
+    let found = inspect::verify(dir)?;
+    let scan = &found.scan;
     println!("records: {}", scan.records);
     println!("first sequence number: {}", scan.first_seq.unwrap_or(0));
     println!("last sequence number: {}", scan.last_seq);
     println!("segments: {}", scan.data_segments.len());
-    match scan.first_seq {
-        Some(first) if first > 1 => println!(
-            "journal root: unavailable (records before {first} were retired; see the snapshots)"
+    match (found.journal_root, scan.first_seq) {
+        (Some(root), _) => println!("journal root: {}", replay::hex(&root)),
+        (None, first) => println!(
+            "journal root: unavailable (records before {} were retired; see the snapshots)",
+            first.unwrap_or(0)
         ),
-        _ => println!("journal root: {}", replay::hex(&frontier.root())),
     }
-    println!("snapshots: {}", snapshots.len());
+    println!("snapshots: {}", found.snapshots);
     if let Some(torn) = scan.torn {
         println!(
             "torn tail: segment {} offset {} ({} bytes, {:?}); recovery will truncate it",
             torn.segment, torn.offset, torn.len_bytes, torn.defect
         );
     }
-    // Recovery ignores a damaged marker slot (the other markers still bound the durable
-    // point), but it is damage all the same.
-    let mut damage: Vec<String> = scan
-        .damaged_markers
-        .iter()
-        .map(|marker| {
-            format!(
-                "journal corrupt in segment {} at offset {}: damaged durable-marker slot",
-                marker.segment, marker.offset
-            )
-        })
-        .collect();
-    if !bad_snapshots.is_empty() {
-        damage.push(format!("damaged snapshot(s): {}", bad_snapshots.join("; ")));
-    }
-    if !damage.is_empty() {
-        bail!("{}", damage.join("; "));
+    if !found.damage.is_empty() {
+        bail!("{}", found.damage.join("; "));
     }
     Ok(())
 }
 
 fn dump(dir: &Path, from: u64) -> anyhow::Result<()> {
-    let (mut reader, scan) = match offline_reader(dir, from) {
-        Ok(opened) => opened,
-        // A journal without any segment yet (a node killed before it made its first one)
-        // has nothing to print, though no reader can be positioned in it.
-        Err(keel_journal::Error::NoSuchRecord { .. })
-            if keel_journal::recovery::scan(dir, |_| {})?.records == 0 =>
-        {
-            return Ok(())
-        }
-        Err(error) => return Err(error.into()),
-    };
-    if scan.records == 0 {
-        return Ok(());
-    }
+    let mut commands = inspect::Commands::open(dir, from)?;
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
-    while let Some(record) = reader.next()? {
-        let command = engine_command(record.record_type, record.payload)
-            .with_context(|| format!("record {} cannot be decoded", record.seq))?;
-        // Node records without an engine command (a session start) have nothing to replay.
-        if let Some(command) = command {
-            replay::write_command(&mut out, &command)?;
-        }
+    while let Some(command) = commands.next_command()? {
+        replay::write_command(&mut out, &command)?;
     }
     out.flush()?;
     Ok(())
 }
 
 fn roots(dir: &Path) -> anyhow::Result<()> {
-    let mut engine = Engine::default();
-    let mut frontier = MerkleFrontier::new();
-    let mut last_seq = 0;
-    let scan = keel_journal::recovery::scan(dir, |_| {})?;
-    if scan.records > 0 {
-        let (mut reader, _) = offline_reader(dir, 1)?;
-        if reader.next_seq() != 1 {
-            bail!(
-                "records before {} were retired; no root from the start",
-                reader.next_seq()
-            );
-        }
-        let mut events = Vec::new();
-        while let Some(record) = reader.next()? {
-            frontier.push(record.bytes);
-            if let Some(command) = engine_command(record.record_type, record.payload)
-                .with_context(|| format!("record {} cannot be decoded", record.seq))?
-            {
-                events.clear();
-                engine.process(&command, &mut events);
-            }
-            last_seq = record.seq;
-        }
-    }
+    let roots = inspect::roots(dir)?;
     let stdout = io::stdout();
     let mut out = stdout.lock();
-    replay::write_roots(&mut out, last_seq, &frontier.root(), &state_root(&engine))?;
+    replay::write_roots(
+        &mut out,
+        roots.last_seq,
+        &roots.journal_root,
+        &roots.state_root,
+    )?;
     out.flush()?;
     Ok(())
 }

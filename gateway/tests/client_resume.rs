@@ -12,8 +12,8 @@ use std::time::Duration;
 use client_support::{
     assert_contiguous, assert_quiet, connect, connect_with, events_until, messages, options, Server,
 };
-use keel_gateway::client::{order_token, parse_price, ClientEvent, ClientOptions, OrderBuilder};
-use keel_gateway::protocol::ouch::{OutboundMessage, RejectReason};
+use keel_client::{order_token, parse_price, ClientEvent, ClientOptions, OrderBuilder};
+use keel_protocol::ouch::{OutboundMessage, RejectReason};
 
 fn executed_matches(messages: &[(u64, OutboundMessage)]) -> Vec<u64> {
     messages

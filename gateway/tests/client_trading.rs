@@ -16,15 +16,15 @@ use client_support::{
     assert_quiet, connect, connect_with, dead_endpoint, events_until, messages, messages_through,
     options, Server,
 };
-use keel_gateway::client::{
+use keel_client::{
     order_token, parse_price, Client, ClientError, ClientEvent, ClientOptions, OrderBuilder,
 };
-use keel_gateway::protocol::ouch::{
+use keel_protocol::ouch::{
     BuySellIndicator, CancelReason, EventCode, LiquidityFlag, OrderState, OutboundMessage, Price,
     RejectReason,
 };
-use keel_gateway::protocol::soupbin::{LoginRejectReason, ServerPacket};
-use keel_gateway::protocol::OrderToken;
+use keel_protocol::soupbin::{LoginRejectReason, ServerPacket};
+use keel_protocol::OrderToken;
 
 fn tok(text: &str) -> OrderToken {
     order_token(text).unwrap()

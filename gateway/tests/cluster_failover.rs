@@ -19,9 +19,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use keel_gateway::client::{Client, ClientEvent, ClientOptions, OrderBuilder};
-use keel_gateway::protocol::ouch::{OutboundMessage, Price};
-use keel_gateway::protocol::OrderToken;
+use keel_client::{Client, ClientEvent, ClientOptions, OrderBuilder};
+use keel_protocol::ouch::{OutboundMessage, Price};
+use keel_protocol::OrderToken;
 use serve_support::{keel, password_hash, Node, PASSWORD};
 
 const NODES: usize = 3;

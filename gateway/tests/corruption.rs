@@ -21,8 +21,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command as Process, Output, Stdio};
 
 use keel_engine::{Command, NewOrder, SelfTradePrevention, Side, Symbol, TimeInForce};
-use keel_gateway::replay;
 use keel_journal::format;
+use keel_node::replay;
 
 const COMMANDS: u64 = 5_300;
 const SEGMENT_SIZE: &str = "65536";

@@ -28,7 +28,7 @@
 //! local run the issue asks for (about 30 s for 300 iterations):
 //!
 //! ```sh
-//! KEEL_CRASH_ITERATIONS=300 cargo test --release -p keel-gateway --test crash -- --nocapture
+//! KEEL_CRASH_ITERATIONS=300 cargo test --release -p keel --test crash -- --nocapture
 //! ```
 //!
 //! `KEEL_CRASH_TRACE=1` prints every iteration.
@@ -52,9 +52,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use keel_engine::{Command, Engine, NewOrder, SelfTradePrevention, Side, Symbol, TimeInForce};
-use keel_gateway::replay::{self, CommandLog};
 use keel_journal::merkle::MerkleFrontier;
 use keel_journal::snapshot::state_root;
+use keel_node::replay::{self, CommandLog};
 
 /// Iterations when `KEEL_CRASH_ITERATIONS` is not set: sized for CI (a debug build).
 const DEFAULT_ITERATIONS: u64 = 40;

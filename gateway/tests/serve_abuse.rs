@@ -16,8 +16,8 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use keel_gateway::protocol::ouch::{BuySellIndicator, OutboundMessage};
-use keel_gateway::protocol::soupbin::{encode_numeric, ClientPacket};
+use keel_protocol::ouch::{BuySellIndicator, OutboundMessage};
+use keel_protocol::soupbin::{encode_numeric, ClientPacket};
 use serve_support::{
     enter, order_round_trip, write_config, Client, Node, Packet, GTC, IOC, PASSWORD,
 };
@@ -128,7 +128,7 @@ fn garbage(len: usize, mut seed: u64) -> Vec<u8> {
 
 fn unsequenced(payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    keel_gateway::protocol::soupbin::encode_packet(&mut out, b'U', payload).unwrap();
+    keel_protocol::soupbin::encode_packet(&mut out, b'U', payload).unwrap();
     out
 }
 

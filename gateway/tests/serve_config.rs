@@ -76,7 +76,7 @@ fn the_base_configuration_is_valid() {
     let text = BASE
         .replace("{data_dir}", "/nonexistent")
         .replace("{hash}", password_hash());
-    keel_gateway::config::Config::parse(&text).unwrap();
+    keel_node::config::Config::parse(&text).unwrap();
 }
 
 #[test]
@@ -199,12 +199,12 @@ fn passwd_prints_a_hash_the_configuration_accepts() {
     let hash = hash.trim();
     assert!(hash.starts_with("$argon2"), "{hash}");
     assert!(!hash.contains("s3cret"));
-    assert!(keel_gateway::config::verify_password("s3cret", hash));
-    assert!(!keel_gateway::config::verify_password("s3cre", hash));
+    assert!(keel_node::config::verify_password("s3cret", hash));
+    assert!(!keel_node::config::verify_password("s3cre", hash));
     let text = BASE
         .replace("{data_dir}", "/nonexistent")
         .replace("{hash}", hash);
-    keel_gateway::config::Config::parse(&text).unwrap();
+    keel_node::config::Config::parse(&text).unwrap();
 
     // SoupBinTCP passwords are at most 10 characters: a longer one could never log in.
     let mut child = Command::new(keel())

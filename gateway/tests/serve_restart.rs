@@ -15,11 +15,11 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use keel_gateway::protocol::ouch::{
+use keel_protocol::ouch::{
     BuySellIndicator, CancelReason, DisplayType, InboundMessage, IntermarketSweepEligibility,
     OutboundMessage, Price, ReplaceOrder, TimeInForce,
 };
-use keel_gateway::protocol::OrderToken;
+use keel_protocol::OrderToken;
 use serve_support::{
     enter, keel, order_round_trip, token_of, write_config, Client, End, Node, Packet, GTC, IOC,
 };

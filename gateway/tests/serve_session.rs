@@ -15,12 +15,12 @@ mod serve_support;
 
 use std::time::{Duration, Instant};
 
-use keel_gateway::protocol::ouch::{
+use keel_protocol::ouch::{
     BuySellIndicator, CancelOrder, DisplayType, EventCode, InboundMessage,
     IntermarketSweepEligibility, ModifyOrder, OutboundMessage, Price, ReplaceOrder, TimeInForce,
 };
-use keel_gateway::protocol::soupbin::{encode_numeric, ClientPacket};
-use keel_gateway::protocol::OrderToken;
+use keel_protocol::soupbin::{encode_numeric, ClientPacket};
+use keel_protocol::OrderToken;
 use serve_support::{
     enter, order_round_trip, write_config, Client, End, Node, Packet, GTC, IOC, PASSWORD,
 };

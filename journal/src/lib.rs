@@ -22,6 +22,7 @@ mod crc;
 pub mod envelope;
 mod flusher;
 pub mod format;
+pub mod inspect;
 mod journal;
 pub mod merkle;
 mod preparer;
@@ -81,6 +82,28 @@ pub enum Error {
         path: String,
         /// What is wrong.
         reason: String,
+    },
+    /// The path given as a journal directory is not a directory.
+    #[error("{path} is not a directory")]
+    NotADirectory {
+        /// The path.
+        path: String,
+    },
+    /// Records before `first_seq` were retired (a snapshot holds their state), so nothing
+    /// can be computed from the journal's start.
+    #[error("records before {first_seq} were retired; no root from the start")]
+    Retired {
+        /// The first record still in the journal.
+        first_seq: u64,
+    },
+    /// A record's payload is not a valid command or envelope.
+    #[error("record {seq} cannot be decoded")]
+    UndecodableRecord {
+        /// Its sequence number.
+        seq: u64,
+        /// Why.
+        #[source]
+        source: Box<Error>,
     },
     /// An engine command or state could not be decoded.
     #[error(transparent)]

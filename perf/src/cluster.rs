@@ -23,7 +23,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use keel_gateway::client::{Client, ClientEvent, ClientOptions};
+use keel_client::{Client, ClientEvent, ClientOptions};
 
 use crate::server::{self, Node, NodeOptions};
 

@@ -30,14 +30,14 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use hdrhistogram::Histogram;
 use indicatif::ProgressBar;
-use keel_gateway::protocol::ouch::{
+use keel_protocol::ouch::{
     CancelReason, LiquidityFlag, OrderAccepted, OrderCanceled, OrderExecuted, OutboundMessage,
 };
-use keel_gateway::protocol::soupbin::{
+use keel_protocol::soupbin::{
     packet_type, ClientPacket, FrameDecoder, LoginRequest, Password, ServerPacket, SessionId,
-    DEFAULT_MAX_SERVER_PACKET_LEN,
+    SERVER_PACKET_BYTES_MAX_DEFAULT as DEFAULT_MAX_SERVER_PACKET_LEN,
 };
-use keel_gateway::protocol::{OrderToken, ProtocolError, Stock, Username};
+use keel_protocol::{OrderToken, ProtocolError, Stock, Username};
 use mio::net::TcpStream;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
@@ -1454,11 +1454,11 @@ fn on_executed(
 
 #[cfg(test)]
 mod tests {
-    use keel_gateway::protocol::ouch::{
+    use keel_protocol::ouch::{
         BboWeightIndicator, BuySellIndicator, Capacity, CrossType, DisplayType,
         IntermarketSweepEligibility, OrderState, Price, TimeInForce,
     };
-    use keel_gateway::protocol::Firm;
+    use keel_protocol::Firm;
 
     use super::*;
 

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use indicatif::ProgressBar;
-use keel_gateway::protocol::Stock;
+use keel_protocol::Stock;
 use serde::{Deserialize, Serialize};
 
 use crate::cluster::{Cluster, ClusterOptions};

@@ -14,13 +14,11 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context;
-use keel_gateway::protocol::ouch::{
+use keel_protocol::ouch::{
     BboWeightIndicator, CancelReason, InboundMessage, LiquidityFlag, OrderAccepted, OrderCanceled,
     OrderExecuted, OrderState, OutboundMessage, TimeInForce,
 };
-use keel_gateway::protocol::soupbin::{
-    ClientPacket, FrameDecoder, LoginAccepted, ServerPacket, SessionId,
-};
+use keel_protocol::soupbin::{ClientPacket, FrameDecoder, LoginAccepted, ServerPacket, SessionId};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 

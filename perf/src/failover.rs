@@ -38,9 +38,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use indicatif::ProgressBar;
-use keel_gateway::client::{Client, ClientEvent, ClientOptions, OrderBuilder};
-use keel_gateway::protocol::ouch::{OutboundMessage, Price};
-use keel_gateway::protocol::OrderToken;
+use keel_client::{Client, ClientEvent, ClientOptions, OrderBuilder};
+use keel_protocol::ouch::{OutboundMessage, Price};
+use keel_protocol::OrderToken;
 use serde::{Deserialize, Serialize};
 
 use crate::cluster::{Cluster, ClusterOptions};
@@ -324,7 +324,7 @@ pub fn main(args: &FailoverArgs) -> anyhow::Result<()> {
         args: args.clone(),
         keel_binary: e2e::describe_binary(&keel),
         client: format!(
-            "keel_gateway::client::Client, endpoints = all three nodes in order; reconnect backoff {} ms doubling to {} ms between passes over the endpoints; server timeout {:?}",
+            "keel_client::Client, endpoints = all three nodes in order; reconnect backoff {} ms doubling to {} ms between passes over the endpoints; server timeout {:?}",
             args.backoff_initial_ms, args.backoff_max_ms, options.server_timeout
         ),
         argon2_verify_ms: argon2_verify_ms()?,
@@ -915,7 +915,7 @@ fn argon2_verify_ms() -> anyhow::Result<f64> {
     let mut times: Vec<f64> = (0..3)
         .map(|_| {
             let start = Instant::now();
-            let _ = keel_gateway::config::verify_password(server::PASSWORD, &hash);
+            let _ = keel_node::config::verify_password(server::PASSWORD, &hash);
             start.elapsed().as_secs_f64() * 1e3
         })
         .collect();

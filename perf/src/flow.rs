@@ -32,11 +32,11 @@
 //! (`t0 + i / R`), so no lookup table is needed to apply the coordinated-omission
 //! correction.
 
-use keel_gateway::protocol::ouch::{
+use keel_protocol::ouch::{
     BuySellIndicator, CancelOrder, Capacity, CrossType, CustomerType, DisplayType, EnterOrder,
     InboundMessage, IntermarketSweepEligibility, Price, TimeInForce,
 };
-use keel_gateway::protocol::{Firm, OrderToken, Stock};
+use keel_protocol::{Firm, OrderToken, Stock};
 
 /// Mid price in ticks.
 pub const MID_TICKS: u32 = 10_000;

@@ -60,8 +60,8 @@ pub fn hash_once() -> anyhow::Result<String> {
     if let Some(hash) = HASH.get() {
         return Ok(hash.clone());
     }
-    let hash = keel_gateway::config::hash_password(PASSWORD)
-        .map_err(|error| anyhow::anyhow!("{error}"))?;
+    let hash =
+        keel_node::config::hash_password(PASSWORD).map_err(|error| anyhow::anyhow!("{error}"))?;
     Ok(HASH.get_or_init(|| hash).clone())
 }
 
@@ -114,7 +114,7 @@ impl Node {
         }
         if !options.keel.exists() {
             bail!(
-                "no keel binary at {} (build it with `cargo build --release -p keel-gateway`, or pass --keel)",
+                "no keel binary at {} (build it with `cargo build --release -p keel`, or pass --keel)",
                 options.keel.display()
             );
         }
@@ -143,7 +143,7 @@ impl Node {
     pub fn start_member(options: &NodeOptions, config: &Path, log: &Path) -> anyhow::Result<Node> {
         if !options.keel.exists() {
             bail!(
-                "no keel binary at {} (build it with `cargo build --release -p keel-gateway`, or pass --keel)",
+                "no keel binary at {} (build it with `cargo build --release -p keel`, or pass --keel)",
                 options.keel.display()
             );
         }

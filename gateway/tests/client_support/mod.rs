@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use argon2::password_hash::{rand_core::OsRng, PasswordHasher, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
-use keel_gateway::client::{Client, ClientEvent, ClientOptions};
-use keel_gateway::protocol::ouch::OutboundMessage;
+use keel_client::{Client, ClientEvent, ClientOptions};
+use keel_protocol::ouch::OutboundMessage;
 
 /// Users and passwords of the test configuration (accounts 1, 2, 3).
 pub const USERS: &[(&str, &str)] = &[

@@ -15,14 +15,14 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use keel_gateway::protocol::ouch::{
+use keel_protocol::ouch::{
     BuySellIndicator, Capacity, CrossType, CustomerType, DisplayType, EnterOrder, InboundMessage,
     IntermarketSweepEligibility, OutboundMessage, Price, TimeInForce,
 };
-use keel_gateway::protocol::soupbin::{
+use keel_protocol::soupbin::{
     ClientPacket, FrameDecoder, LoginRequest, Password, ServerPacket, SessionId,
 };
-use keel_gateway::protocol::{Firm, OrderToken, Stock, Username};
+use keel_protocol::{Firm, OrderToken, Stock, Username};
 
 /// The password every test user has.
 pub const PASSWORD: &str = "pw1234";
@@ -47,10 +47,10 @@ pub fn password_hash() -> &'static str {
 }
 
 /// A hash of [`PASSWORD`] exactly as `keel passwd` makes it
-/// (`keel_gateway::config::hash_password`, default parameters): `erin`'s.
+/// (`keel_node::config::hash_password`, default parameters): `erin`'s.
 pub fn default_password_hash() -> &'static str {
     static HASH: OnceLock<String> = OnceLock::new();
-    HASH.get_or_init(|| keel_gateway::config::hash_password(PASSWORD).unwrap())
+    HASH.get_or_init(|| keel_node::config::hash_password(PASSWORD).unwrap())
 }
 
 /// The users of [`write_config`]: name, account, cancel_on_disconnect. All have [`PASSWORD`];

@@ -1,0 +1,704 @@
+//! Connections, login, and the background thread that reads, heartbeats and reconnects.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{SendTimeoutError, Sender};
+
+use super::{ClientError, ClientEvent, ClientOptions};
+use keel_protocol::ouch::OutboundMessage;
+use keel_protocol::soupbin::{
+    ClientPacket, FrameDecoder, LoginAccepted, LoginRejectReason, LoginRequest, Password,
+    ServerPacket, SessionId, SERVER_PACKET_BYTES_MAX_DEFAULT,
+};
+use keel_protocol::Username;
+
+/// The longest the background thread blocks in one call (a read, a full event queue, a
+/// backoff slice) before looking at its flags and timers again.
+const TICK: Duration = Duration::from_millis(50);
+/// Bytes read from the socket at once. The receive buffer holds at most this plus one
+/// partial packet (at most [`SERVER_PACKET_BYTES_MAX_DEFAULT`] + 2 bytes).
+const READ_CHUNK_BYTES: usize = 16 * 1024;
+
+/// What the client's threads share: the write half of the current connection and flags.
+pub(crate) struct Shared {
+    write: Mutex<WriteHalf>,
+    connected: Condvar,
+    /// The client is being dropped: the worker exits at once.
+    pub(crate) stop: AtomicBool,
+    /// A Logout Request was sent (or asked for): the worker does not reconnect.
+    pub(crate) logging_out: AtomicBool,
+    /// The worker has exited; nothing will be sent again.
+    pub(crate) finished: AtomicBool,
+    /// Sequence number of the next Sequenced Data message expected.
+    pub(crate) next_seq: AtomicU64,
+}
+
+pub(crate) struct WriteHalf {
+    pub(crate) stream: Option<TcpStream>,
+    /// Why this side shut the connection down, if it did (reported instead of the EOF).
+    local_close: Option<String>,
+    /// Whether this connection has carried a Logout Request.
+    logout_sent: bool,
+    pub(crate) endpoint: Option<SocketAddr>,
+    pub(crate) session: SessionId,
+    last_sent: Instant,
+}
+
+impl Shared {
+    pub(crate) fn new(session: SessionId) -> Shared {
+        Shared {
+            write: Mutex::new(WriteHalf {
+                stream: None,
+                local_close: None,
+                logout_sent: false,
+                endpoint: None,
+                session,
+                last_sent: Instant::now(),
+            }),
+            connected: Condvar::new(),
+            stop: AtomicBool::new(false),
+            logging_out: AtomicBool::new(false),
+            finished: AtomicBool::new(false),
+            next_seq: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, WriteHalf> {
+        self.write.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Makes `stream` the connection writes go to.
+    fn install(&self, stream: TcpStream, endpoint: SocketAddr, session: SessionId) {
+        let mut write = self.lock();
+        write.stream = Some(stream);
+        write.local_close = None;
+        write.logout_sent = false;
+        write.endpoint = Some(endpoint);
+        write.session = session;
+        write.last_sent = Instant::now();
+        drop(write);
+        self.connected.notify_all();
+    }
+
+    /// Forgets the current connection, shutting it down (which also wakes its reader);
+    /// `reason` is what the reader reports instead of the end of the stream.
+    pub(crate) fn clear(&self, reason: &str) {
+        let mut write = self.lock();
+        if let Some(stream) = write.stream.take() {
+            let _ = stream.shutdown(Shutdown::Both);
+            write.local_close.get_or_insert_with(|| reason.to_string());
+        }
+    }
+
+    /// Why this side closed the last connection, if it did.
+    fn take_local_close(&self) -> Option<String> {
+        self.lock().local_close.take()
+    }
+
+    /// Writes one complete packet on the current connection. A failed or partial write
+    /// breaks the framing, so it also shuts the connection down (the worker reconnects).
+    pub(crate) fn send(&self, packet: &[u8]) -> Result<(), ClientError> {
+        let mut write = self.lock();
+        let Some(stream) = write.stream.as_mut() else {
+            return Err(if self.finished.load(Ordering::Acquire) {
+                ClientError::Closed
+            } else {
+                ClientError::NotConnected
+            });
+        };
+        match stream.write_all(packet) {
+            Ok(()) => {
+                write.last_sent = Instant::now();
+                Ok(())
+            }
+            Err(error) => {
+                if let Some(stream) = write.stream.take() {
+                    let _ = stream.shutdown(Shutdown::Both);
+                    write
+                        .local_close
+                        .get_or_insert_with(|| format!("write error: {error}"));
+                }
+                Err(ClientError::Io(error))
+            }
+        }
+    }
+
+    /// Sends a Logout Request on the current connection unless it already carried one.
+    pub(crate) fn send_logout(&self) -> Result<(), ClientError> {
+        let mut packet = Vec::with_capacity(3);
+        let _ = ClientPacket::LogoutRequest.encode(&mut packet);
+        let mut write = self.lock();
+        if write.stream.is_none() || write.logout_sent {
+            return Ok(());
+        }
+        write.logout_sent = true;
+        drop(write);
+        self.send(&packet)
+    }
+
+    /// Sends a Client Heartbeat if nothing was sent for `interval`.
+    fn heartbeat(&self, interval: Duration) {
+        let due = {
+            let write = self.lock();
+            write.stream.is_some() && write.last_sent.elapsed() >= interval
+        };
+        if due {
+            let mut packet = Vec::with_capacity(3);
+            let _ = ClientPacket::ClientHeartbeat.encode(&mut packet);
+            // A failure shuts the connection down; the reader notices and reconnects.
+            let _ = self.send(&packet);
+        }
+    }
+
+    /// Waits until connected, closed, or `timeout`; whether connected.
+    pub(crate) fn wait_connected(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut write = self.lock();
+        loop {
+            if write.stream.is_some() {
+                return true;
+            }
+            if self.finished.load(Ordering::Acquire) {
+                return false;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            // Woken by `install`; the slice bounds the wait if the worker finishes instead.
+            let slice = (deadline - now).min(TICK);
+            write = self
+                .connected
+                .wait_timeout(write, slice)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
+}
+
+/// What a login needs.
+#[derive(Clone, Copy)]
+pub(crate) struct Credentials {
+    pub(crate) username: Username,
+    pub(crate) password: Password,
+}
+
+/// A connection that completed its login.
+pub(crate) struct Opened {
+    pub(crate) reader: TcpStream,
+    pub(crate) writer: TcpStream,
+    pub(crate) endpoint: SocketAddr,
+    pub(crate) accepted: LoginAccepted,
+    /// Bytes received after the Login Accepted packet.
+    pub(crate) leftover: Vec<u8>,
+}
+
+/// Why one endpoint did not give a session.
+enum Failure {
+    Rejected(LoginRejectReason),
+    Other(String),
+}
+
+/// Connects to `endpoint` and logs in.
+fn open_one(
+    endpoint: SocketAddr,
+    credentials: Credentials,
+    session: SessionId,
+    requested_seq: u64,
+    options: &ClientOptions,
+    keep_going: &dyn Fn() -> bool,
+) -> Result<Opened, Failure> {
+    let (mut reader, mut writer) = connect(endpoint, options)?;
+    let request = ClientPacket::LoginRequest(LoginRequest {
+        username: credentials.username,
+        password: credentials.password,
+        requested_session: session,
+        requested_sequence_number: requested_seq,
+    });
+    let mut packet = Vec::with_capacity(64);
+    request
+        .encode(&mut packet)
+        .map_err(|e| Failure::Other(e.to_string()))?;
+    writer
+        .write_all(&packet)
+        .map_err(|e| io_failure("sending the login", e))?;
+    // No client heartbeats before Login Accepted: the server refuses data during login.
+    let decoder = FrameDecoder::new(SERVER_PACKET_BYTES_MAX_DEFAULT);
+    let deadline = Instant::now() + options.login_timeout;
+    let mut buf: Vec<u8> = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    loop {
+        let (accepted, offset) = login_answer(&decoder, &buf)?;
+        if let Some(accepted) = accepted {
+            return Ok(Opened {
+                reader,
+                writer,
+                endpoint,
+                accepted,
+                leftover: buf[offset..].to_vec(),
+            });
+        }
+        buf.drain(..offset);
+        if !keep_going() {
+            return Err(Failure::Other("the client is closing".into()));
+        }
+        if Instant::now() >= deadline {
+            return Err(Failure::Other(format!(
+                "no login response within {:?}",
+                options.login_timeout
+            )));
+        }
+        match reader.read(&mut chunk) {
+            Ok(0) => return Err(Failure::Other("connection closed during login".into())),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if is_timeout(&e) || e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(io_failure("reading the login response", e)),
+        }
+    }
+}
+
+/// Reads the complete packets in `buf` up to the server's answer to a login: Login Accepted
+/// (with the bytes up to and including it), or, when no answer is there yet, `None` with the
+/// bytes read. Login Rejected and anything a server may not send during login fail.
+fn login_answer(
+    decoder: &FrameDecoder,
+    buf: &[u8],
+) -> Result<(Option<LoginAccepted>, usize), Failure> {
+    let mut offset = 0;
+    loop {
+        let decoded = decoder
+            .decode_server(&buf[offset..])
+            .map_err(|e| Failure::Other(format!("protocol error during login: {e}")))?;
+        let Some((packet, used)) = decoded else {
+            return Ok((None, offset));
+        };
+        offset += used;
+        match packet {
+            ServerPacket::LoginAccepted(accepted) => return Ok((Some(accepted), offset)),
+            ServerPacket::LoginRejected(reason) => return Err(Failure::Rejected(reason)),
+            ServerPacket::ServerHeartbeat | ServerPacket::Debug(_) => {}
+            ServerPacket::EndOfSession => {
+                return Err(Failure::Other("end of session during login".into()))
+            }
+            ServerPacket::SequencedData(_) => {
+                return Err(Failure::Other(
+                    "protocol error: sequenced data before Login Accepted".into(),
+                ))
+            }
+        }
+    }
+}
+
+/// A socket failure while opening a connection, saying what was being done.
+fn io_failure(what: &str, error: std::io::Error) -> Failure {
+    Failure::Other(format!("{what}: {error}"))
+}
+
+/// Connects to `endpoint` with the options' timeouts; the reading and the writing handle.
+fn connect(
+    endpoint: SocketAddr,
+    options: &ClientOptions,
+) -> Result<(TcpStream, TcpStream), Failure> {
+    let stream = TcpStream::connect_timeout(&endpoint, options.connect_timeout)
+        .map_err(|e| io_failure("connect", e))?;
+    stream
+        .set_nodelay(true)
+        .map_err(|e| io_failure("setsockopt", e))?;
+    stream
+        .set_write_timeout(Some(options.write_timeout))
+        .map_err(|e| io_failure("setsockopt", e))?;
+    stream
+        .set_read_timeout(Some(TICK))
+        .map_err(|e| io_failure("setsockopt", e))?;
+    let writer = stream.try_clone().map_err(|e| io_failure("socket", e))?;
+    Ok((stream, writer))
+}
+
+fn is_timeout(error: &std::io::Error) -> bool {
+    matches!(error.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)
+}
+
+/// Sleeps `duration` in slices, returning early (false) once `keep_going` says no.
+fn sleep_while(duration: Duration, keep_going: &dyn Fn() -> bool) -> bool {
+    let deadline = Instant::now() + duration;
+    loop {
+        if !keep_going() {
+            return false;
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return true;
+        }
+        std::thread::sleep((deadline - now).min(TICK));
+    }
+}
+
+/// Tries the endpoints in order, `attempts` passes over the list with a doubling backoff
+/// between passes. `Login Rejected S` (and any connection failure) moves on to the next
+/// endpoint; `Login Rejected A` ends the search at once.
+pub(crate) fn open_any(
+    endpoints: &[SocketAddr],
+    credentials: Credentials,
+    session: SessionId,
+    requested_seq: u64,
+    options: &ClientOptions,
+    attempts: u32,
+    keep_going: &dyn Fn() -> bool,
+) -> Result<Opened, ClientError> {
+    if endpoints.is_empty() {
+        return Err(ClientError::invalid("endpoints", "the list is empty"));
+    }
+    let attempts = attempts.max(1);
+    let mut failures: Vec<(SocketAddr, String)> = Vec::new();
+    let mut backoff = options.backoff_initial;
+    for attempt in 0..attempts {
+        if attempt > 0 {
+            if !sleep_while(backoff, keep_going) {
+                return Err(ClientError::Closed);
+            }
+            backoff = (backoff * 2).min(options.backoff_max.max(options.backoff_initial));
+        }
+        for &endpoint in endpoints {
+            if !keep_going() {
+                return Err(ClientError::Closed);
+            }
+            match open_one(
+                endpoint,
+                credentials,
+                session,
+                requested_seq,
+                options,
+                keep_going,
+            ) {
+                Ok(opened) => return Ok(opened),
+                Err(Failure::Rejected(LoginRejectReason::NotAuthorized)) => {
+                    return Err(ClientError::LoginRejected {
+                        endpoint,
+                        reason: LoginRejectReason::NotAuthorized,
+                    })
+                }
+                Err(failure) => {
+                    let reason = match failure {
+                        Failure::Rejected(reason) => {
+                            format!("login rejected: {}", super::login_reject_text(reason))
+                        }
+                        Failure::Other(reason) => reason,
+                    };
+                    tracing::debug!(%endpoint, %reason, attempt, "client: endpoint failed");
+                    failures.retain(|(e, _)| *e != endpoint);
+                    failures.push((endpoint, reason));
+                }
+            }
+        }
+    }
+    Err(ClientError::Unavailable {
+        attempts,
+        failures: failures
+            .iter()
+            .map(|(endpoint, reason)| format!("{endpoint}: {reason}"))
+            .collect::<Vec<_>>()
+            .join("; "),
+    })
+}
+
+/// Why a connection's session ended.
+enum End {
+    /// The client is dropped.
+    Stopped,
+    /// The logout completed (the server closed after our Logout Request).
+    LoggedOut,
+    /// The connection was lost; reconnect.
+    Lost(String),
+}
+
+/// The background thread: reads the current connection, queues events, heartbeats, and
+/// reconnects and resumes when the connection is lost.
+pub(crate) struct Worker {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) events: Sender<ClientEvent>,
+    pub(crate) endpoints: Vec<SocketAddr>,
+    pub(crate) credentials: Credentials,
+    pub(crate) options: ClientOptions,
+    /// Sequence number of the next Sequenced Data message.
+    pub(crate) next_seq: u64,
+    /// Messages numbered below this were already queued (a server resent them on resume).
+    pub(crate) skip_below: u64,
+}
+
+impl Worker {
+    /// Runs until the client is dropped, logs out, or gives up reconnecting.
+    pub(crate) fn run(mut self, first: Opened) {
+        let mut current = first;
+        loop {
+            let endpoint = current.endpoint;
+            let end = self.session(current);
+            let local = self.shared.take_local_close();
+            self.shared.clear("connection ended");
+            match end {
+                End::Stopped => break,
+                End::LoggedOut => {
+                    self.emit(ClientEvent::LoggedOut);
+                    break;
+                }
+                End::Lost(reason) => {
+                    let reason = local.unwrap_or(reason);
+                    tracing::info!(%endpoint, %reason, "client: connection lost");
+                    if !self.emit(ClientEvent::Disconnected { endpoint, reason }) {
+                        break;
+                    }
+                    if self.shared.logging_out.load(Ordering::Acquire) {
+                        self.emit(ClientEvent::LoggedOut);
+                        break;
+                    }
+                    if !self.options.reconnect {
+                        self.emit(ClientEvent::GaveUp {
+                            reason: "reconnecting is disabled".into(),
+                        });
+                        break;
+                    }
+                    match self.reconnect() {
+                        Ok(opened) => current = opened,
+                        Err(ClientError::Closed) => {
+                            if self.shared.logging_out.load(Ordering::Acquire) {
+                                self.emit(ClientEvent::LoggedOut);
+                            }
+                            break;
+                        }
+                        Err(error) => {
+                            self.emit(ClientEvent::GaveUp {
+                                reason: error.to_string(),
+                            });
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        self.shared.finished.store(true, Ordering::Release);
+        self.shared.clear("client finished");
+    }
+
+    /// Queues an event, waiting while the queue is full (heartbeats continue; reading
+    /// stops, so a consumer that never reads eventually gets cut off by the server as a
+    /// slow reader, and the client resumes where it stopped). False if the client is gone.
+    fn emit(&self, event: ClientEvent) -> bool {
+        let mut event = event;
+        loop {
+            if self.shared.stop.load(Ordering::Acquire) {
+                return false;
+            }
+            match self.events.send_timeout(event, TICK) {
+                Ok(()) => return true,
+                Err(SendTimeoutError::Timeout(back)) => {
+                    event = back;
+                    self.shared.heartbeat(self.options.heartbeat_interval);
+                }
+                Err(SendTimeoutError::Disconnected(_)) => return false,
+            }
+        }
+    }
+
+    fn reconnect(&mut self) -> Result<Opened, ClientError> {
+        let session = self.shared.lock().session;
+        let shared = self.shared.clone();
+        let keep_going = move || {
+            !shared.stop.load(Ordering::Acquire) && !shared.logging_out.load(Ordering::Acquire)
+        };
+        let opened = open_any(
+            &self.endpoints,
+            self.credentials,
+            session,
+            self.next_seq,
+            &self.options,
+            self.options.reconnect_attempts,
+            &keep_going,
+        )?;
+        let next = opened.accepted.sequence_number;
+        // Install the writer first: heartbeats must flow even if the event queue is full.
+        let writer = opened.writer.try_clone()?;
+        self.shared
+            .install(writer, opened.endpoint, opened.accepted.session);
+        if next > self.next_seq {
+            self.emit(ClientEvent::SequenceGap {
+                expected: self.next_seq,
+                next,
+            });
+        } else if next < self.next_seq {
+            self.skip_below = self.skip_below.max(self.next_seq);
+        }
+        self.next_seq = next;
+        self.shared.next_seq.store(next, Ordering::Release);
+        tracing::info!(endpoint = %opened.endpoint, next, "client: reconnected");
+        self.emit(ClientEvent::Reconnected {
+            endpoint: opened.endpoint,
+            session: opened.accepted.session,
+            next_sequence_number: next,
+        });
+        Ok(opened)
+    }
+
+    /// Serves one connection until it ends.
+    fn session(&mut self, opened: Opened) -> End {
+        let Opened {
+            mut reader,
+            leftover,
+            ..
+        } = opened;
+        let decoder = FrameDecoder::new(SERVER_PACKET_BYTES_MAX_DEFAULT);
+        let mut buf = leftover;
+        let mut chunk = vec![0u8; READ_CHUNK_BYTES];
+        let mut last_received = Instant::now();
+        let mut logout_seen: Option<Instant> = None;
+        loop {
+            if self.shared.stop.load(Ordering::Acquire) {
+                return End::Stopped;
+            }
+            if self.logout_done(&mut logout_seen) {
+                return End::LoggedOut;
+            }
+            self.shared.heartbeat(self.options.heartbeat_interval);
+            // Everything complete in the buffer first.
+            if let Some(end) = self.handle_buffered(&decoder, &mut buf) {
+                return end;
+            }
+            if let Some(end) = self.read_more(&mut reader, &mut chunk, &mut buf, &mut last_received)
+            {
+                return end;
+            }
+        }
+    }
+
+    /// Whether a logout asked for has run its course (`logout_timeout` passed since this
+    /// connection first saw it). Sends the Logout Request the first time it is seen here.
+    fn logout_done(&self, logout_seen: &mut Option<Instant>) -> bool {
+        if !self.shared.logging_out.load(Ordering::Acquire) {
+            return false;
+        }
+        if logout_seen.is_none() {
+            // Covers a logout asked for while this connection was being opened.
+            let _ = self.shared.send_logout();
+        }
+        let since = *logout_seen.get_or_insert_with(Instant::now);
+        since.elapsed() >= self.options.logout_timeout
+    }
+
+    /// Handles every complete packet in `buf` and drops their bytes; `Some` when the
+    /// connection ends.
+    fn handle_buffered(&mut self, decoder: &FrameDecoder, buf: &mut Vec<u8>) -> Option<End> {
+        let mut offset = 0;
+        loop {
+            let step = match decoder.decode_server(&buf[offset..]) {
+                Ok(Some((packet, used))) => {
+                    offset += used;
+                    Step::from(packet)
+                }
+                Ok(None) => break,
+                Err(error) => {
+                    return Some(End::Lost(format!("protocol error from server: {error}")))
+                }
+            };
+            match step {
+                Step::Nothing => {}
+                Step::Data(payload) => {
+                    if !self.sequenced_data(payload) {
+                        return Some(End::Stopped);
+                    }
+                }
+                Step::EndOfSession => {
+                    if !self.emit(ClientEvent::EndOfSession) {
+                        return Some(End::Stopped);
+                    }
+                    return Some(End::Lost("end of session".into()));
+                }
+                Step::Unexpected(what) => {
+                    return Some(End::Lost(format!("protocol error from server: {what}")))
+                }
+            }
+        }
+        buf.drain(..offset);
+        None
+    }
+
+    /// Numbers one Sequenced Data message and queues it, unless it repeats one already
+    /// received; false when the client stopped.
+    fn sequenced_data(&mut self, payload: Vec<u8>) -> bool {
+        let seq = self.next_seq;
+        // Saturating: a hostile Login Accepted near u64::MAX must not panic.
+        self.next_seq = self.next_seq.saturating_add(1);
+        self.shared.next_seq.store(self.next_seq, Ordering::Release);
+        if seq < self.skip_below {
+            return true;
+        }
+        let event = match OutboundMessage::decode(&payload) {
+            Ok(message) => ClientEvent::Message { seq, message },
+            Err(error) => ClientEvent::Undecodable {
+                seq,
+                payload,
+                error,
+            },
+        };
+        self.emit(event)
+    }
+
+    /// Reads what the server sent next into `buf` (waiting at most the socket's read
+    /// timeout); `Some` when the connection ends (closed, failed, or the server silent for
+    /// `server_timeout`).
+    fn read_more(
+        &self,
+        reader: &mut TcpStream,
+        chunk: &mut [u8],
+        buf: &mut Vec<u8>,
+        last_received: &mut Instant,
+    ) -> Option<End> {
+        match reader.read(chunk) {
+            Ok(0) => Some(if self.shared.logging_out.load(Ordering::Acquire) {
+                End::LoggedOut
+            } else {
+                End::Lost("connection closed by the server".into())
+            }),
+            Ok(n) => {
+                buf.extend_from_slice(&chunk[..n]);
+                *last_received = Instant::now();
+                None
+            }
+            Err(e) if is_timeout(&e) || e.kind() == ErrorKind::Interrupted => {
+                if last_received.elapsed() >= self.options.server_timeout {
+                    return Some(End::Lost(format!(
+                        "nothing from the server for {:?}",
+                        self.options.server_timeout
+                    )));
+                }
+                None
+            }
+            Err(e) => Some(if self.shared.logging_out.load(Ordering::Acquire) {
+                End::LoggedOut
+            } else {
+                End::Lost(format!("read error: {e}"))
+            }),
+        }
+    }
+}
+
+/// A decoded server packet, detached from the receive buffer.
+enum Step {
+    Nothing,
+    Data(Vec<u8>),
+    EndOfSession,
+    Unexpected(&'static str),
+}
+
+impl From<ServerPacket<'_>> for Step {
+    fn from(packet: ServerPacket<'_>) -> Step {
+        match packet {
+            ServerPacket::SequencedData(payload) => Step::Data(payload.to_vec()),
+            ServerPacket::ServerHeartbeat | ServerPacket::Debug(_) => Step::Nothing,
+            ServerPacket::EndOfSession => Step::EndOfSession,
+            ServerPacket::LoginAccepted(_) => Step::Unexpected("Login Accepted while logged in"),
+            ServerPacket::LoginRejected(_) => Step::Unexpected("Login Rejected while logged in"),
+        }
+    }
+}

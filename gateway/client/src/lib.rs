@@ -1,0 +1,474 @@
+//! A blocking OUCH 4.2 / SoupBinTCP 4.0 client for Keel (and any server speaking the same
+//! protocols), and `keel client` on top of it ([`cli`]).
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use keel_client::{parse_price, Client, ClientEvent, ClientOptions, OrderBuilder};
+//!
+//! let endpoints = ["127.0.0.1:9000".parse()?];
+//! let client = Client::connect(&endpoints, "alice", "alicepass", ClientOptions::default())?;
+//! let token = client.submit(&OrderBuilder::buy("BTC-PERP", 10, parse_price("100.25")?)?)?;
+//! while let Some(event) = client.next_event(Duration::from_secs(1)) {
+//!     println!("{event}");
+//!     if let ClientEvent::Message { seq, message } = &event {
+//!         // `seq` is the SoupBinTCP sequence number: persist the last one seen and pass
+//!         // it + 1 as `requested_sequence_number` to resume in a later run.
+//!         let _ = (seq, message, token);
+//!     }
+//! }
+//! client.logout()?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # How it works
+//!
+//! [`Client::connect`] logs in on the calling thread (trying the endpoints in order), then
+//! starts one background thread that owns the connection's read side. That thread decodes
+//! every server packet (bounded: packets above
+//! [`SERVER_PACKET_BYTES_MAX_DEFAULT`](keel_protocol::soupbin::SERVER_PACKET_BYTES_MAX_DEFAULT)
+//! are protocol errors), numbers Sequenced Data messages, and queues them as
+//! [`ClientEvent`]s on a bounded queue that [`Client::next_event`] reads. It also sends a
+//! Client Heartbeat whenever the client has sent nothing for
+//! [`ClientOptions::heartbeat_interval`], and treats a server silent for
+//! [`ClientOptions::server_timeout`] as a lost connection. The sending methods
+//! ([`Client::enter_order`] and friends) write directly from the caller's thread.
+//!
+//! # Reconnect and resume
+//!
+//! When the connection is lost (closed, reset, silent, a protocol error, End of Session),
+//! the background thread queues [`ClientEvent::Disconnected`], then tries the endpoints in
+//! order again — [`ClientOptions::reconnect_attempts`] passes over the list, with a backoff
+//! doubling from [`ClientOptions::backoff_initial`] to [`ClientOptions::backoff_max`]
+//! between passes — logging into the same session with requested sequence number = the
+//! last message received + 1. `Login Rejected S` (e.g. a follower, or the server has not yet
+//! noticed the old connection is gone) moves on to the next endpoint; `Login Rejected A`
+//! ends the attempts ([`ClientEvent::GaveUp`]). Once logged in it queues
+//! [`ClientEvent::Reconnected`] and the stream continues with no message lost or repeated:
+//! if a server starts below the number asked for, the repeats are dropped; if it starts
+//! above, [`ClientEvent::SequenceGap`] says so.
+//!
+//! Messages are *received* once queued: a message is never queued twice, and the queue
+//! survives reconnects. While the queue is full the thread stops reading (heartbeats go
+//! on); a server that then cuts the client off as a slow reader is reconnected to like any
+//! other loss.
+//!
+//! Orders sent while disconnected fail with [`ClientError::NotConnected`] and are not
+//! sent. A message written just before a connection dies may or may not have reached the
+//! server: resend it with the same order token — Keel rejects a reused token, so a retried
+//! Enter Order is never executed twice — and read the stream to see which one counted.
+//!
+//! The client never panics on server input: every decoder is bounded and every error is
+//! an event or a reconnect.
+#![deny(missing_docs)]
+
+pub mod cli;
+mod connection;
+pub mod display;
+mod error;
+mod order;
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_channel::Receiver;
+
+use connection::{open_any, Credentials, Shared, Worker};
+use keel_protocol::ouch::{
+    BuySellIndicator, CancelOrder, EnterOrder, InboundMessage, ModifyOrder, OutboundMessage, Price,
+    ReplaceOrder,
+};
+use keel_protocol::soupbin::{Password, SessionId};
+use keel_protocol::{OrderToken, ProtocolError, Username};
+
+pub use error::{login_reject_text, ClientError};
+/// The users of the embedded demo configuration (`keel serve` without `--config`) and their
+/// passwords: `keel client` logs in with these when given no password, and `keel serve`
+/// prints them at start so a newcomer can log in. Never use them for anything but a demo.
+pub const DEMO_USERS: &[(&str, &str)] = &[("alice", "alicepass"), ("bob", "bobpass")];
+
+pub use order::{
+    format_price, order_token, parse_price, replace_request, stock, OrderBuilder, TokenGenerator,
+};
+
+/// How a [`Client`] connects, heartbeats and reconnects. `ClientOptions::default()` suits
+/// Keel's servers (1 s heartbeats, 15 s timeout).
+#[derive(Clone, Debug)]
+pub struct ClientOptions {
+    /// Requested sequence number of the first login: `0` for only messages generated from
+    /// now on, `1` for the whole session, `n` to resume after message `n - 1`. Default 0.
+    pub requested_sequence_number: u64,
+    /// Session of the first login; blank (the default) for the server's current session.
+    /// Reconnects always ask for the session the first login got.
+    pub session: SessionId,
+    /// A Client Heartbeat is sent after this long without sending. Default 1 s.
+    pub heartbeat_interval: Duration,
+    /// The connection is considered lost after this long without hearing from the server
+    /// (which heartbeats every second). Default 5 s.
+    pub server_timeout: Duration,
+    /// TCP connect timeout per endpoint. Default 2 s.
+    pub connect_timeout: Duration,
+    /// Time allowed for the server to answer a Login Request. Default 10 s.
+    pub login_timeout: Duration,
+    /// A write blocked this long breaks the connection. Default 5 s.
+    pub write_timeout: Duration,
+    /// How long [`Client::logout`] waits for the server to close before giving up. Default 5 s.
+    pub logout_timeout: Duration,
+    /// Passes over the endpoint list for the first login. Default 3.
+    pub connect_attempts: u32,
+    /// Whether to reconnect after a lost connection. Default true.
+    pub reconnect: bool,
+    /// Passes over the endpoint list per reconnect before giving up. Default 30 (about a
+    /// minute with the default backoff).
+    pub reconnect_attempts: u32,
+    /// Pause after the first failed pass. Default 100 ms.
+    pub backoff_initial: Duration,
+    /// The pause doubles after each failed pass up to this. Default 2 s.
+    pub backoff_max: Duration,
+    /// Events queued before the background thread stops reading. Default 65,536.
+    pub event_capacity: usize,
+    /// Prefix for generated order tokens (1 to 13 characters); by default a unique one from
+    /// the clock and the process id ([`TokenGenerator::unique`]).
+    pub token_prefix: Option<String>,
+}
+
+impl Default for ClientOptions {
+    fn default() -> ClientOptions {
+        ClientOptions {
+            requested_sequence_number: 0,
+            session: SessionId::BLANK,
+            heartbeat_interval: Duration::from_secs(1),
+            server_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(2),
+            login_timeout: Duration::from_secs(10),
+            write_timeout: Duration::from_secs(5),
+            logout_timeout: Duration::from_secs(5),
+            connect_attempts: 3,
+            reconnect: true,
+            reconnect_attempts: 30,
+            backoff_initial: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(2),
+            event_capacity: 65_536,
+            token_prefix: None,
+        }
+    }
+}
+
+/// What the client reports, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ClientEvent {
+    /// An OUCH message with its SoupBinTCP sequence number (1-based, per session).
+    Message {
+        /// Sequence number.
+        seq: u64,
+        /// The message.
+        message: OutboundMessage,
+    },
+    /// A sequenced message this client cannot decode (it still counts in the numbering).
+    Undecodable {
+        /// Sequence number.
+        seq: u64,
+        /// The Sequenced Data payload.
+        payload: Vec<u8>,
+        /// Why it did not decode.
+        error: ProtocolError,
+    },
+    /// The connection to `endpoint` was lost; the client is reconnecting (unless it is
+    /// logging out or reconnecting is off).
+    Disconnected {
+        /// The endpoint that was lost.
+        endpoint: SocketAddr,
+        /// What happened.
+        reason: String,
+    },
+    /// Logged in again after a loss; the stream resumes at `next_sequence_number`.
+    Reconnected {
+        /// The endpoint now serving.
+        endpoint: SocketAddr,
+        /// The session.
+        session: SessionId,
+        /// Sequence number of the next message.
+        next_sequence_number: u64,
+    },
+    /// On resume the server started after the next expected message: messages
+    /// `expected..next` were never received.
+    SequenceGap {
+        /// The sequence number asked for.
+        expected: u64,
+        /// The one the server will send next.
+        next: u64,
+    },
+    /// The server sent End of Session (e.g. it is shutting down); the client reconnects.
+    EndOfSession,
+    /// The logout completed; no more events follow.
+    LoggedOut,
+    /// Reconnecting failed (attempts exhausted, or the login was refused as not
+    /// authorized); no more events follow.
+    GaveUp {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// A connected OUCH client. Cheap to share between threads by reference (`&Client` sends
+/// and reads events); dropping it closes the connection without a Logout Request (call
+/// [`Client::logout`] first for a clean goodbye).
+pub struct Client {
+    shared: Arc<Shared>,
+    events: Receiver<ClientEvent>,
+    worker: Option<JoinHandle<()>>,
+    tokens: TokenGenerator,
+    username: Username,
+    first_sequence_number: u64,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("username", &self.username)
+            .field("endpoint", &self.endpoint())
+            .field("next_sequence_number", &self.next_sequence_number())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    /// Connects to the first endpoint that accepts the login (trying them in order,
+    /// [`ClientOptions::connect_attempts`] passes) and starts the background thread.
+    pub fn connect(
+        endpoints: &[SocketAddr],
+        username: &str,
+        password: &str,
+        options: ClientOptions,
+    ) -> Result<Client, ClientError> {
+        let username_field = Username::new(username)
+            .ok()
+            .filter(|u| !u.is_blank() && !username.starts_with(' '))
+            .ok_or_else(|| ClientError::invalid("user name", "1 to 6 printable characters"))?;
+        let password_field = Password::new(password)
+            .map_err(|_| ClientError::invalid("password", "at most 10 printable characters"))?;
+        let tokens = match &options.token_prefix {
+            Some(prefix) => TokenGenerator::new(prefix)?,
+            None => TokenGenerator::unique(),
+        };
+        let credentials = Credentials {
+            username: username_field,
+            password: password_field,
+        };
+        let opened = open_any(
+            endpoints,
+            credentials,
+            options.session,
+            options.requested_sequence_number,
+            &options,
+            options.connect_attempts,
+            &|| true,
+        )?;
+        let requested = options.requested_sequence_number;
+        let next = opened.accepted.sequence_number;
+        let shared = Arc::new(Shared::new(opened.accepted.session));
+        shared.next_seq.store(next, Ordering::Release);
+        let (sender, receiver) = crossbeam_channel::bounded(options.event_capacity.max(16));
+        if requested != 0 && next > requested {
+            // The server cannot serve from where the caller asked.
+            let _ = sender.try_send(ClientEvent::SequenceGap {
+                expected: requested,
+                next,
+            });
+        }
+        let writer = opened.writer.try_clone()?;
+        {
+            let mut write = shared.lock();
+            write.stream = Some(writer);
+            write.endpoint = Some(opened.endpoint);
+        }
+        let worker = Worker {
+            shared: shared.clone(),
+            events: sender,
+            endpoints: endpoints.to_vec(),
+            credentials,
+            options,
+            next_seq: next,
+            skip_below: 0,
+        };
+        let handle = std::thread::Builder::new()
+            .name("keel-client".into())
+            .spawn(move || worker.run(opened))?;
+        Ok(Client {
+            shared,
+            events: receiver,
+            worker: Some(handle),
+            tokens,
+            username: username_field,
+            first_sequence_number: next,
+        })
+    }
+
+    /// The next event, waiting up to `timeout`; `None` on timeout or once the client has
+    /// finished (after [`ClientEvent::LoggedOut`] or [`ClientEvent::GaveUp`]).
+    pub fn next_event(&self, timeout: Duration) -> Option<ClientEvent> {
+        self.events.recv_timeout(timeout).ok()
+    }
+
+    /// The next event if one is queued.
+    pub fn try_next_event(&self) -> Option<ClientEvent> {
+        self.events.try_recv().ok()
+    }
+
+    /// Whether the client has finished: logged out or gave up, and every event was read.
+    pub fn is_finished(&self) -> bool {
+        self.shared.finished.load(Ordering::Acquire) && self.events.is_empty()
+    }
+
+    /// Sends one OUCH message as Unsequenced Data.
+    pub fn send(&self, message: &InboundMessage) -> Result<(), ClientError> {
+        let mut packet = Vec::with_capacity(64);
+        message.encode_unsequenced(&mut packet);
+        self.shared.send(&packet)
+    }
+
+    /// Sends an Enter Order as given.
+    pub fn enter_order(&self, order: &EnterOrder) -> Result<(), ClientError> {
+        self.send(&InboundMessage::EnterOrder(*order))
+    }
+
+    /// Sends the order built by `order`, with its own token or a generated one; returns the
+    /// token.
+    pub fn submit(&self, order: &OrderBuilder) -> Result<OrderToken, ClientError> {
+        let token = match order.given_token() {
+            Some(token) => token,
+            None => self.tokens.next_token()?,
+        };
+        self.enter_order(&order.build(token))?;
+        Ok(token)
+    }
+
+    /// Sends a Replace Order as given.
+    pub fn replace_order(&self, replace: &ReplaceOrder) -> Result<(), ClientError> {
+        self.send(&InboundMessage::ReplaceOrder(*replace))
+    }
+
+    /// Replaces `existing` with a new order of `shares` at `price` under `replacement` (or
+    /// a generated token), with the plain values of [`replace_request`]; returns the new
+    /// token.
+    pub fn replace(
+        &self,
+        existing: OrderToken,
+        replacement: Option<OrderToken>,
+        shares: u32,
+        price: Price,
+    ) -> Result<OrderToken, ClientError> {
+        let replacement = match replacement {
+            Some(token) => token,
+            None => self.tokens.next_token()?,
+        };
+        self.replace_order(&replace_request(existing, replacement, shares, price))?;
+        Ok(replacement)
+    }
+
+    /// Sends a Cancel Order: `shares` is the order's new intended size, 0 cancels it all.
+    pub fn cancel_order(&self, token: OrderToken, shares: u32) -> Result<(), ClientError> {
+        self.send(&InboundMessage::CancelOrder(CancelOrder {
+            order_token: token,
+            shares,
+        }))
+    }
+
+    /// Sends a Modify Order (side among `S`/`T`/`E`, or unchanged; new intended size).
+    pub fn modify_order(
+        &self,
+        token: OrderToken,
+        side: BuySellIndicator,
+        shares: u32,
+    ) -> Result<(), ClientError> {
+        self.send(&InboundMessage::ModifyOrder(ModifyOrder {
+            order_token: token,
+            side,
+            shares,
+        }))
+    }
+
+    /// A fresh order token from the client's generator.
+    pub fn next_token(&self) -> Result<OrderToken, ClientError> {
+        self.tokens.next_token()
+    }
+
+    /// Sends a Logout Request and stops reconnecting. Events keep arriving until the
+    /// server closes the connection, then [`ClientEvent::LoggedOut`] ends the stream. When
+    /// disconnected, the client just stops.
+    pub fn logout(&self) -> Result<(), ClientError> {
+        self.shared.logging_out.store(true, Ordering::Release);
+        match self.shared.send_logout() {
+            Ok(()) | Err(ClientError::NotConnected | ClientError::Closed) => Ok(()),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Drops the current connection as a network failure would; the client then reconnects
+    /// and resumes (for tests and for moving to another endpoint).
+    pub fn force_reconnect(&self) {
+        self.shared.clear("dropped by the client (force_reconnect)");
+    }
+
+    /// Whether a connection is logged in right now.
+    pub fn is_connected(&self) -> bool {
+        self.shared.lock().stream.is_some()
+    }
+
+    /// Waits until connected (true) or `timeout` / the client finished (false).
+    pub fn wait_connected(&self, timeout: Duration) -> bool {
+        self.shared.wait_connected(timeout)
+    }
+
+    /// The endpoint of the current connection (the last one while reconnecting).
+    pub fn endpoint(&self) -> Option<SocketAddr> {
+        self.shared.lock().endpoint
+    }
+
+    /// The session the client is logged into.
+    pub fn session(&self) -> SessionId {
+        self.shared.lock().session
+    }
+
+    /// The sequence number the server gave at the first login.
+    pub fn first_sequence_number(&self) -> u64 {
+        self.first_sequence_number
+    }
+
+    /// Sequence number of the next message to be received (every message below it has
+    /// been queued as an event).
+    pub fn next_sequence_number(&self) -> u64 {
+        self.shared.next_seq.load(Ordering::Acquire)
+    }
+
+    /// The user name.
+    pub fn username(&self) -> &str {
+        self.username.as_str()
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Release);
+        self.shared.clear("client dropped");
+        if let Some(worker) = self.worker.take() {
+            let _ = worker.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_is_shareable_between_threads() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Client>();
+        assert_send_sync::<ClientEvent>();
+        assert_send_sync::<ClientError>();
+    }
+}

@@ -1,0 +1,566 @@
+//! A node in a Raft cluster: the I/O around `keel_replication::RoleMachine`, which decides
+//! what the node does (when to serve, what to apply, what may be released). This module
+//! only moves bytes and threads: peer messages in and out through the transport, the clock,
+//! and carrying out the machine's actions.
+//!
+//! ```text
+//!  follower: transport ─▶ raft ─▶ journal (records copied byte for byte) ─▶ commit ─▶ engine
+//!            order-entry port answers every Login Request with Login Rejected `S`
+//!  leader:   clients ─▶ gateway ─▶ matching loop ─▶ journal ─▶ raft proposes the new records
+//!            ─▶ followers; the gateway releases a response once its record is committed
+//!            (and durable under the node's policy)
+//! ```
+//!
+//! Changes of role are whole hand-overs, so each mode has one owner of the journal:
+//! - opening order entry: the journal, engine and sessions move to a fresh matching loop
+//!   and gateway; the node journals its own inputs (instruments, cancel-on-disconnect) as
+//!   the single node does at start;
+//! - closing it: the gateway stops without End of Session (clients resume on the new
+//!   leader), the matching loop closes the journal, and the machine cuts the records raft
+//!   never took and asks for the engine and sessions to be rebuilt.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Receiver;
+use keel_engine::{Engine, Event};
+use keel_journal::format::read_record;
+use keel_replication::disk::DiskBackend;
+use keel_replication::transport::{Transport, TransportConfig};
+use keel_replication::{Action, Replica, ReplicaConfig, RoleConfig, RoleMachine};
+use protobuf::Message as _;
+use raft::prelude::Message;
+
+use super::server::ClusterLink;
+use super::sessions::SessionBook;
+use super::startup::{self, Replayed};
+use super::{Replay, StartInfo};
+use crate::config::{ClusterConfig, Config};
+use crate::Error;
+use keel_protocol::soupbin::{LoginRejectReason, ServerPacket};
+
+/// Raft's logical clock tick.
+const TICK_MS: u64 = 10;
+/// Peer messages queued between the transport and this loop.
+const PEER_MESSAGES_QUEUED_MAX: usize = 16 * 1024;
+/// Peer messages handed to the machine per loop turn beyond the one that woke it.
+const PEER_MESSAGES_PER_TURN_MAX: usize = 1024;
+/// Ready rounds per loop turn (a close, its rebuild and a re-opening fit in a few).
+const CARRY_OUT_ROUNDS_MAX: usize = 4;
+
+/// The engine and sessions rebuilt from this node's journal.
+struct Applied {
+    engine: Engine,
+    book: SessionBook,
+    replayed: Replayed,
+    events: Vec<Event>,
+}
+
+impl Applied {
+    fn empty(config: &Config) -> Result<Applied, Error> {
+        Ok(Applied {
+            engine: Engine::default(),
+            book: SessionBook::new(config)?,
+            replayed: Replayed::default(),
+            events: Vec::new(),
+        })
+    }
+
+    /// Replays journal records `1..=upto_seq` (all committed) into a fresh engine and
+    /// sessions.
+    fn rebuild(
+        config: &Config,
+        backend: &mut DiskBackend,
+        upto_seq: u64,
+    ) -> Result<Applied, Error> {
+        let journal = backend
+            .journal()
+            .ok_or_else(|| Error::Node("journal not held while rebuilding".into()))?;
+        let mut applied = Applied::empty(config)?;
+        applied.replayed = startup::replay_upto(
+            journal,
+            &mut applied.engine,
+            &mut Replay(&mut applied.book),
+            upto_seq,
+        )?;
+        if applied.replayed.last_seq != upto_seq {
+            return Err(Error::Node(format!(
+                "rebuilding to record {upto_seq}, but the journal ends at {}",
+                applied.replayed.last_seq
+            )));
+        }
+        Ok(applied)
+    }
+
+    fn apply_batch(&mut self, data: &[u8]) -> Result<(), Error> {
+        let Applied {
+            engine,
+            book,
+            replayed,
+            events,
+        } = self;
+        keel_replication::batch::for_each(data, |_, seq, _, record| {
+            if seq <= replayed.last_seq {
+                return Ok(());
+            }
+            // `for_each` checked the record already; this only splits header and payload.
+            let (header, payload) = read_record(record)
+                .map_err(|d| keel_replication::Error::BadBatch(format!("{d:?}")))?;
+            startup::apply_record(
+                engine,
+                &mut Replay(book),
+                replayed,
+                events,
+                (seq, header.record_type, payload),
+            )
+            .map_err(|e| keel_replication::Error::Storage(e.to_string()))
+        })
+        .map_err(|e| Error::Node(format!("applying committed records: {e}")))
+    }
+}
+
+/// A leadership stint: the gateway and matching loop serving on their own thread.
+struct Stint {
+    link: ClusterLink,
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<Result<(), Error>>,
+}
+
+/// What the I/O loop holds besides the role machine.
+struct Host<'a> {
+    config: &'a Config,
+    core: Option<usize>,
+    transport: Transport,
+    /// The follower's state; moved into the matching loop while serving.
+    applied: Applied,
+    stint: Option<Stint>,
+    door: Option<Door>,
+    kick: crossbeam_channel::Sender<()>,
+    /// Reused for the messages that leave after persistence.
+    messages: Vec<Message>,
+}
+
+/// Runs a cluster node until `shutdown` is set.
+pub fn run(
+    config: &Config,
+    shutdown: &AtomicBool,
+    started: impl FnOnce(&StartInfo),
+) -> Result<(), Error> {
+    let cluster = config
+        .cluster
+        .clone()
+        .ok_or_else(|| Error::Node("no [cluster] section".into()))?;
+    let core = super::matching_core(config);
+    if let Some(core) = core {
+        super::keep_off_core(core);
+    }
+    let (backend, loaded) =
+        DiskBackend::open(&config.server.data_dir, startup::journal_config(config))
+            .map_err(replication)?;
+    let (inbound_tx, inbound_rx) = crossbeam_channel::bounded(PEER_MESSAGES_QUEUED_MAX);
+    let transport = start_transport(&cluster, inbound_tx)?;
+    let replica = Replica::new(
+        &replica_config(&cluster),
+        backend,
+        loaded,
+        &keel_replication::raft_logger(cluster.node_id),
+    )
+    .map_err(replication)?;
+    let mut role = RoleMachine::new(replica, role_config());
+    let (kick, kick_rx) = crossbeam_channel::bounded::<()>(1);
+    let mut host = Host {
+        config,
+        core,
+        transport,
+        applied: Applied::empty(config)?,
+        stint: None,
+        door: Some(Door::open(config.server.listen)?),
+        kick,
+        messages: Vec::new(),
+    };
+    if let Err(error) = host.carry_out(&mut role) {
+        let _ = host.shutdown();
+        return Err(error);
+    }
+    tracing::info!(
+        node = cluster.node_id,
+        peers = ?cluster.peer_ids(),
+        committed_records = host.applied.replayed.last_seq,
+        "cluster node started (follower until elected)"
+    );
+    started(&StartInfo {
+        listen: config.server.listen,
+        session: "(decided by the leader)".into(),
+        matching_core: core,
+        recovered_records: host.applied.replayed.last_seq,
+    });
+    let result = io_loop(&mut host, &mut role, shutdown, (&inbound_rx, &kick_rx));
+    let ended = host.shutdown();
+    result.and(ended)
+}
+
+/// The node's loop: wait for a peer message, a kick from the gateway (new records
+/// journaled) or the next tick; hand everything to the role machine; carry out its actions.
+fn io_loop(
+    host: &mut Host<'_>,
+    role: &mut RoleMachine<DiskBackend>,
+    shutdown: &AtomicBool,
+    (inbound, kicks): (&Receiver<(u64, Vec<u8>)>, &Receiver<()>),
+) -> Result<(), Error> {
+    let clock = Instant::now();
+    let now_ms = || u64::try_from(clock.elapsed().as_millis()).unwrap_or(u64::MAX);
+    while !shutdown.load(Ordering::Acquire) {
+        let wait_ms = role
+            .next_tick_ms()
+            .map_or(0, |next| next.saturating_sub(now_ms()));
+        crossbeam_channel::select! {
+            recv(inbound) -> message => {
+                if let Ok((from, bytes)) = message {
+                    step(role, from, &bytes);
+                }
+            }
+            recv(kicks) -> _ => {}
+            default(Duration::from_millis(wait_ms)) => {}
+        }
+        // Drain what else arrived, boundedly.
+        for (from, bytes) in inbound.try_iter().take(PEER_MESSAGES_PER_TURN_MAX) {
+            step(role, from, &bytes);
+        }
+        role.on_time(now_ms());
+        role.propose_journaled().map_err(replication)?;
+        host.carry_out(role)?;
+    }
+    Ok(())
+}
+
+impl Host<'_> {
+    /// Runs the machine's Ready and carries out its actions until it has none left (a
+    /// close of order entry asks for a rebuild, and the next Ready may then open it).
+    fn carry_out(&mut self, role: &mut RoleMachine<DiskBackend>) -> Result<(), Error> {
+        for _ in 0..CARRY_OUT_ROUNDS_MAX {
+            let transport = &self.transport;
+            // The leader's messages go out before it persists (raft-rs's Ready protocol),
+            // so followers write and sync in parallel with the leader.
+            role.ready(
+                &mut |messages| send_all(transport, messages),
+                &mut self.messages,
+            )
+            .map_err(replication)?;
+            send_all(&self.transport, self.messages.drain(..));
+            let actions: Vec<Action> = role.take_actions().collect();
+            if actions.is_empty() {
+                return Ok(());
+            }
+            for action in actions {
+                self.act(role, action)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn act(&mut self, role: &mut RoleMachine<DiskBackend>, action: Action) -> Result<(), Error> {
+        match action {
+            Action::Apply(entry) => self.applied.apply_batch(&entry.data)?,
+            Action::Rebuild { upto_seq } => {
+                let backend = role.replica_mut().store_mut().backend_mut();
+                self.applied = Applied::rebuild(self.config, backend, upto_seq)?;
+            }
+            Action::OpenOrderEntry { term, last_seq } => self.open(role, term, last_seq)?,
+            Action::CloseOrderEntry => {
+                tracing::warn!(
+                    term = role.replica().term(),
+                    leader = role.replica().leader_id(),
+                    "lost leadership; stepping down"
+                );
+                if let Some(old) = self.stint.take() {
+                    end_stint(old)?;
+                }
+                role.order_entry_closed().map_err(replication)?;
+                self.door = Some(Door::open(self.config.server.listen)?);
+            }
+            Action::Release { committed_seq } => {
+                if let Some(stint) = &self.stint {
+                    stint.link.committed.store(committed_seq, Ordering::Release);
+                    if let Some(waker) = stint.link.waker.get() {
+                        let _ = waker.wake();
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn open(
+        &mut self,
+        role: &mut RoleMachine<DiskBackend>,
+        term: u64,
+        last_seq: u64,
+    ) -> Result<(), Error> {
+        if self.applied.replayed.last_seq != last_seq {
+            return Err(Error::Node(format!(
+                "state at record {} but the journal ends at {last_seq}",
+                self.applied.replayed.last_seq
+            )));
+        }
+        if let Some(door) = self.door.take() {
+            door.close();
+        }
+        tracing::info!(
+            term,
+            records = last_seq,
+            "elected leader; serving order entry"
+        );
+        let journal = role
+            .replica_mut()
+            .store_mut()
+            .backend_mut()
+            .release_journal()
+            .ok_or_else(|| Error::Node("journal already released".into()))?;
+        let taken = std::mem::replace(&mut self.applied, Applied::empty(self.config)?);
+        self.stint = Some(start_stint(
+            self.config,
+            self.core,
+            journal,
+            taken,
+            last_seq,
+            self.kick.clone(),
+        )?);
+        Ok(())
+    }
+
+    /// Stops serving (clients get End of Session: this is a shutdown, not a step-down),
+    /// closes the follower's door and the transport.
+    fn shutdown(mut self) -> Result<(), Error> {
+        let ended = match self.stint.take() {
+            Some(old) => {
+                old.link.deposed.store(false, Ordering::Release);
+                end_stint(old)
+            }
+            None => Ok(()),
+        };
+        if let Some(door) = self.door.take() {
+            door.close();
+        }
+        self.transport.shutdown();
+        ended
+    }
+}
+
+fn start_transport(
+    cluster: &ClusterConfig,
+    inbound: crossbeam_channel::Sender<(u64, Vec<u8>)>,
+) -> Result<Transport, Error> {
+    let peers = cluster.peer_ids();
+    let listen = peers
+        .iter()
+        .find(|(id, _)| *id == cluster.node_id)
+        .map(|(_, addr)| *addr)
+        .ok_or_else(|| Error::Config("cluster.node_id is not a peer".into()))?;
+    tracing::info!(node = cluster.node_id, raft = %listen, "cluster transport listening");
+    Transport::start(
+        TransportConfig {
+            node_id: cluster.node_id,
+            listen,
+            peers: peers
+                .iter()
+                .filter(|(id, _)| *id != cluster.node_id)
+                .copied()
+                .collect(),
+            secret: cluster.secret.as_bytes().to_vec(),
+        },
+        inbound,
+        Arc::new(|| {}),
+    )
+    .map_err(|e| Error::Node(format!("cluster transport: {e}")))
+}
+
+fn role_config() -> RoleConfig {
+    RoleConfig {
+        tick_ms: TICK_MS,
+        ..RoleConfig::default()
+    }
+}
+
+fn replica_config(cluster: &ClusterConfig) -> ReplicaConfig {
+    let ticks = |ms: u64| usize::try_from(ms / TICK_MS).unwrap_or(usize::MAX);
+    ReplicaConfig {
+        id: cluster.node_id,
+        voters: cluster.peer_ids().iter().map(|(id, _)| *id).collect(),
+        election_ticks: ticks(cluster.election_timeout_ms).max(3),
+        heartbeat_ticks: ticks(cluster.heartbeat_ms).max(1),
+        randomized_election: true,
+        max_message_bytes: 1 << 20,
+    }
+}
+
+fn replication(error: keel_replication::Error) -> Error {
+    Error::Node(format!("replication: {error}"))
+}
+
+fn send_all(transport: &Transport, messages: impl IntoIterator<Item = Message>) {
+    for message in messages {
+        match message.write_to_bytes() {
+            Ok(bytes) => transport.send(message.to, bytes),
+            Err(error) => tracing::error!(%error, "cannot encode a raft message"),
+        }
+    }
+}
+
+/// Hands one peer message to the role machine. Only authenticated bytes reach here (the
+/// transport checks every frame's MAC); the machine drops a message claiming another
+/// sender.
+fn step(role: &mut RoleMachine<DiskBackend>, from: u64, bytes: &[u8]) {
+    match Message::parse_from_bytes(bytes) {
+        Ok(message) => match role.step(from, message) {
+            Ok(()) => {}
+            Err(error @ keel_replication::Error::ForgedSender { .. }) => {
+                tracing::warn!(%error, "peer message dropped");
+            }
+            Err(error) => tracing::debug!(%error, from, "raft message not taken"),
+        },
+        Err(error) => tracing::warn!(from, %error, "undecodable peer message dropped"),
+    }
+}
+
+fn start_stint(
+    config: &Config,
+    core: Option<usize>,
+    journal: keel_journal::Journal,
+    applied: Applied,
+    last_seq: u64,
+    kick: crossbeam_channel::Sender<()>,
+) -> Result<Stint, Error> {
+    let link = ClusterLink {
+        kick: Some(kick),
+        ..ClusterLink::default()
+    };
+    link.committed.store(last_seq, Ordering::Release);
+    let stop = Arc::new(AtomicBool::new(false));
+    let thread = {
+        let config = config.clone();
+        let link = link.clone();
+        let stop = stop.clone();
+        std::thread::Builder::new()
+            .name("keel-leader".into())
+            .spawn(move || {
+                let Applied {
+                    engine,
+                    mut book,
+                    replayed,
+                    ..
+                } = applied;
+                let recovered = startup::start_serving(
+                    &config,
+                    journal,
+                    engine,
+                    replayed,
+                    &mut Replay(&mut book),
+                )?;
+                super::serve(&config, recovered, book, core, &stop, Some(link), |info| {
+                    tracing::info!(listen = %info.listen, session = %info.session, "leader: order entry open");
+                })
+            })?
+    };
+    Ok(Stint { link, stop, thread })
+}
+
+fn end_stint(stint: Stint) -> Result<(), Error> {
+    if !stint.stop.load(Ordering::Acquire) {
+        stint.link.deposed.store(true, Ordering::Release);
+    }
+    stint.stop.store(true, Ordering::Release);
+    if let Some(waker) = stint.link.waker.get() {
+        let _ = waker.wake();
+    }
+    match stint.thread.join() {
+        Ok(result) => result,
+        Err(_) => Err(Error::Node("leader thread panicked".into())),
+    }
+}
+
+/// A follower's order-entry port: every Login Request is answered with Login Rejected `S`
+/// (this node cannot take orders), so clients move on to the next endpoint.
+struct Door {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<()>,
+}
+
+/// Connections a follower's door handles at once; more are closed at once.
+const DOOR_CONNECTIONS_MAX: usize = 64;
+
+impl Door {
+    fn open(listen: SocketAddr) -> Result<Door, Error> {
+        let listener = TcpListener::bind(listen)?;
+        listener.set_nonblocking(true)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let stop = stop.clone();
+            std::thread::Builder::new()
+                .name("keel-door".into())
+                .spawn(move || door_loop(&listener, &stop))?
+        };
+        Ok(Door { stop, thread })
+    }
+
+    fn close(self) {
+        self.stop.store(true, Ordering::Release);
+        let _ = self.thread.join();
+    }
+}
+
+fn door_loop(listener: &TcpListener, stop: &AtomicBool) {
+    let active = Arc::new(AtomicUsize::new(0));
+    while !stop.load(Ordering::Acquire) {
+        match listener.accept() {
+            Ok((stream, peer)) => {
+                if active.load(Ordering::Acquire) >= DOOR_CONNECTIONS_MAX {
+                    continue;
+                }
+                active.fetch_add(1, Ordering::AcqRel);
+                let active = active.clone();
+                let spawned = std::thread::Builder::new()
+                    .name("keel-door-conn".into())
+                    .spawn(move || {
+                        turn_away(stream, peer);
+                        active.fetch_sub(1, Ordering::AcqRel);
+                    });
+                if spawned.is_err() {
+                    tracing::warn!(%peer, "cannot start a thread for a follower connection");
+                }
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(error) => {
+                tracing::warn!(%error, "follower door accept failed");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+}
+
+/// Reads one SoupBinTCP packet (bounded, 2 s) and, if it is a Login Request, answers Login
+/// Rejected `S`; then closes.
+fn turn_away(mut stream: TcpStream, peer: SocketAddr) {
+    let _ = stream.set_nonblocking(false);
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(2)));
+    let mut header = [0u8; 3];
+    if stream.read_exact(&mut header).is_err() {
+        return;
+    }
+    if header[2] == b'L' {
+        let mut reply = Vec::new();
+        if ServerPacket::LoginRejected(LoginRejectReason::SessionNotAvailable)
+            .encode(&mut reply)
+            .is_ok()
+        {
+            let _ = stream.write_all(&reply);
+        }
+        tracing::info!(%peer, "login refused: this node is a follower");
+    }
+}

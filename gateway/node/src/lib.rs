@@ -1,0 +1,261 @@
+//! Keel's node: what `keel serve` runs, and the `keel replay` contract.
+//!
+//! The running node is the gateway I/O thread, the matching loop on its pinned core, and
+//! the journal's threads, wired with bounded queues ([`run`]):
+//!
+//! ```text
+//!  clients ─SoupBinTCP/OUCH─▶ I/O thread (mio) ──envelopes──▶ matching loop (pinned core)
+//!                              ▲   SessionBook                 journal append, engine
+//!                              └──────── events, Done{seq} ◀───┘
+//!  flusher (io_uring fdatasync) ── durable watermark ──▶ wakes the I/O thread, which
+//!  releases each response once its input is acknowledged (durable under `fsync`).
+//! ```
+//!
+//! The modules: [`config`] (the node's TOML configuration and password hashes),
+//! [`sessions`] (SoupBinTCP sessions and OUCH ↔ engine translation), [`server`] (the
+//! order-entry I/O thread), [`matching`] (the matching loop), [`startup`] (journal recovery
+//! and the node's clock), [`cluster`] (a Raft cluster node's replication I/O),
+//! [`local_cluster`] (`keel cluster`: a demo cluster of `keel serve` processes on loopback)
+//! and [`replay`] (the `keel replay` JSON-lines contract). The wire codecs are
+//! `keel-protocol`; the client library is `keel-client`.
+#![deny(missing_docs)]
+
+mod chunked;
+pub mod cluster;
+pub mod config;
+mod error;
+pub mod local_cluster;
+pub mod matching;
+pub mod replay;
+pub mod server;
+pub mod sessions;
+pub mod startup;
+mod throttle;
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use keel_engine::Event;
+use keel_journal::envelope::Envelope;
+use mio::net::TcpListener;
+use mio::Poll;
+
+use crate::config::Config;
+pub use error::Error;
+use keel_protocol::soupbin::SessionId;
+use matching::MatchingLoop;
+use server::{Server, ServerParts};
+use sessions::SessionBook;
+use startup::RecordSink;
+
+/// Capacity of the queue into the matching loop (above `server::INPUTS_IN_FLIGHT_MAX`).
+const MATCHING_INPUTS_QUEUED_MAX: usize = 32 * 1024;
+/// Capacity of the queue out of the matching loop: events plus one `Done` per input. Sized
+/// so a full in-flight window of sweeping orders fits without the loop ever waiting.
+const MATCHING_OUTCOMES_QUEUED_MAX: usize = 1 << 20;
+
+struct Replay<'a>(&'a mut SessionBook);
+
+impl RecordSink for Replay<'_> {
+    fn record(&mut self, seq: u64, envelope: &Envelope, events: &[Event]) {
+        self.0.replay(seq, envelope, events);
+    }
+}
+
+/// What the node chose at start, for the operator.
+#[derive(Debug)]
+pub struct StartInfo {
+    /// Listening address.
+    pub listen: std::net::SocketAddr,
+    /// SoupBinTCP session name.
+    pub session: String,
+    /// Core of the matching loop, if pinned.
+    pub matching_core: Option<usize>,
+    /// Records recovered from the journal.
+    pub recovered_records: u64,
+}
+
+/// Runs a node until `shutdown` is set. `started` is called once the node listens.
+pub fn run(
+    config: &Config,
+    shutdown: &AtomicBool,
+    started: impl FnOnce(&StartInfo),
+) -> Result<(), Error> {
+    if config.cluster.is_some() {
+        return cluster::run(config, shutdown, started);
+    }
+    let core = matching_core(config);
+    // Before any thread exists: every thread of the node (and the kernel's io_uring workers,
+    // which inherit the mask) stays off the matching core; only the matching loop pins
+    // itself there. Otherwise the scheduler spills I/O work onto that core and preempts
+    // the loop thousands of times a second under load.
+    if let Some(core) = core {
+        keep_off_core(core);
+    }
+    let mut book = SessionBook::new(config)?;
+    let recovered = startup::recover(config, &mut Replay(&mut book))?;
+    serve(config, recovered, book, core, shutdown, None, started)
+}
+
+/// The matching core: configured, or the last one.
+fn matching_core(config: &Config) -> Option<usize> {
+    config
+        .server
+        .matching_core
+        .or_else(|| core_affinity::get_core_ids().and_then(|ids| ids.iter().map(|id| id.id).max()))
+}
+
+/// The SoupBinTCP session name: configured, or made from the session's start time.
+fn session_of(config: &Config, session_start_ns: u64) -> Result<(String, SessionId), Error> {
+    let session = match &config.server.session {
+        Some(name) => name.clone(),
+        None => default_session_name(session_start_ns),
+    };
+    let session_id =
+        SessionId::new(&session).map_err(|e| Error::Config(format!("server.session: {e}")))?;
+    Ok((session, session_id))
+}
+
+/// Serves order entry from a recovered journal, engine and sessions until `shutdown` is set:
+/// the matching loop on its core, the gateway on this thread.
+fn serve(
+    config: &Config,
+    recovered: startup::Recovered,
+    book: SessionBook,
+    core: Option<usize>,
+    shutdown: &AtomicBool,
+    cluster: Option<server::ClusterLink>,
+    started: impl FnOnce(&StartInfo),
+) -> Result<(), Error> {
+    let (session, session_id) = session_of(config, recovered.session_start_ns)?;
+    let poll = Poll::new()?;
+    let waker = server::waker(&poll)?;
+    if let Some(link) = &cluster {
+        let _ = link.waker.set(waker.clone());
+    }
+    let marks = recovered.journal.watermarks().clone();
+    let durable_waker = waker.clone();
+    marks.set_durable_hook(Box::new(move || {
+        let _ = durable_waker.wake();
+    }));
+    let listener = TcpListener::bind(config.server.listen)?;
+    let listen = listener.local_addr()?;
+    let (inbound_tx, inbound_rx) = crossbeam_channel::bounded(MATCHING_INPUTS_QUEUED_MAX);
+    let (outcome_tx, outcome_rx) = crossbeam_channel::bounded(MATCHING_OUTCOMES_QUEUED_MAX);
+    let (auth_tx, auth_rx) = crossbeam_channel::bounded(64);
+    let (verdict_tx, verdict_rx) = crossbeam_channel::bounded(64);
+    let auth = server::spawn_auth(auth_rx, verdict_tx, waker)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let matching = MatchingLoop {
+        engine: recovered.engine,
+        journal: recovered.journal,
+        inbound: inbound_rx,
+        outbound: outcome_tx,
+        stop: stop.clone(),
+        core,
+    }
+    .spawn()?;
+    let mut server = Server::new(ServerParts {
+        listener,
+        poll,
+        session: session_id,
+        book,
+        hashes: config.password_hashes(),
+        throttles: config.throttles(),
+        default_throttle: config.default_throttle(),
+        inbound: inbound_tx,
+        outcomes: outcome_rx,
+        marks,
+        durability: config.server.durability.journal(),
+        last_seq: recovered.last_seq,
+        auth_requests: auth_tx,
+        auth_responses: verdict_rx,
+        outbound_limit_bytes: config.server.outbound_buffer_bytes,
+        cluster,
+    })?;
+    started(&StartInfo {
+        listen,
+        session,
+        matching_core: core,
+        recovered_records: recovered.last_seq,
+    });
+    let served = server.run(shutdown);
+    drop(server);
+    stop.store(true, std::sync::atomic::Ordering::Release);
+    let engine = matching
+        .join()
+        .map_err(|_| Error::Node("matching loop panicked".into()))?;
+    let _ = auth.join();
+    served?;
+    engine.map(|_| ())
+}
+
+/// Restricts the calling thread (and so every thread it starts afterwards) to all online
+/// cores but `core`. With a single core there is nothing to keep off, and nothing is done.
+fn keep_off_core(core: usize) {
+    let Some(ids) = core_affinity::get_core_ids() else {
+        return;
+    };
+    let others: Vec<usize> = ids
+        .iter()
+        .map(|id| id.id)
+        .filter(|&id| id != core)
+        .collect();
+    if others.is_empty() {
+        return;
+    }
+    // SAFETY: cpu_set_t is plain data; CPU_ZERO/CPU_SET only write inside it, and
+    // sched_setaffinity(0, ..) reads it for the calling thread.
+    let applied = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_ZERO(&mut set);
+        for id in &others {
+            libc::CPU_SET(*id, &mut set);
+        }
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
+    };
+    if applied {
+        tracing::info!(matching_core = core, other_cores = ?others, "node threads kept off the matching core");
+    } else {
+        tracing::warn!(
+            matching_core = core,
+            "could not keep node threads off the matching core"
+        );
+    }
+}
+
+/// `KEEL` and the session's start date as `YYMMDD` (UTC).
+fn default_session_name(start_ns: u64) -> String {
+    let days = i64::try_from(start_ns / 86_400_000_000_000).unwrap_or(0);
+    let (year, month, day) = civil_from_days(days);
+    format!("KEEL{:02}{:02}{:02}", year % 100, month, day)
+}
+
+/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_names_carry_the_utc_date() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(20_413), (2025, 11, 21));
+        assert_eq!(
+            default_session_name(1_763_683_200_000_000_000),
+            "KEEL251121"
+        );
+    }
+}

@@ -1,0 +1,124 @@
+//! The matching loop: the only writer of engine state, on its own pinned core.
+//!
+//! For each node input, in arrival order: append it to the journal (its position there is its
+//! sequence number), apply its engine command, and pass the events back to the gateway,
+//! followed by a `Done` carrying the sequence number. No lock, no system call, no allocation
+//! per command: the queues are bounded arrays, the journal append is a copy into a mapping,
+//! and the events buffer is reused. The gateway — not this loop — waits for durability
+//! before releasing anything to a client.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, TryRecvError};
+use keel_engine::{Engine, Event};
+use keel_journal::envelope::Envelope;
+use keel_journal::Journal;
+
+/// What the matching loop reports for each input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// One event of the current input.
+    Event(Event),
+    /// The current input is journaled under this sequence number and fully applied.
+    Done {
+        /// Its journal sequence number.
+        seq: u64,
+    },
+}
+
+/// How long the loop spins on an empty queue before it starts to sleep briefly. Under any
+/// real flow it never sleeps; after this much silence it stops burning its core.
+const SPIN_BEFORE_SLEEP: Duration = Duration::from_millis(100);
+/// The idle sleep (with the thread's timer slack cut to 1 µs, so it is about this long);
+/// bounds the latency of the first command after a quiet period.
+const IDLE_SLEEP: Duration = Duration::from_micros(20);
+
+/// Everything the matching thread owns.
+pub struct MatchingLoop {
+    /// The engine, recovered from the journal.
+    pub engine: Engine,
+    /// The journal; only this thread appends.
+    pub journal: Journal,
+    /// Inputs from the gateway.
+    pub inbound: Receiver<Envelope>,
+    /// Events and completions back to the gateway.
+    pub outbound: Sender<Outcome>,
+    /// Set by the node to stop the loop once the inbound queue is drained.
+    pub stop: Arc<AtomicBool>,
+    /// Core to pin to, if any.
+    pub core: Option<usize>,
+}
+
+impl MatchingLoop {
+    /// Runs the loop on a new thread named `keel-matching` ([`MatchingLoop::run`]).
+    pub fn spawn(self) -> std::io::Result<std::thread::JoinHandle<Result<Engine, crate::Error>>> {
+        std::thread::Builder::new()
+            .name("keel-matching".into())
+            .spawn(move || self.run())
+    }
+
+    /// Runs until stopped, then syncs and closes the journal. Returns the engine.
+    pub fn run(mut self) -> Result<Engine, crate::Error> {
+        self.pin();
+        keel_journal::threads::reduce_timer_slack();
+        let mut events: Vec<Event> = Vec::with_capacity(4096);
+        let mut idle_since: Option<Instant> = None;
+        loop {
+            match self.inbound.try_recv() {
+                Ok(envelope) => {
+                    idle_since = None;
+                    let seq = self.journal.appender().append_envelope(&envelope)?;
+                    events.clear();
+                    if let Some(command) = &envelope.command {
+                        self.engine.process(command, &mut events);
+                    }
+                    for event in &events {
+                        self.send(Outcome::Event(*event))?;
+                    }
+                    self.send(Outcome::Done { seq })?;
+                }
+                Err(TryRecvError::Empty) => {
+                    if self.stop.load(Ordering::Acquire) {
+                        break;
+                    }
+                    let since = *idle_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() < SPIN_BEFORE_SLEEP {
+                        std::hint::spin_loop();
+                    } else {
+                        std::thread::sleep(IDLE_SLEEP);
+                    }
+                }
+                Err(TryRecvError::Disconnected) => break,
+            }
+        }
+        self.journal.close()?;
+        Ok(self.engine)
+    }
+
+    /// Hands an outcome to the gateway. The queue is sized so that it is never full in
+    /// normal operation; if the gateway thread stalls, this waits rather than drop an
+    /// event (dropping would desynchronise the sessions from the journal).
+    #[inline]
+    fn send(&self, outcome: Outcome) -> Result<(), crate::Error> {
+        self.outbound
+            .send(outcome)
+            .map_err(|_| crate::Error::Node("gateway thread stopped".into()))
+    }
+
+    fn pin(&self) {
+        let Some(core) = self.core else {
+            tracing::info!("matching loop not pinned");
+            return;
+        };
+        // By id, not by looking it up among this thread's allowed cores: the node keeps its
+        // other threads (this one's parent included) off this very core.
+        let pinned = core_affinity::set_for_current(core_affinity::CoreId { id: core });
+        if pinned {
+            tracing::info!(core, "matching loop pinned");
+        } else {
+            tracing::warn!(core, "could not pin the matching loop to this core");
+        }
+    }
+}

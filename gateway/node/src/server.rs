@@ -1,0 +1,1091 @@
+//! The gateway I/O thread: SoupBinTCP sessions over mio, feeding the matching loop and
+//! releasing each user's sequenced messages once their inputs are acknowledged.
+//!
+//! Rules enforced here (each misbehaving connection is cut off alone; others never wait):
+//! - the first packet must be a Login Request; anything else before login is a logged
+//!   disconnect; a second Login Request on a connection is a logged disconnect;
+//! - passwords are checked on a separate thread (argon2 is slow on purpose), compared in
+//!   constant time, and a user name with 5 failures within 60 s is refused for the rest of
+//!   that minute (`Login Rejected A`), all logged;
+//! - a user already logged in elsewhere, or a request for another session, gets
+//!   `Login Rejected S`;
+//! - malformed frames, unknown packet types, zero or oversized lengths, and undecodable OUCH
+//!   messages are logged disconnects;
+//! - a server heartbeat goes out after 1 s without sending; a connection silent for 15 s is
+//!   dropped, and so is one that has not sent a whole Login Request 15 s after connecting;
+//!   a client that stops reading is dropped once its unsent output exceeds the configured
+//!   bound.
+//! - each session has at most [`SESSION_INPUTS_IN_FLIGHT_MAX`] inputs in the matching loop,
+//!   and is throttled to its configured packets per second (a token bucket,
+//!   `throttle::Throttle`): over the rate its socket is not read until the bucket refills, so the one I/O thread's time
+//!   cannot be taken by one session.
+
+use std::collections::VecDeque;
+
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
+use std::io::{ErrorKind, Read, Write};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
+use keel_engine::Event;
+use keel_journal::envelope::Envelope;
+use keel_journal::{Durability, Watermarks};
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token, Waker};
+
+use super::matching::Outcome;
+use super::sessions::SessionBook;
+use super::startup::now_ns;
+use super::throttle::Throttle;
+use keel_protocol::ouch::InboundMessage;
+use keel_protocol::soupbin::{
+    ClientPacket, FrameDecoder, LoginAccepted, LoginRejectReason, ServerPacket, SessionId,
+};
+
+const LISTENER: Token = Token(0);
+const WAKER: Token = Token(1);
+const FIRST_CONNECTION: usize = 2;
+
+/// Server heartbeat after this long without sending anything.
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
+/// A connection is dropped after this long without receiving anything.
+pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(15);
+/// A connection that has not sent a complete Login Request this long after connecting is
+/// dropped, even if it trickles bytes (which would otherwise hold one of the
+/// [`CONNECTIONS_MAX`] slots forever).
+pub const LOGIN_TIMEOUT: Duration = Duration::from_secs(15);
+/// Failed logins per user name tolerated within [`LOGIN_FAILURE_WINDOW`].
+pub const LOGIN_FAILURES_MAX: u32 = 5;
+/// Window for counting failed logins.
+pub const LOGIN_FAILURE_WINDOW: Duration = Duration::from_secs(60);
+/// Connections served at once; more are accepted and closed at once, logged.
+pub const CONNECTIONS_MAX: usize = 1024;
+/// Bytes of unprocessed input buffered per connection (many packets; a packet is ≤ 50).
+const READ_BUFFER_BYTES: usize = 64 * 1024;
+/// Bytes taken from a socket per `read` call.
+const READ_CHUNK_BYTES: usize = 16 * 1024;
+/// While catching up from an old sequence number, output is queued in chunks of this size.
+const CATCH_UP_CHUNK_BYTES: usize = 256 * 1024;
+/// Inputs handed to the matching loop and not yet answered.
+pub const INPUTS_IN_FLIGHT_MAX: usize = 16 * 1024;
+/// How long the I/O thread keeps polling without sleeping after handing an input to the
+/// matching loop or receiving an answer (the loop answers in microseconds).
+const ANSWER_SPIN: Duration = Duration::from_micros(300);
+/// Inputs of one connection in flight at once. A flooding session fills its own window and
+/// then waits its turn, so other sessions' orders are never queued behind its backlog.
+pub const SESSION_INPUTS_IN_FLIGHT_MAX: usize = 32;
+/// A throttled session is looked at again once its bucket holds this many packets (or is
+/// full, if smaller): one wake-up per batch, not per packet...
+const THROTTLE_RESUME_PACKETS_MAX: u64 = 64;
+/// ...but never waits longer than this for a batch (slow rates resume packet by packet).
+const THROTTLE_RESUME_WAIT: Duration = Duration::from_millis(5);
+/// Checked for logins with an unknown user name, so that a wrong name costs the same time as
+/// a wrong password (argon2id with the default parameters of `keel passwd`; the password
+/// behind it is not one anyone could send).
+const DUMMY_PASSWORD_HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$/hpYfnAfzCOcvo45blCw/g$gFAOwqCrF5WhBNUEeREZmwMGrxuzucYPL6KkVKovhT4";
+
+/// A login waiting for the password check.
+pub struct AuthRequest {
+    /// Connection asking.
+    pub token: Token,
+    /// Index of the user, if the name is known.
+    pub user: Option<usize>,
+    /// The password as sent.
+    pub password: String,
+    /// The user's hash (a dummy for unknown users, so timing does not reveal names).
+    pub hash: String,
+    /// Requested sequence number.
+    pub requested_seq: u64,
+}
+
+/// The verdict on an [`AuthRequest`].
+pub struct AuthResponse {
+    token: Token,
+    user: Option<usize>,
+    ok: bool,
+    requested_seq: u64,
+}
+
+/// Starts the password-checking thread.
+pub fn spawn_auth(
+    requests: Receiver<AuthRequest>,
+    responses: Sender<AuthResponse>,
+    waker: Arc<Waker>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("keel-auth".into())
+        .spawn(move || {
+            keel_journal::threads::lower_priority();
+            for request in requests {
+                let ok = crate::config::verify_password(&request.password, &request.hash)
+                    && request.user.is_some();
+                let response = AuthResponse {
+                    token: request.token,
+                    user: request.user,
+                    ok,
+                    requested_seq: request.requested_seq,
+                };
+                if responses.send(response).is_err() {
+                    break;
+                }
+                let _ = waker.wake();
+            }
+        })
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum State {
+    AwaitingLogin,
+    Authenticating,
+    LoggedIn { user: usize },
+}
+
+struct Connection {
+    stream: TcpStream,
+    peer: SocketAddr,
+    state: State,
+    read_buf: Vec<u8>,
+    write_buf: Vec<u8>,
+    /// Index in the user's stream of the next message to send.
+    next_index: usize,
+    /// Whether the connection has once sent everything released (ends catch-up mode).
+    caught_up: bool,
+    /// The release point up to which everything is queued (meaningful once caught up).
+    filled_seq: u64,
+    connected_at: Instant,
+    /// This connection's inputs handed to the matching loop and not yet answered.
+    in_flight: usize,
+    last_received: Instant,
+    last_sent: Instant,
+    closing: Option<String>,
+    /// Packets this connection may still send now (see [`Throttle`]).
+    throttle: Throttle,
+    /// Times the throttle held this connection back (logged when it disconnects).
+    throttled_count: u64,
+    /// Why the peer can no longer be read from or written to (it closed, or the socket
+    /// failed). The connection closes, with this reason, once the input already read from it
+    /// is handled: an order that reached the server is taken in even if its sender is gone
+    /// (at the throttled pace, like any other).
+    peer_gone: Option<String>,
+}
+
+/// Why `handle_packets` stopped with complete packets left in a connection's buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum HeldBack {
+    /// Nothing left, or nothing that can be handled (an incomplete packet, a closing
+    /// connection).
+    No,
+    /// The matching loop's window (global or this session's) is full; answers are due
+    /// within microseconds.
+    Window,
+    /// The session's throttle is empty until this instant.
+    Throttled(Instant),
+}
+
+/// The I/O side of the node.
+pub struct Server {
+    poll: Poll,
+    listener: TcpListener,
+    connections: HashMap<Token, Connection>,
+    next_token: usize,
+    decoder: FrameDecoder,
+    session: SessionId,
+    book: SessionBook,
+    hashes: Vec<String>,
+    dummy_hash: String,
+    inbound: Sender<Envelope>,
+    outcomes: Receiver<Outcome>,
+    /// Inputs handed to the matching loop, oldest first, with the connection they came from.
+    /// The decoded client message rides along, so that the outcome does not decode it again.
+    in_flight: VecDeque<InFlight>,
+    /// Last time an input was handed over or an answer came back.
+    last_progress: Instant,
+    events: Vec<Event>,
+    last_done_seq: u64,
+    marks: Arc<Watermarks>,
+    durability: Durability,
+    auth_requests: Sender<AuthRequest>,
+    auth_responses: Receiver<AuthResponse>,
+    logged_in: HashMap<usize, Token>,
+    failures: HashMap<String, (u32, Instant)>,
+    outbound_limit_bytes: usize,
+    cluster: Option<ClusterLink>,
+    /// Connections with input left to read or handle: a socket not read to `WouldBlock`
+    /// (the read buffer was full) or complete packets held back by backpressure. Readiness
+    /// is edge-triggered, so no new event would come for them; they are serviced again on
+    /// the next turn of the loop.
+    unread: HashSet<Token>,
+    /// Connections held back by their throttle, with the instant to look at them again.
+    /// Their sockets are not read meanwhile, so TCP pushes back on the sender.
+    throttled: HashMap<Token, Instant>,
+    /// Session throttle (packets per second, burst) by user index.
+    throttles: Vec<(u64, u64)>,
+    /// Throttle of a connection before its login is accepted.
+    default_throttle: (u64, u64),
+    /// Scratch space sockets are read into, allocated once (a fresh zeroed array per read
+    /// cost more than handling the packets in it).
+    read_chunk: Vec<u8>,
+    /// Reused list of connections to visit (no allocation per turn of the loop).
+    scratch_tokens: Vec<Token>,
+    /// The release point of the last `release`.
+    released_seq: u64,
+    /// Whether every logged-in connection had all released output queued at the last
+    /// `release` (false while one catches up from an old sequence number, or just logged in).
+    all_caught_up: bool,
+    /// A connection catching up has written its chunk and waits for the next one.
+    refill_due: bool,
+}
+
+/// Everything the server is built from.
+pub struct ServerParts {
+    /// Bound listener.
+    pub listener: TcpListener,
+    /// The poll the listener and waker are registered with.
+    pub poll: Poll,
+    /// SoupBinTCP session name.
+    pub session: SessionId,
+    /// Recovered gateway state.
+    pub book: SessionBook,
+    /// Password hash of each user, by user index.
+    pub hashes: Vec<String>,
+    /// Session throttle (packets per second, burst) of each user, by user index.
+    pub throttles: Vec<(u64, u64)>,
+    /// Throttle before login (packets per second, burst).
+    pub default_throttle: (u64, u64),
+    /// Queue to the matching loop.
+    pub inbound: Sender<Envelope>,
+    /// Queue from the matching loop.
+    pub outcomes: Receiver<Outcome>,
+    /// Journal watermarks.
+    pub marks: Arc<Watermarks>,
+    /// Acknowledgement policy.
+    pub durability: Durability,
+    /// Last journal sequence number at start (everything recovered is acknowledged).
+    pub last_seq: u64,
+    /// Password checks.
+    pub auth_requests: Sender<AuthRequest>,
+    /// Password verdicts.
+    pub auth_responses: Receiver<AuthResponse>,
+    /// Slow-reader bound.
+    pub outbound_limit_bytes: usize,
+    /// In a cluster: the committed watermark and the deposed flag.
+    pub cluster: Option<ClusterLink>,
+}
+
+/// What a leader's gateway shares with the replication thread.
+#[derive(Clone, Debug, Default)]
+pub struct ClusterLink {
+    /// Sequence number of the last record committed by a majority. Nothing above it is
+    /// released to a client.
+    pub committed: Arc<std::sync::atomic::AtomicU64>,
+    /// Set when this node lost leadership: the gateway stops without waiting for answers
+    /// that can never be committed and without End of Session (clients move on to the new
+    /// leader and resume there).
+    pub deposed: Arc<AtomicBool>,
+    /// The gateway's waker, once it exists: the replication thread wakes the gateway when
+    /// the committed watermark moves.
+    pub waker: Arc<std::sync::OnceLock<Arc<Waker>>>,
+    /// Tells the replication thread that new records were journaled (a bounded(1) channel:
+    /// a pending kick is enough).
+    pub kick: Option<Sender<()>>,
+}
+
+impl Server {
+    /// Builds the server.
+    pub fn new(parts: ServerParts) -> std::io::Result<Server> {
+        let mut listener = parts.listener;
+        parts
+            .poll
+            .registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        Ok(Server {
+            poll: parts.poll,
+            listener,
+            connections: HashMap::new(),
+            next_token: FIRST_CONNECTION,
+            decoder: FrameDecoder::default(),
+            session: parts.session,
+            book: parts.book,
+            dummy_hash: DUMMY_PASSWORD_HASH.to_string(),
+            hashes: parts.hashes,
+            inbound: parts.inbound,
+            outcomes: parts.outcomes,
+            in_flight: VecDeque::new(),
+            last_progress: Instant::now(),
+            events: Vec::with_capacity(1024),
+            last_done_seq: parts.last_seq,
+            marks: parts.marks,
+            durability: parts.durability,
+            auth_requests: parts.auth_requests,
+            auth_responses: parts.auth_responses,
+            logged_in: HashMap::new(),
+            failures: HashMap::new(),
+            outbound_limit_bytes: parts.outbound_limit_bytes,
+            cluster: parts.cluster,
+            unread: HashSet::new(),
+            throttled: HashMap::new(),
+            throttles: parts.throttles,
+            default_throttle: parts.default_throttle,
+            read_chunk: vec![0; READ_CHUNK_BYTES],
+            scratch_tokens: Vec::with_capacity(CONNECTIONS_MAX),
+            released_seq: 0,
+            all_caught_up: false,
+            refill_due: false,
+        })
+    }
+
+    /// Serves until `shutdown` is set, then drains in-flight inputs, tells every logged-in
+    /// client End of Session, and returns.
+    pub fn run(&mut self, shutdown: &AtomicBool) -> std::io::Result<()> {
+        let mut events = Events::with_capacity(1024);
+        let mut last_tick = Instant::now();
+        while !shutdown.load(Ordering::Acquire) {
+            let timeout = self.poll_timeout();
+            match self.poll.poll(&mut events, Some(timeout)) {
+                Ok(()) => {}
+                Err(error) if error.kind() == ErrorKind::Interrupted => continue,
+                Err(error) => return Err(error),
+            }
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => self.accept(),
+                    WAKER => {}
+                    token => self.service(token),
+                }
+            }
+            self.finish_logins();
+            self.pump_outcomes();
+            self.resume_throttled();
+            self.resume_reads();
+            self.release();
+            if last_tick.elapsed() >= Duration::from_millis(100) {
+                self.timers();
+                last_tick = Instant::now();
+            }
+            self.reap();
+        }
+        self.shutdown();
+        Ok(())
+    }
+
+    /// How long the next poll may wait for events.
+    fn poll_timeout(&self) -> Duration {
+        let timeout = if !self.unread.is_empty() || self.refill_due {
+            // Input is waiting in buffers or sockets, or a catching-up client's next chunk is
+            // due: just collect new events.
+            Duration::ZERO
+        } else if self.in_flight.is_empty() {
+            // Nothing due from the matching loop; the flusher's waker ends the wait when
+            // acknowledgements become releasable.
+            Duration::from_millis(50)
+        } else if self.last_progress.elapsed() < ANSWER_SPIN {
+            // Answers are due within microseconds, and their arrival on the queue wakes
+            // no file descriptor: poll without sleeping for a short while.
+            Duration::ZERO
+        } else {
+            Duration::from_millis(1)
+        };
+        match self.throttled.values().min() {
+            Some(at) => timeout.min(at.saturating_duration_since(Instant::now())),
+            None => timeout,
+        }
+    }
+
+    /// Services the throttled connections whose buckets have refilled.
+    fn resume_throttled(&mut self) {
+        if self.throttled.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let mut due = std::mem::take(&mut self.scratch_tokens);
+        due.clear();
+        due.extend(
+            self.throttled
+                .iter()
+                .filter(|(_, at)| **at <= now)
+                .map(|(token, _)| *token),
+        );
+        for &token in &due {
+            self.throttled.remove(&token);
+            self.service(token);
+        }
+        self.scratch_tokens = due;
+    }
+
+    fn accept(&mut self) {
+        loop {
+            match self.listener.accept() {
+                Ok((mut stream, peer)) => {
+                    if self.connections.len() >= CONNECTIONS_MAX {
+                        tracing::warn!(%peer, "connection limit reached; closing new connection");
+                        continue;
+                    }
+                    let token = Token(self.next_token);
+                    self.next_token += 1;
+                    let _ = stream.set_nodelay(true);
+                    if let Err(error) = self.poll.registry().register(
+                        &mut stream,
+                        token,
+                        Interest::READABLE | Interest::WRITABLE,
+                    ) {
+                        tracing::warn!(%peer, %error, "cannot register connection");
+                        continue;
+                    }
+                    tracing::info!(%peer, "connected");
+                    let now = Instant::now();
+                    self.connections.insert(
+                        token,
+                        Connection {
+                            stream,
+                            peer,
+                            state: State::AwaitingLogin,
+                            read_buf: Vec::with_capacity(4096),
+                            write_buf: Vec::with_capacity(4096),
+                            next_index: 0,
+                            caught_up: false,
+                            filled_seq: 0,
+                            connected_at: now,
+                            in_flight: 0,
+                            last_received: now,
+                            last_sent: now,
+                            closing: None,
+                            throttle: Throttle::new(
+                                self.default_throttle.0,
+                                self.default_throttle.1,
+                                now,
+                            ),
+                            throttled_count: 0,
+                            peer_gone: None,
+                        },
+                    );
+                }
+                Err(error) if error.kind() == ErrorKind::WouldBlock => return,
+                Err(error) => {
+                    tracing::warn!(%error, "accept failed");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Reads what the socket has and handles every complete packet.
+    fn service(&mut self, token: Token) {
+        let Some(connection) = self.connections.get_mut(&token) else {
+            return;
+        };
+        let chunk = &mut self.read_chunk;
+        // Whether the socket was read until it had nothing more (or ended).
+        let mut drained = connection.peer_gone.is_some();
+        while !drained {
+            if connection.read_buf.len() >= READ_BUFFER_BYTES {
+                break;
+            }
+            if self.throttled.contains_key(&token) {
+                // Held back: leave its input in the socket until the throttle allows more.
+                break;
+            }
+            match connection.stream.read(chunk) {
+                Ok(0) => {
+                    // Not closing yet: what it sent before closing (orders, a Logout Request)
+                    // is handled first, even if the throttle or the window holds it back.
+                    connection.peer_gone = Some("peer closed".into());
+                    drained = true;
+                }
+                Ok(n) => {
+                    connection.read_buf.extend_from_slice(&chunk[..n]);
+                    connection.last_received = Instant::now();
+                }
+                Err(error) if error.kind() == ErrorKind::WouldBlock => drained = true,
+                Err(error) if error.kind() == ErrorKind::Interrupted => {}
+                Err(error) => {
+                    connection.peer_gone = Some(format!("read error: {error}"));
+                    drained = true;
+                }
+            }
+        }
+        if self.throttled.contains_key(&token) {
+            // Woken by readiness while throttled: its input waits in the socket, but output
+            // the socket can now take goes out.
+            self.flush(token);
+            return;
+        }
+        match self.handle_packets(token) {
+            HeldBack::Throttled(at) => {
+                self.throttled.insert(token, at);
+            }
+            HeldBack::Window => {
+                self.unread.insert(token);
+            }
+            HeldBack::No if !drained => {
+                // Edge-triggered readiness will not report this input again: come back to it.
+                self.unread.insert(token);
+            }
+            HeldBack::No => {
+                if let Some(connection) = self.connections.get_mut(&token) {
+                    if let Some(reason) = connection.peer_gone.take() {
+                        // Everything it sent that reached us is handled.
+                        connection.closing.get_or_insert(reason);
+                    }
+                }
+            }
+        }
+        self.flush(token);
+    }
+
+    /// Services again the connections that still had input (see `unread`).
+    fn resume_reads(&mut self) {
+        if self.unread.is_empty() {
+            return;
+        }
+        let mut tokens = std::mem::take(&mut self.scratch_tokens);
+        tokens.clear();
+        tokens.extend(self.unread.drain());
+        for &token in &tokens {
+            self.service(token);
+        }
+        self.scratch_tokens = tokens;
+    }
+
+    /// Handles the complete packets buffered for `token`; says why it stopped if packets are
+    /// left that it could not handle yet.
+    fn handle_packets(&mut self, token: Token) -> HeldBack {
+        // One clock read per call: tokens earned while it runs count on the next call.
+        let now = Instant::now();
+        let mut consumed = 0;
+        let mut held_back = HeldBack::No;
+        loop {
+            if self.in_flight.len() >= INPUTS_IN_FLIGHT_MAX {
+                // Backpressure: leave the rest buffered until the matching loop catches up.
+                held_back = HeldBack::Window;
+                break;
+            }
+            let Some(connection) = self.connections.get_mut(&token) else {
+                return HeldBack::No;
+            };
+            if connection.closing.is_some() {
+                break;
+            }
+            if connection.in_flight >= SESSION_INPUTS_IN_FLIGHT_MAX {
+                // Fairness: this session waits for its own answers; others go on.
+                held_back = HeldBack::Window;
+                break;
+            }
+            let buf = &connection.read_buf[consumed..];
+            let (packet, used) = match self.decoder.decode_client(buf) {
+                Ok(Some(decoded)) => decoded,
+                Ok(None) => break,
+                Err(error) => {
+                    connection.closing = Some(format!("protocol error: {error}"));
+                    break;
+                }
+            };
+            if !connection.throttle.try_take(now) {
+                // Left unconsumed: handled, in order, once the throttle allows. The client
+                // is demonstrably sending, so this is not silence for the 15 s timeout.
+                connection.last_received = now;
+                connection.throttled_count += 1;
+                if connection.throttled_count == 1 {
+                    tracing::info!(peer = %connection.peer, "session throttled: over its message rate");
+                }
+                held_back = HeldBack::Throttled(
+                    connection
+                        .throttle
+                        .ready_at(THROTTLE_RESUME_PACKETS_MAX)
+                        .min(now + THROTTLE_RESUME_WAIT),
+                );
+                break;
+            }
+            consumed += used;
+            let action = Self::classify(&mut self.book, &connection.state, packet);
+            self.act(token, action);
+        }
+        if let Some(connection) = self.connections.get_mut(&token) {
+            connection.read_buf.drain(..consumed);
+            if connection.closing.is_some() {
+                // Nothing is held back for a connection that is closing.
+                held_back = HeldBack::No;
+            }
+        }
+        held_back
+    }
+
+    /// What to do with a packet. Orders, the hot path, are decoded once, straight into an
+    /// envelope (which updates the session's token bookkeeping).
+    fn classify(book: &mut SessionBook, state: &State, packet: ClientPacket<'_>) -> Action {
+        match (state, packet) {
+            (State::AwaitingLogin, ClientPacket::LoginRequest(login)) => Action::Login {
+                username: login.username.as_str().trim_end().to_string(),
+                password: login.password.as_str().trim_end().to_string(),
+                session_ok: login.requested_session.is_blank(),
+                session: *login.requested_session.wire(),
+                requested_seq: login.requested_sequence_number,
+            },
+            (State::AwaitingLogin, _) => Action::Close("data before login".into()),
+            (State::Authenticating, _) => Action::Close("data while the login is checked".into()),
+            (State::LoggedIn { .. }, ClientPacket::LoginRequest(_)) => {
+                Action::Close("second login request on a logged-in connection".into())
+            }
+            (&State::LoggedIn { user }, ClientPacket::UnsequencedData(payload)) => {
+                match InboundMessage::decode(payload) {
+                    Ok(message) => match book.intake_decoded(user, now_ns(), &message, payload) {
+                        Some(envelope) => Action::Submit(envelope, message),
+                        None => Action::Close("OUCH message too long for the journal".into()),
+                    },
+                    Err(error) => Action::Close(format!("bad OUCH message: {error}")),
+                }
+            }
+            (State::LoggedIn { .. }, ClientPacket::ClientHeartbeat | ClientPacket::Debug(_)) => {
+                Action::Nothing
+            }
+            (State::LoggedIn { .. }, ClientPacket::LogoutRequest) => Action::Close("logout".into()),
+        }
+    }
+
+    fn act(&mut self, token: Token, action: Action) {
+        match action {
+            Action::Nothing => {}
+            Action::Close(reason) => {
+                if let Some(connection) = self.connections.get_mut(&token) {
+                    connection.closing.get_or_insert(reason);
+                }
+            }
+            Action::Submit(envelope, message) => self.submit(envelope, Some(message), Some(token)),
+            Action::Login {
+                username,
+                password,
+                session_ok,
+                session,
+                requested_seq,
+            } => self.begin_login(
+                token,
+                username,
+                password,
+                session_ok || session == *self.session.wire(),
+                requested_seq,
+            ),
+        }
+    }
+
+    fn begin_login(
+        &mut self,
+        token: Token,
+        username: String,
+        password: String,
+        session_ok: bool,
+        requested_seq: u64,
+    ) {
+        let Some(connection) = self.connections.get_mut(&token) else {
+            return;
+        };
+        let peer = connection.peer;
+        if !session_ok {
+            tracing::warn!(%peer, user = %username, "login for another session");
+            return self.reject_login(token, LoginRejectReason::SessionNotAvailable);
+        }
+        let key = username.to_ascii_lowercase();
+        if let Some((count, since)) = self.failures.get(&key) {
+            if *count >= LOGIN_FAILURES_MAX && since.elapsed() < LOGIN_FAILURE_WINDOW {
+                tracing::warn!(%peer, user = %username, "login refused: too many failures");
+                return self.reject_login(token, LoginRejectReason::NotAuthorized);
+            }
+        }
+        connection.state = State::Authenticating;
+        let user = self.book.user_index(&username);
+        let hash = user.map_or_else(|| self.dummy_hash.clone(), |u| self.hashes[u].clone());
+        let request = AuthRequest {
+            token,
+            user,
+            password,
+            hash,
+            requested_seq,
+        };
+        if self.auth_requests.try_send(request).is_err() {
+            tracing::warn!(%peer, "password checker busy; login refused");
+            self.reject_login(token, LoginRejectReason::NotAuthorized);
+        }
+    }
+
+    fn finish_logins(&mut self) {
+        while let Ok(response) = self.auth_responses.try_recv() {
+            let token = response.token;
+            let Some(connection) = self.connections.get_mut(&token) else {
+                continue;
+            };
+            let peer = connection.peer;
+            let user = match (response.ok, response.user) {
+                (true, Some(user)) => user,
+                _ => {
+                    self.note_failure(response.user, peer);
+                    self.reject_login(token, LoginRejectReason::NotAuthorized);
+                    continue;
+                }
+            };
+            if self.logged_in.contains_key(&user) {
+                tracing::warn!(%peer, user = %self.book.user(user).name, "already logged in elsewhere");
+                self.reject_login(token, LoginRejectReason::SessionNotAvailable);
+                continue;
+            }
+            let stream = &self.book.user(user).stream;
+            let released = stream.released_len(self.release_seq());
+            let next = match response.requested_seq {
+                0 => released + 1,
+                n => usize::try_from(n).unwrap_or(usize::MAX).min(released + 1),
+            };
+            let Some(connection) = self.connections.get_mut(&token) else {
+                continue;
+            };
+            connection.state = State::LoggedIn { user };
+            let (rate, burst) = self
+                .throttles
+                .get(user)
+                .copied()
+                .unwrap_or(self.default_throttle);
+            connection.throttle = Throttle::new(rate, burst, Instant::now());
+            connection.next_index = next - 1;
+            connection.caught_up = false;
+            self.all_caught_up = false;
+            let accepted = ServerPacket::LoginAccepted(LoginAccepted {
+                session: self.session,
+                sequence_number: next as u64,
+            });
+            let _ = accepted.encode(&mut connection.write_buf);
+            connection.last_sent = Instant::now();
+            self.logged_in.insert(user, token);
+            tracing::info!(%peer, user = %self.book.user(user).name, next, "logged in");
+            self.flush(token);
+        }
+    }
+
+    fn note_failure(&mut self, user: Option<usize>, peer: SocketAddr) {
+        let name = user.map_or_else(
+            || "<unknown>".to_string(),
+            |u| self.book.user(u).name.clone(),
+        );
+        let entry = self
+            .failures
+            .entry(name.to_ascii_lowercase())
+            .or_insert((0, Instant::now()));
+        if entry.1.elapsed() >= LOGIN_FAILURE_WINDOW {
+            *entry = (0, Instant::now());
+        }
+        entry.0 += 1;
+        tracing::warn!(%peer, user = %name, failures = entry.0, "login failed");
+    }
+
+    fn reject_login(&mut self, token: Token, reason: LoginRejectReason) {
+        if let Some(connection) = self.connections.get_mut(&token) {
+            let _ = ServerPacket::LoginRejected(reason).encode(&mut connection.write_buf);
+            connection
+                .closing
+                .get_or_insert_with(|| "login rejected".into());
+        }
+        self.flush(token);
+    }
+
+    /// Hands an input (from connection `origin`, if any) to the matching loop.
+    fn submit(
+        &mut self,
+        envelope: Envelope,
+        message: Option<InboundMessage>,
+        origin: Option<Token>,
+    ) {
+        let mut pending = envelope;
+        loop {
+            match self.inbound.try_send(pending) {
+                Ok(()) => break,
+                Err(TrySendError::Full(back)) => {
+                    // Bounded by INPUTS_IN_FLIGHT_MAX below the queue's capacity, so this is brief.
+                    pending = back;
+                    self.pump_outcomes();
+                    std::thread::yield_now();
+                }
+                Err(TrySendError::Disconnected(_)) => {
+                    tracing::error!("matching loop stopped; input dropped");
+                    return;
+                }
+            }
+        }
+        // The flusher may be parked after a quiet spell; this input is about to be journaled.
+        if self.durability == Durability::Fsync || self.cluster.is_some() {
+            self.marks.wake_flusher();
+        }
+        if let Some(connection) = origin.and_then(|token| self.connections.get_mut(&token)) {
+            connection.in_flight += 1;
+        }
+        self.in_flight.push_back(InFlight {
+            envelope,
+            message,
+            origin,
+        });
+        self.last_progress = Instant::now();
+    }
+
+    /// Applies every outcome the matching loop has produced.
+    fn pump_outcomes(&mut self) {
+        let done_before = self.last_done_seq;
+        self.pump_outcomes_inner();
+        if self.last_done_seq != done_before {
+            // New records are journaled: the replication thread proposes them.
+            if let Some(kick) = self.cluster.as_ref().and_then(|link| link.kick.as_ref()) {
+                let _ = kick.try_send(());
+            }
+        }
+    }
+
+    fn pump_outcomes_inner(&mut self) {
+        loop {
+            match self.outcomes.try_recv() {
+                Ok(Outcome::Event(event)) => self.events.push(event),
+                Ok(Outcome::Done { seq }) => {
+                    self.last_progress = Instant::now();
+                    if let Some(InFlight {
+                        envelope,
+                        message,
+                        origin,
+                    }) = self.in_flight.pop_front()
+                    {
+                        self.book
+                            .outcome_decoded(seq, &envelope, message, &self.events);
+                        if let Some(connection) =
+                            origin.and_then(|token| self.connections.get_mut(&token))
+                        {
+                            connection.in_flight = connection.in_flight.saturating_sub(1);
+                        }
+                    }
+                    self.events.clear();
+                    self.last_done_seq = seq;
+                }
+                Err(TryRecvError::Empty) | Err(TryRecvError::Disconnected) => return,
+            }
+        }
+    }
+
+    /// Highest journal sequence number whose outcome may be shown to clients.
+    fn release_seq(&self) -> u64 {
+        let local = match self.durability {
+            Durability::Fsync => self.marks.durable().min(self.last_done_seq),
+            Durability::Async => self.last_done_seq,
+        };
+        match &self.cluster {
+            Some(link) => local.min(link.committed.load(Ordering::Acquire)),
+            None => local,
+        }
+    }
+
+    fn release(&mut self) {
+        let seq = self.release_seq();
+        if seq == self.released_seq && self.all_caught_up {
+            debug_assert!(!self.refill_due);
+            // Nothing new to queue, and nobody is catching up chunk by chunk. (Partly written
+            // buffers are flushed when their sockets report writable.)
+            return;
+        }
+        // A reused list: this runs on most turns of the loop under load.
+        let mut tokens = std::mem::take(&mut self.scratch_tokens);
+        tokens.clear();
+        tokens.extend(self.logged_in.values().copied());
+        let mut all_caught_up = true;
+        let mut refill_due = false;
+        for &token in &tokens {
+            self.fill(token, seq);
+            self.flush(token);
+            if let Some(connection) = self.connections.get(&token) {
+                all_caught_up &= connection.caught_up;
+                // A catch-up chunk went out whole: no writable event will come, so the next
+                // chunk is due on the next turn, not after the poll's idle timeout.
+                refill_due |= !connection.caught_up && connection.write_buf.is_empty();
+            }
+        }
+        self.scratch_tokens = tokens;
+        self.released_seq = seq;
+        self.all_caught_up = all_caught_up;
+        self.refill_due = refill_due;
+    }
+
+    /// Queues released messages for a logged-in connection.
+    fn fill(&mut self, token: Token, seq: u64) {
+        let Some(connection) = self.connections.get_mut(&token) else {
+            return;
+        };
+        let State::LoggedIn { user } = connection.state else {
+            return;
+        };
+        if connection.peer_gone.is_some() {
+            // Nothing can be sent; it is not catching up either.
+            connection.caught_up = true;
+            return;
+        }
+        if connection.caught_up && connection.filled_seq == seq {
+            // Nothing new: every message of inputs up to `seq` is already queued (messages
+            // are added to streams only for inputs above the release point, never below it).
+            return;
+        }
+        let stream = &self.book.user(user).stream;
+        let released = stream.released_len(seq);
+        while connection.next_index < released {
+            if !connection.caught_up && connection.write_buf.len() >= CATCH_UP_CHUNK_BYTES {
+                return;
+            }
+            let message = stream.message(connection.next_index);
+            let _ = ServerPacket::SequencedData(message).encode(&mut connection.write_buf);
+            connection.next_index += 1;
+        }
+        connection.caught_up = true;
+        connection.filled_seq = seq;
+        if connection.write_buf.len() > self.outbound_limit_bytes {
+            connection.closing.get_or_insert_with(|| {
+                format!(
+                    "slow reader: more than {} bytes unread",
+                    self.outbound_limit_bytes
+                )
+            });
+        }
+    }
+
+    fn flush(&mut self, token: Token) {
+        let Some(connection) = self.connections.get_mut(&token) else {
+            return;
+        };
+        if connection.peer_gone.is_some() {
+            // Nobody to write to; its remaining input is still being handled.
+            connection.write_buf.clear();
+            return;
+        }
+        let mut written = 0;
+        while written < connection.write_buf.len() {
+            match connection.stream.write(&connection.write_buf[written..]) {
+                Ok(0) => break,
+                Ok(n) => written += n,
+                Err(error) if error.kind() == ErrorKind::WouldBlock => break,
+                Err(error) if error.kind() == ErrorKind::Interrupted => continue,
+                Err(error) => {
+                    connection.peer_gone = Some(format!("write error: {error}"));
+                    connection.write_buf.clear();
+                    // Handle what it sent before it went (see `peer_gone`).
+                    self.unread.insert(token);
+                    return;
+                }
+            }
+        }
+        if written > 0 {
+            connection.write_buf.drain(..written);
+            connection.last_sent = Instant::now();
+        }
+    }
+
+    fn timers(&mut self) {
+        let now = Instant::now();
+        for connection in self.connections.values_mut() {
+            if now.duration_since(connection.last_received) >= CLIENT_TIMEOUT {
+                connection
+                    .closing
+                    .get_or_insert_with(|| "no client traffic for 15 s".into());
+            } else if connection.state == State::AwaitingLogin
+                && now.duration_since(connection.connected_at) >= LOGIN_TIMEOUT
+            {
+                connection
+                    .closing
+                    .get_or_insert_with(|| "no login request within 15 s".into());
+            } else if matches!(connection.state, State::LoggedIn { .. })
+                && now.duration_since(connection.last_sent) >= HEARTBEAT_INTERVAL
+                && connection.write_buf.is_empty()
+            {
+                let _ = ServerPacket::ServerHeartbeat.encode(&mut connection.write_buf);
+            }
+        }
+        let tokens: Vec<Token> = self.connections.keys().copied().collect();
+        for token in tokens {
+            self.flush(token);
+        }
+    }
+
+    /// Closes connections marked for closing (after a last flush of what they were told).
+    fn reap(&mut self) {
+        let closing: Vec<Token> = self
+            .connections
+            .iter()
+            .filter(|(_, c)| c.closing.is_some())
+            .map(|(t, _)| *t)
+            .collect();
+        for token in closing {
+            self.flush(token);
+            let Some(mut connection) = self.connections.remove(&token) else {
+                continue;
+            };
+            let _ = self.poll.registry().deregister(&mut connection.stream);
+            self.unread.remove(&token);
+            self.throttled.remove(&token);
+            let reason = connection.closing.unwrap_or_default();
+            let throttled = connection.throttled_count;
+            tracing::info!(peer = %connection.peer, %reason, throttled, "disconnected");
+            if let State::LoggedIn { user } = connection.state {
+                self.logged_in.remove(&user);
+                if self.book.user(user).cancel_on_disconnect {
+                    if let Some(envelope) = self.book.disconnect_input(user, now_ns()) {
+                        self.submit(envelope, None, None);
+                    }
+                }
+            }
+        }
+    }
+
+    fn shutdown(&mut self) {
+        if self
+            .cluster
+            .as_ref()
+            .is_some_and(|link| link.deposed.load(Ordering::Acquire))
+        {
+            // Nothing more will be committed here; drop connections, say nothing.
+            tracing::warn!("no longer the leader: order entry closed");
+            return;
+        }
+        // Let everything submitted be answered and acknowledged, for a bounded time.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while (!self.in_flight.is_empty() || self.release_seq() < self.last_done_seq)
+            && Instant::now() < deadline
+        {
+            self.pump_outcomes();
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        self.release();
+        for token in self.logged_in.values().copied().collect::<Vec<_>>() {
+            if let Some(connection) = self.connections.get_mut(&token) {
+                let _ = ServerPacket::EndOfSession.encode(&mut connection.write_buf);
+            }
+            self.flush(token);
+        }
+        tracing::info!("gateway stopped; clients told End of Session");
+    }
+}
+
+/// An input handed to the matching loop and not yet answered.
+struct InFlight {
+    envelope: Envelope,
+    /// Its client message, decoded (None for inputs without one).
+    message: Option<InboundMessage>,
+    /// The connection it came from.
+    origin: Option<Token>,
+}
+
+enum Action {
+    Nothing,
+    Close(String),
+    Login {
+        username: String,
+        password: String,
+        session_ok: bool,
+        session: [u8; 10],
+        requested_seq: u64,
+    },
+    /// An order for the matching loop, and its decoded client message.
+    Submit(Envelope, InboundMessage),
+}
+
+/// Wakes the I/O thread from another thread (the flusher, the password checker).
+pub fn waker(poll: &Poll) -> std::io::Result<Arc<Waker>> {
+    Ok(Arc::new(Waker::new(poll.registry(), WAKER)?))
+}
