@@ -27,6 +27,7 @@ mod error;
 pub mod local_cluster;
 pub mod matching;
 pub mod replay;
+pub mod rules;
 pub mod server;
 pub mod sessions;
 pub mod startup;

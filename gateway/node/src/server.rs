@@ -37,6 +37,7 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::matching::Outcome;
+use super::rules::{Liveness, LoginFailures, Phase, Verdict};
 use super::sessions::SessionBook;
 use super::startup::now_ns;
 use super::throttle::Throttle;
@@ -49,18 +50,9 @@ const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
 const FIRST_CONNECTION: usize = 2;
 
-/// Server heartbeat after this long without sending anything.
-pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
-/// A connection is dropped after this long without receiving anything.
-pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(15);
-/// A connection that has not sent a complete Login Request this long after connecting is
-/// dropped, even if it trickles bytes (which would otherwise hold one of the
-/// [`CONNECTIONS_MAX`] slots forever).
-pub const LOGIN_TIMEOUT: Duration = Duration::from_secs(15);
-/// Failed logins per user name tolerated within [`LOGIN_FAILURE_WINDOW`].
-pub const LOGIN_FAILURES_MAX: u32 = 5;
-/// Window for counting failed logins.
-pub const LOGIN_FAILURE_WINDOW: Duration = Duration::from_secs(60);
+pub use super::rules::{
+    CLIENT_TIMEOUT, HEARTBEAT_INTERVAL, LOGIN_FAILURES_MAX, LOGIN_FAILURE_WINDOW, LOGIN_TIMEOUT,
+};
 /// Connections served at once; more are accepted and closed at once, logged.
 pub const CONNECTIONS_MAX: usize = 1024;
 /// Bytes of unprocessed input buffered per connection (many packets; a packet is ≤ 50).
@@ -156,11 +148,10 @@ struct Connection {
     caught_up: bool,
     /// The release point up to which everything is queued (meaningful once caught up).
     filled_seq: u64,
-    connected_at: Instant,
+    /// When it connected, last received and last sent (the timers' inputs).
+    liveness: Liveness,
     /// This connection's inputs handed to the matching loop and not yet answered.
     in_flight: usize,
-    last_received: Instant,
-    last_sent: Instant,
     closing: Option<String>,
     /// Packets this connection may still send now (see [`Throttle`]).
     throttle: Throttle,
@@ -211,7 +202,7 @@ pub struct Server {
     auth_requests: Sender<AuthRequest>,
     auth_responses: Receiver<AuthResponse>,
     logged_in: HashMap<usize, Token>,
-    failures: HashMap<String, (u32, Instant)>,
+    failures: LoginFailures,
     outbound_limit_bytes: usize,
     cluster: Option<ClusterLink>,
     /// Connections with input left to read or handle: a socket not read to `WouldBlock`
@@ -323,7 +314,7 @@ impl Server {
             auth_requests: parts.auth_requests,
             auth_responses: parts.auth_responses,
             logged_in: HashMap::new(),
-            failures: HashMap::new(),
+            failures: LoginFailures::new(),
             outbound_limit_bytes: parts.outbound_limit_bytes,
             cluster: parts.cluster,
             unread: HashSet::new(),
@@ -448,10 +439,8 @@ impl Server {
                             next_index: 0,
                             caught_up: false,
                             filled_seq: 0,
-                            connected_at: now,
+                            liveness: Liveness::new(now),
                             in_flight: 0,
-                            last_received: now,
-                            last_sent: now,
                             closing: None,
                             throttle: Throttle::new(
                                 self.default_throttle.0,
@@ -497,7 +486,7 @@ impl Server {
                 }
                 Ok(n) => {
                     connection.read_buf.extend_from_slice(&chunk[..n]);
-                    connection.last_received = Instant::now();
+                    connection.liveness.received(Instant::now());
                 }
                 Err(error) if error.kind() == ErrorKind::WouldBlock => drained = true,
                 Err(error) if error.kind() == ErrorKind::Interrupted => {}
@@ -586,7 +575,7 @@ impl Server {
             if !connection.throttle.try_take(now) {
                 // Left unconsumed: handled, in order, once the throttle allows. The client
                 // is demonstrably sending, so this is not silence for the 15 s timeout.
-                connection.last_received = now;
+                connection.liveness.received(now);
                 connection.throttled_count += 1;
                 if connection.throttled_count == 1 {
                     tracing::info!(peer = %connection.peer, "session throttled: over its message rate");
@@ -686,12 +675,9 @@ impl Server {
             tracing::warn!(%peer, user = %username, "login for another session");
             return self.reject_login(token, LoginRejectReason::SessionNotAvailable);
         }
-        let key = username.to_ascii_lowercase();
-        if let Some((count, since)) = self.failures.get(&key) {
-            if *count >= LOGIN_FAILURES_MAX && since.elapsed() < LOGIN_FAILURE_WINDOW {
-                tracing::warn!(%peer, user = %username, "login refused: too many failures");
-                return self.reject_login(token, LoginRejectReason::NotAuthorized);
-            }
+        if self.failures.locked_out(&username, Instant::now()) {
+            tracing::warn!(%peer, user = %username, "login refused: too many failures");
+            return self.reject_login(token, LoginRejectReason::NotAuthorized);
         }
         connection.state = State::Authenticating;
         let user = self.book.user_index(&username);
@@ -753,7 +739,7 @@ impl Server {
                 sequence_number: next as u64,
             });
             let _ = accepted.encode(&mut connection.write_buf);
-            connection.last_sent = Instant::now();
+            connection.liveness.sent(Instant::now());
             self.logged_in.insert(user, token);
             tracing::info!(%peer, user = %self.book.user(user).name, next, "logged in");
             self.flush(token);
@@ -765,15 +751,8 @@ impl Server {
             || "<unknown>".to_string(),
             |u| self.book.user(u).name.clone(),
         );
-        let entry = self
-            .failures
-            .entry(name.to_ascii_lowercase())
-            .or_insert((0, Instant::now()));
-        if entry.1.elapsed() >= LOGIN_FAILURE_WINDOW {
-            *entry = (0, Instant::now());
-        }
-        entry.0 += 1;
-        tracing::warn!(%peer, user = %name, failures = entry.0, "login failed");
+        let failures = self.failures.record(&name, Instant::now());
+        tracing::warn!(%peer, user = %name, failures, "login failed");
     }
 
     fn reject_login(&mut self, token: Token, reason: LoginRejectReason) {
@@ -973,28 +952,27 @@ impl Server {
         }
         if written > 0 {
             connection.write_buf.drain(..written);
-            connection.last_sent = Instant::now();
+            connection.liveness.sent(Instant::now());
         }
     }
 
     fn timers(&mut self) {
         let now = Instant::now();
         for connection in self.connections.values_mut() {
-            if now.duration_since(connection.last_received) >= CLIENT_TIMEOUT {
-                connection
-                    .closing
-                    .get_or_insert_with(|| "no client traffic for 15 s".into());
-            } else if connection.state == State::AwaitingLogin
-                && now.duration_since(connection.connected_at) >= LOGIN_TIMEOUT
-            {
-                connection
-                    .closing
-                    .get_or_insert_with(|| "no login request within 15 s".into());
-            } else if matches!(connection.state, State::LoggedIn { .. })
-                && now.duration_since(connection.last_sent) >= HEARTBEAT_INTERVAL
-                && connection.write_buf.is_empty()
-            {
-                let _ = ServerPacket::ServerHeartbeat.encode(&mut connection.write_buf);
+            let phase = match connection.state {
+                State::AwaitingLogin => Phase::AwaitingLogin,
+                State::Authenticating => Phase::Authenticating,
+                State::LoggedIn { .. } => Phase::LoggedIn,
+            };
+            let output_pending = !connection.write_buf.is_empty();
+            match connection.liveness.verdict(now, phase, output_pending) {
+                Verdict::Quiet => {}
+                Verdict::Heartbeat => {
+                    let _ = ServerPacket::ServerHeartbeat.encode(&mut connection.write_buf);
+                }
+                Verdict::Drop(reason) => {
+                    connection.closing.get_or_insert_with(|| reason.into());
+                }
             }
         }
         let tokens: Vec<Token> = self.connections.keys().copied().collect();
