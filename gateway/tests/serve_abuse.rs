@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use keel_protocol::ouch::{BuySellIndicator, OutboundMessage};
 use keel_protocol::soupbin::{encode_numeric, ClientPacket};
+use keel_testkit::rng::Rng;
 use serve_support::{
     enter, order_round_trip, write_config, write_config_with, Client, Node, Packet, GTC, IOC,
     PASSWORD,
@@ -115,16 +116,9 @@ fn expect_cut_off(node: &Node, user: Option<&str>, what: &str, bytes: &[u8], rea
     assert!(line.contains(reason), "{what}: {line}");
 }
 
-/// Deterministic garbage (xorshift).
-fn garbage(len: usize, mut seed: u64) -> Vec<u8> {
-    (0..len)
-        .map(|_| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed.to_be_bytes()[0]
-        })
-        .collect()
+/// Deterministic garbage.
+fn garbage(len: usize, seed: u64) -> Vec<u8> {
+    Rng::new(seed).bytes(len)
 }
 
 fn unsequenced(payload: &[u8]) -> Vec<u8> {

@@ -16,6 +16,7 @@ use argon2::{Algorithm, Argon2, Params, Version};
 use keel_client::{Client, ClientEvent, ClientOptions};
 use keel_protocol::ouch::OutboundMessage;
 use keel_testkit::config::{user, NodeConfigBuilder};
+use keel_testkit::ports::free_port;
 use keel_testkit::process::{Launch, Node};
 
 /// Users and passwords of the test configuration (accounts 1, 2, 3).
@@ -38,14 +39,9 @@ fn hashes() -> &'static Vec<String> {
     HASHES.get_or_init(|| USERS.iter().map(|(_, p)| cheap_hash(p)).collect())
 }
 
-/// A free loopback port (bound once, then released for the server to take).
-pub fn free_port() -> u16 {
-    keel_testkit::ports::free_port().expect("free port")
-}
-
 /// A loopback address where nothing listens.
 pub fn dead_endpoint() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], free_port()))
+    SocketAddr::from(([127, 0, 0, 1], free_port().expect("free port")))
 }
 
 /// A running `keel serve`.
@@ -104,7 +100,11 @@ impl Server {
     fn launch(&mut self) {
         let reuse = self.addr.port() != 0;
         for attempt in 0..20 {
-            let port = if reuse { self.addr.port() } else { free_port() };
+            let port = if reuse {
+                self.addr.port()
+            } else {
+                free_port().expect("free port")
+            };
             let config = self.write_config(port);
             let started = Launch::serve(env!("CARGO_BIN_EXE_keel"), &config)
                 .current_dir(&self.dir)
