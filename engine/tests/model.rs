@@ -19,6 +19,7 @@ use keel_engine::{
     InstrumentRejectReason, NewOrder, OrderId, Price, Qty, RejectReason, RestingOrder,
     SelfTradePrevention, Side, Symbol, TimeInForce,
 };
+use keel_testkit::rng::Rng;
 use proptest::prelude::*;
 
 // ===== The reference model ===================================================================
@@ -1020,39 +1021,6 @@ proptest! {
 
 // ===== Seeded long streams =====================================================================
 
-/// splitmix64: a tiny, well-known PRNG, so the long streams are reproducible anywhere.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `0..n` (n > 0; the modulo bias is irrelevant here).
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    /// Uniform in `lo..=hi`.
-    fn range(&mut self, lo: i64, hi: i64) -> i64 {
-        let span = hi.abs_diff(lo) + 1;
-        lo.wrapping_add(self.below(span) as i64)
-    }
-
-    /// True with probability `percent`%.
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-
-    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
-        items[self.below(items.len() as u64) as usize]
-    }
-}
-
 /// Where limit prices come from: `center ± spread`, occasionally junk or extremes.
 #[derive(Clone, Copy, Debug)]
 struct Prices {
@@ -1063,7 +1031,7 @@ struct Prices {
 impl Prices {
     /// A limit price for `side` (`None`: either side's band). Bids lean low and asks high
     /// so books keep depth, yet the bands overlap so orders cross often.
-    fn price(&self, rng: &mut SplitMix64, side: Option<Side>) -> Price {
+    fn price(&self, rng: &mut Rng, side: Option<Side>) -> Price {
         let (low, high) = match side {
             Some(Side::Buy) => (-self.spread, self.spread / 3),
             Some(Side::Sell) => (-self.spread / 3, self.spread),
@@ -1071,47 +1039,47 @@ impl Prices {
         };
         match rng.below(100) {
             0 => 0,
-            1 => -rng.range(1, 1000),
-            2 => rng.pick(&[1, i64::MAX, i64::MAX / 2, 10_000_000]),
-            _ => (self.center + rng.range(low, high)).max(1),
+            1 => -rng.range_i64(1, 1000),
+            2 => *rng.pick(&[1, i64::MAX, i64::MAX / 2, 10_000_000]).unwrap(),
+            _ => (self.center + rng.range_i64(low, high)).max(1),
         }
     }
 }
 
 /// One random op, with the same mix as `op_strategy` (per mille).
-fn random_op(rng: &mut SplitMix64, prices: Prices) -> Op {
-    let account = if rng.chance(95) {
-        rng.range(1, 3) as u64
+fn random_op(rng: &mut Rng, prices: Prices) -> Op {
+    let account = if rng.chance(950) {
+        rng.range_i64(1, 3) as u64
     } else {
         4
     };
-    let instrument = |rng: &mut SplitMix64| match rng.below(20) {
+    let instrument = |rng: &mut Rng| match rng.below(20) {
         0 => 9,
         1 | 2 => 3,
-        _ => rng.range(1, 2) as u32,
+        _ => rng.range_i64(1, 2) as u32,
     };
-    let target = |rng: &mut SplitMix64| match rng.below(20) {
-        0..=15 => IdPick::Live(rng.next() as usize),
-        16 | 17 => IdPick::Used(rng.next() as usize),
+    let target = |rng: &mut Rng| match rng.below(20) {
+        0..=15 => IdPick::Live(rng.next_u64() as usize),
+        16 | 17 => IdPick::Used(rng.next_u64() as usize),
         18 => IdPick::Fresh,
         _ => {
             let near = rng.below(1_000);
-            IdPick::Raw(rng.pick(&[0, u64::MAX, near]))
+            IdPick::Raw(*rng.pick(&[0, u64::MAX, near]).unwrap())
         }
     };
     match rng.below(1000) {
         0..=699 => {
-            let side = rng.pick(&[Side::Buy, Side::Sell]);
+            let side = *rng.pick(&[Side::Buy, Side::Sell]).unwrap();
             Op::New {
                 id: match rng.below(50) {
-                    0 | 1 => IdPick::Used(rng.next() as usize),
+                    0 | 1 => IdPick::Used(rng.next_u64() as usize),
                     2 => IdPick::Raw(rng.below(1_000_000)),
                     _ => IdPick::Fresh,
                 },
                 account,
                 instrument: instrument(rng),
                 side,
-                price: if rng.chance(12) {
+                price: if rng.chance(120) {
                     None
                 } else {
                     Some(prices.price(rng, Some(side)))
@@ -1119,51 +1087,51 @@ fn random_op(rng: &mut SplitMix64, prices: Prices) -> Op {
                 qty: match rng.below(50) {
                     0 => 0,
                     1 => u64::MAX,
-                    2..=5 => rng.range(11, 100) as u64,
-                    _ => rng.range(1, 10) as u64,
+                    2..=5 => rng.range_i64(11, 100) as u64,
+                    _ => rng.range_i64(1, 10) as u64,
                 },
                 tif: match rng.below(5) {
                     0 => TimeInForce::Ioc,
                     1 => TimeInForce::Fok,
                     _ => TimeInForce::Gtc,
                 },
-                post_only: rng.chance(20),
-                stp: rng.pick(&STPS),
+                post_only: rng.chance(200),
+                stp: *rng.pick(&STPS).unwrap(),
             }
         }
         700..=779 => Op::Cancel {
             id: target(rng),
-            owner: rng.chance(85),
+            owner: rng.chance(850),
             account,
         },
         780..=989 => Op::Replace {
             id: target(rng),
-            owner: rng.chance(85),
+            owner: rng.chance(850),
             account,
             price: prices.price(rng, None),
-            qty: if rng.chance(4) {
+            qty: if rng.chance(40) {
                 0
             } else {
-                rng.range(1, 12) as u64
+                rng.range_i64(1, 12) as u64
             },
         },
         990..=994 => Op::MassCancel {
             account,
-            instrument: if rng.chance(50) {
+            instrument: if rng.chance(500) {
                 None
             } else {
                 Some(instrument(rng))
             },
         },
         _ => Op::Define {
-            instrument: rng.range(1, 3) as u32,
+            instrument: rng.range_i64(1, 3) as u32,
         },
     }
 }
 
 /// A reproducible stream of commands (resolved against a model run alongside).
 fn seeded_stream(seed: u64, commands: usize, mut prices: Prices, drift: i64) -> Vec<Command> {
-    let mut rng = SplitMix64(seed);
+    let mut rng = Rng::new(seed);
     let mut model = Model::new();
     let mut resolver = Resolver::default();
     let mut stream = Vec::with_capacity(commands + 2);
@@ -1174,7 +1142,7 @@ fn seeded_stream(seed: u64, commands: usize, mut prices: Prices, drift: i64) -> 
     }
     while stream.len() < commands {
         if drift > 0 && stream.len() % 500 == 0 {
-            prices.center = (prices.center + rng.range(-drift, drift)).max(1);
+            prices.center = (prices.center + rng.range_i64(-drift, drift)).max(1);
         }
         let command = resolver.command(random_op(&mut rng, prices), &model);
         model.process(&command);

@@ -14,86 +14,37 @@
 mod serve_support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use keel_client::{Client, ClientEvent, ClientOptions, OrderBuilder};
 use keel_protocol::ouch::{OutboundMessage, Price};
 use keel_protocol::OrderToken;
-use serve_support::{keel, password_hash, Node, PASSWORD};
+use keel_testkit::cluster::Cluster;
+use keel_testkit::config::{user, ClusterSpec, NodeConfigBuilder};
+use serve_support::{keel, password_hash, PASSWORD};
 
 const NODES: usize = 3;
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
+/// Three nodes, each with one instrument and alice, in a temporary directory.
+fn write_cluster(dir: &Path) -> Cluster {
+    let spec = ClusterSpec::new(NODES)
         .unwrap()
-        .local_addr()
+        .secret("test-cluster-secret-0123")
+        .timing(200, 40);
+    let base = NodeConfigBuilder::new(dir)
+        .segment_size(1 << 20)
+        .instrument(1, "BTC-PERP", 1)
+        .user(user("alice", password_hash(), 1));
+    Cluster::write(keel(), dir, spec, &base)
         .unwrap()
-        .port()
+        .env("RUST_LOG", "info")
 }
 
-struct Cluster {
-    _dir: tempfile::TempDir,
-    configs: Vec<PathBuf>,
-    data_dirs: Vec<PathBuf>,
-    endpoints: Vec<SocketAddr>,
-}
-
-fn write_cluster() -> Cluster {
-    let dir = tempfile::tempdir().unwrap();
-    let client_ports: Vec<u16> = (0..NODES).map(|_| free_port()).collect();
-    let raft_ports: Vec<u16> = (0..NODES).map(|_| free_port()).collect();
-    let mut peers = String::new();
-    for (i, port) in raft_ports.iter().enumerate() {
-        peers.push_str(&format!("\"{}\" = \"127.0.0.1:{port}\"\n", i + 1));
-    }
-    let mut configs = Vec::new();
-    let mut data_dirs = Vec::new();
-    for (i, client_port) in client_ports.iter().enumerate() {
-        let data_dir = dir.path().join(format!("node{}", i + 1));
-        let text = format!(
-            "[server]\nlisten = \"127.0.0.1:{}\"\ndata_dir = \"{}\"\ndurability = \"fsync\"\n\
-             segment_size_bytes = 1048576\n\n[cluster]\nnode_id = {}\n\
-             secret = \"test-cluster-secret-0123\"\nelection_timeout_ms = 200\nheartbeat_ms = 40\n\n\
-             [cluster.peers]\n{peers}\n\
-             [[instrument]]\nid = 1\nsymbol = \"BTC-PERP\"\n\n\
-             [[user]]\nusername = \"alice\"\npassword_hash = \"{}\"\naccount = 1\n",
-            client_port,
-            data_dir.display(),
-            i + 1,
-            password_hash()
-        );
-        let config = dir.path().join(format!("node{}.toml", i + 1));
-        std::fs::write(&config, text).unwrap();
-        configs.push(config);
-        data_dirs.push(data_dir);
-    }
-    let endpoints = client_ports
-        .iter()
-        .map(|p| SocketAddr::from(([127, 0, 0, 1], *p)))
-        .collect();
-    Cluster {
-        _dir: dir,
-        configs,
-        data_dirs,
-        endpoints,
-    }
-}
-
-fn roots(dir: &Path) -> String {
-    let out = Command::new(keel())
-        .args(["journal", "roots"])
-        .arg(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+fn roots(cluster: &Cluster) -> Vec<String> {
+    (0..cluster.len())
+        .map(|i| cluster.journal_roots(i).unwrap())
+        .collect()
 }
 
 fn options() -> ClientOptions {
@@ -131,21 +82,19 @@ fn a_client_trades_through_a_kill_9_of_the_leader_and_nothing_acknowledged_is_lo
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(240);
-    let cluster = write_cluster();
-    let mut nodes: Vec<Option<Node>> = cluster
-        .configs
-        .iter()
-        .map(|c| Some(Node::start(c)))
-        .collect();
-    let client = Client::connect(&cluster.endpoints, "alice", PASSWORD, options()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = write_cluster(dir.path());
+    cluster.start_all().unwrap();
+    let endpoints = cluster.endpoints();
+    let client = Client::connect(&endpoints, "alice", PASSWORD, options()).unwrap();
     let mut accepted: BTreeMap<String, u32> = BTreeMap::new();
     let mut killed: Option<usize> = None;
     let mut retries = 0;
     for i in 0..orders {
         if i == orders / 3 {
             let leader = client.endpoint().unwrap();
-            let index = cluster.endpoints.iter().position(|e| *e == leader).unwrap();
-            nodes[index].as_mut().unwrap().kill9();
+            let index = endpoints.iter().position(|e| *e == leader).unwrap();
+            cluster.kill(index).unwrap();
             killed = Some(index);
         }
         let token = format!("F{i:07}");
@@ -200,10 +149,10 @@ fn a_client_trades_through_a_kill_9_of_the_leader_and_nothing_acknowledged_is_lo
 
     // Restart the killed node; wait until all three journals agree.
     let killed = killed.unwrap();
-    nodes[killed] = Some(Node::start(&cluster.configs[killed]));
+    cluster.start(killed).unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let lines: Vec<String> = cluster.data_dirs.iter().map(|d| roots(d)).collect();
+        let lines = roots(&cluster);
         if lines.iter().all(|l| *l == lines[0]) {
             break;
         }
@@ -219,7 +168,7 @@ fn a_client_trades_through_a_kill_9_of_the_leader_and_nothing_acknowledged_is_lo
         requested_sequence_number: 1,
         ..options()
     };
-    let reader = Client::connect(&cluster.endpoints, "alice", PASSWORD, replay_options).unwrap();
+    let reader = Client::connect(&endpoints, "alice", PASSWORD, replay_options).unwrap();
     let mut replayed: BTreeMap<String, u32> = BTreeMap::new();
     while let Some(event) = reader.next_event(Duration::from_secs(1)) {
         note(&event, &mut replayed);
@@ -236,10 +185,12 @@ fn a_client_trades_through_a_kill_9_of_the_leader_and_nothing_acknowledged_is_lo
         assert_eq!(*count, 1, "{token} accepted {count} times");
     }
 
-    for node in nodes.iter_mut().flatten() {
-        node.terminate();
+    for index in 0..cluster.len() {
+        if let Some(node) = cluster.node_mut(index) {
+            node.terminate(Duration::from_secs(20)).unwrap();
+        }
     }
-    let lines: Vec<String> = cluster.data_dirs.iter().map(|d| roots(d)).collect();
+    let lines = roots(&cluster);
     assert!(
         lines.iter().all(|l| *l == lines[0]),
         "roots differ: {lines:?}"

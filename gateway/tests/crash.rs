@@ -55,6 +55,7 @@ use keel_engine::{Command, Engine, NewOrder, SelfTradePrevention, Side, Symbol, 
 use keel_journal::merkle::MerkleFrontier;
 use keel_journal::snapshot::state_root;
 use keel_node::replay::{self, CommandLog};
+use keel_testkit::rng::{splitmix64, Rng};
 
 /// Iterations when `KEEL_CRASH_ITERATIONS` is not set: sized for CI (a debug build).
 const DEFAULT_ITERATIONS: u64 = 40;
@@ -69,25 +70,10 @@ fn keel() -> Process {
     Process::new(env!("CARGO_BIN_EXE_keel"))
 }
 
-/// SplitMix64: a small, good-enough mixer for a test PRNG and for the input generator.
-fn mix(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^ (x >> 31)
-}
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(1);
-        mix(self.0)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
+/// SplitMix64 as a mixer: the input generator is a pure function of the line number.
+fn mix(x: u64) -> u64 {
+    let mut state = x;
+    splitmix64(&mut state)
 }
 
 /// Lines after the two instrument definitions come in blocks of eight: five new orders (at
@@ -215,7 +201,7 @@ fn feed(
     keep_open: bool,
     seed: u64,
 ) -> Option<ChildStdin> {
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let mut buf = Vec::with_capacity(64 * 1024);
     let mut next = from;
     while next < to {
@@ -439,7 +425,7 @@ fn kill_9_at_random_moments_never_breaks_the_journal() {
     });
     let trace = std::env::var_os("KEEL_CRASH_TRACE").is_some();
     println!("crash test: seed {seed} (KEEL_CRASH_SEED), {iterations} iterations (KEEL_CRASH_ITERATIONS)");
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let temp = tempfile::tempdir().unwrap();
     let journal = temp.path().join("journal");
     let scratch = temp.path().join("recovered");
@@ -466,7 +452,7 @@ fn kill_9_at_random_moments_never_breaks_the_journal() {
         // and startup; the rest from the first event printed, so they land while commands
         // are being appended even when recovery is slow (a debug build).
         let timed_from_output = rng.below(3) != 0;
-        let feed_seed = rng.next();
+        let feed_seed = rng.next_u64();
         let context = format!(
             "seed {seed} iteration {iteration} (--durability {durability} --sync {sync}, \
              {journaled} journaled before, {} lines offered, kill {sleep_ms} ms after {})",

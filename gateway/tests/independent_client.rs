@@ -27,7 +27,7 @@ fn an_independent_client_trades_resumes_and_is_never_sent_a_malformed_byte() {
         eprintln!("SKIPPED: python3 is not installed");
         return;
     }
-    let setup = write_config("fsync", "");
+    let setup = write_config("fsync");
     let node = Node::start(&setup.config);
     let pcap = setup.dir.path().join("independent.pcap");
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/independent_client.py");

@@ -18,8 +18,10 @@ use std::time::{Duration, Instant};
 
 use keel_protocol::ouch::{BuySellIndicator, OutboundMessage};
 use keel_protocol::soupbin::{encode_numeric, ClientPacket};
+use keel_testkit::rng::Rng;
 use serve_support::{
-    enter, order_round_trip, write_config, Client, Node, Packet, GTC, IOC, PASSWORD,
+    enter, order_round_trip, write_config, write_config_with, Client, Node, Packet, GTC, IOC,
+    PASSWORD,
 };
 
 const SECOND: Duration = Duration::from_secs(1);
@@ -114,16 +116,9 @@ fn expect_cut_off(node: &Node, user: Option<&str>, what: &str, bytes: &[u8], rea
     assert!(line.contains(reason), "{what}: {line}");
 }
 
-/// Deterministic garbage (xorshift).
-fn garbage(len: usize, mut seed: u64) -> Vec<u8> {
-    (0..len)
-        .map(|_| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed.to_be_bytes()[0]
-        })
-        .collect()
+/// Deterministic garbage.
+fn garbage(len: usize, seed: u64) -> Vec<u8> {
+    Rng::new(seed).bytes(len)
 }
 
 fn unsequenced(payload: &[u8]) -> Vec<u8> {
@@ -134,7 +129,7 @@ fn unsequenced(payload: &[u8]) -> Vec<u8> {
 
 #[test]
 fn malformed_input_disconnects_only_the_offender() {
-    let setup = write_config("async", "");
+    let setup = write_config("async");
     let node = Node::start(&setup.config);
     let healthy = Healthy::start(node.addr, "alice");
 
@@ -241,7 +236,7 @@ fn malformed_input_disconnects_only_the_offender() {
 fn a_burst_in_one_write_is_fully_answered() {
     // The server reads in bounded chunks; whatever it leaves in the socket must still be
     // read although the client sends nothing more and just waits for its answers.
-    let setup = write_config("async", "");
+    let setup = write_config("async");
     let node = Node::start(&setup.config);
     let (mut alice, _) = Client::logged_in(node.addr, "alice", 0);
     const ORDERS: usize = 5_000;
@@ -273,7 +268,7 @@ fn a_burst_in_one_write_is_fully_answered() {
 
 #[test]
 fn a_slow_reader_is_cut_off_and_others_do_not_notice() {
-    let setup = write_config("async", "outbound_buffer_bytes = 65536");
+    let setup = write_config_with("async", |c| c.outbound_buffer_bytes(65536));
     let node = Node::start(&setup.config);
     let healthy = Healthy::start(node.addr, "alice");
 
@@ -359,7 +354,7 @@ fn a_slow_reader_is_cut_off_and_others_do_not_notice() {
 
 #[test]
 fn a_flood_of_connections_does_not_take_the_server_down() {
-    let setup = write_config("async", "");
+    let setup = write_config("async");
     let mut node = Node::start(&setup.config);
     let healthy = Healthy::start(node.addr, "alice");
 
@@ -415,10 +410,7 @@ fn a_flood_of_connections_does_not_take_the_server_down() {
 fn a_session_over_its_message_rate_is_slowed_not_cut_off_and_others_go_first() {
     // 20 packets a second, 5 at once: alice's 40 orders in one write need at least
     // (40 - 5) / 20 = 1.75 s of the server's time; bob's one order must not wait for them.
-    let setup = write_config(
-        "async",
-        "messages_per_second_max = 20\nmessage_burst_max = 5",
-    );
+    let setup = write_config_with("async", |c| c.throttle(20, 5));
     let node = Node::start(&setup.config);
     let (mut alice, _) = Client::logged_in(node.addr, "alice", 0);
     let (mut bob, _) = Client::logged_in(node.addr, "bob", 0);
@@ -492,10 +484,7 @@ fn orders_sent_just_before_closing_are_all_handled_even_when_throttled() {
     // alice sends 20 orders and a Logout Request in one write and closes at once; the
     // throttle (20 a second, 5 at once) holds most of them back past her close. Every one
     // must still be taken in: the close is acted on once her input is handled.
-    let setup = write_config(
-        "async",
-        "messages_per_second_max = 20\nmessage_burst_max = 5",
-    );
+    let setup = write_config_with("async", |c| c.throttle(20, 5));
     let node = Node::start(&setup.config);
     let (mut alice, _) = Client::logged_in(node.addr, "alice", 0);
     const ORDERS: usize = 20;

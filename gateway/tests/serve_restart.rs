@@ -115,7 +115,7 @@ fn expect_end_of_session(client: &mut Client) -> Vec<Packet> {
 
 #[test]
 fn sigterm_then_restart_replays_identical_streams_and_keeps_the_book() {
-    let setup = write_config("async", "");
+    let setup = write_config("async");
     let mut node = Node::start(&setup.config);
     let first_session = node.session.clone();
     let (mut alice, next) = Client::logged_in(node.addr, "alice", 1);
@@ -310,7 +310,7 @@ fn trade_until_killed(
 #[test]
 fn kill_9_under_load_loses_nothing_acknowledged() {
     // fsync: a client hears of a command only once it is on disk.
-    let setup = write_config("fsync", "");
+    let setup = write_config("fsync");
     let mut node = Node::start(&setup.config);
     let received = Arc::new(AtomicUsize::new(0));
     let stop_sending = Arc::new(AtomicBool::new(false));
@@ -382,7 +382,7 @@ fn kill_9_under_load_loses_nothing_acknowledged() {
 
 #[test]
 fn cancel_on_disconnect_cancels_the_users_resting_orders() {
-    let setup = write_config("async", "");
+    let setup = write_config("async");
     let node = Node::start(&setup.config);
 
     // carol has cancel_on_disconnect; dave does not.
@@ -469,7 +469,7 @@ fn cancel_on_disconnect_cancels_the_users_resting_orders() {
 
 #[test]
 fn fsync_durability_acknowledges_orders() {
-    let setup = write_config("fsync", "");
+    let setup = write_config("fsync");
     let node = Node::start(&setup.config);
     let (mut alice, _) = Client::logged_in(node.addr, "alice", 0);
     let (mut bob, _) = Client::logged_in(node.addr, "bob", 0);
@@ -505,7 +505,7 @@ fn fsync_durability_acknowledges_orders() {
 
 #[test]
 fn a_restart_cancels_the_orders_of_cancel_on_disconnect_users() {
-    let setup = write_config("fsync", "");
+    let setup = write_config("fsync");
     let mut node = Node::start(&setup.config);
     // carol (cancel_on_disconnect) and dave (not) each rest an order; then the node dies
     // with both still logged in, so no disconnect was ever processed.

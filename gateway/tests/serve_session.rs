@@ -52,7 +52,7 @@ fn try_login(node: &Node, user: &str, password: &str, session: &str) -> (Client,
 
 #[test]
 fn logins_are_authenticated_and_rate_limited() {
-    let setup = write_config("async", "");
+    let setup = write_config("async");
     let node = Node::start(&setup.config);
 
     // bob is logged in throughout and keeps being served.
@@ -146,7 +146,7 @@ fn logins_are_authenticated_and_rate_limited() {
 
 #[test]
 fn session_protocol_violations_disconnect() {
-    let setup = write_config("async", "");
+    let setup = write_config("async");
     let node = Node::start(&setup.config);
     let (mut alice, _) = Client::logged_in(node.addr, "alice", 0);
 
@@ -228,7 +228,7 @@ fn log_out(client: &mut Client) {
 
 #[test]
 fn login_resumes_from_the_requested_sequence_number() {
-    let setup = write_config("async", "");
+    let setup = write_config("async");
     let node = Node::start(&setup.config);
 
     // First connection: everything from 1. Message 1 is the start of day.
@@ -286,7 +286,7 @@ fn requests_pipelined_behind_an_order_that_ends_at_once_are_answered() {
     // Each IOC order below ends as soon as it is entered; the cancel, modify or replace sent
     // in the same write is decided before that end is known, reaches the engine, and is
     // refused there. The client must still hear about it.
-    let setup = write_config("async", "");
+    let setup = write_config("async");
     let node = Node::start(&setup.config);
     let (mut alice, _) = Client::logged_in(node.addr, "alice", 0);
     let mut bytes = Vec::new();
@@ -345,7 +345,7 @@ fn requests_pipelined_behind_an_order_that_ends_at_once_are_answered() {
 
 #[test]
 fn heartbeats_then_silent_connections_are_dropped_after_15_seconds() {
-    let setup = write_config("async", "");
+    let setup = write_config("async");
     let node = Node::start(&setup.config);
     let addr = node.addr;
 

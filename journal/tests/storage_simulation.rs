@@ -21,23 +21,9 @@ use std::path::Path;
 
 use keel_journal::format::{read_marker, MARKER_SLOT_OFFSET, SEGMENT_HEADER_BYTES};
 use keel_journal::{offline_reader, Journal, JournalConfig};
+use keel_testkit::rng::Rng;
 
 const SECTOR_BYTES: usize = 512;
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 fn payload(seq: u64) -> Vec<u8> {
     let len = 1 + (seq * 13 % 200) as usize;
@@ -92,7 +78,7 @@ fn crash_image(synced: &Image, current: &Image, keep_per_mille: u64, rng: &mut R
 }
 
 fn run_seed(seed: u64) {
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let live = tempfile::tempdir().unwrap();
     let config = JournalConfig {
         segment_size_bytes: 4096 * (2 + rng.below(3)),

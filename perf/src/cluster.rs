@@ -1,6 +1,6 @@
 //! A Raft cluster of `keel serve` processes on loopback, managed by the benchmarks.
 //!
-//! Every node gets the configuration a single benchmark node gets ([`server::config_text`]:
+//! Every node gets the configuration a single benchmark node gets ([`server::config_builder`]:
 //! the same users, instrument and durability) plus a `[cluster]` section naming every
 //! node's Raft address, as `keel cluster` writes it. Ports are fresh random loopback ports
 //! (asked of the kernel, then released: a port taken by someone else in between makes the
@@ -15,15 +15,15 @@
 //! Followers answer every Login Request with Login Rejected `S`; the leader is found by
 //! logging in through the client library, which tries the endpoints in order.
 
-use std::fmt::Write as _;
-use std::io::Read;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use keel_client::{Client, ClientEvent, ClientOptions};
+use keel_testkit::cluster::journal_roots;
+use keel_testkit::config::ClusterSpec;
+use keel_testkit::ports::loopback;
 
 use crate::server::{self, Node, NodeOptions};
 
@@ -61,59 +61,22 @@ pub struct Cluster {
     pub users: Vec<(String, String)>,
 }
 
-/// A port the kernel says is free on loopback right now.
-fn free_port() -> anyhow::Result<u16> {
-    let listener = TcpListener::bind("127.0.0.1:0").context("cannot find a free port")?;
-    Ok(listener.local_addr()?.port())
-}
-
-/// 32 random hexadecimal characters from `/dev/urandom`: the cluster's shared secret.
-fn random_secret() -> anyhow::Result<String> {
-    let mut bytes = [0u8; 16];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut bytes))
-        .context("cannot read /dev/urandom")?;
-    Ok(bytes.iter().fold(String::new(), |mut out, b| {
-        let _ = write!(out, "{b:02x}");
-        out
-    }))
-}
-
 /// Every node's configuration file (one shared secret, every node's peers), written into
 /// `root`; returns the configuration files, data folders and log files, by node.
 fn write_configs(
     options: &ClusterOptions,
     root: &Path,
-    client_ports: &[u16],
-    raft_ports: &[u16],
+    spec: &ClusterSpec,
 ) -> anyhow::Result<(Vec<PathBuf>, Vec<PathBuf>, Vec<PathBuf>)> {
-    let secret = random_secret()?;
-    let mut peers = String::new();
-    for (i, port) in raft_ports.iter().enumerate() {
-        writeln!(peers, "\"{}\" = \"127.0.0.1:{port}\"", i + 1)?;
-    }
+    let base = server::config_builder(&options.node, root, loopback(0))?;
     let mut configs = Vec::new();
     let mut data_dirs = Vec::new();
     let mut logs = Vec::new();
-    for (i, port) in client_ports.iter().enumerate() {
-        let id = i + 1;
+    for index in 0..spec.len() {
+        let id = index + 1;
         let data_dir = root.join(format!("node{id}"));
-        let mut section = format!("[cluster]\nnode_id = {id}\nsecret = \"{secret}\"\n");
-        if let Some(ms) = options.election_timeout_ms {
-            writeln!(section, "election_timeout_ms = {ms}")?;
-        }
-        if let Some(ms) = options.heartbeat_ms {
-            writeln!(section, "heartbeat_ms = {ms}")?;
-        }
-        write!(section, "\n[cluster.peers]\n{peers}")?;
-        let text = server::config_text(
-            &options.node,
-            &data_dir,
-            &format!("127.0.0.1:{port}"),
-            Some(&section),
-        )?;
         let config = root.join(format!("node{id}.toml"));
-        std::fs::write(&config, text)
+        server::write_config(&spec.node_config(&base, index, &data_dir), &config)
             .with_context(|| format!("cannot write {}", config.display()))?;
         configs.push(config);
         data_dirs.push(data_dir);
@@ -140,13 +103,10 @@ impl Cluster {
         }
         .context("cannot create a temporary directory")?;
         let root = dir.path().to_path_buf();
-        let client_ports = (0..options.nodes)
-            .map(|_| free_port())
-            .collect::<anyhow::Result<Vec<u16>>>()?;
-        let raft_ports = (0..options.nodes)
-            .map(|_| free_port())
-            .collect::<anyhow::Result<Vec<u16>>>()?;
-        let (configs, data_dirs, logs) = write_configs(options, &root, &client_ports, &raft_ports)?;
+        let mut spec = ClusterSpec::new(options.nodes)?;
+        spec.election_timeout_ms = options.election_timeout_ms;
+        spec.heartbeat_ms = options.heartbeat_ms;
+        let (configs, data_dirs, logs) = write_configs(options, &root, &spec)?;
         let mut cluster = Cluster {
             options: options.node.clone(),
             dir: Some(dir),
@@ -154,10 +114,7 @@ impl Cluster {
             configs,
             data_dirs,
             logs,
-            endpoints: client_ports
-                .iter()
-                .map(|p| SocketAddr::from(([127, 0, 0, 1], *p)))
-                .collect(),
+            endpoints: spec.endpoints(),
             nodes: Vec::new(),
             corpses: Vec::new(),
             users: (0..options.node.users)
@@ -333,21 +290,4 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         let _ = self.shutdown();
     }
-}
-
-/// `keel journal roots DIR`: the last sequence number, journal root and state root.
-pub fn journal_roots(keel: &Path, dir: &Path) -> anyhow::Result<String> {
-    let out = Command::new(keel)
-        .args(["journal", "roots"])
-        .arg(dir)
-        .output()
-        .with_context(|| format!("cannot run {} journal roots", keel.display()))?;
-    if !out.status.success() {
-        bail!(
-            "keel journal roots {}: {}",
-            dir.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }

@@ -1034,7 +1034,7 @@ fn emit(
 ) {
     let view = &mut session.view;
     let mix = &plan.mix;
-    let mut kind = if view.rng.below(100) < mix.ioc_pct {
+    let mut kind = if view.rng.below(100) < u64::from(mix.ioc_pct) {
         Kind::Ioc
     } else if view.remaining.len() >= mix.resting_per_session {
         Kind::Cancel

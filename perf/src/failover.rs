@@ -420,10 +420,8 @@ fn run_trials(
             ..Trial::default()
         };
         let span = args.kill_after_max_ms - args.kill_after_min_ms;
-        let kill_after = Duration::from_millis(
-            args.kill_after_min_ms
-                + u64::from(rng.below(u32::try_from(span + 1).unwrap_or(u32::MAX))),
-        );
+        let kill_after =
+            Duration::from_millis(args.kill_after_min_ms + rng.below(span.saturating_add(1)));
         let outcome = run_trial(args, cluster, options, kill_after, &mut trial, &bar);
         if let Err(error) = &outcome {
             trial.error = Some(format!("{error:#}"));

@@ -173,30 +173,14 @@ pub struct Mix {
     pub price_scale: u32,
 }
 
-/// A small, fast, seeded generator (xorshift64*); the stream for a seed never changes.
-#[derive(Clone, Debug)]
-pub struct Rng(u64);
+/// The load generator's PRNG: the test kit's (xoshiro256**, seeded through splitmix64);
+/// the stream for a seed never changes.
+pub use keel_testkit::rng::Rng;
 
-impl Rng {
-    /// A generator for `seed` (any value; 0 is remapped).
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
-    /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    /// Uniform in `0..n` (n > 0; the modulo bias is irrelevant here).
-    pub fn below(&mut self, n: u32) -> u32 {
-        ((self.next_u64() >> 32) % u64::from(n.max(1))) as u32
-    }
+/// Uniform in `0..n` as a `u32` (0 when `n` is 0).
+fn below(rng: &mut Rng, n: u32) -> u32 {
+    // Below n, so it fits.
+    rng.below(u64::from(n)) as u32
 }
 
 /// The terms of an Enter Order of the given kind: `(buy, price in ticks, shares, time in
@@ -212,16 +196,16 @@ fn order_terms(kind: Kind, rng: &mut Rng) -> (bool, u32, u32, TimeInForce) {
             } else {
                 MID_TICKS - IOC_THROUGH
             };
-            (ticks, 1 + rng.below(20), TimeInForce::IMMEDIATE_OR_CANCEL)
+            (ticks, 1 + below(rng, 20), TimeInForce::IMMEDIATE_OR_CANCEL)
         }
         _ => {
-            let away = 1 + rng.below(RESTING_BAND);
+            let away = 1 + below(rng, RESTING_BAND);
             let ticks = if buy {
                 MID_TICKS - away
             } else {
                 MID_TICKS + away
             };
-            (ticks, 10 + rng.below(91), TimeInForce::SYSTEM_HOURS)
+            (ticks, 10 + below(rng, 91), TimeInForce::SYSTEM_HOURS)
         }
     };
     (buy, ticks, shares, tif)

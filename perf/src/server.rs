@@ -4,15 +4,16 @@
 //! ([`crate::cluster`]) use the same configuration plus a `[cluster]` section, and can also
 //! be killed with SIGKILL and started again on the same data directory.
 
-use std::fmt::Write as _;
-use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use keel_node::config::Config;
+use keel_testkit::config::{user, NodeConfigBuilder};
+use keel_testkit::ports::loopback;
+use keel_testkit::process::{self, Launch};
 
 use crate::sys;
 
@@ -42,7 +43,7 @@ pub struct NodeOptions {
 
 /// A running node.
 pub struct Node {
-    child: Option<Child>,
+    process: Option<process::Node>,
     /// Where it listens.
     pub addr: SocketAddr,
     /// `(username, password)` of every generated user.
@@ -65,45 +66,35 @@ pub fn hash_once() -> anyhow::Result<String> {
     Ok(HASH.get_or_init(|| hash).clone())
 }
 
-/// The configuration text for a node in `data_dir` listening on `listen` (e.g.
-/// `127.0.0.1:0` for any free port); `cluster` is a `[cluster]` section (with its
-/// `[cluster.peers]` table) for a cluster member, appended after `[server]`.
-pub fn config_text(
+/// The configuration of a node in `data_dir` listening on `listen` (port 0 for any free
+/// port), as a typed builder: the generated users and instrument, the durability asked for,
+/// the throttle lifted. Cluster members add their `[cluster]` ([`crate::cluster`]).
+pub fn config_builder(
     options: &NodeOptions,
     data_dir: &Path,
-    listen: &str,
-    cluster: Option<&str>,
-) -> anyhow::Result<String> {
+    listen: SocketAddr,
+) -> anyhow::Result<NodeConfigBuilder> {
     let hash = hash_once()?;
-    let mut text = String::new();
-    writeln!(text, "# Written by keel-perf.")?;
-    writeln!(text, "[server]")?;
-    writeln!(text, "listen = {listen:?}")?;
-    writeln!(text, "data_dir = {:?}", data_dir.display().to_string())?;
-    writeln!(text, "durability = {:?}", options.durability)?;
-    writeln!(text, "session = \"PERF\"")?;
-    // The benchmarks measure the node, not the per-session throttle that protects it from
-    // one flooding client: lift the throttle far above any rate they offer.
-    writeln!(text, "messages_per_second_max = 100000000")?;
-    writeln!(text, "message_burst_max = 1000000")?;
-    if let Some(core) = options.matching_core {
-        writeln!(text, "matching_core = {core}")?;
+    let mut builder = NodeConfigBuilder::new(data_dir)
+        .listen(listen)
+        .durability_named(&options.durability)?
+        .session("PERF")
+        // The benchmarks measure the node, not the per-session throttle that protects it
+        // from one flooding client: lift the throttle far above any rate they offer.
+        .throttle(100_000_000, 1_000_000)
+        .matching_core(options.matching_core)
+        .instrument(1, SYMBOL, PRICE_SCALE);
+    for index in 0..options.users {
+        builder = builder.user(user(&format!("perf{index}"), &hash, index as u64 + 1));
     }
-    if let Some(cluster) = cluster {
-        writeln!(text, "\n{}", cluster.trim_end())?;
-    }
-    writeln!(
-        text,
-        "\n[[instrument]]\nid = 1\nsymbol = \"{SYMBOL}\"\nprice_scale = {PRICE_SCALE}"
-    )?;
-    for user in 0..options.users {
-        writeln!(
-            text,
-            "\n[[user]]\nusername = \"perf{user}\"\npassword_hash = \"{hash}\"\naccount = {}\nstp = \"none\"",
-            user + 1
-        )?;
-    }
-    Ok(text)
+    Ok(builder)
+}
+
+/// Writes `config` to `path`, marked as keel-perf's.
+pub fn write_config(config: &Config, path: &Path) -> anyhow::Result<()> {
+    config
+        .write(path, "# Written by keel-perf.\n")
+        .map_err(|error| anyhow::anyhow!("{error}"))
 }
 
 impl Node {
@@ -127,10 +118,8 @@ impl Node {
         .context("cannot create a temporary directory")?;
         let config_path = dir.path().join("keel.toml");
         let data_dir = dir.path().join("data");
-        std::fs::write(
-            &config_path,
-            config_text(options, &data_dir, "127.0.0.1:0", None)?,
-        )?;
+        let config = config_builder(options, &data_dir, loopback(0))?.build();
+        write_config(&config, &config_path)?;
         let mut command = Command::new(&options.keel);
         command.arg("serve").arg("--config").arg(&config_path);
         let log = dir.path().join("keel.log");
@@ -167,46 +156,27 @@ impl Node {
     }
 
     fn spawn(
-        mut command: Command,
+        command: Command,
         dir: Option<tempfile::TempDir>,
         log: PathBuf,
         options: &NodeOptions,
     ) -> anyhow::Result<Node> {
         // The generator thread may be pinned; the node must not inherit that (its matching
         // loop picks "the last core" among the cores it is allowed on).
-        let mut child = sys::with_all_cores(|| {
-            command
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-        })
-        .with_context(|| format!("cannot start {:?}", command.get_program()))?;
-        let rx = copy_log(&mut child, &log)?;
+        let process = Launch::command(command)
+            .log_file(&log)
+            .start_timeout(Duration::from_secs(60))
+            .start_with(|command| sys::with_all_cores(|| command.spawn()))?;
         let mut node = Node {
-            child: Some(child),
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            addr: process.addr,
+            banner: process.banner.clone(),
+            process: Some(process),
             users: (0..options.users)
                 .map(|u| (format!("perf{u}"), PASSWORD.to_string()))
                 .collect(),
             dir,
-            log: log.clone(),
-            banner: String::new(),
+            log,
         };
-        let line = node.await_listening(&rx)?;
-        let addr = line
-            .split("listening on ")
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-            .context("cannot read the listen address")?;
-        node.addr = addr
-            .parse()
-            .with_context(|| format!("bad listen address {addr:?}"))?;
-        node.banner = line
-            .split("keel serve: ")
-            .nth(1)
-            .unwrap_or(&line)
-            .to_string();
         if options.keep {
             if let Some(dir) = node.dir.take() {
                 let kept = dir.keep();
@@ -216,34 +186,9 @@ impl Node {
         Ok(node)
     }
 
-    /// Waits (60 s at most) for the node's "listening on" line; an error with its log if it
-    /// exits or stays silent.
-    fn await_listening(&mut self, rx: &mpsc::Receiver<String>) -> anyhow::Result<String> {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            match rx.recv_timeout(Duration::from_millis(100)) {
-                Ok(line) => return Ok(line),
-                Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() < deadline => {
-                    if let Some(child) = self.child.as_mut() {
-                        if let Some(status) = child.try_wait()? {
-                            // Reaped: never signal this pid again.
-                            self.child = None;
-                            let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-                            bail!("keel serve exited ({status}) before listening:\n{text}");
-                        }
-                    }
-                }
-                Err(_) => {
-                    let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-                    bail!("keel serve did not start listening within 60 s:\n{text}");
-                }
-            }
-        }
-    }
-
     /// The node's process id.
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
+        self.process.as_ref().and_then(process::Node::pid)
     }
 
     /// Stops the node with SIGTERM (SIGKILL after 20 s) and removes its directory.
@@ -254,8 +199,8 @@ impl Node {
     /// Sends SIGTERM without waiting (see [`Node::stop`]), so that several nodes can stop
     /// at once.
     pub fn signal_stop(&self) {
-        if let Some(child) = &self.child {
-            let _ = sys::terminate(child.id());
+        if let Some(pid) = self.pid() {
+            let _ = sys::terminate(pid);
         }
     }
 
@@ -265,39 +210,32 @@ impl Node {
     /// the process, which the caller must reap ([`Child::wait`]); this node never signals
     /// that pid again.
     pub fn kill9(&mut self) -> anyhow::Result<(Instant, Child)> {
-        let Some(mut child) = self.child.take() else {
+        let Some(mut process) = self.process.take() else {
             bail!("the node is not running");
         };
-        let before = Instant::now();
-        child.kill().context("SIGKILL")?;
-        Ok((before, child))
+        process.kill_nowait()
     }
 
     fn shutdown(&mut self) -> anyhow::Result<()> {
-        let Some(mut child) = self.child.take() else {
+        let Some(mut process) = self.process.take() else {
             return Ok(());
         };
-        let _ = sys::terminate(child.id());
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = child.try_wait()? {
-                if !status.success() {
-                    let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-                    let tail: Vec<&str> = text.lines().rev().take(20).collect();
-                    eprintln!(
-                        "keel-perf: keel serve exited with {status}; last log lines:\n{}",
-                        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-                    );
-                }
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                bail!("keel serve did not stop within 20 s of SIGTERM; killed");
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        let Some(pid) = process.pid() else {
+            return Ok(());
+        };
+        let _ = sys::terminate(pid);
+        let status = process.wait_exit(Duration::from_secs(20)).map_err(|_| {
+            anyhow::anyhow!("keel serve did not stop within 20 s of SIGTERM; killed")
+        })?;
+        if !status.success() {
+            let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(20).collect();
+            eprintln!(
+                "keel-perf: keel serve exited with {status}; last log lines:\n{}",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
         }
+        Ok(())
     }
 }
 
@@ -305,30 +243,4 @@ impl Drop for Node {
     fn drop(&mut self) {
         let _ = self.shutdown();
     }
-}
-
-/// Copies the child's standard error into `log` on a thread of its own; the receiver gets
-/// the first "listening on" line.
-fn copy_log(child: &mut Child, log: &Path) -> anyhow::Result<mpsc::Receiver<String>> {
-    let stderr = child.stderr.take().context("no stderr pipe")?;
-    let (tx, rx) = mpsc::channel();
-    let mut log_file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .with_context(|| format!("cannot open {}", log.display()))?;
-    std::thread::Builder::new()
-        .name("keel-log".into())
-        .spawn(move || {
-            let mut sent = false;
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                let _ = writeln!(log_file, "{line}");
-                if !sent && line.contains("keel serve: listening on ") {
-                    sent = true;
-                    let _ = tx.send(line);
-                }
-            }
-        })?;
-    Ok(rx)
 }

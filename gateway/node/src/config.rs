@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 use keel_engine::SelfTradePrevention;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::Error;
 
@@ -19,7 +19,7 @@ use crate::Error;
 pub const DEFAULT_CONFIG: &str = include_str!("default_config.toml");
 
 /// The whole node configuration.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// `[server]`.
@@ -31,13 +31,13 @@ pub struct Config {
     #[serde(rename = "user", default)]
     pub users: Vec<UserConfig>,
     /// `[cluster]`: present when the node is one of a Raft cluster.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<ClusterConfig>,
 }
 
 /// `[cluster]`: this node's place in a Raft cluster. Every node lists every node (itself
 /// included) under `peers`, with the address other nodes reach its Raft port on.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterConfig {
     /// This node's id (a key of `peers`).
@@ -55,6 +55,11 @@ pub struct ClusterConfig {
 }
 
 impl ClusterConfig {
+    /// `election_timeout_ms` when the configuration leaves it out.
+    pub const DEFAULT_ELECTION_TIMEOUT_MS: u64 = 150;
+    /// `heartbeat_ms` when the configuration leaves it out.
+    pub const DEFAULT_HEARTBEAT_MS: u64 = 30;
+
     /// Peers as (id, address), this node included.
     pub fn peer_ids(&self) -> Vec<(u64, SocketAddr)> {
         self.peers
@@ -65,14 +70,14 @@ impl ClusterConfig {
 }
 
 fn default_election_timeout_ms() -> u64 {
-    150
+    ClusterConfig::DEFAULT_ELECTION_TIMEOUT_MS
 }
 fn default_heartbeat_ms() -> u64 {
-    30
+    ClusterConfig::DEFAULT_HEARTBEAT_MS
 }
 
 /// `[server]`: where to listen, where to keep data, how to acknowledge.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerConfig {
     /// Order-entry listen address.
@@ -85,11 +90,11 @@ pub struct ServerConfig {
     #[serde(default)]
     pub durability: DurabilityConfig,
     /// CPU core to pin the matching loop to; by default the last core.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub matching_core: Option<usize>,
     /// SoupBinTCP session name (up to 10 characters); by default `KEEL` and the date the
     /// data directory was first started.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session: Option<String>,
     /// Bytes a client may leave unread before it is disconnected as a slow reader.
     #[serde(default = "default_outbound_limit")]
@@ -108,7 +113,7 @@ pub struct ServerConfig {
 }
 
 /// Durability policy names in the configuration.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DurabilityConfig {
     /// Acknowledge once on stable storage.
@@ -129,7 +134,7 @@ impl DurabilityConfig {
 }
 
 /// `[[instrument]]`.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct InstrumentConfig {
     /// Engine instrument id.
@@ -142,7 +147,7 @@ pub struct InstrumentConfig {
 }
 
 /// `[[user]]`.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct UserConfig {
     /// SoupBinTCP user name: 1 to 6 letters or digits.
@@ -158,12 +163,12 @@ pub struct UserConfig {
     #[serde(default)]
     pub cancel_on_disconnect: bool,
     /// This user's session throttle, instead of `server.messages_per_second_max`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub messages_per_second_max: Option<u64>,
 }
 
 /// Self-trade prevention names in the configuration.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StpConfig {
     /// Trades with itself.
@@ -354,6 +359,21 @@ impl Config {
         Ok(config)
     }
 
+    /// The configuration as TOML that [`Config::parse`] reads back as the same
+    /// configuration (after checking it: an invalid configuration is an error here too).
+    pub fn to_toml(&self) -> Result<String, Error> {
+        self.check()?;
+        toml::to_string(self).map_err(|error| Error::Config(format!("cannot write TOML: {error}")))
+    }
+
+    /// Writes the configuration ([`Config::to_toml`]) to `path`, preceded by `header`
+    /// (comment lines, each starting with `#`, or empty).
+    pub fn write(&self, path: &Path, header: &str) -> Result<(), Error> {
+        let text = format!("{header}{}", self.to_toml()?);
+        std::fs::write(path, text)
+            .map_err(|error| Error::Config(format!("cannot write {}: {error}", path.display())))
+    }
+
     /// Reads, parses and checks a configuration file.
     pub fn load(path: &Path) -> Result<Config, Error> {
         let text = std::fs::read_to_string(path)
@@ -492,6 +512,34 @@ mod tests {
             let error = Config::parse(&text).unwrap_err().to_string();
             assert!(error.contains(needle), "{needle}: {error}");
         }
+    }
+
+    #[test]
+    fn the_embedded_default_round_trips_through_toml() {
+        let config = Config::embedded_default();
+        let text = config.to_toml().unwrap();
+        assert_eq!(Config::parse(&text).unwrap(), config, "{text}");
+        let mut cluster = config.clone();
+        cluster.server.session = Some("KEEL1".into());
+        cluster.server.matching_core = Some(0);
+        cluster.users[1].messages_per_second_max = Some(7);
+        cluster.cluster = Some(ClusterConfig {
+            node_id: 2,
+            peers: (1..=3)
+                .map(|id| {
+                    (
+                        id.to_string(),
+                        SocketAddr::from(([127, 0, 0, 1], 9100 + id)),
+                    )
+                })
+                .collect(),
+            secret: "0123456789abcdef".into(),
+            election_timeout_ms: 200,
+            heartbeat_ms: 40,
+        });
+        let text = cluster.to_toml().unwrap();
+        assert!(text.contains("[cluster.peers]"), "{text}");
+        assert_eq!(Config::parse(&text).unwrap(), cluster, "{text}");
     }
 
     #[test]

@@ -10,7 +10,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use crate::config::{Config, DEFAULT_CONFIG};
+use std::net::SocketAddr;
+
+use crate::config::{ClusterConfig, Config, DurabilityConfig};
 use crate::Error;
 
 /// Options of `keel cluster`.
@@ -72,7 +74,11 @@ fn write_configs(args: &LocalCluster) -> Result<Vec<PathBuf>, Error> {
     let mut paths = Vec::new();
     for id in 1..=args.nodes {
         let path = args.dir.join(format!("node{id}.toml"));
-        std::fs::write(&path, node_config(args, id, &secret)?)?;
+        let header = format!(
+            "# Written by `keel cluster`: node {id} of {}.\n\n",
+            args.nodes
+        );
+        node_config(args, id, &secret)?.write(&path, &header)?;
         Config::load(&path)?;
         paths.push(path);
     }
@@ -168,26 +174,41 @@ fn secret(dir: &Path) -> Result<String, Error> {
     Ok(secret)
 }
 
-fn node_config(args: &LocalCluster, id: u64, secret: &str) -> Result<String, Error> {
-    // The demo configuration's instruments and users, with this node's [server] and [cluster].
-    let body = DEFAULT_CONFIG
-        .split_once("[[instrument]]")
-        .map(|(_, rest)| format!("[[instrument]]{rest}"))
-        .ok_or_else(|| Error::LocalCluster("embedded configuration has no instruments".into()))?;
-    let data_dir = std::path::absolute(args.dir.join(format!("node{id}")))?;
-    let mut peers = String::new();
-    for peer in 1..=args.nodes {
-        peers.push_str(&format!(
-            "\"{peer}\" = \"127.0.0.1:{}\"\n",
-            u64::from(args.raft_port) + peer - 1
-        ));
-    }
-    Ok(format!(
-        "# Written by `keel cluster`: node {id} of {nodes}.\n\n[server]\nlisten = \"127.0.0.1:{listen}\"\n\
-         data_dir = {data_dir:?}\ndurability = \"{durability}\"\n\n[cluster]\nnode_id = {id}\n\
-         secret = \"{secret}\"\n\n[cluster.peers]\n{peers}\n{body}",
-        nodes = args.nodes,
-        listen = u64::from(args.client_port) + id - 1,
-        durability = args.durability,
-    ))
+/// Node `id`'s configuration: the demo configuration's instruments and users, with this
+/// node's `[server]` and `[cluster]`.
+pub fn node_config(args: &LocalCluster, id: u64, secret: &str) -> Result<Config, Error> {
+    let durability = match args.durability.as_str() {
+        "fsync" => DurabilityConfig::Fsync,
+        "async" => DurabilityConfig::Async,
+        other => {
+            return Err(Error::LocalCluster(format!(
+                "--durability must be fsync or async, not `{other}`"
+            )))
+        }
+    };
+    let loopback = |port: u64| -> Result<SocketAddr, Error> {
+        u16::try_from(port)
+            .map(|port| SocketAddr::from(([127, 0, 0, 1], port)))
+            .map_err(|_| Error::LocalCluster(format!("port {port} is out of range")))
+    };
+    let mut config = Config::embedded_default();
+    config.server.listen = loopback(u64::from(args.client_port) + id - 1)?;
+    config.server.data_dir = std::path::absolute(args.dir.join(format!("node{id}")))?;
+    config.server.durability = durability;
+    let peers = (1..=args.nodes)
+        .map(|peer| {
+            Ok((
+                peer.to_string(),
+                loopback(u64::from(args.raft_port) + peer - 1)?,
+            ))
+        })
+        .collect::<Result<_, Error>>()?;
+    config.cluster = Some(ClusterConfig {
+        node_id: id,
+        peers,
+        secret: secret.to_string(),
+        election_timeout_ms: ClusterConfig::DEFAULT_ELECTION_TIMEOUT_MS,
+        heartbeat_ms: ClusterConfig::DEFAULT_HEARTBEAT_MS,
+    });
+    Ok(config)
 }

@@ -306,23 +306,34 @@ fn node_envelope(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::DEFAULT_CONFIG;
+    use crate::config::{ClusterConfig, DurabilityConfig};
+    use std::net::SocketAddr;
 
     /// The embedded configuration with `durability` set, as one node or one of three.
     fn config(durability: &str, cluster: bool) -> Config {
-        let mut text = DEFAULT_CONFIG.replace(
-            "durability = \"fsync\"",
-            &format!("durability = \"{durability}\""),
-        );
-        assert!(text.contains(&format!("durability = \"{durability}\"")));
+        let mut config = Config::embedded_default();
+        config.server.durability = match durability {
+            "async" => DurabilityConfig::Async,
+            _ => DurabilityConfig::Fsync,
+        };
         if cluster {
-            text.push_str(
-                "\n[cluster]\nnode_id = 1\nsecret = \"pacing-test-secret-0123\"\n\
-                 [cluster.peers]\n1 = \"127.0.0.1:9101\"\n2 = \"127.0.0.1:9102\"\n\
-                 3 = \"127.0.0.1:9103\"\n",
-            );
+            config.cluster = Some(ClusterConfig {
+                node_id: 1,
+                peers: (1..=3u16)
+                    .map(|id| {
+                        (
+                            id.to_string(),
+                            SocketAddr::from(([127, 0, 0, 1], 9100 + id)),
+                        )
+                    })
+                    .collect(),
+                secret: "pacing-test-secret-0123".into(),
+                election_timeout_ms: ClusterConfig::DEFAULT_ELECTION_TIMEOUT_MS,
+                heartbeat_ms: ClusterConfig::DEFAULT_HEARTBEAT_MS,
+            });
         }
-        let config = Config::parse(&text).unwrap();
+        // Through the node's own TOML, as a configuration file would be.
+        let config = Config::parse(&config.to_toml().unwrap()).unwrap();
         assert_eq!(config.cluster.is_some(), cluster);
         config
     }

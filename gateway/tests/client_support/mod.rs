@@ -6,18 +6,18 @@
 //! builds (the server verifies with the parameters stored in the hash).
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use argon2::password_hash::{rand_core::OsRng, PasswordHasher, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 use keel_client::{Client, ClientEvent, ClientOptions};
 use keel_protocol::ouch::OutboundMessage;
+use keel_testkit::config::{user, NodeConfigBuilder};
+use keel_testkit::ports::free_port;
+use keel_testkit::process::{Launch, Node};
 
 /// Users and passwords of the test configuration (accounts 1, 2, 3).
 pub const USERS: &[(&str, &str)] = &[
@@ -39,26 +39,19 @@ fn hashes() -> &'static Vec<String> {
     HASHES.get_or_init(|| USERS.iter().map(|(_, p)| cheap_hash(p)).collect())
 }
 
-/// A free loopback port (bound once, then released for the server to take).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-}
-
 /// A loopback address where nothing listens.
 pub fn dead_endpoint() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], free_port()))
+    SocketAddr::from(([127, 0, 0, 1], free_port().expect("free port")))
 }
 
 /// A running `keel serve`.
 pub struct Server {
-    child: Option<Child>,
+    node: Option<Node>,
     pub addr: SocketAddr,
     pub dir: PathBuf,
     durability: String,
-    log: Arc<Mutex<Vec<String>>>,
+    /// The log of earlier runs (stopped, killed or failed to start).
+    earlier_log: String,
     _temp: Option<tempfile::TempDir>,
 }
 
@@ -68,11 +61,11 @@ impl Server {
         let temp = tempfile::tempdir().expect("tempdir");
         let dir = temp.path().to_path_buf();
         let mut server = Server {
-            child: None,
+            node: None,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             dir,
             durability: durability.to_string(),
-            log: Arc::new(Mutex::new(Vec::new())),
+            earlier_log: String::new(),
             _temp: Some(temp),
         };
         server.launch();
@@ -80,70 +73,52 @@ impl Server {
     }
 
     fn write_config(&self, port: u16) -> PathBuf {
-        let mut text = format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\ndurability = \"{}\"\n\
-             segment_size_bytes = 1048576\n\n",
-            self.dir.join("data").display(),
-            self.durability
-        );
+        let mut builder = NodeConfigBuilder::new(self.dir.join("data"))
+            .listen(SocketAddr::from(([127, 0, 0, 1], port)))
+            .durability_named(&self.durability)
+            .expect("durability")
+            .segment_size(1 << 20);
         for (id, symbol) in [(1, "BTC-PERP"), (2, "ETH-PERP")] {
-            text.push_str(&format!(
-                "[[instrument]]\nid = {id}\nsymbol = \"{symbol}\"\nprice_scale = 100\n\n"
-            ));
+            builder = builder.instrument(id, symbol, 100);
         }
         for (index, (name, _)) in USERS.iter().enumerate() {
-            text.push_str(&format!(
-                "[[user]]\nusername = \"{name}\"\npassword_hash = \"{}\"\naccount = {}\n\n",
-                hashes()[index],
-                index + 1
-            ));
+            builder = builder.user(user(name, &hashes()[index], index as u64 + 1));
         }
         let path = self.dir.join("keel.toml");
-        std::fs::write(&path, text).expect("write config");
+        builder.write(&path).expect("write config");
         path
+    }
+
+    fn keep_log(&mut self, node: &Node) {
+        if !self.earlier_log.is_empty() {
+            self.earlier_log.push('\n');
+        }
+        self.earlier_log.push_str(&node.log_text());
     }
 
     /// Starts the process (on the previous port when restarting) and waits until it listens.
     fn launch(&mut self) {
         let reuse = self.addr.port() != 0;
         for attempt in 0..20 {
-            let port = if reuse { self.addr.port() } else { free_port() };
+            let port = if reuse {
+                self.addr.port()
+            } else {
+                free_port().expect("free port")
+            };
             let config = self.write_config(port);
-            let mut child = Command::new(env!("CARGO_BIN_EXE_keel"))
-                .args(["serve", "--config"])
-                .arg(&config)
+            let started = Launch::serve(env!("CARGO_BIN_EXE_keel"), &config)
                 .current_dir(&self.dir)
                 .env("RUST_LOG", "info")
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("spawn keel serve");
-            let stderr = child.stderr.take().expect("stderr");
-            let (ready_tx, ready_rx) = mpsc::channel();
-            let log = self.log.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                    if line.contains("listening on") {
-                        let _ = ready_tx.send(true);
-                    }
-                    log.lock().expect("log").push(line);
-                }
-                let _ = ready_tx.send(false);
-            });
-            match ready_rx.recv_timeout(Duration::from_secs(20)) {
-                Ok(true) => {
+                .start();
+            match started {
+                Ok(node) => {
                     self.addr = SocketAddr::from(([127, 0, 0, 1], port));
-                    self.child = Some(child);
+                    self.node = Some(node);
                     return;
                 }
-                _ => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    eprintln!(
-                        "keel serve did not start (attempt {attempt}):\n{}",
-                        self.log_text()
-                    );
+                Err(error) => {
+                    eprintln!("keel serve did not start (attempt {attempt}): {error:#}");
+                    self.earlier_log.push_str(&format!("{error:#}\n"));
                     std::thread::sleep(Duration::from_millis(200));
                 }
             }
@@ -153,35 +128,31 @@ impl Server {
 
     /// What the server logged so far.
     pub fn log_text(&self) -> String {
-        self.log.lock().expect("log").join("\n")
+        match &self.node {
+            Some(node) if self.earlier_log.is_empty() => node.log_text(),
+            Some(node) => format!("{}\n{}", self.earlier_log, node.log_text()),
+            None => self.earlier_log.clone(),
+        }
     }
 
     /// SIGTERM, then waits for a clean exit.
     pub fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else {
+        let Some(mut node) = self.node.take() else {
             return;
         };
-        let status = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .expect("kill");
-        assert!(status.success());
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = child.try_wait().expect("wait") {
-                assert!(
-                    status.success(),
-                    "keel serve exited with {status}:\n{}",
-                    self.log_text()
-                );
-                return;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                panic!("keel serve did not stop on SIGTERM:\n{}", self.log_text());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let status = node.terminate(Duration::from_secs(20));
+        self.keep_log(&node);
+        let status = status.unwrap_or_else(|error| {
+            panic!(
+                "keel serve did not stop on SIGTERM: {error:#}\n{}",
+                self.log_text()
+            )
+        });
+        assert!(
+            status.success(),
+            "keel serve exited with {status}:\n{}",
+            self.log_text()
+        );
     }
 
     /// Starts the server again on the same port and data directory.
@@ -192,15 +163,15 @@ impl Server {
 
     /// SIGKILL: no shutdown at all.
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            child.kill().expect("kill -9");
-            child.wait().expect("wait");
+        if let Some(mut node) = self.node.take() {
+            node.kill().expect("kill -9");
+            self.keep_log(&node);
         }
     }
 
     /// Starts the (stopped or killed) server again on the same port and data directory.
     pub fn relaunch(&mut self) {
-        assert!(self.child.is_none(), "the server is running");
+        assert!(self.node.is_none(), "the server is running");
         self.launch();
     }
 
@@ -212,15 +183,6 @@ impl Server {
     /// The config path (as last written).
     pub fn config_path(&self) -> PathBuf {
         self.dir.join("keel.toml")
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
     }
 }
 

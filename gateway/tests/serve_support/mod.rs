@@ -8,12 +8,14 @@
 // Each test file uses a different subset of these helpers.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::process::ExitStatus;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+
+use keel_testkit::config::{user, NodeConfigBuilder};
 
 use keel_protocol::ouch::{
     BuySellIndicator, Capacity, CrossType, CustomerType, DisplayType, EnterOrder, InboundMessage,
@@ -53,7 +55,7 @@ pub fn default_password_hash() -> &'static str {
     HASH.get_or_init(|| keel_node::config::hash_password(PASSWORD).unwrap())
 }
 
-/// The users of [`write_config`]: name, account, cancel_on_disconnect. All have [`PASSWORD`];
+/// The users of [`config_builder`]: name, account, cancel_on_disconnect. All have [`PASSWORD`];
 /// `erin`'s hash has `keel passwd`'s default (slow) parameters, the others' are cheap.
 pub const USERS: &[(&str, u64, bool)] = &[
     ("alice", 1, false),
@@ -73,33 +75,46 @@ pub struct Setup {
     pub data_dir: PathBuf,
 }
 
-/// Writes a configuration: listen on 127.0.0.1 port 0 (the node prints the port it got),
-/// 1 MiB journal segments (a scan of a mostly empty 64 MiB segment is slow in a debug
-/// build), instruments 1 = `BTC-PERP` and 2 = `ETH-PERP` (price scale 1), the [`USERS`],
-/// and `server_extra` lines appended to `[server]`.
-pub fn write_config(durability: &str, server_extra: &str) -> Setup {
-    let dir = tempfile::tempdir().unwrap();
-    let data_dir = dir.path().join("data");
-    let mut text = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\ndurability = \"{durability}\"\n\
-         segment_size_bytes = 1048576\n{server_extra}\n\n\
-         [[instrument]]\nid = 1\nsymbol = \"BTC-PERP\"\n\n\
-         [[instrument]]\nid = 2\nsymbol = \"ETH-PERP\"\n",
-        data_dir.display()
-    );
+/// The test configuration in `data_dir`, as a typed builder: listen on 127.0.0.1 port 0
+/// (the node prints the port it got), 1 MiB journal segments (a scan of a mostly empty
+/// 64 MiB segment is slow in a debug build), instruments 1 = `BTC-PERP` and 2 = `ETH-PERP`
+/// (price scale 1), and the [`USERS`].
+pub fn config_builder(durability: &str, data_dir: &Path) -> NodeConfigBuilder {
+    let mut builder = NodeConfigBuilder::new(data_dir)
+        .durability_named(durability)
+        .unwrap()
+        .segment_size(1 << 20)
+        .instrument(1, "BTC-PERP", 1)
+        .instrument(2, "ETH-PERP", 1);
     for (name, account, cancel) in USERS {
         let hash = if *name == "erin" {
             default_password_hash()
         } else {
             password_hash()
         };
-        text.push_str(&format!(
-            "\n[[user]]\nusername = \"{name}\"\npassword_hash = \"{hash}\"\naccount = {account}\n\
-             cancel_on_disconnect = {cancel}\n"
-        ));
+        let mut user = user(name, hash, *account);
+        user.cancel_on_disconnect = *cancel;
+        builder = builder.user(user);
     }
+    builder
+}
+
+/// Writes the test configuration ([`config_builder`]).
+pub fn write_config(durability: &str) -> Setup {
+    write_config_with(durability, |builder| builder)
+}
+
+/// Writes the test configuration ([`config_builder`]) after `change` (e.g. a throttle).
+pub fn write_config_with(
+    durability: &str,
+    change: impl FnOnce(NodeConfigBuilder) -> NodeConfigBuilder,
+) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
     let config = dir.path().join("keel.toml");
-    std::fs::write(&config, text).unwrap();
+    change(config_builder(durability, &data_dir))
+        .write(&config)
+        .unwrap();
     Setup {
         dir,
         config,
@@ -107,134 +122,36 @@ pub fn write_config(durability: &str, server_extra: &str) -> Setup {
     }
 }
 
-/// The server's standard error, line by line, as it arrives.
-#[derive(Default)]
-struct Log {
-    lines: Mutex<Vec<String>>,
-    changed: Condvar,
-}
-
-/// A running `keel serve`.
-pub struct Node {
-    child: Child,
-    log: Arc<Log>,
-    /// Where it listens.
-    pub addr: SocketAddr,
-    /// Its SoupBinTCP session name.
-    pub session: String,
-    /// "journal at record N" from its start line.
-    pub start_record: u64,
-}
-
 /// Path of the binary under test.
 pub fn keel() -> &'static str {
     env!("CARGO_BIN_EXE_keel")
 }
 
+/// A running `keel serve` (the test kit's, with the tests' panicking shorthands).
+pub struct Node(pub keel_testkit::process::Node);
+
+impl std::ops::Deref for Node {
+    type Target = keel_testkit::process::Node;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Node {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
 impl Node {
     /// Starts `keel serve --config CONFIG` and waits until it listens.
     pub fn start(config: &Path) -> Node {
-        let mut child = Command::new(keel())
-            .arg("serve")
-            .arg("--config")
-            .arg(config)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let log = Arc::new(Log::default());
-        {
-            let log = log.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stderr).lines() {
-                    let Ok(line) = line else { break };
-                    if std::env::var_os("KEEL_TEST_SERVER_LOG").is_some() {
-                        eprintln!("[keel] {line}");
-                    }
-                    log.lines.lock().unwrap().push(line);
-                    log.changed.notify_all();
-                }
-            });
-        }
-        let mut node = Node {
-            child,
-            log,
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            session: String::new(),
-            start_record: 0,
-        };
-        let Some(line) = node.wait_log("keel serve: listening on", Duration::from_secs(20)) else {
-            let status = node.child.try_wait().unwrap();
-            panic!(
-                "keel serve did not start (status {status:?}):\n{}",
-                node.log_text()
-            );
-        };
-        // "keel serve: listening on ADDR (session NAME), matching loop on core C, journal at
-        // record N; Ctrl-C to stop"
-        let rest = line.split("listening on ").nth(1).unwrap();
-        let mut words = rest.split_whitespace();
-        node.addr = words.next().unwrap().parse().unwrap();
-        node.session = rest
-            .split("(session ")
-            .nth(1)
-            .unwrap()
-            .split(')')
-            .next()
-            .unwrap()
-            .to_string();
-        node.start_record = rest
-            .split("journal at record ")
-            .nth(1)
-            .unwrap()
-            .split(';')
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap();
-        node
+        Node(keel_testkit::process::Node::start(keel(), config).unwrap())
     }
 
     /// The process id.
     pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Everything logged so far.
-    pub fn log_text(&self) -> String {
-        self.log.lines.lock().unwrap().join("\n")
-    }
-
-    /// Waits for a log line containing every one of `needles`; returns it.
-    pub fn wait_log_all(&self, needles: &[&str], timeout: Duration) -> Option<String> {
-        let deadline = Instant::now() + timeout;
-        let mut lines = self.log.lines.lock().unwrap();
-        loop {
-            if let Some(line) = lines
-                .iter()
-                .find(|line| needles.iter().all(|needle| line.contains(needle)))
-            {
-                return Some(line.clone());
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return None;
-            }
-            lines = self
-                .log
-                .changed
-                .wait_timeout(lines, deadline - now)
-                .unwrap()
-                .0;
-        }
-    }
-
-    /// Waits for a log line containing `needle`; returns it.
-    pub fn wait_log(&self, needle: &str, timeout: Duration) -> Option<String> {
-        self.wait_log_all(&[needle], timeout)
+        self.0.pid().unwrap()
     }
 
     /// Waits for the log line saying the connection from `peer` was closed; returns it.
@@ -243,61 +160,19 @@ impl Node {
         self.wait_log_all(&["disconnected", &peer], timeout)
     }
 
-    /// Lines containing `needle`.
-    pub fn count_log(&self, needle: &str) -> usize {
-        self.log
-            .lines
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|line| line.contains(needle))
-            .count()
-    }
-
-    /// Whether the process is still running.
-    pub fn is_running(&mut self) -> bool {
-        self.child.try_wait().unwrap().is_none()
-    }
-
     /// Sends SIGTERM and waits (bounded) for the exit.
     pub fn terminate(&mut self) -> ExitStatus {
-        let status = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.pid().to_string())
-            .status()
-            .unwrap();
-        assert!(status.success(), "kill -TERM failed");
-        self.wait_exit(Duration::from_secs(20))
+        self.0.terminate(Duration::from_secs(20)).unwrap()
     }
 
     /// `kill -9`, and reap.
     pub fn kill9(&mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
+        self.0.kill().unwrap();
     }
 
     /// Waits for the process to exit.
     pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            if Instant::now() >= deadline {
-                let _ = self.child.kill();
-                panic!("keel serve did not exit in time:\n{}", self.log_text());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+        self.0.wait_exit(timeout).unwrap()
     }
 }
 

@@ -3,7 +3,6 @@
 
 pub mod checker;
 pub mod host;
-pub mod rng;
 pub mod workload;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -18,7 +17,7 @@ use raft::prelude::Message;
 
 use checker::{Ack, Checker, Roots};
 use host::{Effects, Live, Node, Reply};
-use rng::Rng;
+use keel_testkit::rng::Rng;
 use workload::{Client, Outcome, State, RETRY_AFTER};
 
 /// Logical time units per Raft tick. Messages take a few units, so several can cross

@@ -9,7 +9,7 @@ use std::collections::VecDeque;
 
 use keel_engine::{Command, NewOrder, SelfTradePrevention, Side, TimeInForce};
 
-use super::rng::Rng;
+use keel_testkit::rng::Rng;
 
 /// Instruments every leader defines (from its "configuration") before serving.
 pub const INSTRUMENTS: [(u32, &str); 2] = [(1, "BTC-PERP"), (2, "ETH-PERP")];
