@@ -105,7 +105,7 @@ impl Journal {
             );
         }
         if let Some(torn) = scan.torn {
-            truncate(dir, torn.segment, torn.offset)?;
+            crate::truncation::zero_tail(dir, torn.segment, torn.offset)?;
             tracing::warn!(
                 segment = torn.segment,
                 offset = torn.offset,
@@ -244,14 +244,6 @@ pub fn offline_reader(dir: &Path, from_seq: u64) -> Result<(Reader, Scan), Error
     Ok((reader, scan))
 }
 
-/// Zeroes segment `index` from `offset` to its end and syncs it.
-pub(crate) fn truncate(dir: &Path, index: u64, offset: u64) -> Result<(), Error> {
-    let mut writable = segment::map_writable(dir, index)?;
-    writable.map[offset as usize..].fill(0);
-    writable.map.flush()?;
-    Ok(())
-}
-
 /// Explicit repair: truncates the journal at the first corruption, discarding everything
 /// from there on (including later segments and the snapshots past the cut). Returns the
 /// corruption that was cut, if any.
@@ -276,16 +268,15 @@ pub fn repair(dir: &Path) -> Result<Option<(u64, u64, String)>, Error> {
             reason,
         }) => {
             let offset = offset.max(SEGMENT_HEADER_BYTES as u64);
+            // Markers first (as in `truncate_after`): a crash during the cut then leaves a
+            // journal whose damage is either still there (repair again) or a torn tail.
+            crate::truncation::lower_markers(dir, 0, &mut |_| {})?;
+            crate::truncation::remove_segments_after(dir, segment, &mut |_| {})?;
             let path = segment::segment_path(dir, segment);
             if path.exists() && recovery_header_ok(dir, segment) {
-                truncate(dir, segment, offset)?;
+                crate::truncation::zero_tail(dir, segment, offset)?;
             } else if path.exists() {
                 fs::remove_file(&path)?;
-            }
-            for index in segment::list(dir)? {
-                if index > segment {
-                    fs::remove_file(segment::segment_path(dir, index))?;
-                }
             }
             segment::sync_dir(dir)?;
             // The durable markers may point past the cut: lower them to the new end.
@@ -305,53 +296,20 @@ pub fn repair(dir: &Path) -> Result<Option<(u64, u64, String)>, Error> {
     }
 }
 
-/// Discards every record after `last_kept_seq` from a journal no process has open (a
-/// replica whose log diverged from its leader's): zeroes the rest of the segment holding
-/// record `last_kept_seq + 1`, removes later segments and the snapshots past the cut, and
-/// lowers the durable markers. Returns how many records were discarded.
-pub fn truncate_after(dir: &Path, last_kept_seq: u64) -> Result<u64, Error> {
-    let scan = recovery::scan(dir, |_| {})?;
-    if scan.first_seq.is_none() || last_kept_seq >= scan.last_seq {
-        return Ok(0);
-    }
-    let first = scan.first_seq.unwrap_or(1);
-    if last_kept_seq + 1 < first {
-        return Err(Error::NoSuchRecord {
-            seq: last_kept_seq + 1,
-        });
-    }
-    let marks = Arc::new(Watermarks::default());
-    marks.publish_appended(scan.last_seq);
-    let reader = Reader::open(dir, marks, last_kept_seq + 1)?;
-    let (cut_segment, cut_offset) = reader.position();
-    drop(reader);
-    truncate(dir, cut_segment, cut_offset)?;
-    for index in segment::list(dir)? {
-        if index > cut_segment {
-            fs::remove_file(segment::segment_path(dir, index))?;
-        }
-    }
-    segment::sync_dir(dir)?;
-    reset_markers(dir, last_kept_seq)?;
-    for seq in crate::snapshot::list_snapshots(dir)? {
-        if seq > last_kept_seq {
-            fs::remove_file(dir.join(crate::snapshot::snapshot_file_name(seq)))?;
-        }
-    }
-    segment::sync_dir(dir)?;
-    Ok(scan.last_seq - last_kept_seq)
-}
-
 /// Rewrites every segment's marker slots to say "durable up to `seq`".
 fn reset_markers(dir: &Path, seq: u64) -> Result<(), Error> {
     use crate::format::{marker_slot, MARKER_SLOT_BYTES, MARKER_SLOT_OFFSET};
+    use std::os::unix::fs::FileExt;
     for index in segment::list(dir)? {
-        let mut writable = segment::map_writable(dir, index)?;
-        let slots =
-            &mut writable.map[MARKER_SLOT_OFFSET..MARKER_SLOT_OFFSET + 2 * MARKER_SLOT_BYTES];
-        slots.fill(0);
+        let file = fs::OpenOptions::new()
+            .write(true)
+            .open(segment::segment_path(dir, index))?;
+        // The records first: a marker must never claim what only the page cache holds.
+        file.sync_data()?;
+        let mut slots = [0u8; 2 * MARKER_SLOT_BYTES];
         slots[..MARKER_SLOT_BYTES].copy_from_slice(&marker_slot(seq));
-        writable.map.flush()?;
+        file.write_all_at(&slots, MARKER_SLOT_OFFSET as u64)?;
+        file.sync_data()?;
     }
     Ok(())
 }

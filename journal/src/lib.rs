@@ -31,14 +31,16 @@ pub mod recovery;
 mod segment;
 pub mod snapshot;
 pub mod threads;
+mod truncation;
 mod watermarks;
 
 pub use appender::Appender;
 pub use flusher::SyncMethod;
-pub use journal::{
-    offline_reader, repair, truncate_after, Durability, Journal, JournalConfig, Recovery,
-};
+pub use journal::{offline_reader, repair, Durability, Journal, JournalConfig, Recovery};
 pub use reader::{Reader, Record};
+pub use truncation::truncate_after;
+#[doc(hidden)]
+pub use truncation::{truncate_after_with_steps, TruncationStep};
 pub use watermarks::Watermarks;
 
 /// Errors at the journal's boundary.
