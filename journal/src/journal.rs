@@ -49,6 +49,11 @@ pub struct JournalConfig {
     /// hence [`Journal::wait_durable`]) or the journal closes: closing still syncs
     /// everything.
     pub sync_interval_min: Duration,
+    /// Warn (log, and [`crate::JournalHealth::free_space_low_bytes`]) when the journal's file
+    /// system has less free space than this, or than two segments if that is more (default
+    /// 1 GiB). Measured by the preparer thread every few seconds and after each segment it
+    /// prepares; never on the append path.
+    pub free_space_warn_bytes: u64,
 }
 
 impl Default for JournalConfig {
@@ -58,6 +63,7 @@ impl Default for JournalConfig {
             durability: Durability::Fsync,
             sync_method: SyncMethod::Auto,
             sync_interval_min: Duration::ZERO,
+            free_space_warn_bytes: 1 << 30,
         }
     }
 }
@@ -95,6 +101,7 @@ impl Journal {
             ));
         }
         fs::create_dir_all(dir)?;
+        refuse_after_sync_failure(dir)?;
         segment::remove_leftovers(dir)?;
         let scan = recovery::scan(dir, |_| {})?;
         for damaged in &scan.damaged_markers {
@@ -120,7 +127,17 @@ impl Journal {
         // Recovered records may sit only in the page cache (after a process crash): make
         // them durable before calling them durable.
         for &index in &scan.data_segments {
-            File::open(segment::segment_path(dir, index))?.sync_data()?;
+            let synced = File::open(segment::segment_path(dir, index))?.sync_data();
+            if let Err(error) = synced {
+                // As in the flusher: the page cache is no longer to be trusted.
+                if let Err(record_error) =
+                    crate::sync_failure::record(dir, scan.durable_marker, &error)
+                {
+                    tracing::error!(%record_error, "cannot record the sync failure on disk");
+                }
+                refuse_after_sync_failure(dir)?;
+                return Err(Error::Io(error));
+            }
         }
         let (segment_index, offset) = match scan.end {
             None => (1, SEGMENT_HEADER_BYTES as u64),
@@ -150,8 +167,13 @@ impl Journal {
             roll_stalls: 0,
         };
         let preparer = crate::preparer::spawn(
-            dir.to_path_buf(),
-            config.segment_size_bytes,
+            crate::preparer::PreparerConfig {
+                dir: dir.to_path_buf(),
+                segment_size_bytes: config.segment_size_bytes,
+                free_space_warn_bytes: config
+                    .free_space_warn_bytes
+                    .max(config.segment_size_bytes.saturating_mul(2)),
+            },
             marks.clone(),
             spare_tx,
         )?;
@@ -233,6 +255,20 @@ impl Drop for Journal {
             let _ = thread.join();
         }
     }
+}
+
+/// Refuses a journal carrying a sync-failure record (readable or not: a record cut short by
+/// a crash still means a sync failed).
+fn refuse_after_sync_failure(dir: &Path) -> Result<(), Error> {
+    let detail = match crate::sync_failure::read(dir)? {
+        None => return Ok(()),
+        Some(Ok(failure)) => failure.to_string(),
+        Some(Err(why)) => format!("record present but unreadable: {why}"),
+    };
+    Err(Error::SyncFailureRecorded {
+        dir: dir.display().to_string(),
+        detail,
+    })
 }
 
 /// A reader over a journal no process is writing (verification, dump).
