@@ -65,7 +65,7 @@ pub fn journal_config(config: &Config) -> JournalConfig {
         durability,
         sync_method: SyncMethod::Auto,
         sync_interval_min,
-        ..JournalConfig::default()
+        free_space_warn_bytes: config.server.free_space_warn_bytes,
     }
 }
 
