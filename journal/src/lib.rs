@@ -15,6 +15,12 @@
 //! verified, a torn tail is truncated, and corruption refuses to start; [`repair`] cuts a
 //! damaged journal on request and [`truncate_after`] drops a replica's diverged suffix. The
 //! byte format is specified in `journal/FORMAT.md`.
+//!
+//! Disk faults: a failed sync freezes the durable watermark and leaves a durable
+//! [`sync_failure`] record that makes [`Journal::open`] refuse the journal until
+//! [`inspect::clear_sync_failure`]; segment preparation retries with backoff; both, and low
+//! free space, show in [`Watermarks::health`] ([`JournalHealth`]), which the node polls to
+//! stop taking orders it could not acknowledge.
 #![deny(missing_docs)]
 
 mod appender;

@@ -321,3 +321,45 @@ fn take_one(counter: &AtomicU32) -> bool {
         .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
         .is_ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn health_follows_preparer_outcomes_and_a_sync_failure() {
+        let marks = Watermarks::default();
+        assert!(marks.health().is_ok());
+        assert_eq!(marks.health(), JournalHealth::default());
+        marks.set_preparer_outcome(Some("No space left on device".into()));
+        let since = marks.health().preparer_failing_since;
+        assert!(since.is_some() && marks.preparer_failing() && !marks.health().is_ok());
+        // A second failure keeps the time of the first and updates the error.
+        marks.set_preparer_outcome(Some("Input/output error".into()));
+        let health = marks.health();
+        assert_eq!(health.preparer_failing_since, since);
+        assert_eq!(health.preparer_error.as_deref(), Some("Input/output error"));
+        marks.set_preparer_outcome(None);
+        assert!(marks.health().is_ok() && !marks.preparer_failing());
+        marks.set_free_space_low(Some(1234));
+        assert_eq!(marks.health().free_space_low_bytes, Some(1234));
+        assert!(marks.health().is_ok(), "low space alone is a warning");
+        marks.fail_sync("EIO".into(), true);
+        let health = marks.health();
+        assert!(marks.failed() && !health.is_ok() && health.sync_failure_recorded);
+        assert_eq!(health.sync_failure.as_deref(), Some("EIO"));
+    }
+
+    #[test]
+    fn injected_failures_are_consumed_one_by_one() {
+        let marks = Watermarks::default();
+        assert!(!marks.take_injected_sync_failure());
+        marks.inject_sync_failures(2);
+        assert!(marks.take_injected_sync_failure());
+        assert!(marks.take_injected_sync_failure());
+        assert!(!marks.take_injected_sync_failure());
+        marks.inject_prepare_failures(1);
+        assert!(marks.take_injected_prepare_failure());
+        assert!(!marks.take_injected_prepare_failure());
+    }
+}
