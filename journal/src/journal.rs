@@ -124,21 +124,7 @@ impl Journal {
         for &spare in &scan.spare_segments {
             fs::remove_file(segment::segment_path(dir, spare))?;
         }
-        // Recovered records may sit only in the page cache (after a process crash): make
-        // them durable before calling them durable.
-        for &index in &scan.data_segments {
-            let synced = File::open(segment::segment_path(dir, index))?.sync_data();
-            if let Err(error) = synced {
-                // As in the flusher: the page cache is no longer to be trusted.
-                if let Err(record_error) =
-                    crate::sync_failure::record(dir, scan.durable_marker, &error)
-                {
-                    tracing::error!(%record_error, "cannot record the sync failure on disk");
-                }
-                refuse_after_sync_failure(dir)?;
-                return Err(Error::Io(error));
-            }
-        }
+        sync_recovered(dir, &scan)?;
         let (segment_index, offset) = match scan.end {
             None => (1, SEGMENT_HEADER_BYTES as u64),
             Some(end) if end.sealed => (end.segment + 1, SEGMENT_HEADER_BYTES as u64),
@@ -255,6 +241,24 @@ impl Drop for Journal {
             let _ = thread.join();
         }
     }
+}
+
+/// Makes recovered records durable before calling them durable: after a process crash they
+/// may sit only in the page cache. A failed sync is recorded as the flusher records one, so
+/// the journal is not trusted again until an operator has checked.
+fn sync_recovered(dir: &Path, scan: &Scan) -> Result<(), Error> {
+    for &index in &scan.data_segments {
+        let synced = File::open(segment::segment_path(dir, index))?.sync_data();
+        if let Err(error) = synced {
+            if let Err(record_error) = crate::sync_failure::record(dir, scan.durable_marker, &error)
+            {
+                tracing::error!(%record_error, "cannot record the sync failure on disk");
+            }
+            refuse_after_sync_failure(dir)?;
+            return Err(Error::Io(error));
+        }
+    }
+    Ok(())
 }
 
 /// Refuses a journal carrying a sync-failure record (readable or not: a record cut short by
