@@ -62,6 +62,14 @@ fn a_failed_sync_is_recorded_refuses_reopening_and_is_cleared_back_to_the_durabl
     let recorded = sync_failure::read(dir.path()).unwrap().unwrap().unwrap();
     assert_eq!(recorded.last_durable_seq, 10);
     assert_eq!(recorded.os_error, 5);
+    // No durable marker on disk says more than the last successful sync.
+    let markers: Vec<u64> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|e| e == "seg"))
+        .filter_map(|path| keel_journal::format::read_marker(&std::fs::read(path).unwrap()))
+        .collect();
+    assert!(markers.iter().all(|&m| m <= 10), "markers {markers:?}");
     // The records after 10 are all there (the page cache has them), yet are not trusted.
     assert_eq!(records(dir.path()), (1..=16).collect::<Vec<_>>());
     match Journal::open(dir.path(), config()) {
