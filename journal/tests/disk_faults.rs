@@ -69,7 +69,8 @@ fn a_failed_sync_is_recorded_refuses_reopening_and_is_cleared_back_to_the_durabl
         .filter(|path| path.extension().is_some_and(|e| e == "seg"))
         .filter_map(|path| keel_journal::format::read_marker(&std::fs::read(path).unwrap()))
         .collect();
-    assert!(markers.iter().all(|&m| m <= 10), "markers {markers:?}");
+    // (The round that made 10 durable wrote its marker before the failing round began.)
+    assert_eq!(markers.iter().max(), Some(&10), "markers {markers:?}");
     // The records after 10 are all there (the page cache has them), yet are not trusted.
     assert_eq!(records(dir.path()), (1..=16).collect::<Vec<_>>());
     match Journal::open(dir.path(), config()) {
