@@ -1,6 +1,7 @@
 //! `keel`: the operator's command-line tool. This binary parses arguments, prints and
 //! dispatches; the work is done by `keel-node` (`serve`, `replay`, `cluster`), `keel-client`
-//! (`client`) and `keel-journal` (`journal verify|dump|roots|repair`).
+//! (`client`) and `keel-journal` (`journal verify|dump|roots|repair|sync-failure|
+//! clear-sync-failure`).
 
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};
@@ -102,6 +103,18 @@ enum JournalCommand {
         /// Journal directory.
         dir: PathBuf,
     },
+    /// Show the journal's sync-failure record, if a sync failed (the journal then refuses
+    /// to open until `clear-sync-failure`). Exits non-zero when there is one.
+    SyncFailure {
+        /// Journal directory.
+        dir: PathBuf,
+    },
+    /// After checking the disk: verify the journal, cut it back to the last record known
+    /// durable before the sync failure, and remove the sync-failure record.
+    ClearSyncFailure {
+        /// Journal directory.
+        dir: PathBuf,
+    },
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -133,6 +146,8 @@ fn main() -> ExitCode {
         Commands::Journal(JournalCommand::Dump { dir, from }) => dump(&dir, from),
         Commands::Journal(JournalCommand::Repair { dir }) => repair(&dir),
         Commands::Journal(JournalCommand::Roots { dir }) => roots(&dir),
+        Commands::Journal(JournalCommand::SyncFailure { dir }) => show_sync_failure(&dir),
+        Commands::Journal(JournalCommand::ClearSyncFailure { dir }) => clear_sync_failure(&dir),
         Commands::Cluster(args) => cluster(&args),
     };
     match result {
@@ -353,6 +368,43 @@ fn repair(dir: &Path) -> anyhow::Result<()> {
         Some((segment, offset, reason)) => println!(
             "truncated at segment {segment} offset {offset} ({reason}); everything after it was discarded"
         ),
+    }
+    Ok(())
+}
+
+fn show_sync_failure(dir: &Path) -> anyhow::Result<()> {
+    match inspect::sync_failure(dir)? {
+        None => {
+            println!("no sync failure recorded");
+            Ok(())
+        }
+        Some(Ok(failure)) => bail!(
+            "{failure}; records after {} are not trusted. Check the disk, then run \
+             `keel journal clear-sync-failure {}`",
+            failure.last_durable_seq,
+            dir.display()
+        ),
+        Some(Err(why)) => bail!(
+            "sync-failure record present ({why}); check the disk, then run \
+             `keel journal clear-sync-failure {}`",
+            dir.display()
+        ),
+    }
+}
+
+fn clear_sync_failure(dir: &Path) -> anyhow::Result<()> {
+    match inspect::clear_sync_failure(dir)? {
+        None => println!("no sync failure recorded; nothing changed"),
+        Some(cleared) => {
+            if let Err(why) = cleared.record {
+                println!("the record was unreadable ({why}); used the durable marker");
+            }
+            println!(
+                "journal verified; kept records up to {}, discarded {} after it; \
+                 sync-failure record removed",
+                cleared.last_kept_seq, cleared.discarded
+            );
+        }
     }
     Ok(())
 }

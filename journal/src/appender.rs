@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crossbeam_channel::{Receiver, TryRecvError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
 use keel_engine::Command;
 
 use crate::envelope::Envelope;
@@ -32,7 +32,7 @@ pub struct Appender {
     pub(crate) spare_request_pos: usize,
     pub(crate) spare_requested: bool,
     pub(crate) marks: Arc<Watermarks>,
-    pub(crate) spares: Receiver<std::io::Result<WritableSegment>>,
+    pub(crate) spares: Receiver<WritableSegment>,
     pub(crate) roll_stalls: u64,
 }
 
@@ -146,11 +146,8 @@ impl Appender {
             self.request_spare();
         }
         let next = match self.spares.try_recv() {
-            Ok(prepared) => prepared?,
-            Err(TryRecvError::Empty) => {
-                self.roll_stalls += 1;
-                self.spares.recv().map_err(|_| Error::PreparerGone)??
-            }
+            Ok(prepared) => prepared,
+            Err(TryRecvError::Empty) => self.wait_for_spare()?,
             Err(TryRecvError::Disconnected) => return Err(Error::PreparerGone),
         };
         assert_eq!(
@@ -175,6 +172,28 @@ impl Appender {
         // 64 MiB) takes ~200 ms here, longer than a busy writer needs to fill half of one.
         self.spare_request_pos = SEGMENT_HEADER_BYTES;
         Ok(())
+    }
+
+    /// Waits for the preparer to hand over the next segment, unless it is failing: then
+    /// the append fails (nothing is written; a later append tries the roll again) rather
+    /// than blocking the writer for as long as the disk stays full.
+    #[cold]
+    fn wait_for_spare(&mut self) -> Result<WritableSegment, Error> {
+        self.roll_stalls += 1;
+        loop {
+            if self.marks.preparer_failing() {
+                let error = self.marks.health().preparer_error.unwrap_or_default();
+                return Err(Error::PreparerFailing(error));
+            }
+            match self
+                .spares
+                .recv_timeout(std::time::Duration::from_millis(10))
+            {
+                Ok(prepared) => return Ok(prepared),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return Err(Error::PreparerGone),
+            }
+        }
     }
 
     /// Sequence number the next append will get.

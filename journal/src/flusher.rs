@@ -151,12 +151,11 @@ fn run(dir: &Path, mut syncer: Syncer, marks: &Watermarks, interval_min: Duratio
             last_round_start = Some(Instant::now());
             let active = marks.active_segment();
             let first = targets.keys().next().copied().unwrap_or(active).min(active);
-            if let Err(error) = sync_segments(dir, &mut syncer, &mut targets, first, active) {
+            if let Err(error) = sync(dir, &mut syncer, &mut targets, first, active, marks) {
                 // A failed fsync may have dropped the data it was meant to save; retrying
                 // could report success for lost writes. Stop advancing: nothing more is
                 // acknowledged under the fsync policy, and the node must be restarted.
-                tracing::error!(%error, "journal sync failed; durable watermark frozen");
-                marks.fail();
+                fail(dir, marks, durable, &error);
                 return;
             }
             // Sealed segments below the active one are complete and now durable.
@@ -179,9 +178,8 @@ fn run(dir: &Path, mut syncer: Syncer, marks: &Watermarks, interval_min: Duratio
             // knows exactly how far the journal was durable.
             if marker_unsynced_since.is_some() {
                 let active = marks.active_segment();
-                if let Err(error) = sync_segments(dir, &mut syncer, &mut targets, active, active) {
-                    tracing::error!(%error, "journal marker sync failed");
-                    marks.fail();
+                if let Err(error) = sync(dir, &mut syncer, &mut targets, active, active, marks) {
+                    fail(dir, marks, durable, &error);
                     return;
                 }
             }
@@ -203,6 +201,41 @@ fn run(dir: &Path, mut syncer: Syncer, marks: &Watermarks, interval_min: Duratio
             }
         }
     }
+}
+
+/// Syncs segments `first..=last` (see [`sync_segments`]), unless a failure was injected.
+fn sync(
+    dir: &Path,
+    syncer: &mut Syncer,
+    targets: &mut BTreeMap<u64, Target>,
+    first: u64,
+    last: u64,
+    marks: &Watermarks,
+) -> std::io::Result<()> {
+    if marks.take_injected_sync_failure() {
+        return Err(std::io::Error::from_raw_os_error(libc::EIO));
+    }
+    sync_segments(dir, syncer, targets, first, last)
+}
+
+/// After a failed sync: records the failure durably in the journal directory (so the next
+/// start refuses to trust the page cache) and freezes the durable watermark at `durable`,
+/// the last sequence number whose sync succeeded. If even the record cannot be written, the
+/// health state says so: the node must stop and not be restarted before the disk is checked.
+fn fail(dir: &Path, marks: &Watermarks, durable: u64, error: &std::io::Error) {
+    tracing::error!(%error, durable, "journal sync failed; durable watermark frozen");
+    let recorded = match crate::sync_failure::record(dir, durable, error) {
+        Ok(_) => true,
+        Err(record_error) => {
+            tracing::error!(
+                %record_error,
+                "cannot record the journal sync failure on disk; stop the node and check the \
+                 disk before restarting it"
+            );
+            false
+        }
+    };
+    marks.fail_sync(error.to_string(), recorded);
 }
 
 /// Writes "durable up to `seq`" into the next of the active segment's two marker slots

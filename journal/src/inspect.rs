@@ -1,6 +1,6 @@
 //! Offline inspection of a journal directory no process is writing: what `keel journal
-//! verify`, `dump` and `roots` report (`repair` is [`crate::repair`]). The functions here
-//! compute; printing is the caller's.
+//! verify`, `dump`, `roots`, `sync-failure` and `clear-sync-failure` report (`repair` is
+//! [`crate::repair`]). The functions here compute; printing is the caller's.
 
 use std::path::Path;
 
@@ -9,6 +9,7 @@ use keel_engine::{Command, Engine, EngineConfig};
 use crate::envelope::engine_command;
 use crate::merkle::{Hash, MerkleFrontier};
 use crate::recovery::{self, Scan};
+use crate::sync_failure::{self, SyncFailure};
 use crate::{offline_reader, snapshot, Error, Reader};
 
 /// What [`verify`] found.
@@ -68,6 +69,15 @@ pub fn verify(dir: &Path) -> Result<Verification, Error> {
         .collect();
     if !bad_snapshots.is_empty() {
         damage.push(format!("damaged snapshot(s): {}", bad_snapshots.join("; ")));
+    }
+    // The records verify, but those after the last durable one are not to be trusted.
+    match sync_failure::read(dir)? {
+        None => {}
+        Some(Ok(failure)) => damage.push(format!(
+            "{failure}; `keel journal clear-sync-failure` cuts back to record {}",
+            failure.last_durable_seq
+        )),
+        Some(Err(why)) => damage.push(format!("sync-failure record present: {why}")),
     }
     Ok(Verification {
         scan,
@@ -154,6 +164,64 @@ pub fn roots(dir: &Path) -> Result<Roots, Error> {
         journal_root: frontier.root(),
         state_root: snapshot::state_root(&engine),
     })
+}
+
+/// The sync-failure record of `dir` (`keel journal sync-failure`): `None` without one,
+/// `Some(Err(why))` when one is present but unreadable.
+pub fn sync_failure(dir: &Path) -> Result<Option<Result<SyncFailure, &'static str>>, Error> {
+    if !dir.is_dir() {
+        return Err(Error::NotADirectory {
+            path: dir.display().to_string(),
+        });
+    }
+    Ok(sync_failure::read(dir)?)
+}
+
+/// What [`clear_sync_failure`] did.
+#[derive(Debug)]
+pub struct ClearedSyncFailure {
+    /// The record that was removed (`Err`: it was unreadable; the durable marker was used).
+    pub record: Result<SyncFailure, &'static str>,
+    /// The last record kept: the last one known durable.
+    pub last_kept_seq: u64,
+    /// How many records after it were discarded.
+    pub discarded: u64,
+}
+
+/// `keel journal clear-sync-failure`: after the operator has checked the disk, verifies the
+/// journal (checksums, sequence density, as [`verify`]), cuts it back to the last record
+/// known durable (the record's `last_durable_seq`; the journal's durable marker if the record
+/// is unreadable), since nothing after it is trusted, and only then removes the record.
+/// Returns `None` when there is no record. Corruption, or a journal that ends before its
+/// last durable record, is an error and leaves the record in place.
+pub fn clear_sync_failure(dir: &Path) -> Result<Option<ClearedSyncFailure>, Error> {
+    let Some(record) = sync_failure(dir)? else {
+        return Ok(None);
+    };
+    let scan = verify(dir)?.scan;
+    let last_kept_seq = match &record {
+        Ok(failure) => failure.last_durable_seq,
+        Err(_) => scan.durable_marker,
+    };
+    if scan.last_seq < last_kept_seq {
+        let (segment, offset) = scan.end.map_or((0, 0), |end| (end.segment, end.offset));
+        return Err(Error::Corrupt {
+            segment,
+            offset,
+            reason: format!(
+                "records up to {last_kept_seq} were durable before the sync failure but the \
+                 journal ends at {}; the sync-failure record stays",
+                scan.last_seq
+            ),
+        });
+    }
+    let discarded = crate::truncate_after(dir, last_kept_seq)?;
+    sync_failure::remove(dir)?;
+    Ok(Some(ClearedSyncFailure {
+        record,
+        last_kept_seq,
+        discarded,
+    }))
 }
 
 fn decode(

@@ -49,6 +49,11 @@ pub struct JournalConfig {
     /// hence [`Journal::wait_durable`]) or the journal closes: closing still syncs
     /// everything.
     pub sync_interval_min: Duration,
+    /// Warn (log, and [`crate::JournalHealth::free_space_low_bytes`]) when the journal's file
+    /// system has less free space than this, or than two segments if that is more (default
+    /// 1 GiB). Measured by the preparer thread every few seconds and after each segment it
+    /// prepares; never on the append path.
+    pub free_space_warn_bytes: u64,
 }
 
 impl Default for JournalConfig {
@@ -58,6 +63,7 @@ impl Default for JournalConfig {
             durability: Durability::Fsync,
             sync_method: SyncMethod::Auto,
             sync_interval_min: Duration::ZERO,
+            free_space_warn_bytes: 1 << 30,
         }
     }
 }
@@ -95,6 +101,7 @@ impl Journal {
             ));
         }
         fs::create_dir_all(dir)?;
+        refuse_after_sync_failure(dir)?;
         segment::remove_leftovers(dir)?;
         let scan = recovery::scan(dir, |_| {})?;
         for damaged in &scan.damaged_markers {
@@ -105,7 +112,7 @@ impl Journal {
             );
         }
         if let Some(torn) = scan.torn {
-            truncate(dir, torn.segment, torn.offset)?;
+            crate::truncation::zero_tail(dir, torn.segment, torn.offset)?;
             tracing::warn!(
                 segment = torn.segment,
                 offset = torn.offset,
@@ -117,11 +124,7 @@ impl Journal {
         for &spare in &scan.spare_segments {
             fs::remove_file(segment::segment_path(dir, spare))?;
         }
-        // Recovered records may sit only in the page cache (after a process crash): make
-        // them durable before calling them durable.
-        for &index in &scan.data_segments {
-            File::open(segment::segment_path(dir, index))?.sync_data()?;
-        }
+        sync_recovered(dir, &scan)?;
         let (segment_index, offset) = match scan.end {
             None => (1, SEGMENT_HEADER_BYTES as u64),
             Some(end) if end.sealed => (end.segment + 1, SEGMENT_HEADER_BYTES as u64),
@@ -150,8 +153,13 @@ impl Journal {
             roll_stalls: 0,
         };
         let preparer = crate::preparer::spawn(
-            dir.to_path_buf(),
-            config.segment_size_bytes,
+            crate::preparer::PreparerConfig {
+                dir: dir.to_path_buf(),
+                segment_size_bytes: config.segment_size_bytes,
+                free_space_warn_bytes: config
+                    .free_space_warn_bytes
+                    .max(config.segment_size_bytes.saturating_mul(2)),
+            },
             marks.clone(),
             spare_tx,
         )?;
@@ -235,6 +243,38 @@ impl Drop for Journal {
     }
 }
 
+/// Makes recovered records durable before calling them durable: after a process crash they
+/// may sit only in the page cache. A failed sync is recorded as the flusher records one, so
+/// the journal is not trusted again until an operator has checked.
+fn sync_recovered(dir: &Path, scan: &Scan) -> Result<(), Error> {
+    for &index in &scan.data_segments {
+        let synced = File::open(segment::segment_path(dir, index))?.sync_data();
+        if let Err(error) = synced {
+            if let Err(record_error) = crate::sync_failure::record(dir, scan.durable_marker, &error)
+            {
+                tracing::error!(%record_error, "cannot record the sync failure on disk");
+            }
+            refuse_after_sync_failure(dir)?;
+            return Err(Error::Io(error));
+        }
+    }
+    Ok(())
+}
+
+/// Refuses a journal carrying a sync-failure record (readable or not: a record cut short by
+/// a crash still means a sync failed).
+fn refuse_after_sync_failure(dir: &Path) -> Result<(), Error> {
+    let detail = match crate::sync_failure::read(dir)? {
+        None => return Ok(()),
+        Some(Ok(failure)) => failure.to_string(),
+        Some(Err(why)) => format!("record present but unreadable: {why}"),
+    };
+    Err(Error::SyncFailureRecorded {
+        dir: dir.display().to_string(),
+        detail,
+    })
+}
+
 /// A reader over a journal no process is writing (verification, dump).
 pub fn offline_reader(dir: &Path, from_seq: u64) -> Result<(Reader, Scan), Error> {
     let scan = recovery::scan(dir, |_| {})?;
@@ -242,14 +282,6 @@ pub fn offline_reader(dir: &Path, from_seq: u64) -> Result<(Reader, Scan), Error
     marks.publish_appended(scan.last_seq);
     let reader = Reader::open(dir, marks, from_seq.max(scan.first_seq.unwrap_or(1)))?;
     Ok((reader, scan))
-}
-
-/// Zeroes segment `index` from `offset` to its end and syncs it.
-pub(crate) fn truncate(dir: &Path, index: u64, offset: u64) -> Result<(), Error> {
-    let mut writable = segment::map_writable(dir, index)?;
-    writable.map[offset as usize..].fill(0);
-    writable.map.flush()?;
-    Ok(())
 }
 
 /// Explicit repair: truncates the journal at the first corruption, discarding everything
@@ -276,16 +308,15 @@ pub fn repair(dir: &Path) -> Result<Option<(u64, u64, String)>, Error> {
             reason,
         }) => {
             let offset = offset.max(SEGMENT_HEADER_BYTES as u64);
+            // Markers first (as in `truncate_after`): a crash during the cut then leaves a
+            // journal whose damage is either still there (repair again) or a torn tail.
+            crate::truncation::lower_markers(dir, 0, &mut |_| {})?;
+            crate::truncation::remove_segments_after(dir, segment, &mut |_| {})?;
             let path = segment::segment_path(dir, segment);
             if path.exists() && recovery_header_ok(dir, segment) {
-                truncate(dir, segment, offset)?;
+                crate::truncation::zero_tail(dir, segment, offset)?;
             } else if path.exists() {
                 fs::remove_file(&path)?;
-            }
-            for index in segment::list(dir)? {
-                if index > segment {
-                    fs::remove_file(segment::segment_path(dir, index))?;
-                }
             }
             segment::sync_dir(dir)?;
             // The durable markers may point past the cut: lower them to the new end.
@@ -305,53 +336,20 @@ pub fn repair(dir: &Path) -> Result<Option<(u64, u64, String)>, Error> {
     }
 }
 
-/// Discards every record after `last_kept_seq` from a journal no process has open (a
-/// replica whose log diverged from its leader's): zeroes the rest of the segment holding
-/// record `last_kept_seq + 1`, removes later segments and the snapshots past the cut, and
-/// lowers the durable markers. Returns how many records were discarded.
-pub fn truncate_after(dir: &Path, last_kept_seq: u64) -> Result<u64, Error> {
-    let scan = recovery::scan(dir, |_| {})?;
-    if scan.first_seq.is_none() || last_kept_seq >= scan.last_seq {
-        return Ok(0);
-    }
-    let first = scan.first_seq.unwrap_or(1);
-    if last_kept_seq + 1 < first {
-        return Err(Error::NoSuchRecord {
-            seq: last_kept_seq + 1,
-        });
-    }
-    let marks = Arc::new(Watermarks::default());
-    marks.publish_appended(scan.last_seq);
-    let reader = Reader::open(dir, marks, last_kept_seq + 1)?;
-    let (cut_segment, cut_offset) = reader.position();
-    drop(reader);
-    truncate(dir, cut_segment, cut_offset)?;
-    for index in segment::list(dir)? {
-        if index > cut_segment {
-            fs::remove_file(segment::segment_path(dir, index))?;
-        }
-    }
-    segment::sync_dir(dir)?;
-    reset_markers(dir, last_kept_seq)?;
-    for seq in crate::snapshot::list_snapshots(dir)? {
-        if seq > last_kept_seq {
-            fs::remove_file(dir.join(crate::snapshot::snapshot_file_name(seq)))?;
-        }
-    }
-    segment::sync_dir(dir)?;
-    Ok(scan.last_seq - last_kept_seq)
-}
-
 /// Rewrites every segment's marker slots to say "durable up to `seq`".
 fn reset_markers(dir: &Path, seq: u64) -> Result<(), Error> {
     use crate::format::{marker_slot, MARKER_SLOT_BYTES, MARKER_SLOT_OFFSET};
+    use std::os::unix::fs::FileExt;
     for index in segment::list(dir)? {
-        let mut writable = segment::map_writable(dir, index)?;
-        let slots =
-            &mut writable.map[MARKER_SLOT_OFFSET..MARKER_SLOT_OFFSET + 2 * MARKER_SLOT_BYTES];
-        slots.fill(0);
+        let file = fs::OpenOptions::new()
+            .write(true)
+            .open(segment::segment_path(dir, index))?;
+        // The records first: a marker must never claim what only the page cache holds.
+        file.sync_data()?;
+        let mut slots = [0u8; 2 * MARKER_SLOT_BYTES];
         slots[..MARKER_SLOT_BYTES].copy_from_slice(&marker_slot(seq));
-        writable.map.flush()?;
+        file.write_all_at(&slots, MARKER_SLOT_OFFSET as u64)?;
+        file.sync_data()?;
     }
     Ok(())
 }

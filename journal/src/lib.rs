@@ -15,6 +15,12 @@
 //! verified, a torn tail is truncated, and corruption refuses to start; [`repair`] cuts a
 //! damaged journal on request and [`truncate_after`] drops a replica's diverged suffix. The
 //! byte format is specified in `journal/FORMAT.md`.
+//!
+//! Disk faults: a failed sync freezes the durable watermark and leaves a durable
+//! [`sync_failure`] record that makes [`Journal::open`] refuse the journal until
+//! [`inspect::clear_sync_failure`]; segment preparation retries with backoff; both, and low
+//! free space, show in [`Watermarks::health`] ([`JournalHealth`]), which the node polls to
+//! stop taking orders it could not acknowledge.
 #![deny(missing_docs)]
 
 mod appender;
@@ -30,16 +36,19 @@ mod reader;
 pub mod recovery;
 mod segment;
 pub mod snapshot;
+pub mod sync_failure;
 pub mod threads;
+mod truncation;
 mod watermarks;
 
 pub use appender::Appender;
 pub use flusher::SyncMethod;
-pub use journal::{
-    offline_reader, repair, truncate_after, Durability, Journal, JournalConfig, Recovery,
-};
+pub use journal::{offline_reader, repair, Durability, Journal, JournalConfig, Recovery};
 pub use reader::{Reader, Record};
-pub use watermarks::Watermarks;
+pub use truncation::truncate_after;
+#[doc(hidden)]
+pub use truncation::{truncate_after_with_steps, TruncationStep};
+pub use watermarks::{JournalHealth, Watermarks};
 
 /// Errors at the journal's boundary.
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +75,25 @@ pub enum Error {
     /// A sync failed earlier; nothing further can be made durable.
     #[error("journal sync failed; the node must restart")]
     SyncFailed,
+    /// The journal carries a sync-failure record (`journal/FORMAT.md`): a sync failed, so
+    /// pages the page cache still shows may never have reached the disk. It does not open
+    /// until an operator has checked the disk and run `keel journal clear-sync-failure`.
+    #[error(
+        "journal {dir}: a sync failed earlier ({detail}); records past the last durable one \
+         may never have reached the disk. Check the disk, then run \
+         `keel journal clear-sync-failure {dir}` (it verifies the journal and cuts it back to \
+         the last durable record)"
+    )]
+    SyncFailureRecorded {
+        /// The journal directory.
+        dir: String,
+        /// What the record says (or why it cannot be read).
+        detail: String,
+    },
+    /// Segment preparation is failing (a full disk, an I/O error) and the current segment
+    /// is full: nothing can be appended until a preparation succeeds (it is retried).
+    #[error("journal segment preparation failing: {0}")]
+    PreparerFailing(String),
     /// No record with this sequence number is in the journal.
     #[error("no record with sequence number {seq} in the journal")]
     NoSuchRecord {

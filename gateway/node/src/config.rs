@@ -102,6 +102,10 @@ pub struct ServerConfig {
     /// Journal segment size in bytes.
     #[serde(default = "default_segment_size")]
     pub segment_size_bytes: u64,
+    /// Warn (log, and the journal's health state) when the data directory's file system has
+    /// less free space than this, or than two segments if that is more.
+    #[serde(default = "default_free_space_warn")]
+    pub free_space_warn_bytes: u64,
     /// Client packets a session may send per second, sustained; beyond it the gateway stops
     /// reading that session's socket until it is back under the rate (nothing is dropped).
     /// A user's own `messages_per_second_max` overrides it.
@@ -204,6 +208,9 @@ fn default_outbound_limit() -> usize {
 }
 fn default_segment_size() -> u64 {
     64 << 20
+}
+fn default_free_space_warn() -> u64 {
+    keel_journal::JournalConfig::default().free_space_warn_bytes
 }
 fn default_messages_per_second_max() -> u64 {
     20_000

@@ -65,6 +65,7 @@ pub fn journal_config(config: &Config) -> JournalConfig {
         durability,
         sync_method: SyncMethod::Auto,
         sync_interval_min,
+        free_space_warn_bytes: config.server.free_space_warn_bytes,
     }
 }
 
