@@ -166,11 +166,13 @@ impl<B: Backend> Replica<B> {
         let store = self.node.mut_store();
         store.set_own_term(own_term);
         store.append(ready.entries())?;
-        if let Some(hard_state) = ready.hs() {
-            store.set_hard_state(hard_state)?;
-        }
         if must_sync {
             store.backend_mut().sync()?;
+        }
+        // The hard state goes after the entries are synced, so the commit index it carries
+        // never points past the durable log (a restart refuses a log shorter than it).
+        if let Some(hard_state) = ready.hs() {
+            store.set_hard_state(hard_state)?;
         }
         self.report(committed, out)?;
         out.messages.extend(ready.take_persisted_messages());
