@@ -55,6 +55,8 @@ pub struct Replica<B: Backend> {
     node: RawNode<Store<B>>,
     /// Sequence number of the last committed record.
     committed_seq: u64,
+    /// Number of voters, this node included (membership is fixed).
+    voters: usize,
 }
 
 impl<B: Backend> Replica<B> {
@@ -94,6 +96,7 @@ impl<B: Backend> Replica<B> {
         Ok(Replica {
             node,
             committed_seq,
+            voters: config.voters.len(),
         })
     }
 
@@ -203,6 +206,19 @@ impl<B: Backend> Replica<B> {
             });
         }
         Ok(())
+    }
+
+    /// Sends a heartbeat to every peer now (leaders only; otherwise nothing), rather than
+    /// at the next heartbeat tick. The messages leave with the next Ready.
+    pub fn broadcast_heartbeat(&mut self) {
+        if self.role() == StateRole::Leader {
+            self.node.raft.bcast_heartbeat();
+        }
+    }
+
+    /// Number of voters, this node included.
+    pub fn voters(&self) -> usize {
+        self.voters
     }
 
     /// This node's role.
