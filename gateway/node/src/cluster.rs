@@ -51,6 +51,9 @@ const PEER_MESSAGES_QUEUED_MAX: usize = 16 * 1024;
 const PEER_MESSAGES_PER_TURN_MAX: usize = 1024;
 /// Ready rounds per loop turn (a close, its rebuild and a re-opening fit in a few).
 const CARRY_OUT_ROUNDS_MAX: usize = 4;
+/// How much earlier than the followers' promise a leader's lease ends: the loop notices
+/// the end within a tick when idle, and stopping the gateway takes a little longer.
+const LEASE_MARGIN_MS: u64 = 2 * TICK_MS;
 
 /// The engine and sessions rebuilt from this node's journal.
 struct Applied {
@@ -170,7 +173,7 @@ pub fn run(
         &keel_replication::raft_logger(cluster.node_id),
     )
     .map_err(replication)?;
-    let mut role = RoleMachine::new(replica, role_config());
+    let mut role = RoleMachine::new(replica, role_config(&cluster)?);
     let (kick, kick_rx) = crossbeam_channel::bounded::<()>(1);
     let mut host = Host {
         config,
@@ -271,10 +274,16 @@ impl Host<'_> {
             }
             Action::OpenOrderEntry { term, last_seq } => self.open(role, term, last_seq)?,
             Action::CloseOrderEntry => {
+                let reason = if role.replica().role() == raft::StateRole::Leader {
+                    "no majority answered a heartbeat within the lease"
+                } else {
+                    "lost leadership"
+                };
                 tracing::warn!(
                     term = role.replica().term(),
                     leader = role.replica().leader_id(),
-                    "lost leadership; stepping down"
+                    reason,
+                    "stepping down"
                 );
                 if let Some(old) = self.stint.take() {
                     end_stint(old)?;
@@ -378,11 +387,26 @@ fn start_transport(
     .map_err(|e| Error::Node(format!("cluster transport: {e}")))
 }
 
-fn role_config() -> RoleConfig {
-    RoleConfig {
-        tick_ms: TICK_MS,
-        ..RoleConfig::default()
+/// The lease assumes every node uses this node's election timeout (they share the
+/// `[cluster]` section), and must outlast a heartbeat round with room to spare.
+fn role_config(cluster: &ClusterConfig) -> Result<RoleConfig, Error> {
+    let election_ticks = replica_config(cluster).election_ticks as u64;
+    let lease_ms = RoleConfig::lease_ms_for(election_ticks, TICK_MS, LEASE_MARGIN_MS);
+    if lease_ms < 2 * cluster.heartbeat_ms {
+        return Err(Error::Config(format!(
+            "cluster.election_timeout_ms = {} leaves a leader lease of {lease_ms} ms (the \
+             timeout less {} ms), under two heartbeats ({} ms): raise it to at least {} ms",
+            cluster.election_timeout_ms,
+            2 * TICK_MS + LEASE_MARGIN_MS,
+            2 * cluster.heartbeat_ms,
+            (2 * cluster.heartbeat_ms + 2 * TICK_MS + LEASE_MARGIN_MS).next_multiple_of(TICK_MS)
+        )));
     }
+    Ok(RoleConfig {
+        tick_ms: TICK_MS,
+        lease_ms,
+        ..RoleConfig::default()
+    })
 }
 
 fn replica_config(cluster: &ClusterConfig) -> ReplicaConfig {
