@@ -130,6 +130,9 @@ pub enum PlantedBug {
     /// Count a lease as three times as long as the followers' promise: a deposed leader
     /// keeps serving while another is elected.
     LeaseTooLong,
+    /// Ignore the lease and serve for as long as raft-rs says leader (what the machine did
+    /// before it kept a lease: only `check_quorum` ends a cut-off leader's stint).
+    IgnoreLease,
 }
 
 /// Where the node stands.
@@ -449,7 +452,8 @@ impl<B: Backend> RoleMachine<B> {
     }
 
     fn has_lease(&self) -> bool {
-        self.now_ms.is_some_and(|now| now < self.lease_until_ms())
+        self.planted_bug == Some(PlantedBug::IgnoreLease)
+            || self.now_ms.is_some_and(|now| now < self.lease_until_ms())
     }
 
     /// Whether a vote request may reach raft-rs: not before the first `lease_ms` since the

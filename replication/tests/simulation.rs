@@ -153,6 +153,26 @@ fn the_checks_catch_a_lease_longer_than_the_followers_promise() {
     );
 }
 
+/// Without a lease (serving until raft-rs's `check_quorum` steps the leader down, as the
+/// machine did before), a cut-off leader still takes commands after another was elected.
+#[test]
+fn the_checks_catch_a_leader_that_relies_on_check_quorum_alone() {
+    let caught = (0..300u64).find_map(|seed| {
+        run_seed(SimConfig {
+            seed,
+            bug: Some(Bug::IgnoreLease),
+        })
+        .err()
+        .map(|error| (seed, error))
+    });
+    let (seed, error) = caught.expect("300 seeds without a lease went unnoticed");
+    println!("leader without a lease caught at seed {seed}: {error}");
+    assert!(
+        error.contains("took a command as leader"),
+        "caught, but not by the stale-leader check: {error}"
+    );
+}
+
 /// Sums over seeds, for the report line.
 #[derive(Debug, Default)]
 struct Totals {

@@ -40,6 +40,9 @@ pub enum Bug {
     /// Planted in the production role machine: a leader counts its lease three times as
     /// long as its followers' promise not to elect another.
     LeaseTooLong,
+    /// Planted in the production role machine: no lease at all, a leader serves until
+    /// raft-rs's `check_quorum` steps it down.
+    IgnoreLease,
 }
 
 /// What to run.
@@ -211,6 +214,7 @@ impl Cluster {
         let planted = match config.bug {
             Some(Bug::ServeBeforeTermCommit) => Some(PlantedBug::ServeBeforeTermCommit),
             Some(Bug::LeaseTooLong) => Some(PlantedBug::LeaseTooLong),
+            Some(Bug::IgnoreLease) => Some(PlantedBug::IgnoreLease),
             Some(Bug::AckOnAppend) | None => None,
         };
         for (replica_config, engine_config, timing) in drawn {
@@ -369,7 +373,7 @@ impl Cluster {
                 let term = live.open_term()?;
                 let until = live.role.lease_until_ms();
                 let clock = self.now + node.clock_offset;
-                (clock < until).then_some((node.id, term, until - node.clock_offset))
+                (clock < until).then(|| (node.id, term, until - node.clock_offset))
             })
             .collect();
         if holders.len() > 1 {
