@@ -588,3 +588,56 @@ fn turn_away(mut stream: TcpStream, peer: SocketAddr) {
         tracing::info!(%peer, "login refused: this node is a follower");
     }
 }
+
+#[cfg(test)]
+// Tests: a failed check panics, with its location.
+#[allow(clippy::panic)]
+mod tests {
+    use super::*;
+
+    fn cluster(election_timeout_ms: u64, heartbeat_ms: u64) -> ClusterConfig {
+        let peers = (1..=3)
+            .map(|id| {
+                (
+                    id.to_string(),
+                    SocketAddr::from(([127, 0, 0, 1], 9100 + id)),
+                )
+            })
+            .collect();
+        ClusterConfig {
+            node_id: 1,
+            peers,
+            secret: "test-cluster-secret-0123".into(),
+            election_timeout_ms,
+            heartbeat_ms,
+        }
+    }
+
+    #[test]
+    fn the_lease_is_the_election_timeout_less_four_ticks() {
+        let defaults = cluster(
+            ClusterConfig::DEFAULT_ELECTION_TIMEOUT_MS,
+            ClusterConfig::DEFAULT_HEARTBEAT_MS,
+        );
+        assert_eq!(role_config(&defaults).map(|c| c.lease_ms).ok(), Some(110));
+        assert_eq!(
+            role_config(&cluster(200, 40)).map(|c| c.lease_ms).ok(),
+            Some(160)
+        );
+    }
+
+    #[test]
+    fn a_lease_under_two_heartbeats_is_refused_with_the_timeout_that_would_do() {
+        let Err(error) = role_config(&cluster(90, 30)) else {
+            panic!("a 50 ms lease with 30 ms heartbeats was accepted");
+        };
+        assert!(error.to_string().contains("at least 100 ms"), "{error}");
+        // The suggested timeout is enough, even where heartbeats are not a tick multiple.
+        assert!(role_config(&cluster(100, 30)).is_ok());
+        let Err(error) = role_config(&cluster(105, 33)) else {
+            panic!("a 60 ms lease with 33 ms heartbeats was accepted");
+        };
+        assert!(error.to_string().contains("at least 110 ms"), "{error}");
+        assert!(role_config(&cluster(110, 33)).is_ok());
+    }
+}
