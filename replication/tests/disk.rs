@@ -220,6 +220,34 @@ fn committed_entries_whose_records_are_gone_refuse_to_start() {
     }
 }
 
+/// A journal that ends early (as after a lost, never-synced tail) costs the index entries
+/// whose records it lost only above the commit index; at or below it, the node refuses.
+#[test]
+fn index_entries_past_a_short_journal_are_cut_only_above_the_commit_index() {
+    let dir = tempfile::tempdir().unwrap();
+    replica_with_four_entries(dir.path(), 3);
+    // The journal keeps records 1..=7: entry 4 (records 6..=9) loses its records.
+    keel_journal::truncate_after(dir.path(), 7).unwrap();
+    {
+        let (backend, loaded) = DiskBackend::open(dir.path(), config()).unwrap();
+        assert_eq!(loaded.metas, METAS[..3].to_vec());
+        assert_eq!(backend.last_seq(), 5);
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    replica_with_four_entries(dir.path(), 4);
+    keel_journal::truncate_after(dir.path(), 7).unwrap();
+    assert_eq!(
+        refused(dir.path()),
+        (
+            4,
+            IndexDamage::RecordsMissing {
+                journal_last_seq: 7
+            }
+        )
+    );
+}
+
 #[test]
 fn a_conflict_cuts_index_entries_for_good() {
     let dir = tempfile::tempdir().unwrap();
