@@ -17,7 +17,7 @@ use raft::prelude::HardState;
 
 use crate::batch::{self, SeqRange};
 use crate::store::{Backend, Loaded, Meta};
-use crate::Error;
+use crate::{Error, IndexDamage};
 
 /// Name of the index file in the journal directory.
 pub const INDEX_FILE: &str = "raft-index";
@@ -119,11 +119,41 @@ impl DiskBackend {
     /// not cover (journaled by a leader that never proposed them, or whose index entry was
     /// lost in a crash) are discarded first: they were never acknowledged, and a follower's
     /// journal must end where its Raft log ends.
+    ///
+    /// A torn index tail (damage after which nothing valid follows: the last writes before
+    /// a crash) is cut, and so are entries whose records the journal lost, but only above
+    /// the commit index. Damage in the middle, or a cut that would reach the commit index,
+    /// is [`Error::IndexDamaged`]: the node must not start and forget entries it
+    /// acknowledged (`replication/README.md`, "A damaged Raft index").
     pub fn open(dir: &Path, config: JournalConfig) -> Result<(DiskBackend, Loaded), Error> {
         fs::create_dir_all(dir)?;
-        let (index, mut metas) = open_index(dir)?;
-        let metas_on_disk = metas.len() as u64;
+        let (index, scan) = open_index(dir)?;
         let hard_state = load_state(dir)?;
+        let path = dir.join(INDEX_FILE);
+        let refuse = |entry: u64, problem: IndexDamage| Error::IndexDamaged {
+            path: path.clone(),
+            entry,
+            offset: INDEX_ENTRY_BYTES * entry,
+            commit: hard_state.commit,
+            problem,
+        };
+        let mut metas = scan.metas;
+        let valid = metas.len() as u64;
+        if let Some(valid_after) = scan.valid_after_damage {
+            return Err(refuse(valid + 1, IndexDamage::Middle { valid_after }));
+        }
+        if valid < hard_state.commit {
+            return Err(refuse(valid + 1, IndexDamage::BelowCommit));
+        }
+        if scan.torn {
+            tracing::warn!(
+                file = %path.display(),
+                entry = valid + 1,
+                offset = INDEX_ENTRY_BYTES * (valid + 1),
+                commit = hard_state.commit,
+                "cutting a torn raft index tail (above the commit index)"
+            );
+        }
         // Opening recovers the journal (a torn tail is cut) and publishes its last record.
         let (journal, _) = Journal::open(dir, config)?;
         let journal_last = journal.watermarks().appended();
@@ -131,6 +161,14 @@ impl DiskBackend {
             .iter()
             .take_while(|m| m.range.last_seq() <= journal_last)
             .count();
+        if (keep as u64) < hard_state.commit {
+            return Err(refuse(
+                keep as u64 + 1,
+                IndexDamage::RecordsMissing {
+                    journal_last_seq: journal_last,
+                },
+            ));
+        }
         metas.truncate(keep);
         let log_last = metas.last().map_or(0, |m| m.range.last_seq());
         let mut backend = DiskBackend {
@@ -146,9 +184,9 @@ impl DiskBackend {
         };
         backend.index_capacity =
             (backend.index.metadata()?.len() / INDEX_ENTRY_BYTES).saturating_sub(1);
-        // Zero everything after the valid prefix: a crash can leave whole entries of a
-        // batch behind a torn one, and they must not reappear once the gap is rewritten.
-        backend.index_entries = backend.index_capacity.max(metas_on_disk);
+        // Zero everything after the valid prefix (a torn tail, entries whose records are
+        // gone), so nothing of it can reappear once those slots are written again.
+        backend.index_entries = backend.index_capacity.max(valid);
         backend.cut_index(keep as u64)?;
         if backend.last_seq() > log_last {
             tracing::warn!(
@@ -452,10 +490,23 @@ fn decode_meta(bytes: &[u8]) -> Option<Meta> {
     })
 }
 
-/// Opens (creating) the index and reads its entries. A torn or damaged tail entry (a write
-/// cut short by a crash before its sync) ends the index there; the entries before it were
-/// synced before any peer was told about them.
-fn open_index(dir: &Path) -> Result<(File, Vec<Meta>), Error> {
+/// What the index file holds: its valid prefix, and what follows it.
+struct IndexScan {
+    /// Entries 1.. up to the first slot that is not a valid entry.
+    metas: Vec<Meta>,
+    /// A slot after the valid prefix holds something other than zeros, and no valid entry
+    /// follows: a torn tail.
+    torn: bool,
+    /// The first valid entry after a bad or zeroed slot: damage in the middle.
+    valid_after_damage: Option<u64>,
+}
+
+/// Opens (creating) the index and reads it. Slots after the last entry are zeros (the
+/// file grows zero-filled, and cut entries are zeroed and synced at once), so a valid
+/// prefix followed by zeros is a clean end; anything else after the prefix is damage,
+/// classified for [`DiskBackend::open`]: a torn tail if no valid entry follows it,
+/// damage in the middle if one does.
+fn open_index(dir: &Path) -> Result<(File, IndexScan), Error> {
     let path = dir.join(INDEX_FILE);
     let mut file = OpenOptions::new()
         .read(true)
@@ -472,7 +523,12 @@ fn open_index(dir: &Path) -> Result<(File, Vec<Meta>), Error> {
         file.write_all_at(&header, 0)?;
         file.sync_all()?;
         File::open(dir)?.sync_all()?;
-        return Ok((file, Vec::new()));
+        let scan = IndexScan {
+            metas: Vec::new(),
+            torn: false,
+            valid_after_damage: None,
+        };
+        return Ok((file, scan));
     }
     if bytes[0..8] != INDEX_MAGIC {
         return Err(Error::Storage(format!(
@@ -480,14 +536,38 @@ fn open_index(dir: &Path) -> Result<(File, Vec<Meta>), Error> {
             path.display()
         )));
     }
+    Ok((file, scan_index(&bytes[INDEX_ENTRY_BYTES as usize..])))
+}
+
+/// Classifies the index's slots (the bytes after its header).
+fn scan_index(slots: &[u8]) -> IndexScan {
+    let mut chunks = slots.chunks(INDEX_ENTRY_BYTES as usize);
     let mut metas = Vec::new();
-    for chunk in bytes[INDEX_ENTRY_BYTES as usize..].chunks(INDEX_ENTRY_BYTES as usize) {
+    let mut torn = false;
+    for chunk in chunks.by_ref() {
         match decode_meta(chunk) {
             Some(meta) => metas.push(meta),
-            None => break,
+            None => {
+                // A short last slot (a file size a crash tore) counts as non-zero.
+                torn = chunk.len() != INDEX_ENTRY_BYTES as usize || chunk.iter().any(|&b| b != 0);
+                break;
+            }
         }
     }
-    Ok((file, metas))
+    let mut valid_after_damage = None;
+    for (i, chunk) in chunks.enumerate() {
+        if decode_meta(chunk).is_some() {
+            // Entry numbers: the valid prefix, the bad slot, then `i` more before this one.
+            valid_after_damage = Some(metas.len() as u64 + 2 + i as u64);
+            break;
+        }
+        torn |= chunk.iter().any(|&b| b != 0);
+    }
+    IndexScan {
+        metas,
+        torn,
+        valid_after_damage,
+    }
 }
 
 fn load_state(dir: &Path) -> Result<HardState, Error> {
@@ -517,4 +597,83 @@ fn load_state(dir: &Path) -> Result<HardState, Error> {
         commit: word(24),
         ..HardState::default()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn slot(term: u64, first_seq: u64, count: u32) -> Vec<u8> {
+        encode_meta(&Meta {
+            term,
+            range: SeqRange { first_seq, count },
+        })
+        .to_vec()
+    }
+
+    /// Four entries and `zero_slots` zero-filled slots (the preallocated rest of the file).
+    fn index(zero_slots: usize) -> Vec<u8> {
+        let mut bytes = [slot(1, 1, 2), slot(1, 3, 2), slot(2, 5, 1), slot(2, 6, 3)].concat();
+        bytes.resize(bytes.len() + zero_slots * INDEX_ENTRY_BYTES as usize, 0);
+        bytes
+    }
+
+    fn damage(bytes: &mut [u8], offset: usize) {
+        bytes[offset] ^= 0x5a;
+    }
+
+    #[test]
+    fn a_clean_end_is_neither_torn_nor_damaged() {
+        let scan = scan_index(&index(8));
+        assert_eq!(scan.metas.len(), 4);
+        assert!(!scan.torn);
+        assert_eq!(scan.valid_after_damage, None);
+    }
+
+    #[test]
+    fn damage_with_nothing_valid_after_it_is_a_torn_tail() {
+        // The last entry, at each of its bytes: torn wherever the write stopped.
+        for offset in 96..128 {
+            let mut bytes = index(8);
+            damage(&mut bytes, offset);
+            let scan = scan_index(&bytes);
+            assert_eq!(scan.metas.len(), 3, "offset {offset}");
+            assert!(scan.torn);
+            assert_eq!(scan.valid_after_damage, None);
+        }
+        // The last two entries, and garbage in the zero-filled slots after them.
+        let mut bytes = index(8);
+        damage(&mut bytes, 70);
+        damage(&mut bytes, 100);
+        damage(&mut bytes, 200);
+        let scan = scan_index(&bytes);
+        assert_eq!((scan.metas.len(), scan.torn), (2, true));
+        assert_eq!(scan.valid_after_damage, None);
+        // A file cut inside the last entry.
+        let scan = scan_index(&index(0)[..110]);
+        assert_eq!((scan.metas.len(), scan.torn), (3, true));
+    }
+
+    #[test]
+    fn a_bad_or_zeroed_entry_before_a_valid_one_is_damage_in_the_middle() {
+        for offset in [0, 31, 32, 45, 64, 95] {
+            let mut bytes = index(8);
+            damage(&mut bytes, offset);
+            let scan = scan_index(&bytes);
+            let bad = offset as u64 / INDEX_ENTRY_BYTES + 1;
+            assert_eq!(scan.metas.len() as u64, bad - 1, "offset {offset}");
+            assert_eq!(scan.valid_after_damage, Some(bad + 1), "offset {offset}");
+        }
+        // A zeroed entry is no better than a damaged one when a valid one follows.
+        let mut bytes = index(8);
+        bytes[32..64].fill(0);
+        let scan = scan_index(&bytes);
+        assert_eq!((scan.metas.len(), scan.valid_after_damage), (1, Some(3)));
+        // Nor is a valid entry after a run of zeros: entries are written contiguously.
+        let mut bytes = index(8);
+        let far = slot(2, 9, 1);
+        bytes[192..224].copy_from_slice(&far);
+        let scan = scan_index(&bytes);
+        assert_eq!((scan.metas.len(), scan.valid_after_damage), (4, Some(7)));
+    }
 }

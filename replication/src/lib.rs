@@ -53,6 +53,49 @@ pub enum Error {
     /// A file beside the journal failed.
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
+    /// The Raft index is damaged where cutting it could drop entries this node
+    /// acknowledged or knows committed: the node refuses to start rather than forget them.
+    #[error(
+        "{}: raft index entry {entry} (byte offset {offset}): {problem}; the commit index is \
+         {commit}. Refusing to start, since cutting the index here could drop acknowledged \
+         entries. Recover this replica from its peers: stop it, move its data directory aside \
+         and start it with an empty one while the other nodes run; it catches up from the \
+         leader's log (replication/README.md, \"A damaged Raft index\")",
+        path.display()
+    )]
+    IndexDamaged {
+        /// The index file.
+        path: std::path::PathBuf,
+        /// The first entry (1-based Raft index) that cannot be kept.
+        entry: u64,
+        /// Its byte offset in the file.
+        offset: u64,
+        /// The commit index in the hard state.
+        commit: u64,
+        /// What is wrong there.
+        problem: IndexDamage,
+    },
+}
+
+/// Why a damaged Raft index cannot simply be cut back (see [`Error::IndexDamaged`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum IndexDamage {
+    /// The entry is damaged but a later one is valid: damage in the middle of the file, not
+    /// a torn tail (a crash only ever tears the last, unsynced writes).
+    #[error("damaged, but entry {valid_after} after it is valid (damage in the middle)")]
+    Middle {
+        /// The first valid entry after the damage.
+        valid_after: u64,
+    },
+    /// The index ends (torn, damaged or zeroed) at or below the commit index.
+    #[error("missing or damaged at or below the commit index")]
+    BelowCommit,
+    /// The entry is committed but the journal ends before its records.
+    #[error("committed, but the journal ends at record {journal_last_seq}, before its records")]
+    RecordsMissing {
+        /// The journal's last record.
+        journal_last_seq: u64,
+    },
 }
 
 /// A logger for raft-rs that forwards warnings and errors to `tracing` (raft-rs logs with

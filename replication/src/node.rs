@@ -21,8 +21,27 @@
 //! - **Apply** (followers) exactly the committed records, in order, once each.
 //! - **Release**: while serving, responses up to the committed sequence number may leave;
 //!   never while closing, since a record at that position may become another leader's.
+//! - **Lease**: serve only while a majority (this node included) answered, within the
+//!   last [`RoleConfig::lease_ms`], a heartbeat this node sent, and open only with such a
+//!   lease. raft-rs's `check_quorum` alone would leave a deposed leader serving for up to
+//!   two election timeouts, while the others may elect a new one after one.
+//!
+//! Why the lease holds. Every outgoing heartbeat is stamped (in its context, which the
+//! follower echoes) with the term and the time it left, on this node's clock. A follower
+//! that answers it reset its election timer when the heartbeat arrived, after it left; with
+//! `check_quorum` raft-rs ignores (pre-)vote requests while it heard from its leader within
+//! its election timeout, which its tick schedule makes at least `election_ticks - 2` ticks
+//! (its first tick after the heartbeat may come at once, a late tick reschedules from
+//! when it ran). Any majority that elects another leader shares a voter with the majority
+//! that answered, so nobody else can be elected until `stamp + (election_ticks - 2) ×
+//! tick`, measured on either clock (durations, so clock offsets do not matter; only rates
+//! would). The lease ends `margin` before that, with the shortest election timeout of any
+//! voter ([`RoleConfig::lease_ms_for`]). The leader itself votes for nobody while it leads
+//! and closes order entry before raft-rs lets it vote after stepping down. A voter that
+//! restarts forgets whom it heard from, so it grants no vote for `lease_ms` after it
+//! starts ([`RoleMachine::step`]).
 
-use raft::prelude::Message;
+use raft::prelude::{Message, MessageType};
 use raft::StateRole;
 
 use crate::replica::{Committed, Output, Replica};
@@ -40,6 +59,21 @@ pub struct RoleConfig {
     pub proposal_bytes_max: usize,
     /// Proposals per [`RoleMachine::propose_journaled`] call (the rest wait for the next).
     pub proposals_per_call_max: u32,
+    /// How long a peer's answer to a heartbeat keeps this node's lease, counted from when
+    /// the heartbeat left; also how long a (re)started node grants no vote. Derive it with
+    /// [`RoleConfig::lease_ms_for`] from the shortest election timeout of any voter.
+    pub lease_ms: u64,
+}
+
+impl RoleConfig {
+    /// The lease for a cluster whose voters' shortest election timeout is
+    /// `election_ticks_min` ticks of `tick_ms`: what raft-rs makes a voter wait after
+    /// hearing from its leader (`election_ticks_min - 2` ticks, see the module docs) minus
+    /// `margin_ms`, which covers the time this node takes to notice its lease ended and
+    /// close order entry, and clock rate differences. 0 if nothing is left.
+    pub fn lease_ms_for(election_ticks_min: u64, tick_ms: u64, margin_ms: u64) -> u64 {
+        (election_ticks_min.saturating_sub(2) * tick_ms).saturating_sub(margin_ms)
+    }
 }
 
 impl Default for RoleConfig {
@@ -49,6 +83,8 @@ impl Default for RoleConfig {
             proposal_records_max: 4096,
             proposal_bytes_max: 1 << 20,
             proposals_per_call_max: 64,
+            // raft-rs's default election timeout (10 ticks), two ticks of margin.
+            lease_ms: RoleConfig::lease_ms_for(10, 10, 20),
         }
     }
 }
@@ -91,6 +127,12 @@ pub enum PlantedBug {
     /// Serve as soon as this node is leader with what it knows committed applied, without
     /// waiting for an entry of its own term to commit.
     ServeBeforeTermCommit,
+    /// Count a lease as three times as long as the followers' promise: a deposed leader
+    /// keeps serving while another is elected.
+    LeaseTooLong,
+    /// Ignore the lease and serve for as long as raft-rs says leader (what the machine did
+    /// before it kept a lease: only `check_quorum` ends a cut-off leader's stint).
+    IgnoreLease,
 }
 
 /// Where the node stands.
@@ -120,6 +162,10 @@ pub struct RoleStats {
     pub openings: u64,
     /// Times order entry closed.
     pub step_downs: u64,
+    /// Closings because the lease ran out while raft-rs still said leader.
+    pub lease_losses: u64,
+    /// Vote requests left unanswered in the first `lease_ms` after the start.
+    pub votes_deferred: u64,
 }
 
 /// Most actions one call can queue: a Ready's committed entries are bounded by raft-rs's
@@ -139,6 +185,14 @@ pub struct RoleMachine<B: Backend> {
     released_seq: u64,
     /// When raft-rs ticks next; `None` until the first time input.
     next_tick_ms: Option<u64>,
+    /// The latest time input, on this node's clock.
+    now_ms: Option<u64>,
+    /// The first time input: no vote is granted for `lease_ms` after it.
+    started_ms: Option<u64>,
+    /// What answered heartbeats prove (see the module docs).
+    lease: Lease,
+    /// When a heartbeat was last sent early to win a lease before opening.
+    beat_forced_ms: Option<u64>,
     actions: Vec<Action>,
     planted_bug: Option<PlantedBug>,
     stats: RoleStats,
@@ -148,7 +202,7 @@ impl<B: Backend> RoleMachine<B> {
     /// A follower over `replica`. The first action asks the driver to rebuild its state from
     /// the committed journal records.
     pub fn new(replica: Replica<B>, config: RoleConfig) -> RoleMachine<B> {
-        assert!(config.tick_ms > 0 && config.proposal_records_max > 0);
+        assert!(config.tick_ms > 0 && config.proposal_records_max > 0 && config.lease_ms > 0);
         let committed_seq = replica.committed_seq();
         RoleMachine {
             replica,
@@ -158,6 +212,10 @@ impl<B: Backend> RoleMachine<B> {
             committed_seq_seen: committed_seq,
             released_seq: 0,
             next_tick_ms: None,
+            now_ms: None,
+            started_ms: None,
+            lease: Lease::default(),
+            beat_forced_ms: None,
             actions: vec![Action::Rebuild {
                 upto_seq: committed_seq,
             }],
@@ -174,13 +232,19 @@ impl<B: Backend> RoleMachine<B> {
 
     /// Time passed: ticks raft-rs if a tick is due by `now_ms` (at most one: a node that
     /// was paused restarts its schedule from `now_ms` rather than catching up in a burst).
-    /// Returns whether it ticked.
+    /// Returns whether [`RoleMachine::ready`] has work: it ticked, or the lease of a
+    /// serving node ran out (the next `ready` closes order entry).
     pub fn on_time(&mut self, now_ms: u64) -> bool {
+        // Time never goes back: a clock that did would stretch the lease.
+        let now_ms = now_ms.max(self.now_ms.unwrap_or(0));
+        self.now_ms = Some(now_ms);
+        self.started_ms.get_or_insert(now_ms);
+        let lapsed = matches!(self.mode, Mode::Serving { .. }) && !self.has_lease();
         let next = *self
             .next_tick_ms
             .get_or_insert(now_ms + self.config.tick_ms);
         if now_ms < next {
-            return false;
+            return lapsed;
         }
         self.replica.tick();
         let mut next = next + self.config.tick_ms;
@@ -199,6 +263,12 @@ impl<B: Backend> RoleMachine<B> {
     /// A peer message that arrived authenticated as coming from node `from`. A message
     /// claiming another sender, or one raft-rs refuses, is an error for the driver to log;
     /// the machine stays usable.
+    ///
+    /// Two kinds are looked at first: a heartbeat answer renews the lease (its echoed
+    /// stamp says when the heartbeat left), and a vote request in the first `lease_ms`
+    /// after the start goes unanswered: before a crash this node may have answered a
+    /// leader's heartbeat, promising not to vote for another until that leader's lease
+    /// ends, and raft-rs forgets whom it heard from across a restart.
     pub fn step(&mut self, from: u64, message: Message) -> Result<(), Error> {
         if message.from != from {
             self.stats.step_errors += 1;
@@ -206,6 +276,14 @@ impl<B: Backend> RoleMachine<B> {
                 from,
                 claimed: message.from,
             });
+        }
+        match message.get_msg_type() {
+            MessageType::MsgHeartbeatResponse => self.take_lease_answer(&message),
+            MessageType::MsgRequestVote | MessageType::MsgRequestPreVote if !self.may_vote() => {
+                self.stats.votes_deferred += 1;
+                return Ok(());
+            }
+            _ => {}
         }
         let result = self.replica.step(message);
         if result.is_err() {
@@ -271,18 +349,30 @@ impl<B: Backend> RoleMachine<B> {
         if let Mode::Serving { term, .. } = self.mode {
             if !self.leads(term) {
                 self.close();
+            } else if !self.has_lease() {
+                // Another leader may be elected soon: stop before it can be.
+                self.stats.lease_losses += 1;
+                self.close();
             }
         }
         if self.mode == Mode::Closing {
             // Nothing is persisted or applied until the journal is this replica's again.
             return Ok(());
         }
+        self.maybe_force_heartbeat();
         let mut out = Output::default();
+        let stamp = self.heartbeat_stamp();
+        let mut send_stamped = |mut early: Vec<Message>| {
+            stamp_heartbeats(stamp, &mut early);
+            send_now(early);
+        };
         // A second round picks up what the first round's advance left ready (a commit index
         // to store); it is a no-op when there is nothing.
         for _ in 0..2 {
-            self.replica.handle_ready_with(&mut out, send_now)?;
+            self.replica
+                .handle_ready_with(&mut out, &mut send_stamped)?;
         }
+        stamp_heartbeats(stamp, &mut out.messages);
         messages.append(&mut out.messages);
         self.check_truncation()?;
         self.take_committed(out.committed)?;
@@ -334,6 +424,97 @@ impl<B: Backend> RoleMachine<B> {
 
     fn leads(&self, term: u64) -> bool {
         self.replica.role() == StateRole::Leader && self.replica.term() == term
+    }
+
+    /// Until when (this node's clock, exclusive) the lease holds: `lease_ms` after the
+    /// latest heartbeat that a majority, this node included, has answered. 0: no lease.
+    pub fn lease_until_ms(&self) -> u64 {
+        let term = self.replica.term();
+        if self.replica.role() != StateRole::Leader {
+            return 0;
+        }
+        let lease_ms = match self.planted_bug {
+            Some(PlantedBug::LeaseTooLong) => 3 * self.config.lease_ms,
+            _ => self.config.lease_ms,
+        };
+        // Peers needed besides this node for a majority.
+        let peers_needed = self.replica.voters() / 2;
+        if peers_needed == 0 {
+            return u64::MAX;
+        }
+        if self.lease.term != term {
+            return 0;
+        }
+        let mut sent: Vec<u64> = self.lease.answered.iter().map(|&(_, ms)| ms).collect();
+        sent.sort_unstable_by(|a, b| b.cmp(a));
+        sent.get(peers_needed - 1)
+            .map_or(0, |&sent_ms| sent_ms.saturating_add(lease_ms))
+    }
+
+    fn has_lease(&self) -> bool {
+        self.planted_bug == Some(PlantedBug::IgnoreLease)
+            || self.now_ms.is_some_and(|now| now < self.lease_until_ms())
+    }
+
+    /// Whether a vote request may reach raft-rs: not before the first `lease_ms` since the
+    /// start have passed (see [`RoleMachine::step`]).
+    fn may_vote(&self) -> bool {
+        match (self.started_ms, self.now_ms) {
+            (Some(started), Some(now)) => now >= started.saturating_add(self.config.lease_ms),
+            _ => false,
+        }
+    }
+
+    /// A heartbeat answer: the stamp it echoes, if it is one of this term's, renews the
+    /// answering peer's part of the lease.
+    fn take_lease_answer(&mut self, message: &Message) {
+        let term = self.replica.term();
+        if self.replica.role() != StateRole::Leader || message.term != term {
+            return;
+        }
+        let Some((stamp_term, sent_ms)) = read_stamp(message.get_context()) else {
+            return;
+        };
+        // A stamp from the future is not ours (a previous process had another clock).
+        if stamp_term != term || self.now_ms.is_none_or(|now| sent_ms > now) {
+            return;
+        }
+        if self.lease.term != term {
+            self.lease = Lease {
+                term,
+                answered: Vec::new(),
+            };
+        }
+        match self
+            .lease
+            .answered
+            .iter_mut()
+            .find(|(peer, _)| *peer == message.from)
+        {
+            Some((_, latest)) => *latest = (*latest).max(sent_ms),
+            None => self.lease.answered.push((message.from, sent_ms)),
+        }
+    }
+
+    /// The stamp for heartbeats leaving in this Ready, if this node leads.
+    fn heartbeat_stamp(&self) -> Option<(u64, u64)> {
+        let now_ms = self.now_ms?;
+        (self.replica.role() == StateRole::Leader).then(|| (self.replica.term(), now_ms))
+    }
+
+    /// A leader ready to open but without a lease asks for one at once (at most once a
+    /// tick) rather than waiting for the next heartbeat tick.
+    fn maybe_force_heartbeat(&mut self) {
+        let Some(now_ms) = self.now_ms else {
+            return;
+        };
+        let due = self
+            .beat_forced_ms
+            .is_none_or(|at| now_ms >= at.saturating_add(self.config.tick_ms));
+        if due && self.mode == Mode::Following && self.replica.leader_ready() && !self.has_lease() {
+            self.replica.broadcast_heartbeat();
+            self.beat_forced_ms = Some(now_ms);
+        }
     }
 
     fn close(&mut self) {
@@ -405,13 +586,15 @@ impl<B: Backend> RoleMachine<B> {
         let committed_seq = self.replica.committed_seq();
         let ready = match self.planted_bug {
             Some(PlantedBug::ServeBeforeTermCommit) => true,
-            None => self.replica.leader_ready() && committed_seq == self.replica.log_last_seq(),
+            _ => self.replica.leader_ready() && committed_seq == self.replica.log_last_seq(),
         };
-        if !ready || self.applied_seq != committed_seq {
+        if !ready || self.applied_seq != committed_seq || !self.has_lease() {
             return Ok(());
         }
         let journal_last = self.replica.store().backend().last_seq();
-        if journal_last != committed_seq && self.planted_bug.is_none() {
+        if journal_last != committed_seq
+            && self.planted_bug != Some(PlantedBug::ServeBeforeTermCommit)
+        {
             return Err(Error::Role(format!(
                 "starts leading with the journal at {journal_last} but the log at {committed_seq}"
             )));
@@ -429,4 +612,43 @@ impl<B: Backend> RoleMachine<B> {
         });
         Ok(())
     }
+}
+
+/// The lease's evidence: per peer, the latest send time of a heartbeat of `term` that the
+/// peer answered.
+#[derive(Debug, Default)]
+struct Lease {
+    term: u64,
+    /// (peer, send time on this node's clock).
+    answered: Vec<(u64, u64)>,
+}
+
+/// Bytes of a heartbeat stamp: term and send time, little-endian.
+const STAMP_BYTES: usize = 16;
+
+/// Stamps this leader's outgoing heartbeats with `(term, sent_ms)`. raft-rs puts a context
+/// there only for ReadIndex requests, which Keel never makes; followers echo it back.
+fn stamp_heartbeats(stamp: Option<(u64, u64)>, messages: &mut [Message]) {
+    let Some((term, sent_ms)) = stamp else {
+        return;
+    };
+    for message in messages {
+        if message.get_msg_type() == MessageType::MsgHeartbeat && message.term == term {
+            let mut context = Vec::with_capacity(STAMP_BYTES);
+            context.extend_from_slice(&term.to_le_bytes());
+            context.extend_from_slice(&sent_ms.to_le_bytes());
+            message.context = context.into();
+        }
+    }
+}
+
+fn read_stamp(context: &[u8]) -> Option<(u64, u64)> {
+    if context.len() != STAMP_BYTES {
+        return None;
+    }
+    let (term, sent) = context.split_at(8);
+    Some((
+        u64::from_le_bytes(term.try_into().ok()?),
+        u64::from_le_bytes(sent.try_into().ok()?),
+    ))
 }

@@ -55,6 +55,8 @@ pub struct Replica<B: Backend> {
     node: RawNode<Store<B>>,
     /// Sequence number of the last committed record.
     committed_seq: u64,
+    /// Number of voters, this node included (membership is fixed).
+    voters: usize,
 }
 
 impl<B: Backend> Replica<B> {
@@ -94,6 +96,7 @@ impl<B: Backend> Replica<B> {
         Ok(Replica {
             node,
             committed_seq,
+            voters: config.voters.len(),
         })
     }
 
@@ -166,11 +169,13 @@ impl<B: Backend> Replica<B> {
         let store = self.node.mut_store();
         store.set_own_term(own_term);
         store.append(ready.entries())?;
-        if let Some(hard_state) = ready.hs() {
-            store.set_hard_state(hard_state)?;
-        }
         if must_sync {
             store.backend_mut().sync()?;
+        }
+        // The hard state goes after the entries are synced, so the commit index it carries
+        // never points past the durable log (a restart refuses a log shorter than it).
+        if let Some(hard_state) = ready.hs() {
+            store.set_hard_state(hard_state)?;
         }
         self.report(committed, out)?;
         out.messages.extend(ready.take_persisted_messages());
@@ -201,6 +206,19 @@ impl<B: Backend> Replica<B> {
             });
         }
         Ok(())
+    }
+
+    /// Sends a heartbeat to every peer now (leaders only; otherwise nothing), rather than
+    /// at the next heartbeat tick. The messages leave with the next Ready.
+    pub fn broadcast_heartbeat(&mut self) {
+        if self.role() == StateRole::Leader {
+            self.node.raft.bcast_heartbeat();
+        }
+    }
+
+    /// Number of voters, this node included.
+    pub fn voters(&self) -> usize {
+        self.voters
     }
 
     /// This node's role.

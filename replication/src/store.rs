@@ -100,9 +100,17 @@ impl<B: Backend> Store<B> {
                 backend.last_seq()
             )));
         }
-        let mut hard_state = loaded.hard_state;
-        // The commit index is saved lazily; it can never exceed the log we have.
-        hard_state.commit = hard_state.commit.min(loaded.metas.len() as u64);
+        let hard_state = loaded.hard_state;
+        // The commit index is saved lazily, but only ever after the entries it covers were
+        // synced (`Replica::handle_ready_with`), and a backend refuses to load a log cut
+        // below it: a shorter log would forget entries this node acknowledged.
+        if hard_state.commit > loaded.metas.len() as u64 {
+            return Err(Error::Storage(format!(
+                "the hard state commits entry {} but the raft log holds {} entries",
+                hard_state.commit,
+                loaded.metas.len()
+            )));
+        }
         Ok(Store {
             backend: RefCell::new(backend),
             metas: loaded.metas,

@@ -133,6 +133,46 @@ fn the_checks_catch_serving_before_the_new_term_commits() {
     println!("planted role-machine bug caught at seed {seed}: {error}");
 }
 
+/// The lease check can fail: a leader that counts its lease three times as long as its
+/// followers promised keeps serving while another is elected and serves.
+#[test]
+fn the_checks_catch_a_lease_longer_than_the_followers_promise() {
+    let caught = (0..300u64).find_map(|seed| {
+        run_seed(SimConfig {
+            seed,
+            bug: Some(Bug::LeaseTooLong),
+        })
+        .err()
+        .map(|error| (seed, error))
+    });
+    let (seed, error) = caught.expect("300 seeds of an overlong lease went unnoticed");
+    println!("planted lease bug caught at seed {seed}: {error}");
+    assert!(
+        error.contains("overlapping leases") || error.contains("took a command as leader"),
+        "caught, but not by a lease check: {error}"
+    );
+}
+
+/// Without a lease (serving until raft-rs's `check_quorum` steps the leader down, as the
+/// machine did before), a cut-off leader still takes commands after another was elected.
+#[test]
+fn the_checks_catch_a_leader_that_relies_on_check_quorum_alone() {
+    let caught = (0..300u64).find_map(|seed| {
+        run_seed(SimConfig {
+            seed,
+            bug: Some(Bug::IgnoreLease),
+        })
+        .err()
+        .map(|error| (seed, error))
+    });
+    let (seed, error) = caught.expect("300 seeds without a lease went unnoticed");
+    println!("leader without a lease caught at seed {seed}: {error}");
+    assert!(
+        error.contains("took a command as leader"),
+        "caught, but not by the stale-leader check: {error}"
+    );
+}
+
 /// Sums over seeds, for the report line.
 #[derive(Debug, Default)]
 struct Totals {
@@ -149,6 +189,8 @@ struct Totals {
     dropped: u64,
     duplicated: u64,
     rebuilds: u64,
+    lease_losses: u64,
+    votes_deferred: u64,
     time: u64,
 }
 
@@ -167,6 +209,8 @@ impl Totals {
         self.dropped += r.dropped;
         self.duplicated += r.duplicated;
         self.rebuilds += r.rebuilds;
+        self.lease_losses += r.lease_losses;
+        self.votes_deferred += r.votes_deferred;
         self.time += r.time;
     }
 }

@@ -51,6 +51,9 @@ const PEER_MESSAGES_QUEUED_MAX: usize = 16 * 1024;
 const PEER_MESSAGES_PER_TURN_MAX: usize = 1024;
 /// Ready rounds per loop turn (a close, its rebuild and a re-opening fit in a few).
 const CARRY_OUT_ROUNDS_MAX: usize = 4;
+/// How much earlier than the followers' promise a leader's lease ends: the loop notices
+/// the end within a tick when idle, and stopping the gateway takes a little longer.
+const LEASE_MARGIN_MS: u64 = 2 * TICK_MS;
 
 /// The engine and sessions rebuilt from this node's journal.
 struct Applied {
@@ -170,7 +173,7 @@ pub fn run(
         &keel_replication::raft_logger(cluster.node_id),
     )
     .map_err(replication)?;
-    let mut role = RoleMachine::new(replica, role_config());
+    let mut role = RoleMachine::new(replica, role_config(&cluster)?);
     let (kick, kick_rx) = crossbeam_channel::bounded::<()>(1);
     let mut host = Host {
         config,
@@ -271,10 +274,16 @@ impl Host<'_> {
             }
             Action::OpenOrderEntry { term, last_seq } => self.open(role, term, last_seq)?,
             Action::CloseOrderEntry => {
+                let reason = if role.replica().role() == raft::StateRole::Leader {
+                    "no majority answered a heartbeat within the lease"
+                } else {
+                    "lost leadership"
+                };
                 tracing::warn!(
                     term = role.replica().term(),
                     leader = role.replica().leader_id(),
-                    "lost leadership; stepping down"
+                    reason,
+                    "stepping down"
                 );
                 if let Some(old) = self.stint.take() {
                     end_stint(old)?;
@@ -378,11 +387,26 @@ fn start_transport(
     .map_err(|e| Error::Node(format!("cluster transport: {e}")))
 }
 
-fn role_config() -> RoleConfig {
-    RoleConfig {
-        tick_ms: TICK_MS,
-        ..RoleConfig::default()
+/// The lease assumes every node uses this node's election timeout (they share the
+/// `[cluster]` section), and must outlast a heartbeat round with room to spare.
+fn role_config(cluster: &ClusterConfig) -> Result<RoleConfig, Error> {
+    let election_ticks = replica_config(cluster).election_ticks as u64;
+    let lease_ms = RoleConfig::lease_ms_for(election_ticks, TICK_MS, LEASE_MARGIN_MS);
+    if lease_ms < 2 * cluster.heartbeat_ms {
+        return Err(Error::Config(format!(
+            "cluster.election_timeout_ms = {} leaves a leader lease of {lease_ms} ms (the \
+             timeout less {} ms), under two heartbeats ({} ms): raise it to at least {} ms",
+            cluster.election_timeout_ms,
+            2 * TICK_MS + LEASE_MARGIN_MS,
+            2 * cluster.heartbeat_ms,
+            (2 * cluster.heartbeat_ms + 2 * TICK_MS + LEASE_MARGIN_MS).next_multiple_of(TICK_MS)
+        )));
     }
+    Ok(RoleConfig {
+        tick_ms: TICK_MS,
+        lease_ms,
+        ..RoleConfig::default()
+    })
 }
 
 fn replica_config(cluster: &ClusterConfig) -> ReplicaConfig {
@@ -562,5 +586,58 @@ fn turn_away(mut stream: TcpStream, peer: SocketAddr) {
             let _ = stream.write_all(&reply);
         }
         tracing::info!(%peer, "login refused: this node is a follower");
+    }
+}
+
+#[cfg(test)]
+// Tests: a failed check panics, with its location.
+#[allow(clippy::panic)]
+mod tests {
+    use super::*;
+
+    fn cluster(election_timeout_ms: u64, heartbeat_ms: u64) -> ClusterConfig {
+        let peers = (1..=3)
+            .map(|id| {
+                (
+                    id.to_string(),
+                    SocketAddr::from(([127, 0, 0, 1], 9100 + id)),
+                )
+            })
+            .collect();
+        ClusterConfig {
+            node_id: 1,
+            peers,
+            secret: "test-cluster-secret-0123".into(),
+            election_timeout_ms,
+            heartbeat_ms,
+        }
+    }
+
+    #[test]
+    fn the_lease_is_the_election_timeout_less_four_ticks() {
+        let defaults = cluster(
+            ClusterConfig::DEFAULT_ELECTION_TIMEOUT_MS,
+            ClusterConfig::DEFAULT_HEARTBEAT_MS,
+        );
+        assert_eq!(role_config(&defaults).map(|c| c.lease_ms).ok(), Some(110));
+        assert_eq!(
+            role_config(&cluster(200, 40)).map(|c| c.lease_ms).ok(),
+            Some(160)
+        );
+    }
+
+    #[test]
+    fn a_lease_under_two_heartbeats_is_refused_with_the_timeout_that_would_do() {
+        let Err(error) = role_config(&cluster(90, 30)) else {
+            panic!("a 50 ms lease with 30 ms heartbeats was accepted");
+        };
+        assert!(error.to_string().contains("at least 100 ms"), "{error}");
+        // The suggested timeout is enough, even where heartbeats are not a tick multiple.
+        assert!(role_config(&cluster(100, 30)).is_ok());
+        let Err(error) = role_config(&cluster(105, 33)) else {
+            panic!("a 60 ms lease with 33 ms heartbeats was accepted");
+        };
+        assert!(error.to_string().contains("at least 110 ms"), "{error}");
+        assert!(role_config(&cluster(110, 33)).is_ok());
     }
 }

@@ -37,8 +37,10 @@ pub struct Checker {
     committed: BTreeMap<u64, (RecordBytes, u64)>,
     /// Roots at checkpoint sequence numbers, and which node first reported them.
     checkpoints: BTreeMap<u64, (Roots, u64)>,
-    /// The leader seen in each term.
-    leaders: BTreeMap<u64, u64>,
+    /// The leader seen in each term, and when it was first seen leading.
+    leaders: BTreeMap<u64, (u64, u64)>,
+    /// The simulation's time now (set by the cluster every unit).
+    pub now: u64,
     /// Order id → its acknowledgement.
     acks: BTreeMap<u64, Ack>,
 }
@@ -94,11 +96,25 @@ impl Checker {
 
     /// A node is seen leading in `term`: at most one leader per term, ever.
     pub fn leader(&mut self, node: u64, term: u64) -> Result<(), String> {
-        match self.leaders.insert(term, node) {
-            Some(other) if other != node => Err(format!(
+        let now = self.now;
+        match self.leaders.entry(term).or_insert((node, now)) {
+            (other, _) if *other != node => Err(format!(
                 "two leaders in term {term}: node {other} and node {node}"
             )),
             _ => Ok(()),
+        }
+    }
+
+    /// A node takes a client command as leader of `term`: no later term may have had a
+    /// leader yet (an old leader stops serving before anybody else can be elected).
+    pub fn serving(&self, node: u64, term: u64) -> Result<(), String> {
+        match self.leaders.range(term + 1..).next() {
+            Some((newer, (other, since))) => Err(format!(
+                "node {node} took a command as leader of term {term} at time {}, but node \
+                 {other} leads term {newer} since time {since}",
+                self.now
+            )),
+            None => Ok(()),
         }
     }
 

@@ -27,14 +27,19 @@ use super::workload::INSTRUMENTS;
 /// Roots are compared across replicas at every multiple of this sequence number.
 pub const CHECKPOINT_EVERY: u64 = 50;
 
-/// How the simulated nodes' role machines run: ticks of 10 time units, and one small
-/// proposal per replication turn (so batches vary with the turns' pace).
-pub const ROLE_CONFIG: RoleConfig = RoleConfig {
-    tick_ms: 10,
-    proposal_records_max: 64,
-    proposal_bytes_max: 1 << 20,
-    proposals_per_call_max: 1,
-};
+/// How the simulated nodes' role machines run: ticks of 10 time units, one small proposal
+/// per replication turn (so batches vary with the turns' pace), and the lease for a cluster
+/// whose shortest election timeout is `election_ticks_min`, with one tick of margin (a node
+/// sees the time every unit, so it notices a lapsed lease at once).
+pub fn role_config(election_ticks_min: u64) -> RoleConfig {
+    RoleConfig {
+        tick_ms: 10,
+        proposal_records_max: 64,
+        proposal_bytes_max: 1 << 20,
+        proposals_per_call_max: 1,
+        lease_ms: RoleConfig::lease_ms_for(election_ticks_min, 10, 10),
+    }
+}
 
 /// A client order the leader journaled and has not acknowledged yet.
 #[derive(Clone, Copy, Debug)]
@@ -115,6 +120,7 @@ pub struct Node {
     /// Raft id (index + 1).
     pub id: u64,
     config: ReplicaConfig,
+    role_config: RoleConfig,
     engine_config: EngineConfig,
     /// This node's clock reads the simulation's time plus this offset, so nodes do not
     /// tick in lockstep.
@@ -134,7 +140,7 @@ impl Node {
     /// A fresh node with an empty journal. `close_lag` (0: at once) is how many operations
     /// the matching loop takes to close order entry after the machine asked.
     pub fn new(
-        config: ReplicaConfig,
+        (config, role_config): (ReplicaConfig, RoleConfig),
         engine_config: EngineConfig,
         (clock_offset, close_lag): (u64, u32),
         bug: Option<PlantedBug>,
@@ -145,6 +151,7 @@ impl Node {
             id,
             logger: keel_replication::raft_logger(id),
             config,
+            role_config,
             engine_config,
             clock_offset,
             close_lag,
@@ -169,7 +176,7 @@ impl Node {
         };
         let replica = Replica::new(&self.config, down.backend, down.loaded, &self.logger)
             .map_err(|e| format!("node {} cannot restart: {e}", self.id))?;
-        let mut role = RoleMachine::new(replica, ROLE_CONFIG);
+        let mut role = RoleMachine::new(replica, self.role_config);
         if let Some(bug) = self.bug {
             role.plant_bug(bug);
         }
@@ -226,6 +233,8 @@ fn accumulate(total: &mut NodeStats, more: &NodeStats) {
     total.role.dropped_proposals += more.role.dropped_proposals;
     total.role.openings += more.role.openings;
     total.role.step_downs += more.role.step_downs;
+    total.role.lease_losses += more.role.lease_losses;
+    total.role.votes_deferred += more.role.votes_deferred;
     total.rebuilds += more.rebuilds;
 }
 
@@ -298,11 +307,14 @@ impl Live {
     ) -> Result<Reply, String> {
         // Once the machine asked to close, the gateway turns clients away: a retry must
         // not be refused as a duplicate on the strength of a record about to be cut.
-        let (Some(term), None) = (self.serving, self.closing_for) else {
+        let Some(term) = self.open_term() else {
             return Ok(Reply::NotLeader {
                 hint: self.role.replica().leader_id(),
             });
         };
+        // Taking a command as leader of `term` once a later term has a leader is what the
+        // lease rules out.
+        checker.serving(id, term)?;
         if let Command::New(order) = command {
             if self.engine.order_id_used(order.order_id) {
                 let in_flight = self.pending.iter().any(|p| p.order_id == order.order_id);
@@ -568,6 +580,14 @@ impl Live {
                 true
             }
         });
+    }
+
+    /// The term whose commands the gateway takes now: serving, and no close asked for.
+    pub fn open_term(&self) -> Option<u64> {
+        match (self.serving, self.closing_for) {
+            (Some(term), None) => Some(term),
+            _ => None,
+        }
     }
 
     /// Raft's committed sequence number.

@@ -37,6 +37,12 @@ pub enum Bug {
     /// Planted in the production role machine: a new leader serves before an entry of its
     /// own term is committed.
     ServeBeforeTermCommit,
+    /// Planted in the production role machine: a leader counts its lease three times as
+    /// long as its followers' promise not to elect another.
+    LeaseTooLong,
+    /// Planted in the production role machine: no lease at all, a leader serves until
+    /// raft-rs's `check_quorum` steps it down.
+    IgnoreLease,
 }
 
 /// What to run.
@@ -81,6 +87,10 @@ pub struct Report {
     pub duplicated: u64,
     /// Engine rebuilds (restarts and step-downs).
     pub rebuilds: u64,
+    /// Closings of order entry because a lease ran out while still leader.
+    pub lease_losses: u64,
+    /// Vote requests a freshly (re)started node left unanswered.
+    pub votes_deferred: u64,
     /// Logical time at the end.
     pub time: u64,
 }
@@ -168,6 +178,7 @@ impl Cluster {
         // In a third of the runs, deposed leaders close order entry (and so discard their
         // unproposed records) late.
         let lagging = rng.chance(333);
+        let mut drawn = Vec::new();
         for id in 1..=size as u64 {
             let replica_config = ReplicaConfig {
                 id,
@@ -192,12 +203,25 @@ impl Cluster {
             };
             let clock_offset = rng.below(TICK_UNITS);
             let close_lag = if lagging { rng.range(1, 200) as u32 } else { 0 };
-            let planted = (config.bug == Some(Bug::ServeBeforeTermCommit))
-                .then_some(PlantedBug::ServeBeforeTermCommit);
+            drawn.push((replica_config, engine_config, (clock_offset, close_lag)));
+        }
+        // Every node's lease rests on the shortest election timeout of any voter.
+        let election_ticks_min = drawn
+            .iter()
+            .map(|(r, _, _)| r.election_ticks as u64)
+            .min()
+            .unwrap_or(10);
+        let planted = match config.bug {
+            Some(Bug::ServeBeforeTermCommit) => Some(PlantedBug::ServeBeforeTermCommit),
+            Some(Bug::LeaseTooLong) => Some(PlantedBug::LeaseTooLong),
+            Some(Bug::IgnoreLease) => Some(PlantedBug::IgnoreLease),
+            Some(Bug::AckOnAppend) | None => None,
+        };
+        for (replica_config, engine_config, timing) in drawn {
             nodes.push(Node::new(
-                replica_config,
+                (replica_config, host::role_config(election_ticks_min)),
                 engine_config,
-                (clock_offset, close_lag),
+                timing,
                 planted,
                 &mut checker,
             )?);
@@ -267,6 +291,7 @@ impl Cluster {
     /// clients, and the leaders' replication threads.
     fn step_time(&mut self) -> Result<(), String> {
         let now = self.now;
+        self.checker.now = now;
         for i in 0..self.nodes.len() {
             if self.nodes[i]
                 .down
@@ -333,6 +358,29 @@ impl Cluster {
             if self.paused_until[i] <= now && self.rng.chance(self.faults.replicate) {
                 self.on_node(i, |live, id, checker, fx| live.replicate(id, checker, fx))?;
             }
+        }
+        self.check_leases()
+    }
+
+    /// At no instant do two nodes serve order entry each holding a lease. Leases are
+    /// durations on each node's own clock; this node's clock reads `now + clock_offset`.
+    fn check_leases(&self) -> Result<(), String> {
+        let holders: Vec<(u64, u64, u64)> = self
+            .nodes
+            .iter()
+            .filter_map(|node| {
+                let live = node.live.as_ref()?;
+                let term = live.open_term()?;
+                let until = live.role.lease_until_ms();
+                let clock = self.now + node.clock_offset;
+                (clock < until).then(|| (node.id, term, until - node.clock_offset))
+            })
+            .collect();
+        if holders.len() > 1 {
+            return Err(format!(
+                "overlapping leases at time {}: (node, term, lease end) {holders:?}",
+                self.now
+            ));
         }
         Ok(())
     }
@@ -801,6 +849,12 @@ impl Cluster {
             dropped: self.dropped,
             duplicated: self.duplicated,
             rebuilds: self.nodes.iter().map(|n| n.stats().rebuilds).sum(),
+            lease_losses: self.nodes.iter().map(|n| n.stats().role.lease_losses).sum(),
+            votes_deferred: self
+                .nodes
+                .iter()
+                .map(|n| n.stats().role.votes_deferred)
+                .sum(),
             time: self.now,
         })
     }
