@@ -43,6 +43,12 @@ use crate::config::{ClusterConfig, Config};
 use crate::Error;
 use keel_protocol::soupbin::{LoginRejectReason, ServerPacket};
 
+/// The role of the thread that runs the replication loop (the process's main thread), as
+/// fault messages name it.
+pub const THREAD: &str = "keel-replication";
+/// The leader's order-entry thread (gateway and matching loop of a leadership stint).
+const LEADER_THREAD: &str = "keel-leader";
+
 /// Raft's logical clock tick.
 const TICK_MS: u64 = 10;
 /// Peer messages queued between the transport and this loop.
@@ -199,8 +205,16 @@ pub fn run(
         recovered_records: host.applied.replayed.last_seq,
     });
     let result = io_loop(&mut host, &mut role, shutdown, (&inbound_rx, &kick_rx));
+    if let Err(error) = &result {
+        // The whole node stops (no more heartbeats: the followers elect another leader);
+        // a serving stint tells its clients End of Session.
+        crate::supervisor::node().trip(crate::supervisor::Fault::from_error(THREAD, error));
+    }
     let ended = host.shutdown();
-    result.and(ended)
+    match crate::supervisor::node().fault() {
+        Some(fault) => Err(Error::Fatal(fault.clone())),
+        None => result.and(ended),
+    }
 }
 
 /// The node's loop: wait for a peer message, a kick from the gateway (new records
@@ -213,7 +227,14 @@ fn io_loop(
 ) -> Result<(), Error> {
     let clock = Instant::now();
     let now_ms = || u64::try_from(clock.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let latch = crate::supervisor::node();
     while !shutdown.load(Ordering::Acquire) {
+        // Another thread's fault (the leader's matching loop, its journal, its gateway):
+        // stop, and so stop heartbeating. Checked at least once per tick.
+        if let Some(fault) = latch.fault() {
+            return Err(Error::Fatal(fault.clone()));
+        }
+        crate::fault::check("replication")?;
         let wait_ms = role
             .next_tick_ms()
             .map_or(0, |next| next.saturating_sub(now_ms()));
@@ -445,27 +466,51 @@ fn start_stint(
         let link = link.clone();
         let stop = stop.clone();
         std::thread::Builder::new()
-            .name("keel-leader".into())
+            .name(LEADER_THREAD.into())
             .spawn(move || {
-                let Applied {
-                    engine,
-                    mut book,
-                    replayed,
-                    ..
-                } = applied;
-                let recovered = startup::start_serving(
-                    &config,
-                    journal,
-                    engine,
-                    replayed,
-                    &mut Replay(&mut book),
-                )?;
-                super::serve(&config, recovered, book, core, &stop, Some(link), |info| {
-                    tracing::info!(listen = %info.listen, session = %info.session, "leader: order entry open");
-                })
+                let result = serve_stint(&config, journal, applied, core, &stop, link);
+                // A stint ends only when told to; an error, or an end nobody asked for,
+                // leaves a leader that heartbeats but takes no orders: stop the node.
+                let fault = match &result {
+                    Err(error) => Some(crate::supervisor::Fault::from_error(LEADER_THREAD, error)),
+                    Ok(()) if !stop.load(Ordering::Acquire) => Some(crate::supervisor::Fault::new(
+                        LEADER_THREAD,
+                        crate::supervisor::FaultKind::Thread,
+                        "order entry ended on its own",
+                    )),
+                    Ok(()) => None,
+                };
+                if let Some(fault) = fault {
+                    crate::supervisor::node().trip(fault);
+                }
+                result
             })?
     };
     Ok(Stint { link, stop, thread })
+}
+
+/// A leadership stint's order entry: journal the node's own inputs, then serve until
+/// `stop`.
+fn serve_stint(
+    config: &Config,
+    journal: keel_journal::Journal,
+    applied: Applied,
+    core: Option<usize>,
+    stop: &AtomicBool,
+    link: ClusterLink,
+) -> Result<(), Error> {
+    crate::fault::check("leader")?;
+    let Applied {
+        engine,
+        mut book,
+        replayed,
+        ..
+    } = applied;
+    let recovered =
+        startup::start_serving(config, journal, engine, replayed, &mut Replay(&mut book))?;
+    super::serve(config, recovered, book, core, stop, Some(link), |info| {
+        tracing::info!(listen = %info.listen, session = %info.session, "leader: order entry open");
+    })
 }
 
 fn end_stint(stint: Stint) -> Result<(), Error> {

@@ -6,6 +6,11 @@
 //! per command: the queues are bounded arrays, the journal append is a copy into a mapping,
 //! and the events buffer is reused. The gateway — not this loop — waits for durability
 //! before releasing anything to a client.
+//!
+//! The loop stops at the first fault, its own or another thread's (the node's
+//! [`supervisor`](crate::supervisor) latch, one atomic load per input): an append error,
+//! a failed journal sync, or any other thread's end. It then journals and matches nothing
+//! more: an order it cannot journal durably must not trade.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -15,6 +20,13 @@ use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use keel_engine::{Engine, Event};
 use keel_journal::envelope::Envelope;
 use keel_journal::Journal;
+
+use crate::supervisor::{self, Fault, FaultKind};
+
+/// The matching thread's name (and the name its faults carry).
+pub const THREAD: &str = "keel-matching";
+/// The journal flusher's thread name, named in the fault when its sync failed.
+const FLUSHER_THREAD: &str = "keel-journal-sync";
 
 /// What the matching loop reports for each input.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,6 +47,15 @@ const SPIN_BEFORE_SLEEP: Duration = Duration::from_millis(100);
 /// bounds the latency of the first command after a quiet period.
 const IDLE_SLEEP: Duration = Duration::from_micros(20);
 
+/// The fault of a journal whose sync failed.
+fn flusher_failed() -> crate::Error {
+    crate::Error::Fatal(Fault::new(
+        FLUSHER_THREAD,
+        FaultKind::Journal,
+        "journal sync failed; the durable watermark is frozen",
+    ))
+}
+
 /// Everything the matching thread owns.
 pub struct MatchingLoop {
     /// The engine, recovered from the journal.
@@ -52,14 +73,23 @@ pub struct MatchingLoop {
 }
 
 impl MatchingLoop {
-    /// Runs the loop on a new thread named `keel-matching` ([`MatchingLoop::run`]).
+    /// Runs the loop on a new thread named [`THREAD`] ([`MatchingLoop::run`]); an error
+    /// it ends with trips the node's latch.
     pub fn spawn(self) -> std::io::Result<std::thread::JoinHandle<Result<Engine, crate::Error>>> {
         std::thread::Builder::new()
-            .name("keel-matching".into())
-            .spawn(move || self.run())
+            .name(THREAD.into())
+            .spawn(move || {
+                let result = self.run();
+                if let Err(error) = &result {
+                    supervisor::node().trip(Fault::from_error(THREAD, error));
+                }
+                result
+            })
     }
 
-    /// Runs until stopped, then syncs and closes the journal. Returns the engine.
+    /// Runs until stopped, then syncs and closes the journal. Returns the engine. Ends with
+    /// an error at the first fault (see the module's documentation), leaving the journal
+    /// unsynced: whatever it holds beyond the durable watermark was never acknowledged.
     pub fn run(mut self) -> Result<Engine, crate::Error> {
         self.pin();
         keel_journal::threads::reduce_timer_slack();
@@ -69,6 +99,8 @@ impl MatchingLoop {
             match self.inbound.try_recv() {
                 Ok(envelope) => {
                     idle_since = None;
+                    self.check_health()?;
+                    Self::injected_faults()?;
                     let seq = self.journal.appender().append_envelope(&envelope)?;
                     events.clear();
                     if let Some(command) = &envelope.command {
@@ -80,6 +112,7 @@ impl MatchingLoop {
                     self.send(Outcome::Done { seq })?;
                 }
                 Err(TryRecvError::Empty) => {
+                    self.check_health()?;
                     if self.stop.load(Ordering::Acquire) {
                         break;
                     }
@@ -95,6 +128,28 @@ impl MatchingLoop {
         }
         self.journal.close()?;
         Ok(self.engine)
+    }
+
+    /// Fails if the node is stopping on a fault, or the journal can no longer make records
+    /// durable (its flusher's sync failed: the durable watermark is frozen, so nothing
+    /// matched from now on could be acknowledged). Two atomic loads.
+    #[inline]
+    fn check_health(&self) -> Result<(), crate::Error> {
+        if let Some(fault) = supervisor::node().fault() {
+            return Err(crate::Error::Fatal(fault.clone()));
+        }
+        if self.journal.watermarks().failed() {
+            return Err(flusher_failed());
+        }
+        Ok(())
+    }
+
+    /// The test seam (feature `fault-injection`; nothing otherwise): this thread fails, or
+    /// the flusher is taken to have failed.
+    #[inline]
+    fn injected_faults() -> Result<(), crate::Error> {
+        crate::fault::check("flusher").map_err(|_| flusher_failed())?;
+        crate::fault::check("matching")
     }
 
     /// Hands an outcome to the gateway. The queue is sized so that it is never full in

@@ -46,6 +46,10 @@ use keel_protocol::soupbin::{
     ClientPacket, FrameDecoder, LoginAccepted, LoginRejectReason, ServerPacket, SessionId,
 };
 
+/// The role of the thread that runs the gateway (a single node's main thread), as fault
+/// messages name it. A cluster leader's gateway runs on its `keel-leader` thread.
+pub const THREAD: &str = "keel-gateway";
+
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
 const FIRST_CONNECTION: usize = 2;
@@ -330,16 +334,27 @@ impl Server {
     }
 
     /// Serves until `shutdown` is set, then drains in-flight inputs, tells every logged-in
-    /// client End of Session, and returns.
+    /// client End of Session, and returns. Stops at once when the node's latch trips
+    /// ([`crate::supervisor`]): then only what is already acknowledged is released, and every
+    /// logged-in client is told End of Session.
     pub fn run(&mut self, shutdown: &AtomicBool) -> std::io::Result<()> {
         let mut events = Events::with_capacity(1024);
         let mut last_tick = Instant::now();
-        while !shutdown.load(Ordering::Acquire) {
+        let latch = crate::supervisor::node();
+        while !shutdown.load(Ordering::Acquire) && !latch.is_tripped() {
             let timeout = self.poll_timeout();
             match self.poll.poll(&mut events, Some(timeout)) {
                 Ok(()) => {}
                 Err(error) if error.kind() == ErrorKind::Interrupted => continue,
-                Err(error) => return Err(error),
+                Err(error) => {
+                    // Sessions can still be told End of Session below.
+                    latch.trip(crate::supervisor::Fault::new(
+                        &crate::supervisor::current_thread(),
+                        crate::supervisor::FaultKind::Thread,
+                        format!("gateway poll failed: {error}"),
+                    ));
+                    break;
+                }
             }
             for event in events.iter() {
                 match event.token() {
@@ -359,7 +374,11 @@ impl Server {
             }
             self.reap();
         }
-        self.shutdown();
+        if latch.is_tripped() {
+            self.stop_on_fault();
+        } else {
+            self.shutdown();
+        }
         Ok(())
     }
 
@@ -772,6 +791,13 @@ impl Server {
         message: Option<InboundMessage>,
         origin: Option<Token>,
     ) {
+        if let Err(error) = crate::fault::check("gateway") {
+            crate::supervisor::node().trip(crate::supervisor::Fault::from_error(
+                &crate::supervisor::current_thread(),
+                &error,
+            ));
+            return;
+        }
         let mut pending = envelope;
         loop {
             match self.inbound.try_send(pending) {
@@ -783,11 +809,18 @@ impl Server {
                     std::thread::yield_now();
                 }
                 Err(TrySendError::Disconnected(_)) => {
-                    tracing::error!("matching loop stopped; input dropped");
+                    // The matching thread is gone (its own fault is normally reported
+                    // already); this node can take no more orders.
+                    crate::supervisor::node().trip(crate::supervisor::Fault::new(
+                        crate::matching::THREAD,
+                        crate::supervisor::FaultKind::Thread,
+                        "the matching loop ended while the gateway was serving",
+                    ));
                     return;
                 }
             }
         }
+
         // The flusher may be parked after a quiet spell; this input is about to be journaled.
         if self.durability == Durability::Fsync || self.cluster.is_some() {
             self.marks.wake_flusher();
@@ -1009,6 +1042,26 @@ impl Server {
                 }
             }
         }
+    }
+
+    /// The node stops on a fault: nothing more will be answered. Releases what is already
+    /// acknowledged (durable, and committed in a cluster: [`Server::release_seq`] never goes
+    /// past that), tells every logged-in client End of Session and flushes, without waiting
+    /// for inputs in flight. A client resumes after the restart and gets every answer the
+    /// journal holds.
+    fn stop_on_fault(&mut self) {
+        self.pump_outcomes();
+        self.release();
+        for token in self.logged_in.values().copied().collect::<Vec<_>>() {
+            if let Some(connection) = self.connections.get_mut(&token) {
+                let _ = ServerPacket::EndOfSession.encode(&mut connection.write_buf);
+            }
+            self.flush(token);
+        }
+        tracing::error!(
+            unanswered = self.in_flight.len(),
+            "gateway stopped on a fault; clients told End of Session"
+        );
     }
 
     fn shutdown(&mut self) {
