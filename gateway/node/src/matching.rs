@@ -47,6 +47,18 @@ const SPIN_BEFORE_SLEEP: Duration = Duration::from_millis(100);
 /// bounds the latency of the first command after a quiet period.
 const IDLE_SLEEP: Duration = Duration::from_micros(20);
 
+/// The fault of an append that failed (a full disk, an I/O error: the next segment could
+/// not be prepared, or the preparer is gone). The input was not journaled.
+fn append_failed(error: keel_journal::Error) -> crate::Error {
+    let mut message = format!("cannot append to the journal: {error}");
+    let mut source = std::error::Error::source(&error);
+    while let Some(cause) = source {
+        message.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    crate::Error::Fatal(Fault::new(THREAD, FaultKind::Journal, message))
+}
+
 /// The fault of a journal whose sync failed.
 fn flusher_failed() -> crate::Error {
     crate::Error::Fatal(Fault::new(
@@ -101,7 +113,11 @@ impl MatchingLoop {
                     idle_since = None;
                     self.check_health()?;
                     Self::injected_faults()?;
-                    let seq = self.journal.appender().append_envelope(&envelope)?;
+                    let seq = self
+                        .journal
+                        .appender()
+                        .append_envelope(&envelope)
+                        .map_err(append_failed)?;
                     events.clear();
                     if let Some(command) = &envelope.command {
                         self.engine.process(command, &mut events);
