@@ -65,7 +65,7 @@ fn trade_until_the_node_stops(client: &mut Client) -> Seen {
         }
         seen.sent.insert(token.clone());
         loop {
-            match client.recv(20 * SECOND) {
+            match client.recv(60 * SECOND) {
                 Ok(Packet::Data(bytes)) => {
                     let message = OutboundMessage::decode(&bytes).unwrap();
                     seen.messages.push(bytes);
@@ -90,7 +90,7 @@ fn trade_until_the_node_stops(client: &mut Client) -> Seen {
                 Ok(other) => panic!("unexpected packet {other:?}"),
                 Err(End::Closed) => return seen,
                 Err(End::Timeout) => {
-                    panic!("order {token} unanswered for 20 s on an open connection (a zombie)")
+                    panic!("order {token} unanswered for 60 s on an open connection (a zombie)")
                 }
             }
         }
@@ -200,4 +200,12 @@ fn a_gateway_panic_stops_the_node() {
     // The gateway itself is gone: nobody can say End of Session; the connection closes.
     let fault = format!("gateway:panic:after={FAULT_AFTER}");
     a_dying_thread_stops_the_node(&fault, 70, "keel-gateway");
+}
+
+#[test]
+fn a_stuck_matching_loop_stops_the_node_with_end_of_session() {
+    // The loop never returns (as one waiting for a journal segment that never comes would):
+    // the gateway sees inputs unanswered for 100 of its 100 ms ticks and stops the node.
+    let fault = format!("matching:hang:after={FAULT_AFTER}");
+    assert!(a_dying_thread_stops_the_node(&fault, 70, "keel-matching"));
 }

@@ -3,8 +3,9 @@
 //! gateway tests start has it; `cargo build --release` does not). Without the feature every
 //! check is an inlined `Ok(())`.
 //!
-//! `KEEL_FAULT=<point>:<error|panic>[:after=<n>]` makes the named point fail on its
-//! `n + 1`-th pass (and every pass after), by returning an error or by panicking:
+//! `KEEL_FAULT=<point>:<error|panic|hang>[:after=<n>]` makes the named point fail on its
+//! `n + 1`-th pass (and every pass after), by returning an error, by panicking, or by
+//! never returning (the thread sleeps for ever):
 //!
 //! | point | where it is checked | a pass is |
 //! |---|---|---|
@@ -21,10 +22,18 @@ mod armed {
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::OnceLock;
 
+    /// How an injected fault shows.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub(super) enum How {
+        Error,
+        Panic,
+        Hang,
+    }
+
     /// A parsed `KEEL_FAULT`.
     pub(super) struct Spec {
         pub(super) point: String,
-        pub(super) panic: bool,
+        pub(super) how: How,
         pub(super) after: u64,
         pub(super) passes: AtomicU64,
     }
@@ -32,9 +41,10 @@ mod armed {
     pub(super) fn parse(text: &str) -> Option<Spec> {
         let mut parts = text.split(':');
         let point = parts.next()?.to_string();
-        let panic = match parts.next()? {
-            "panic" => true,
-            "error" => false,
+        let how = match parts.next()? {
+            "panic" => How::Panic,
+            "error" => How::Error,
+            "hang" => How::Hang,
             _ => return None,
         };
         let after = match parts.next() {
@@ -43,7 +53,7 @@ mod armed {
         };
         Some(Spec {
             point,
-            panic,
+            how,
             after,
             passes: AtomicU64::new(0),
         })
@@ -63,11 +73,11 @@ mod armed {
         .as_ref()
     }
 
-    /// Whether `point` fails on this pass, and how (true: panic).
-    pub(super) fn fires(point: &str) -> Option<bool> {
+    /// Whether `point` fails on this pass, and how.
+    pub(super) fn fires(point: &str) -> Option<How> {
         let spec = spec().filter(|spec| spec.point == point)?;
         let pass = spec.passes.fetch_add(1, Ordering::Relaxed);
-        (pass >= spec.after).then_some(spec.panic)
+        (pass >= spec.after).then_some(spec.how)
     }
 }
 
@@ -77,19 +87,25 @@ pub(crate) fn announce() {
     let _ = armed::spec();
 }
 
-/// The seam at `point`: `Err` (or a panic) once the injected fault fires there.
+/// The seam at `point`: `Err` (or a panic, or no return) once the injected fault fires
+/// there.
 #[inline]
 pub(crate) fn check(point: &'static str) -> Result<(), Error> {
     #[cfg(feature = "fault-injection")]
-    if let Some(panic) = armed::fires(point) {
-        // The point of the seam: a thread of the node panics.
-        #[allow(clippy::panic)]
-        if panic {
-            panic!("injected fault (KEEL_FAULT) at {point}");
+    if let Some(how) = armed::fires(point) {
+        match how {
+            // The point of the seam: a thread of the node panics.
+            #[allow(clippy::panic)]
+            armed::How::Panic => panic!("injected fault (KEEL_FAULT) at {point}"),
+            armed::How::Hang => loop {
+                std::thread::sleep(std::time::Duration::from_secs(3600));
+            },
+            armed::How::Error => {
+                return Err(Error::Node(format!(
+                    "injected fault (KEEL_FAULT) at {point}"
+                )))
+            }
         }
-        return Err(Error::Node(format!(
-            "injected fault (KEEL_FAULT) at {point}"
-        )));
     }
     let _ = point;
     Ok(())
@@ -97,20 +113,21 @@ pub(crate) fn check(point: &'static str) -> Result<(), Error> {
 
 #[cfg(all(test, feature = "fault-injection"))]
 mod tests {
-    use super::armed::parse;
+    use super::armed::{parse, How};
 
     #[test]
     fn specs_parse() {
         let spec = parse("matching:panic:after=100").unwrap();
         assert_eq!(
-            (spec.point.as_str(), spec.panic, spec.after),
-            ("matching", true, 100)
+            (spec.point.as_str(), spec.how, spec.after),
+            ("matching", How::Panic, 100)
         );
         let spec = parse("leader:error").unwrap();
         assert_eq!(
-            (spec.point.as_str(), spec.panic, spec.after),
-            ("leader", false, 0)
+            (spec.point.as_str(), spec.how, spec.after),
+            ("leader", How::Error, 0)
         );
+        assert_eq!(parse("matching:hang:after=5").unwrap().how, How::Hang);
         assert!(parse("matching").is_none());
         assert!(parse("matching:explode").is_none());
         assert!(parse("matching:error:later=3").is_none());

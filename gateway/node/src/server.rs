@@ -70,6 +70,12 @@ pub const INPUTS_IN_FLIGHT_MAX: usize = 16 * 1024;
 /// How long the I/O thread keeps polling without sleeping after handing an input to the
 /// matching loop or receiving an answer (the loop answers in microseconds).
 const ANSWER_SPIN: Duration = Duration::from_micros(300);
+/// Timer ticks (100 ms each, counted only while this thread runs, so a SIGSTOP of the
+/// process does not count) with inputs in flight and no answer, after which the matching
+/// loop is taken to be stuck (e.g. waiting for a journal segment that never comes) and the
+/// node stops. It answers in microseconds; even a segment roll waiting for the preparer
+/// takes a fraction of a second.
+const MATCHING_STALL_TICKS_MAX: u32 = 100;
 /// Inputs of one connection in flight at once. A flooding session fills its own window and
 /// then waits its turn, so other sessions' orders are never queued behind its backlog.
 pub const SESSION_INPUTS_IN_FLIGHT_MAX: usize = 32;
@@ -233,6 +239,11 @@ pub struct Server {
     all_caught_up: bool,
     /// A connection catching up has written its chunk and waits for the next one.
     refill_due: bool,
+    /// Consecutive timer ticks (see [`MATCHING_STALL_TICKS_MAX`]) with inputs in flight and
+    /// no answer from the matching loop.
+    stalled_ticks: u32,
+    /// `last_done_seq` at the previous timer tick.
+    done_seq_at_tick: u64,
 }
 
 /// Everything the server is built from.
@@ -330,6 +341,8 @@ impl Server {
             released_seq: 0,
             all_caught_up: false,
             refill_due: false,
+            stalled_ticks: 0,
+            done_seq_at_tick: parts.last_seq,
         })
     }
 
@@ -370,6 +383,7 @@ impl Server {
             self.release();
             if last_tick.elapsed() >= Duration::from_millis(100) {
                 self.timers();
+                self.watch_matching();
                 last_tick = Instant::now();
             }
             self.reap();
@@ -986,6 +1000,29 @@ impl Server {
         if written > 0 {
             connection.write_buf.drain(..written);
             connection.liveness.sent(Instant::now());
+        }
+    }
+
+    /// Stops the node if the matching loop has answered nothing for
+    /// [`MATCHING_STALL_TICKS_MAX`] ticks while inputs wait: a loop that hangs must not
+    /// leave the node up, taking orders it never answers.
+    fn watch_matching(&mut self) {
+        if self.in_flight.is_empty() || self.last_done_seq != self.done_seq_at_tick {
+            self.stalled_ticks = 0;
+        } else {
+            self.stalled_ticks += 1;
+        }
+        self.done_seq_at_tick = self.last_done_seq;
+        if self.stalled_ticks >= MATCHING_STALL_TICKS_MAX {
+            crate::supervisor::node().trip(crate::supervisor::Fault::new(
+                crate::matching::THREAD,
+                crate::supervisor::FaultKind::Thread,
+                format!(
+                    "stuck: no answer to {} inputs for {} timer ticks of 100 ms",
+                    self.in_flight.len(),
+                    MATCHING_STALL_TICKS_MAX
+                ),
+            ));
         }
     }
 
