@@ -90,21 +90,27 @@ impl MatchingLoop {
     pub fn spawn(self) -> std::io::Result<std::thread::JoinHandle<Result<Engine, crate::Error>>> {
         std::thread::Builder::new()
             .name(THREAD.into())
-            .spawn(move || {
-                let result = self.run();
-                if let Err(error) = &result {
-                    supervisor::node().trip(Fault::from_error(THREAD, error));
-                }
-                result
-            })
+            .spawn(move || self.run())
     }
 
     /// Runs until stopped, then syncs and closes the journal. Returns the engine. Ends with
     /// an error at the first fault (see the module's documentation), leaving the journal
-    /// unsynced: whatever it holds beyond the durable watermark was never acknowledged.
+    /// unsynced: whatever it holds beyond the durable watermark was never acknowledged. The
+    /// error trips the node's latch before the journal is dropped (dropping it joins the
+    /// journal's threads, which a failing disk can hold up).
     pub fn run(mut self) -> Result<Engine, crate::Error> {
         self.pin();
         keel_journal::threads::reduce_timer_slack();
+        if let Err(error) = self.serve_inputs() {
+            supervisor::node().trip(Fault::from_error(THREAD, &error));
+            return Err(error);
+        }
+        self.journal.close()?;
+        Ok(self.engine)
+    }
+
+    /// The loop itself: until stopped, or the first fault.
+    fn serve_inputs(&mut self) -> Result<(), crate::Error> {
         let mut events: Vec<Event> = Vec::with_capacity(4096);
         let mut idle_since: Option<Instant> = None;
         loop {
@@ -130,7 +136,7 @@ impl MatchingLoop {
                 Err(TryRecvError::Empty) => {
                     self.check_health()?;
                     if self.stop.load(Ordering::Acquire) {
-                        break;
+                        return Ok(());
                     }
                     let since = *idle_since.get_or_insert_with(Instant::now);
                     if since.elapsed() < SPIN_BEFORE_SLEEP {
@@ -139,11 +145,9 @@ impl MatchingLoop {
                         std::thread::sleep(IDLE_SLEEP);
                     }
                 }
-                Err(TryRecvError::Disconnected) => break,
+                Err(TryRecvError::Disconnected) => return Ok(()),
             }
         }
-        self.journal.close()?;
-        Ok(self.engine)
     }
 
     /// Fails if the node is stopping on a fault, or the journal can no longer make records
