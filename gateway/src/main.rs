@@ -167,10 +167,11 @@ fn serve_supervised(config_path: Option<&Path>) -> ExitCode {
     // loop) has tripped the latch in the panic hook; it is reported like any other fault.
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| serve(config_path)));
     if let Some(fault) = supervisor::node().fault() {
-        eprintln!(
-            "keel serve: fatal: {fault} (exit status {})",
+        // Not `eprintln!`: a thread stopped in a panic may hold the standard error lock.
+        supervisor::write_stderr(&format!(
+            "keel serve: fatal: {fault} (exit status {})\n",
             fault.exit_status()
-        );
+        ));
         return ExitCode::from(fault.exit_status());
     }
     match result {

@@ -139,15 +139,17 @@ impl Latch {
             return false;
         }
         self.tripped.store(true, Ordering::Release);
-        tracing::error!(%fault, "fatal: stopping the node");
         if let Ok(wakers) = self.wakers.lock() {
             for waker in wakers.iter() {
                 let _ = waker.wake();
             }
         }
+        // The watchdog before the log line: logging takes the standard error lock, which a
+        // thread stopped in a panic could hold.
         if let Some(grace) = self.exit_after {
-            start_watchdog(grace, fault);
+            start_watchdog(grace, fault.clone());
         }
+        tracing::error!(%fault, "fatal: stopping the node");
         true
     }
 
@@ -182,16 +184,38 @@ fn start_watchdog(grace: Duration, fault: Fault) {
         .name("keel-watchdog".into())
         .spawn(move || {
             std::thread::sleep(grace);
-            eprintln!(
-                "keel serve: fatal: {fault} (the orderly stop took longer than {} ms; exiting)",
-                grace.as_millis()
-            );
+            write_stderr(&format!(
+                "keel serve: fatal: {fault} (the orderly stop took longer than {} ms; exiting; \
+                 exit status {})\n",
+                grace.as_millis(),
+                fault.exit_status()
+            ));
             std::process::exit(i32::from(fault.exit_status()));
         });
     if started.is_err() {
         // No thread for the watchdog: stop now rather than risk hanging.
-        eprintln!("keel serve: fatal: {reported} (no watchdog thread; exiting)");
-        std::process::exit(i32::from(EXIT_THREAD_FAILED));
+        write_stderr(&format!(
+            "keel serve: fatal: {reported} (no watchdog thread; exiting; exit status {})\n",
+            reported.exit_status()
+        ));
+        std::process::exit(i32::from(reported.exit_status()));
+    }
+}
+
+/// Writes `text` to file descriptor 2 directly, without the standard error lock (a thread
+/// stopped in a panic, or stuck, may hold it: the last words must not wait for it).
+pub fn write_stderr(text: &str) {
+    let mut bytes = text.as_bytes();
+    while !bytes.is_empty() {
+        // SAFETY: write(2) reads `bytes.len()` bytes from a live slice; no memory is written.
+        let written = unsafe { libc::write(2, bytes.as_ptr().cast(), bytes.len()) };
+        let Ok(written) = usize::try_from(written) else {
+            return;
+        };
+        if written == 0 {
+            return;
+        }
+        bytes = &bytes[written.min(bytes.len())..];
     }
 }
 
@@ -265,7 +289,10 @@ pub fn install_panic_hook() {
 #[cfg(panic = "abort")]
 fn hold_off_abort(fault: &Fault) {
     if ROLE.with(std::cell::Cell::get).is_some() {
-        eprintln!("keel serve: fatal: {fault}");
+        write_stderr(&format!(
+            "keel serve: fatal: {fault} (exit status {})\n",
+            fault.exit_status()
+        ));
         std::process::exit(i32::from(fault.exit_status()));
     }
     loop {
