@@ -342,6 +342,41 @@ mod tests {
         assert_eq!(thread.exit_status(), EXIT_THREAD_FAILED);
     }
 
+    /// Run as a child process by the test below: trips a latch whose orderly stop never
+    /// comes. Does nothing in a normal test run.
+    #[test]
+    fn watchdog_child() {
+        if std::env::var_os("KEEL_WATCHDOG_CHILD").is_none() {
+            return;
+        }
+        static LATCH: Latch = Latch::new(Some(Duration::from_millis(100)));
+        LATCH.trip(Fault::new("keel-test", FaultKind::Journal, "stuck"));
+        // The orderly stop hangs: only the watchdog can end the process.
+        std::thread::sleep(Duration::from_secs(60));
+        panic!("the watchdog did not end the process");
+    }
+
+    #[test]
+    fn the_watchdog_ends_a_process_whose_orderly_stop_hangs() {
+        let output = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "supervisor::tests::watchdog_child",
+                "--nocapture",
+            ])
+            .env("KEEL_WATCHDOG_CHILD", "1")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(74), "{stderr}");
+        assert!(
+            stderr.contains(
+                "keel serve: fatal: journal failure in thread keel-test: stuck (the orderly stop"
+            ),
+            "{stderr}"
+        );
+    }
+
     #[test]
     fn errors_are_classified_by_their_source() {
         let io = std::io::Error::new(std::io::ErrorKind::StorageFull, "No space left on device");
