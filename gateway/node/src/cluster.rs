@@ -49,6 +49,11 @@ pub const THREAD: &str = "keel-replication";
 /// The leader's order-entry thread (gateway and matching loop of a leadership stint).
 const LEADER_THREAD: &str = "keel-leader";
 
+/// How long a new leader's order entry may take to open (journal the node's own inputs,
+/// bind, listen). A leader that heartbeats but never opens would keep every client out
+/// with no election to end it, so past this the node stops.
+const ORDER_ENTRY_OPEN_MAX: Duration = Duration::from_secs(10);
+
 /// Raft's logical clock tick.
 const TICK_MS: u64 = 10;
 /// Peer messages queued between the transport and this loop.
@@ -134,6 +139,10 @@ struct Stint {
     link: ClusterLink,
     stop: Arc<AtomicBool>,
     thread: JoinHandle<Result<(), Error>>,
+    /// Set once order entry listens; checked against [`ORDER_ENTRY_OPEN_MAX`].
+    opened: Arc<AtomicBool>,
+    /// When the stint started.
+    since: Instant,
 }
 
 /// What the I/O loop holds besides the role machine.
@@ -235,6 +244,7 @@ fn io_loop(
             return Err(Error::Fatal(fault.clone()));
         }
         crate::fault::check("replication")?;
+        host.check_stint()?;
         let wait_ms = role
             .next_tick_ms()
             .map_or(0, |next| next.saturating_sub(now_ms()));
@@ -353,6 +363,26 @@ impl Host<'_> {
         Ok(())
     }
 
+    /// Fails if this leader's order entry has not opened within [`ORDER_ENTRY_OPEN_MAX`].
+    fn check_stint(&self) -> Result<(), Error> {
+        match &self.stint {
+            Some(stint)
+                if !stint.opened.load(Ordering::Acquire)
+                    && stint.since.elapsed() > ORDER_ENTRY_OPEN_MAX =>
+            {
+                Err(Error::Fatal(crate::supervisor::Fault::new(
+                    LEADER_THREAD,
+                    crate::supervisor::FaultKind::Thread,
+                    format!(
+                        "order entry did not open within {} s of the election",
+                        ORDER_ENTRY_OPEN_MAX.as_secs()
+                    ),
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Stops serving (clients get End of Session: this is a shutdown, not a step-down),
     /// closes the follower's door and the transport.
     fn shutdown(mut self) -> Result<(), Error> {
@@ -461,14 +491,16 @@ fn start_stint(
     };
     link.committed.store(last_seq, Ordering::Release);
     let stop = Arc::new(AtomicBool::new(false));
+    let opened = Arc::new(AtomicBool::new(false));
     let thread = {
         let config = config.clone();
         let link = link.clone();
         let stop = stop.clone();
+        let opened = opened.clone();
         std::thread::Builder::new()
             .name(LEADER_THREAD.into())
             .spawn(move || {
-                let result = serve_stint(&config, journal, applied, core, &stop, link);
+                let result = serve_stint(&config, (journal, applied), core, (&stop, &opened), link);
                 // A stint ends only when told to; an error, or an end nobody asked for,
                 // leaves a leader that heartbeats but takes no orders: stop the node.
                 let fault = match &result {
@@ -486,17 +518,22 @@ fn start_stint(
                 result
             })?
     };
-    Ok(Stint { link, stop, thread })
+    Ok(Stint {
+        link,
+        stop,
+        thread,
+        opened,
+        since: Instant::now(),
+    })
 }
 
-/// A leadership stint's order entry: journal the node's own inputs, then serve until
-/// `stop`.
+/// A leadership stint's order entry: journal the node's own inputs, then serve (setting
+/// `opened` once it listens) until `stop`.
 fn serve_stint(
     config: &Config,
-    journal: keel_journal::Journal,
-    applied: Applied,
+    (journal, applied): (keel_journal::Journal, Applied),
     core: Option<usize>,
-    stop: &AtomicBool,
+    (stop, opened): (&AtomicBool, &AtomicBool),
     link: ClusterLink,
 ) -> Result<(), Error> {
     crate::fault::check("leader")?;
@@ -509,6 +546,7 @@ fn serve_stint(
     let recovered =
         startup::start_serving(config, journal, engine, replayed, &mut Replay(&mut book))?;
     super::serve(config, recovered, book, core, stop, Some(link), |info| {
+        opened.store(true, Ordering::Release);
         tracing::info!(listen = %info.listen, session = %info.session, "leader: order entry open");
     })
 }
