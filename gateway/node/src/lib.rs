@@ -197,6 +197,16 @@ fn serve(
     let served = server.run(shutdown);
     drop(server);
     stop.store(true, std::sync::atomic::Ordering::Release);
+    join_serving_threads(served, matching, auth)
+}
+
+/// Joins the matching loop and the password checker once the gateway has returned
+/// (`served`). After a fault the joins are bounded and the fault is the result.
+fn join_serving_threads(
+    served: std::io::Result<()>,
+    matching: std::thread::JoinHandle<Result<keel_engine::Engine, Error>>,
+    auth: std::thread::JoinHandle<()>,
+) -> Result<(), Error> {
     let latch = supervisor::node();
     if let Err(error) = &served {
         latch.trip(supervisor::Fault::new(
