@@ -11,6 +11,12 @@
 //!   it saw acknowledged is there), names no order it never sent, accepts no order twice,
 //!   and new orders are answered.
 //!
+//! And the issue's cluster case: in a 3-node cluster (fsync) each node's data directory is
+//! its own small disk, and only the leader's fills. The leader exits with status 74 instead
+//! of heartbeating on as a leader that answers nothing; another node is elected, and there
+//! every client's stream from sequence number 1 begins with exactly what it received from
+//! the old leader; with space again the old leader restarts and the three journals agree.
+//!
 //! Mounting needs root and a loop device (CI has both). Without them the test fails and says
 //! why, unless `KEEL_SKIP_LOOP_MOUNT=1` is set. The deadlines are bounds for a failure, not
 //! timing assertions.
@@ -18,189 +24,40 @@
 // A failed unwrap or assertion in a test is a failed test, which is what we want.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod disk_support;
 mod serve_support;
 
-use std::collections::BTreeSet;
-use std::fs::{self, File};
-use std::io::{ErrorKind, Write};
-use std::path::{Path, PathBuf};
+use std::fs;
+use std::path::Path;
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use disk_support::{fill, mount_or_skip, stream_orders, Seen};
 use keel_protocol::ouch::{BuySellIndicator, OutboundMessage};
+use keel_testkit::cluster::Cluster;
+use keel_testkit::config::{ClusterSpec, NodeConfigBuilder};
 use keel_testkit::process::Launch;
-use serve_support::{enter, keel, token_of, write_config_with, Client, End, Node, Packet, IOC};
+use serve_support::{enter, keel, token_of, write_config_with, Client, Node, Packet, IOC};
 
 const SECOND: Duration = Duration::from_secs(1);
-/// Size of the loop-mounted file system.
-const IMAGE_BYTES: u64 = 64 << 20;
-/// Space the filler leaves free: less than one journal segment (1 MiB).
-const LEFT_FREE_BYTES: u64 = 256 << 10;
 /// The sessions that stream orders.
 const USERS: [&str; 3] = ["alice", "bob", "dave"];
 
-/// A small ext4 image mounted through a loop device; unmounted (and the loop device
-/// detached) on drop.
-struct LoopMount {
-    dir: PathBuf,
-}
-
-impl LoopMount {
-    /// Makes a `IMAGE_BYTES` ext4 image in `root` and mounts it on `root/mnt`; says why if
-    /// it cannot.
-    fn new(root: &Path) -> Result<LoopMount, String> {
-        let image = root.join("disk.img");
-        File::create(&image)
-            .and_then(|file| file.set_len(IMAGE_BYTES))
-            .map_err(|e| format!("cannot create the image: {e}"))?;
-        run(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&image))?;
-        let dir = root.join("mnt");
-        fs::create_dir(&dir).map_err(|e| format!("cannot create the mount point: {e}"))?;
-        run(Command::new("mount")
-            .args(["-o", "loop"])
-            .arg(&image)
-            .arg(&dir))?;
-        Ok(LoopMount { dir })
+/// Waits until journal segment 2 exists in `data_dir` (the node prepares it at start).
+fn wait_second_segment(data_dir: &Path) {
+    let second = data_dir.join(format!("{:016}.seg", 2));
+    let deadline = Instant::now() + 20 * SECOND;
+    while !second.exists() {
+        assert!(Instant::now() < deadline, "segment 2 never prepared");
+        std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-impl Drop for LoopMount {
-    fn drop(&mut self) {
-        // `-d`: detach the loop device too (util-linux also sets autoclear for `-o loop`).
-        let unmounted = Command::new("umount").arg("-d").arg(&self.dir).status();
-        if !unmounted.is_ok_and(|status| status.success()) {
-            // Still busy (a process not yet reaped): detach it from the tree at least.
-            let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
-        }
-    }
-}
-
-/// Runs `command`; its standard error if it fails.
-fn run(command: &mut Command) -> Result<(), String> {
-    let output = command
-        .output()
-        .map_err(|e| format!("cannot run {command:?}: {e}"))?;
-    if output.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{command:?} failed ({}): {}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
-        ))
-    }
-}
-
-/// Fills the file system at `dir` with `dir/filler` until it is full, then frees
-/// `LEFT_FREE_BYTES` of it. Returns the filler's path.
-fn fill(dir: &Path) -> PathBuf {
-    let path = dir.join("filler");
-    let mut file = File::create(&path).unwrap();
-    let chunk = vec![0xA5u8; 1 << 20];
-    let mut written: u64 = 0;
-    loop {
-        match file.write(&chunk) {
-            Ok(0) => break,
-            Ok(n) => written += n as u64,
-            Err(error) if error.kind() == ErrorKind::Interrupted => {}
-            Err(error) => {
-                assert_eq!(error.raw_os_error(), Some(28), "filling: {error}");
-                break;
-            }
-        }
-    }
-    file.sync_all().unwrap();
-    file.set_len(written.saturating_sub(LEFT_FREE_BYTES))
-        .unwrap();
-    file.sync_all().unwrap();
-    path
-}
-
-/// What one client saw.
-#[derive(Default)]
-struct Seen {
-    messages: Vec<Vec<u8>>,
-    accepted: BTreeSet<String>,
-    sent: BTreeSet<String>,
-    end_of_session: bool,
-}
-
-/// One session: a writer thread streams IOC orders (TCP pushes back when the node stops
-/// reading), this thread reads every answer until End of Session or a closed connection.
-fn stream_orders(addr: std::net::SocketAddr, user: &'static str) -> Seen {
-    let (mut client, _) = Client::logged_in(addr, user, 1);
-    let mut writer = client.stream.try_clone().unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
-    let sender = {
-        let stop = stop.clone();
-        std::thread::spawn(move || {
-            let mut sent = BTreeSet::new();
-            let letter = user[..1].to_uppercase();
-            for i in 0u64.. {
-                if stop.load(Ordering::Relaxed) {
-                    break;
-                }
-                let token = format!("{letter}{i:09}");
-                let mut bytes = Vec::new();
-                enter(&token, BuySellIndicator::Buy, 1, "BTC-PERP", 100, IOC)
-                    .encode_unsequenced(&mut bytes);
-                if writer.write_all(&bytes).is_err() {
-                    break;
-                }
-                sent.insert(token);
-            }
-            sent
-        })
-    };
-    let mut seen = Seen::default();
-    loop {
-        match client.recv(30 * SECOND) {
-            Ok(Packet::Data(bytes)) => {
-                let message = OutboundMessage::decode(&bytes).unwrap();
-                if let OutboundMessage::OrderAccepted(_) = message {
-                    seen.accepted.insert(token_of(&message));
-                }
-                seen.messages.push(bytes);
-            }
-            Ok(Packet::Heartbeat) => {}
-            Ok(Packet::End) => {
-                seen.end_of_session = true;
-                let mut after = Vec::new();
-                assert!(
-                    client.wait_closed(20 * SECOND, &mut after),
-                    "{user}: open after End of Session"
-                );
-                assert!(after.is_empty(), "{user}: packets after End: {after:?}");
-                break;
-            }
-            Ok(other) => panic!("{user}: unexpected {other:?}"),
-            Err(End::Closed) => break,
-            Err(End::Timeout) => {
-                panic!("{user}: nothing for 30 s on an open connection (a zombie node)")
-            }
-        }
-    }
-    stop.store(true, Ordering::Relaxed);
-    let _ = client.stream.shutdown(std::net::Shutdown::Both);
-    seen.sent = sender.join().unwrap();
-    seen
 }
 
 #[test]
 fn a_full_disk_stops_the_node_and_nothing_acknowledged_is_lost() {
     let root = tempfile::tempdir().unwrap();
-    let mount = match LoopMount::new(root.path()) {
-        Ok(mount) => mount,
-        Err(why) if std::env::var("KEEL_SKIP_LOOP_MOUNT").as_deref() == Ok("1") => {
-            eprintln!("full-disk test SKIPPED (KEEL_SKIP_LOOP_MOUNT=1): cannot loop-mount: {why}");
-            return;
-        }
-        Err(why) => panic!(
-            "the full-disk test needs root and a loop device to mount a small ext4 and could \
-             not: {why}\n(set KEEL_SKIP_LOOP_MOUNT=1 to skip it)"
-        ),
+    let Some(mount) = mount_or_skip(&root.path().join("disk.img"), &root.path().join("mnt")) else {
+        return;
     };
     let setup = write_config_with("fsync", |builder| {
         builder
@@ -216,12 +73,7 @@ fn a_full_disk_stops_the_node_and_nothing_acknowledged_is_lost() {
     );
     // The journal's first two segments exist (the second is prepared at start); the disk
     // then fills, so the third cannot be made.
-    let second = data_dir.join(format!("{:016}.seg", 2));
-    let deadline = Instant::now() + 20 * SECOND;
-    while !second.exists() {
-        assert!(Instant::now() < deadline, "segment 2 never prepared");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_second_segment(&data_dir);
     let filler = fill(&mount.dir);
 
     let addr = node.addr;
@@ -294,4 +146,117 @@ fn a_full_disk_stops_the_node_and_nothing_acknowledged_is_lost() {
         USERS.len()
     );
     drop(node);
+}
+
+/// The index of the node among `endpoints` that accepts `user`'s login (the leader), and
+/// the logged-in client; waits (bounded) for one.
+fn leader(endpoints: &[std::net::SocketAddr], user: &str, skip: Option<usize>) -> (usize, Client) {
+    let deadline = Instant::now() + 60 * SECOND;
+    loop {
+        assert!(Instant::now() < deadline, "no leader accepts a login");
+        for (index, addr) in endpoints.iter().enumerate() {
+            if Some(index) == skip || std::net::TcpStream::connect(addr).is_err() {
+                continue;
+            }
+            let mut client = Client::connect(*addr);
+            client.send_login(user, serve_support::PASSWORD, "", 1);
+            if let Ok(Packet::Accepted { .. }) = client.recv(10 * SECOND) {
+                return (index, client);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_cluster_leader_on_a_full_disk_exits_and_another_is_elected() {
+    // Each node's data directory is its own small disk; only the leader's fills.
+    let root = tempfile::tempdir().unwrap();
+    let mut mounts = Vec::new();
+    for id in 1..=3 {
+        let dir = root.path().join(format!("node{id}"));
+        let Some(mount) = mount_or_skip(&root.path().join(format!("disk{id}.img")), &dir) else {
+            return;
+        };
+        fs::remove_dir(dir.join("lost+found")).unwrap();
+        mounts.push(mount);
+    }
+    let spec = ClusterSpec::new(3)
+        .unwrap()
+        .secret("test-cluster-secret-0123")
+        .timing(300, 50);
+    let base: NodeConfigBuilder =
+        serve_support::config_builder("fsync", root.path()).throttle(10_000_000, 10_000_000);
+    let mut cluster = Cluster::write(keel(), root.path(), spec, &base)
+        .unwrap()
+        .env("RUST_LOG", "info");
+    assert_eq!(cluster.data_dirs[0], mounts[0].dir);
+    cluster.start_all().unwrap();
+    let endpoints = cluster.endpoints();
+    let (old, probe) = leader(&endpoints, "erin", None);
+    drop(probe);
+    wait_second_segment(&cluster.data_dirs[old]);
+    let filler = fill(&mounts[old].dir);
+
+    let addr = endpoints[old];
+    let streams: Vec<_> = USERS
+        .iter()
+        .map(|user| std::thread::spawn(move || (*user, stream_orders(addr, user))))
+        .collect();
+    let node = cluster.node_mut(old).unwrap();
+    let exit = node.wait_exit(120 * SECOND).unwrap();
+    let log = node.log_text();
+    assert_eq!(exit.code(), Some(74), "leader exit {exit}:\n{log}");
+    let fatal = node
+        .wait_log("keel serve: fatal:", SECOND)
+        .unwrap_or_else(|| panic!("no fatal line:\n{log}"));
+    assert!(fatal.contains("No space left on device"), "{fatal}");
+    let seen: Vec<(&str, Seen)> = streams.into_iter().map(|s| s.join().unwrap()).collect();
+    let accepted: usize = seen.iter().map(|(_, s)| s.accepted.len()).sum();
+    assert!(
+        accepted > 1000,
+        "only {accepted} accepted before the disk filled"
+    );
+
+    // Another node is elected; every stream there begins with what its client saw.
+    for (user, before) in &seen {
+        let (new, mut client) = leader(&endpoints, user, Some(old));
+        assert_ne!(new, old);
+        for (i, message) in before.messages.iter().enumerate() {
+            let again = client.message(10 * SECOND).unwrap_or_else(|end| {
+                panic!("{user}: message {} on the new leader: {end:?}", i + 1)
+            });
+            assert_eq!(&again, message, "{user}: message {} changed", i + 1);
+        }
+        for bytes in client.drain_messages(SECOND) {
+            let token = token_of(&OutboundMessage::decode(&bytes).unwrap());
+            assert!(before.sent.contains(&token), "{user}: {token} never sent");
+        }
+        let token = format!("NEW{}", user.to_uppercase());
+        serve_support::order_round_trip(
+            &mut client,
+            &enter(&token, BuySellIndicator::Buy, 1, "BTC-PERP", 100, IOC),
+            &token,
+        );
+    }
+
+    // With space again the old leader restarts and catches up.
+    fs::remove_file(&filler).unwrap();
+    cluster.take(old);
+    cluster.start(old).unwrap();
+    let deadline = Instant::now() + 60 * SECOND;
+    loop {
+        let lines: Vec<String> = (0..3).map(|i| cluster.journal_roots(i).unwrap()).collect();
+        if lines.iter().all(|l| *l == lines[0]) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "replicas did not converge: {lines:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    eprintln!("full disk, cluster: {accepted} acknowledged by the old leader before it exited 74");
+    // The nodes go before the disks they run on.
+    drop(cluster);
 }
