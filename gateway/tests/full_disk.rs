@@ -19,7 +19,9 @@
 //!
 //! Mounting needs root and a loop device (CI has both). Without them the test fails and says
 //! why, unless `KEEL_SKIP_LOOP_MOUNT=1` is set. The deadlines are bounds for a failure, not
-//! timing assertions.
+//! timing assertions: filling two 1 MiB journal segments takes about 15,000 orders, a few
+//! seconds on an idle machine, over a minute on a loaded one (a debug cluster replicating
+//! with fsync), hence the 300 s bound on the node's exit.
 
 // A failed unwrap or assertion in a test is a failed test, which is what we want.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -81,7 +83,7 @@ fn a_full_disk_stops_the_node_and_nothing_acknowledged_is_lost() {
         .iter()
         .map(|user| std::thread::spawn(move || (*user, stream_orders(addr, user))))
         .collect();
-    let exit = node.wait_exit(120 * SECOND);
+    let exit = node.wait_exit(300 * SECOND);
     let seen: Vec<(&str, Seen)> = streams.into_iter().map(|s| s.join().unwrap()).collect();
     let log = node.log_text();
     assert_eq!(exit.code(), Some(74), "exit {exit}:\n{log}");
@@ -168,16 +170,13 @@ fn leader(endpoints: &[std::net::SocketAddr], user: &str, skip: Option<usize>) -
     }
 }
 
-#[test]
-fn a_cluster_leader_on_a_full_disk_exits_and_another_is_elected() {
-    // Each node's data directory is its own small disk; only the leader's fills.
-    let root = tempfile::tempdir().unwrap();
+/// A 3-node cluster (fsync) in `root` whose nodes each keep their data on their own small
+/// disk (`None`: skipped, see [`mount_or_skip`]). Nothing started.
+fn disk_cluster(root: &Path) -> Option<(Vec<disk_support::LoopMount>, Cluster)> {
     let mut mounts = Vec::new();
     for id in 1..=3 {
-        let dir = root.path().join(format!("node{id}"));
-        let Some(mount) = mount_or_skip(&root.path().join(format!("disk{id}.img")), &dir) else {
-            return;
-        };
+        let dir = root.join(format!("node{id}"));
+        let mount = mount_or_skip(&root.join(format!("disk{id}.img")), &dir)?;
         fs::remove_dir(dir.join("lost+found")).unwrap();
         mounts.push(mount);
     }
@@ -186,11 +185,37 @@ fn a_cluster_leader_on_a_full_disk_exits_and_another_is_elected() {
         .secret("test-cluster-secret-0123")
         .timing(300, 50);
     let base: NodeConfigBuilder =
-        serve_support::config_builder("fsync", root.path()).throttle(10_000_000, 10_000_000);
-    let mut cluster = Cluster::write(keel(), root.path(), spec, &base)
+        serve_support::config_builder("fsync", root).throttle(10_000_000, 10_000_000);
+    let cluster = Cluster::write(keel(), root, spec, &base)
         .unwrap()
         .env("RUST_LOG", "info");
     assert_eq!(cluster.data_dirs[0], mounts[0].dir);
+    Some((mounts, cluster))
+}
+
+/// Waits (bounded) until the three journals agree.
+fn wait_converged(cluster: &Cluster) {
+    let deadline = Instant::now() + 60 * SECOND;
+    loop {
+        let lines: Vec<String> = (0..3).map(|i| cluster.journal_roots(i).unwrap()).collect();
+        if lines.iter().all(|l| *l == lines[0]) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "replicas did not converge: {lines:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn a_cluster_leader_on_a_full_disk_exits_and_another_is_elected() {
+    // Each node's data directory is its own small disk; only the leader's fills.
+    let root = tempfile::tempdir().unwrap();
+    let Some((mounts, mut cluster)) = disk_cluster(root.path()) else {
+        return;
+    };
     cluster.start_all().unwrap();
     let endpoints = cluster.endpoints();
     let (old, probe) = leader(&endpoints, "erin", None);
@@ -204,7 +229,7 @@ fn a_cluster_leader_on_a_full_disk_exits_and_another_is_elected() {
         .map(|user| std::thread::spawn(move || (*user, stream_orders(addr, user))))
         .collect();
     let node = cluster.node_mut(old).unwrap();
-    let exit = node.wait_exit(120 * SECOND).unwrap();
+    let exit = node.wait_exit(300 * SECOND).unwrap();
     let log = node.log_text();
     assert_eq!(exit.code(), Some(74), "leader exit {exit}:\n{log}");
     let fatal = node
@@ -244,18 +269,7 @@ fn a_cluster_leader_on_a_full_disk_exits_and_another_is_elected() {
     fs::remove_file(&filler).unwrap();
     cluster.take(old);
     cluster.start(old).unwrap();
-    let deadline = Instant::now() + 60 * SECOND;
-    loop {
-        let lines: Vec<String> = (0..3).map(|i| cluster.journal_roots(i).unwrap()).collect();
-        if lines.iter().all(|l| *l == lines[0]) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "replicas did not converge: {lines:?}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_converged(&cluster);
     eprintln!("full disk, cluster: {accepted} acknowledged by the old leader before it exited 74");
     // The nodes go before the disks they run on.
     drop(cluster);

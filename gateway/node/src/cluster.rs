@@ -449,7 +449,12 @@ fn replica_config(cluster: &ClusterConfig) -> ReplicaConfig {
 }
 
 fn replication(error: keel_replication::Error) -> Error {
-    Error::Node(format!("replication: {error}"))
+    match error {
+        // A journal that cannot take or sync records (a follower's full disk) stops the
+        // node as a journal fault (exit status 74), like the leader's.
+        keel_replication::Error::Journal(error) => Error::Journal(error),
+        error => Error::Node(format!("replication: {error}")),
+    }
 }
 
 fn send_all(transport: &Transport, messages: impl IntoIterator<Item = Message>) {

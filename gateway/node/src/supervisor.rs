@@ -135,7 +135,11 @@ impl Latch {
     /// consequences of the first).
     pub fn trip(&self, fault: Fault) -> bool {
         if self.fault.set(fault.clone()).is_err() {
-            tracing::warn!(%fault, "further fault while stopping");
+            // The first fault reported again on its way out (a thread's error passed up to
+            // the thread that joins it) is not news.
+            if self.fault.get() != Some(&fault) {
+                tracing::warn!(%fault, "further fault while stopping");
+            }
             return false;
         }
         self.tripped.store(true, Ordering::Release);
