@@ -128,10 +128,19 @@ impl MatchingLoop {
                     if let Some(command) = &envelope.command {
                         self.engine.process(command, &mut events);
                     }
-                    for event in &events {
-                        self.send(Outcome::Event(*event))?;
+                    let handed = events.iter().all(|event| self.send(Outcome::Event(*event)))
+                        && self.send(Outcome::Done { seq });
+                    if !handed {
+                        // The gateway returned: a stop that gave up waiting for answers (a
+                        // gateway that failed has tripped the latch already). Not a fault:
+                        // the journal is closed as in any stop; the unanswered inputs are
+                        // journaled and their answers are in the streams after a restart.
+                        tracing::warn!(
+                            seq,
+                            "the gateway stopped with inputs unanswered; matching loop stops"
+                        );
+                        return Ok(());
                     }
-                    self.send(Outcome::Done { seq })?;
                 }
                 Err(TryRecvError::Empty) => {
                     self.check_health()?;
@@ -172,14 +181,13 @@ impl MatchingLoop {
         crate::fault::check("matching")
     }
 
-    /// Hands an outcome to the gateway. The queue is sized so that it is never full in
-    /// normal operation; if the gateway thread stalls, this waits rather than drop an
-    /// event (dropping would desynchronise the sessions from the journal).
+    /// Hands an outcome to the gateway; false if the gateway is gone. The queue is sized so
+    /// that it is never full in normal operation; if the gateway thread stalls, this waits
+    /// rather than drop an event (dropping would desynchronise the sessions from the
+    /// journal).
     #[inline]
-    fn send(&self, outcome: Outcome) -> Result<(), crate::Error> {
-        self.outbound
-            .send(outcome)
-            .map_err(|_| crate::Error::Node("gateway thread stopped".into()))
+    fn send(&self, outcome: Outcome) -> bool {
+        self.outbound.send(outcome).is_ok()
     }
 
     fn pin(&self) {
