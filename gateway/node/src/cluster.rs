@@ -453,6 +453,9 @@ fn replication(error: keel_replication::Error) -> Error {
         // A journal that cannot take or sync records (a follower's full disk) stops the
         // node as a journal fault (exit status 74), like the leader's.
         keel_replication::Error::Journal(error) => Error::Journal(error),
+        // The replication's own files (the raft index) sit beside the journal, on the same
+        // disk.
+        keel_replication::Error::Io(error) => Error::Journal(keel_journal::Error::Io(error)),
         error => Error::Node(format!("replication: {error}")),
     }
 }
