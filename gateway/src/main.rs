@@ -16,6 +16,7 @@ use keel_journal::{Durability, Journal, JournalConfig, SyncMethod};
 use keel_node::config::{Config, DurabilityConfig};
 use keel_node::local_cluster::{self, LocalCluster};
 use keel_node::replay;
+use keel_node::supervisor;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
@@ -138,7 +139,7 @@ fn main() -> ExitCode {
         "warn"
     });
     let result = match cli.command {
-        Commands::Serve { config } => serve(config.as_deref()),
+        Commands::Serve { config } => return serve_supervised(config.as_deref()),
         Commands::Passwd => passwd(),
         Commands::Client(args) => keel_client::cli::run(args).map_err(Into::into),
         Commands::Replay(args) => run_replay(&args),
@@ -170,6 +171,32 @@ fn init_logging(default_level: &str) {
         .with_ansi(std::io::IsTerminal::is_terminal(&io::stderr()))
         .with_target(false)
         .init();
+}
+
+/// `keel serve`, with its exit status: 0 after a clean stop, 1 if it cannot start (or
+/// another error), and the fault's status if the node stopped on a fault
+/// ([`supervisor::EXIT_THREAD_FAILED`], [`supervisor::EXIT_JOURNAL_FAILED`]), with one
+/// line on standard error naming the thread and the error.
+fn serve_supervised(config_path: Option<&Path>) -> ExitCode {
+    // A panic of this thread (the single node's gateway, the cluster node's replication
+    // loop) has tripped the latch in the panic hook; it is reported like any other fault.
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| serve(config_path)));
+    if let Some(fault) = supervisor::node().fault() {
+        // Not `eprintln!`: a thread stopped in a panic may hold the standard error lock.
+        supervisor::write_stderr(&format!(
+            "keel serve: fatal: {fault} (exit status {})\n",
+            fault.exit_status()
+        ));
+        return ExitCode::from(fault.exit_status());
+    }
+    match result {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(error)) => {
+            eprintln!("keel: error: {error:#}");
+            ExitCode::FAILURE
+        }
+        Err(_) => ExitCode::from(supervisor::EXIT_THREAD_FAILED),
+    }
 }
 
 fn serve(config_path: Option<&Path>) -> anyhow::Result<()> {

@@ -43,6 +43,17 @@ use crate::config::{ClusterConfig, Config};
 use crate::Error;
 use keel_protocol::soupbin::{LoginRejectReason, ServerPacket};
 
+/// The role of the thread that runs the replication loop (the process's main thread), as
+/// fault messages name it.
+pub const THREAD: &str = "keel-replication";
+/// The leader's order-entry thread (gateway and matching loop of a leadership stint).
+const LEADER_THREAD: &str = "keel-leader";
+
+/// How long a new leader's order entry may take to open (journal the node's own inputs,
+/// bind, listen). A leader that heartbeats but never opens would keep every client out
+/// with no election to end it, so past this the node stops.
+const ORDER_ENTRY_OPEN_MAX: Duration = Duration::from_secs(10);
+
 /// Raft's logical clock tick.
 const TICK_MS: u64 = 10;
 /// Peer messages queued between the transport and this loop.
@@ -131,6 +142,10 @@ struct Stint {
     link: ClusterLink,
     stop: Arc<AtomicBool>,
     thread: JoinHandle<Result<(), Error>>,
+    /// Set once order entry listens; checked against [`ORDER_ENTRY_OPEN_MAX`].
+    opened: Arc<AtomicBool>,
+    /// When the stint started.
+    since: Instant,
 }
 
 /// What the I/O loop holds besides the role machine.
@@ -202,8 +217,16 @@ pub fn run(
         recovered_records: host.applied.replayed.last_seq,
     });
     let result = io_loop(&mut host, &mut role, shutdown, (&inbound_rx, &kick_rx));
+    if let Err(error) = &result {
+        // The whole node stops (no more heartbeats: the followers elect another leader);
+        // a serving stint tells its clients End of Session.
+        crate::supervisor::node().trip(crate::supervisor::Fault::from_error(THREAD, error));
+    }
     let ended = host.shutdown();
-    result.and(ended)
+    match crate::supervisor::node().fault() {
+        Some(fault) => Err(Error::Fatal(fault.clone())),
+        None => result.and(ended),
+    }
 }
 
 /// The node's loop: wait for a peer message, a kick from the gateway (new records
@@ -216,7 +239,15 @@ fn io_loop(
 ) -> Result<(), Error> {
     let clock = Instant::now();
     let now_ms = || u64::try_from(clock.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let latch = crate::supervisor::node();
     while !shutdown.load(Ordering::Acquire) {
+        // Another thread's fault (the leader's matching loop, its journal, its gateway):
+        // stop, and so stop heartbeating. Checked at least once per tick.
+        if let Some(fault) = latch.fault() {
+            return Err(Error::Fatal(fault.clone()));
+        }
+        crate::fault::check("replication")?;
+        host.check_stint()?;
         let wait_ms = role
             .next_tick_ms()
             .map_or(0, |next| next.saturating_sub(now_ms()));
@@ -341,6 +372,26 @@ impl Host<'_> {
         Ok(())
     }
 
+    /// Fails if this leader's order entry has not opened within [`ORDER_ENTRY_OPEN_MAX`].
+    fn check_stint(&self) -> Result<(), Error> {
+        match &self.stint {
+            Some(stint)
+                if !stint.opened.load(Ordering::Acquire)
+                    && stint.since.elapsed() > ORDER_ENTRY_OPEN_MAX =>
+            {
+                Err(Error::Fatal(crate::supervisor::Fault::new(
+                    LEADER_THREAD,
+                    crate::supervisor::FaultKind::Thread,
+                    format!(
+                        "order entry did not open within {} s of the election",
+                        ORDER_ENTRY_OPEN_MAX.as_secs()
+                    ),
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Stops serving (clients get End of Session: this is a shutdown, not a step-down),
     /// closes the follower's door and the transport.
     fn shutdown(mut self) -> Result<(), Error> {
@@ -422,7 +473,15 @@ fn replica_config(cluster: &ClusterConfig) -> ReplicaConfig {
 }
 
 fn replication(error: keel_replication::Error) -> Error {
-    Error::Node(format!("replication: {error}"))
+    match error {
+        // A journal that cannot take or sync records (a follower's full disk) stops the
+        // node as a journal fault (exit status 74), like the leader's.
+        keel_replication::Error::Journal(error) => Error::Journal(error),
+        // The replication's own files (the raft index) sit beside the journal, on the same
+        // disk.
+        keel_replication::Error::Io(error) => Error::Journal(keel_journal::Error::Io(error)),
+        error => Error::Node(format!("replication: {error}")),
+    }
 }
 
 fn send_all(transport: &Transport, messages: impl IntoIterator<Item = Message>) {
@@ -464,32 +523,64 @@ fn start_stint(
     };
     link.committed.store(last_seq, Ordering::Release);
     let stop = Arc::new(AtomicBool::new(false));
+    let opened = Arc::new(AtomicBool::new(false));
     let thread = {
         let config = config.clone();
         let link = link.clone();
         let stop = stop.clone();
+        let opened = opened.clone();
         std::thread::Builder::new()
-            .name("keel-leader".into())
+            .name(LEADER_THREAD.into())
             .spawn(move || {
-                let Applied {
-                    engine,
-                    mut book,
-                    replayed,
-                    ..
-                } = applied;
-                let recovered = startup::start_serving(
-                    &config,
-                    journal,
-                    engine,
-                    replayed,
-                    &mut Replay(&mut book),
-                )?;
-                super::serve(&config, recovered, book, core, &stop, Some(link), |info| {
-                    tracing::info!(listen = %info.listen, session = %info.session, "leader: order entry open");
-                })
+                let result = serve_stint(&config, (journal, applied), core, (&stop, &opened), link);
+                // A stint ends only when told to; an error, or an end nobody asked for,
+                // leaves a leader that heartbeats but takes no orders: stop the node.
+                let fault = match &result {
+                    Err(error) => Some(crate::supervisor::Fault::from_error(LEADER_THREAD, error)),
+                    Ok(()) if !stop.load(Ordering::Acquire) => Some(crate::supervisor::Fault::new(
+                        LEADER_THREAD,
+                        crate::supervisor::FaultKind::Thread,
+                        "order entry ended on its own",
+                    )),
+                    Ok(()) => None,
+                };
+                if let Some(fault) = fault {
+                    crate::supervisor::node().trip(fault);
+                }
+                result
             })?
     };
-    Ok(Stint { link, stop, thread })
+    Ok(Stint {
+        link,
+        stop,
+        thread,
+        opened,
+        since: Instant::now(),
+    })
+}
+
+/// A leadership stint's order entry: journal the node's own inputs, then serve (setting
+/// `opened` once it listens) until `stop`.
+fn serve_stint(
+    config: &Config,
+    (journal, applied): (keel_journal::Journal, Applied),
+    core: Option<usize>,
+    (stop, opened): (&AtomicBool, &AtomicBool),
+    link: ClusterLink,
+) -> Result<(), Error> {
+    crate::fault::check("leader")?;
+    let Applied {
+        engine,
+        mut book,
+        replayed,
+        ..
+    } = applied;
+    let recovered =
+        startup::start_serving(config, journal, engine, replayed, &mut Replay(&mut book))?;
+    super::serve(config, recovered, book, core, stop, Some(link), |info| {
+        opened.store(true, Ordering::Release);
+        tracing::info!(listen = %info.listen, session = %info.session, "leader: order entry open");
+    })
 }
 
 fn end_stint(stint: Stint) -> Result<(), Error> {

@@ -44,6 +44,10 @@ pub enum Error {
     /// The node cannot run (startup or a fatal runtime failure).
     #[error("node: {0}")]
     Node(String),
+    /// The node stopped on a fault (a thread died or failed, or the journal failed): the
+    /// process should exit with [`Fault::exit_status`](crate::supervisor::Fault::exit_status).
+    #[error("{0}")]
+    Fatal(crate::supervisor::Fault),
     /// `keel cluster` could not set up or start its local cluster.
     #[error("{0}")]
     LocalCluster(String),

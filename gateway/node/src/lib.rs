@@ -15,7 +15,8 @@
 //! [`sessions`] (SoupBinTCP sessions and OUCH ↔ engine translation), [`server`] (the
 //! order-entry I/O thread), [`matching`] (the matching loop), [`startup`] (journal recovery
 //! and the node's clock), [`cluster`] (a Raft cluster node's replication I/O),
-//! [`local_cluster`] (`keel cluster`: a demo cluster of `keel serve` processes on loopback)
+//! [`local_cluster`] (`keel cluster`: a demo cluster of `keel serve` processes on loopback),
+//! [`supervisor`] (no zombie nodes: the first fault of any thread stops the whole node)
 //! and [`replay`] (the `keel replay` JSON-lines contract). The wire codecs are
 //! `keel-protocol`; the client library is `keel-client`.
 #![deny(missing_docs)]
@@ -24,6 +25,7 @@ mod chunked;
 pub mod cluster;
 pub mod config;
 mod error;
+mod fault;
 pub mod local_cluster;
 pub mod matching;
 pub mod replay;
@@ -31,10 +33,12 @@ pub mod rules;
 pub mod server;
 pub mod sessions;
 pub mod startup;
+pub mod supervisor;
 mod throttle;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
+use std::time::Duration;
 
 use keel_engine::Event;
 use keel_journal::envelope::Envelope;
@@ -77,14 +81,23 @@ pub struct StartInfo {
 }
 
 /// Runs a node until `shutdown` is set. `started` is called once the node listens.
+///
+/// Returns [`Error::Fatal`] if the node stopped on a fault (see [`supervisor`]); the caller
+/// should exit with the fault's status. Panics of the node's threads are reported the same
+/// way ([`supervisor::install_panic_hook`], installed here); a panic of the calling thread
+/// still unwinds out of this function, and [`supervisor::node`] then holds its fault.
 pub fn run(
     config: &Config,
     shutdown: &AtomicBool,
     started: impl FnOnce(&StartInfo),
 ) -> Result<(), Error> {
+    supervisor::install_panic_hook();
+    fault::announce();
     if config.cluster.is_some() {
+        supervisor::set_role(cluster::THREAD);
         return cluster::run(config, shutdown, started);
     }
+    supervisor::set_role(server::THREAD);
     let core = matching_core(config);
     // Before any thread exists: every thread of the node (and the kernel's io_uring workers,
     // which inherit the mask) stays off the matching core; only the matching loop pins
@@ -134,6 +147,7 @@ fn serve(
     if let Some(link) = &cluster {
         let _ = link.waker.set(waker.clone());
     }
+    supervisor::node().register_waker(waker.clone());
     let marks = recovered.journal.watermarks().clone();
     let durable_waker = waker.clone();
     marks.set_durable_hook(Box::new(move || {
@@ -183,6 +197,31 @@ fn serve(
     let served = server.run(shutdown);
     drop(server);
     stop.store(true, std::sync::atomic::Ordering::Release);
+    join_serving_threads(served, matching, auth)
+}
+
+/// Joins the matching loop and the password checker once the gateway has returned
+/// (`served`). After a fault the joins are bounded and the fault is the result.
+fn join_serving_threads(
+    served: std::io::Result<()>,
+    matching: std::thread::JoinHandle<Result<keel_engine::Engine, Error>>,
+    auth: std::thread::JoinHandle<()>,
+) -> Result<(), Error> {
+    let latch = supervisor::node();
+    if let Err(error) = &served {
+        latch.trip(supervisor::Fault::new(
+            &supervisor::current_thread(),
+            supervisor::FaultKind::Thread,
+            format!("gateway I/O failed: {error}"),
+        ));
+    }
+    if let Some(fault) = latch.fault() {
+        // The matching thread may be stuck (e.g. in a system call on a failing disk): give
+        // it a moment to let go of the journal, never more.
+        let _ = supervisor::join_within(matching, Duration::from_secs(1));
+        let _ = supervisor::join_within(auth, Duration::from_secs(1));
+        return Err(Error::Fatal(fault.clone()));
+    }
     let engine = matching
         .join()
         .map_err(|_| Error::Node("matching loop panicked".into()))?;

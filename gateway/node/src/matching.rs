@@ -6,6 +6,11 @@
 //! per command: the queues are bounded arrays, the journal append is a copy into a mapping,
 //! and the events buffer is reused. The gateway — not this loop — waits for durability
 //! before releasing anything to a client.
+//!
+//! The loop stops at the first fault, its own or another thread's (the node's
+//! [`supervisor`](crate::supervisor) latch, one atomic load per input): an append error,
+//! a failed journal sync, or any other thread's end. It then journals and matches nothing
+//! more: an order it cannot journal durably must not trade.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -15,6 +20,13 @@ use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use keel_engine::{Engine, Event};
 use keel_journal::envelope::Envelope;
 use keel_journal::Journal;
+
+use crate::supervisor::{self, Fault, FaultKind};
+
+/// The matching thread's name (and the name its faults carry).
+pub const THREAD: &str = "keel-matching";
+/// The journal flusher's thread name, named in the fault when its sync failed.
+const FLUSHER_THREAD: &str = "keel-journal-sync";
 
 /// What the matching loop reports for each input.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,6 +47,27 @@ const SPIN_BEFORE_SLEEP: Duration = Duration::from_millis(100);
 /// bounds the latency of the first command after a quiet period.
 const IDLE_SLEEP: Duration = Duration::from_micros(20);
 
+/// The fault of an append that failed (a full disk, an I/O error: the next segment could
+/// not be prepared, or the preparer is gone). The input was not journaled.
+fn append_failed(error: keel_journal::Error) -> crate::Error {
+    let mut message = format!("cannot append to the journal: {error}");
+    let mut source = std::error::Error::source(&error);
+    while let Some(cause) = source {
+        message.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    crate::Error::Fatal(Fault::new(THREAD, FaultKind::Journal, message))
+}
+
+/// The fault of a journal whose sync failed.
+fn flusher_failed() -> crate::Error {
+    crate::Error::Fatal(Fault::new(
+        FLUSHER_THREAD,
+        FaultKind::Journal,
+        "journal sync failed; the durable watermark is frozen",
+    ))
+}
+
 /// Everything the matching thread owns.
 pub struct MatchingLoop {
     /// The engine, recovered from the journal.
@@ -52,36 +85,67 @@ pub struct MatchingLoop {
 }
 
 impl MatchingLoop {
-    /// Runs the loop on a new thread named `keel-matching` ([`MatchingLoop::run`]).
+    /// Runs the loop on a new thread named [`THREAD`] ([`MatchingLoop::run`]); an error
+    /// it ends with trips the node's latch.
     pub fn spawn(self) -> std::io::Result<std::thread::JoinHandle<Result<Engine, crate::Error>>> {
         std::thread::Builder::new()
-            .name("keel-matching".into())
+            .name(THREAD.into())
             .spawn(move || self.run())
     }
 
-    /// Runs until stopped, then syncs and closes the journal. Returns the engine.
+    /// Runs until stopped, then syncs and closes the journal. Returns the engine. Ends with
+    /// an error at the first fault (see the module's documentation), leaving the journal
+    /// unsynced: whatever it holds beyond the durable watermark was never acknowledged. The
+    /// error trips the node's latch before the journal is dropped (dropping it joins the
+    /// journal's threads, which a failing disk can hold up).
     pub fn run(mut self) -> Result<Engine, crate::Error> {
         self.pin();
         keel_journal::threads::reduce_timer_slack();
+        if let Err(error) = self.serve_inputs() {
+            supervisor::node().trip(Fault::from_error(THREAD, &error));
+            return Err(error);
+        }
+        self.journal.close()?;
+        Ok(self.engine)
+    }
+
+    /// The loop itself: until stopped, or the first fault.
+    fn serve_inputs(&mut self) -> Result<(), crate::Error> {
         let mut events: Vec<Event> = Vec::with_capacity(4096);
         let mut idle_since: Option<Instant> = None;
         loop {
             match self.inbound.try_recv() {
                 Ok(envelope) => {
                     idle_since = None;
-                    let seq = self.journal.appender().append_envelope(&envelope)?;
+                    self.check_health()?;
+                    Self::injected_faults()?;
+                    let seq = self
+                        .journal
+                        .appender()
+                        .append_envelope(&envelope)
+                        .map_err(append_failed)?;
                     events.clear();
                     if let Some(command) = &envelope.command {
                         self.engine.process(command, &mut events);
                     }
-                    for event in &events {
-                        self.send(Outcome::Event(*event))?;
+                    let handed = events.iter().all(|event| self.send(Outcome::Event(*event)))
+                        && self.send(Outcome::Done { seq });
+                    if !handed {
+                        // The gateway returned: a stop that gave up waiting for answers (a
+                        // gateway that failed has tripped the latch already). Not a fault:
+                        // the journal is closed as in any stop; the unanswered inputs are
+                        // journaled and their answers are in the streams after a restart.
+                        tracing::warn!(
+                            seq,
+                            "the gateway stopped with inputs unanswered; matching loop stops"
+                        );
+                        return Ok(());
                     }
-                    self.send(Outcome::Done { seq })?;
                 }
                 Err(TryRecvError::Empty) => {
+                    self.check_health()?;
                     if self.stop.load(Ordering::Acquire) {
-                        break;
+                        return Ok(());
                     }
                     let since = *idle_since.get_or_insert_with(Instant::now);
                     if since.elapsed() < SPIN_BEFORE_SLEEP {
@@ -90,21 +154,40 @@ impl MatchingLoop {
                         std::thread::sleep(IDLE_SLEEP);
                     }
                 }
-                Err(TryRecvError::Disconnected) => break,
+                Err(TryRecvError::Disconnected) => return Ok(()),
             }
         }
-        self.journal.close()?;
-        Ok(self.engine)
     }
 
-    /// Hands an outcome to the gateway. The queue is sized so that it is never full in
-    /// normal operation; if the gateway thread stalls, this waits rather than drop an
-    /// event (dropping would desynchronise the sessions from the journal).
+    /// Fails if the node is stopping on a fault, or the journal can no longer make records
+    /// durable (its flusher's sync failed: the durable watermark is frozen, so nothing
+    /// matched from now on could be acknowledged). Two atomic loads.
     #[inline]
-    fn send(&self, outcome: Outcome) -> Result<(), crate::Error> {
-        self.outbound
-            .send(outcome)
-            .map_err(|_| crate::Error::Node("gateway thread stopped".into()))
+    fn check_health(&self) -> Result<(), crate::Error> {
+        if let Some(fault) = supervisor::node().fault() {
+            return Err(crate::Error::Fatal(fault.clone()));
+        }
+        if self.journal.watermarks().failed() {
+            return Err(flusher_failed());
+        }
+        Ok(())
+    }
+
+    /// The test seam (feature `fault-injection`; nothing otherwise): this thread fails, or
+    /// the flusher is taken to have failed.
+    #[inline]
+    fn injected_faults() -> Result<(), crate::Error> {
+        crate::fault::check("flusher").map_err(|_| flusher_failed())?;
+        crate::fault::check("matching")
+    }
+
+    /// Hands an outcome to the gateway; false if the gateway is gone. The queue is sized so
+    /// that it is never full in normal operation; if the gateway thread stalls, this waits
+    /// rather than drop an event (dropping would desynchronise the sessions from the
+    /// journal).
+    #[inline]
+    fn send(&self, outcome: Outcome) -> bool {
+        self.outbound.send(outcome).is_ok()
     }
 
     fn pin(&self) {

@@ -46,6 +46,10 @@ use keel_protocol::soupbin::{
     ClientPacket, FrameDecoder, LoginAccepted, LoginRejectReason, ServerPacket, SessionId,
 };
 
+/// The role of the thread that runs the gateway (a single node's main thread), as fault
+/// messages name it. A cluster leader's gateway runs on its `keel-leader` thread.
+pub const THREAD: &str = "keel-gateway";
+
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
 const FIRST_CONNECTION: usize = 2;
@@ -66,6 +70,12 @@ pub const INPUTS_IN_FLIGHT_MAX: usize = 16 * 1024;
 /// How long the I/O thread keeps polling without sleeping after handing an input to the
 /// matching loop or receiving an answer (the loop answers in microseconds).
 const ANSWER_SPIN: Duration = Duration::from_micros(300);
+/// Timer ticks (100 ms each, counted only while this thread runs, so a SIGSTOP of the
+/// process does not count) with inputs in flight and no answer, after which the matching
+/// loop is taken to be stuck (e.g. waiting for a journal segment that never comes) and the
+/// node stops. It answers in microseconds; even a segment roll waiting for the preparer
+/// takes a fraction of a second.
+const MATCHING_STALL_TICKS_MAX: u32 = 100;
 /// Inputs of one connection in flight at once. A flooding session fills its own window and
 /// then waits its turn, so other sessions' orders are never queued behind its backlog.
 pub const SESSION_INPUTS_IN_FLIGHT_MAX: usize = 32;
@@ -229,6 +239,11 @@ pub struct Server {
     all_caught_up: bool,
     /// A connection catching up has written its chunk and waits for the next one.
     refill_due: bool,
+    /// Consecutive timer ticks (see [`MATCHING_STALL_TICKS_MAX`]) with inputs in flight and
+    /// no answer from the matching loop.
+    stalled_ticks: u32,
+    /// `last_done_seq` at the previous timer tick.
+    done_seq_at_tick: u64,
 }
 
 /// Everything the server is built from.
@@ -326,20 +341,33 @@ impl Server {
             released_seq: 0,
             all_caught_up: false,
             refill_due: false,
+            stalled_ticks: 0,
+            done_seq_at_tick: parts.last_seq,
         })
     }
 
     /// Serves until `shutdown` is set, then drains in-flight inputs, tells every logged-in
-    /// client End of Session, and returns.
+    /// client End of Session, and returns. Stops at once when the node's latch trips
+    /// ([`crate::supervisor`]): then only what is already acknowledged is released, and every
+    /// logged-in client is told End of Session.
     pub fn run(&mut self, shutdown: &AtomicBool) -> std::io::Result<()> {
         let mut events = Events::with_capacity(1024);
         let mut last_tick = Instant::now();
-        while !shutdown.load(Ordering::Acquire) {
+        let latch = crate::supervisor::node();
+        while !shutdown.load(Ordering::Acquire) && !latch.is_tripped() {
             let timeout = self.poll_timeout();
             match self.poll.poll(&mut events, Some(timeout)) {
                 Ok(()) => {}
                 Err(error) if error.kind() == ErrorKind::Interrupted => continue,
-                Err(error) => return Err(error),
+                Err(error) => {
+                    // Sessions can still be told End of Session below.
+                    latch.trip(crate::supervisor::Fault::new(
+                        &crate::supervisor::current_thread(),
+                        crate::supervisor::FaultKind::Thread,
+                        format!("gateway poll failed: {error}"),
+                    ));
+                    break;
+                }
             }
             for event in events.iter() {
                 match event.token() {
@@ -355,11 +383,16 @@ impl Server {
             self.release();
             if last_tick.elapsed() >= Duration::from_millis(100) {
                 self.timers();
+                self.watch_matching();
                 last_tick = Instant::now();
             }
             self.reap();
         }
-        self.shutdown();
+        if latch.is_tripped() {
+            self.stop_on_fault();
+        } else {
+            self.shutdown();
+        }
         Ok(())
     }
 
@@ -772,6 +805,13 @@ impl Server {
         message: Option<InboundMessage>,
         origin: Option<Token>,
     ) {
+        if let Err(error) = crate::fault::check("gateway") {
+            crate::supervisor::node().trip(crate::supervisor::Fault::from_error(
+                &crate::supervisor::current_thread(),
+                &error,
+            ));
+            return;
+        }
         let mut pending = envelope;
         loop {
             match self.inbound.try_send(pending) {
@@ -783,11 +823,18 @@ impl Server {
                     std::thread::yield_now();
                 }
                 Err(TrySendError::Disconnected(_)) => {
-                    tracing::error!("matching loop stopped; input dropped");
+                    // The matching thread is gone (its own fault is normally reported
+                    // already); this node can take no more orders.
+                    crate::supervisor::node().trip(crate::supervisor::Fault::new(
+                        crate::matching::THREAD,
+                        crate::supervisor::FaultKind::Thread,
+                        "the matching loop ended while the gateway was serving",
+                    ));
                     return;
                 }
             }
         }
+
         // The flusher may be parked after a quiet spell; this input is about to be journaled.
         if self.durability == Durability::Fsync || self.cluster.is_some() {
             self.marks.wake_flusher();
@@ -956,6 +1003,29 @@ impl Server {
         }
     }
 
+    /// Stops the node if the matching loop has answered nothing for
+    /// [`MATCHING_STALL_TICKS_MAX`] ticks while inputs wait: a loop that hangs must not
+    /// leave the node up, taking orders it never answers.
+    fn watch_matching(&mut self) {
+        if self.in_flight.is_empty() || self.last_done_seq != self.done_seq_at_tick {
+            self.stalled_ticks = 0;
+        } else {
+            self.stalled_ticks += 1;
+        }
+        self.done_seq_at_tick = self.last_done_seq;
+        if self.stalled_ticks >= MATCHING_STALL_TICKS_MAX {
+            crate::supervisor::node().trip(crate::supervisor::Fault::new(
+                crate::matching::THREAD,
+                crate::supervisor::FaultKind::Thread,
+                format!(
+                    "stuck: no answer to {} inputs for {} timer ticks of 100 ms",
+                    self.in_flight.len(),
+                    MATCHING_STALL_TICKS_MAX
+                ),
+            ));
+        }
+    }
+
     fn timers(&mut self) {
         let now = Instant::now();
         for connection in self.connections.values_mut() {
@@ -1009,6 +1079,26 @@ impl Server {
                 }
             }
         }
+    }
+
+    /// The node stops on a fault: nothing more will be answered. Releases what is already
+    /// acknowledged (durable, and committed in a cluster: [`Server::release_seq`] never goes
+    /// past that), tells every logged-in client End of Session and flushes, without waiting
+    /// for inputs in flight. A client resumes after the restart and gets every answer the
+    /// journal holds.
+    fn stop_on_fault(&mut self) {
+        self.pump_outcomes();
+        self.release();
+        for token in self.logged_in.values().copied().collect::<Vec<_>>() {
+            if let Some(connection) = self.connections.get_mut(&token) {
+                let _ = ServerPacket::EndOfSession.encode(&mut connection.write_buf);
+            }
+            self.flush(token);
+        }
+        tracing::error!(
+            unanswered = self.in_flight.len(),
+            "gateway stopped on a fault; clients told End of Session"
+        );
     }
 
     fn shutdown(&mut self) {
