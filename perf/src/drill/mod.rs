@@ -197,17 +197,18 @@ pub fn main(args: &DrillArgs) -> anyhow::Result<()> {
     if let Err(error) = &outcome {
         report.aborted = Some(format!("{error:#}"));
     }
+    // The proxy carries the peer links until every node has stopped: the replicas
+    // converge through it.
+    finish(args, &mut cluster, &mut report);
     report.links = proxy.stats();
     proxy.stop();
-    finish(args, &mut cluster, &mut report);
     drop(cluster);
     output::publish(args, &mut report)?;
     if let Some(failure) = report.first_failure() {
         bail!(
-            "drill FAILED (seed {}; rerun: keel-perf drill --seed {} --faults {}): {failure}",
+            "drill FAILED (seed {}; rerun: {}): {failure}",
             args.seed,
-            args.seed,
-            args.faults
+            report.command
         );
     }
     Ok(())
@@ -556,6 +557,18 @@ fn heal_all(ctx: &mut Ctx<'_>) -> Vec<String> {
 /// After the run: the replicas converge, every node stops cleanly, every journal is
 /// replayed and checked.
 fn finish(args: &DrillArgs, cluster: &mut Cluster, report: &mut DrillReport) {
+    for (index, what) in cluster.exited() {
+        let note = format!(
+            "node{} exited on its own after the last fault ({what})",
+            index + 1
+        );
+        report.problems.push(note);
+        if let Err(error) = cluster.restart(index) {
+            report
+                .problems
+                .push(format!("cannot restart node{}: {error:#}", index + 1));
+        }
+    }
     let converged = cluster.wait_converged(Duration::from_secs(args.recover_timeout_s.max(30)));
     if let Err(error) = &converged {
         report
