@@ -569,7 +569,12 @@ fn finish(args: &DrillArgs, cluster: &mut Cluster, report: &mut DrillReport) {
                 .push(format!("cannot restart node{}: {error:#}", index + 1));
         }
     }
+    let started = Instant::now();
     let converged = cluster.wait_converged(Duration::from_secs(args.recover_timeout_s.max(30)));
+    eprintln!(
+        "keel-perf drill: replicas converged after {:.1} s; stopping the nodes",
+        started.elapsed().as_secs_f64()
+    );
     if let Err(error) = &converged {
         report
             .problems
@@ -580,6 +585,10 @@ fn finish(args: &DrillArgs, cluster: &mut Cluster, report: &mut DrillReport) {
             .problems
             .push(format!("a node did not stop cleanly: {error:#}"));
     }
+    eprintln!(
+        "keel-perf drill: nodes stopped after {:.1} s; replaying every journal",
+        started.elapsed().as_secs_f64()
+    );
     let users: Vec<String> = report.histories.iter().map(|h| h.user.clone()).collect();
     let mut replicas = Vec::new();
     for index in 0..cluster.len() {
@@ -595,6 +604,10 @@ fn finish(args: &DrillArgs, cluster: &mut Cluster, report: &mut DrillReport) {
             )),
         }
     }
+    eprintln!(
+        "keel-perf drill: journals replayed after {:.1} s; checking",
+        started.elapsed().as_secs_f64()
+    );
     let roots = match cluster.roots() {
         Ok(roots) => roots,
         Err(error) => {
