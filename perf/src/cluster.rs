@@ -61,12 +61,18 @@ pub struct Cluster {
     pub users: Vec<(String, String)>,
 }
 
-/// Every node's configuration file (one shared secret, every node's peers), written into
-/// `root`; returns the configuration files, data folders and log files, by node.
+/// Where node `from` (index) dials node `to`, given `to`'s real Raft address: the real
+/// address, or a fault-injecting proxy's (`keel-perf drill`).
+pub type PeerRoute<'a> = dyn FnMut(usize, usize, SocketAddr) -> anyhow::Result<SocketAddr> + 'a;
+
+/// Every node's configuration file (one shared secret, every node's peers, each other node
+/// at the address `route` gives), written into `root`; returns the configuration files, data
+/// folders and log files, by node.
 fn write_configs(
     options: &ClusterOptions,
     root: &Path,
     spec: &ClusterSpec,
+    route: &mut PeerRoute<'_>,
 ) -> anyhow::Result<(Vec<PathBuf>, Vec<PathBuf>, Vec<PathBuf>)> {
     let base = server::config_builder(&options.node, root, loopback(0))?;
     let mut configs = Vec::new();
@@ -76,7 +82,17 @@ fn write_configs(
         let id = index + 1;
         let data_dir = root.join(format!("node{id}"));
         let config = root.join(format!("node{id}.toml"));
-        server::write_config(&spec.node_config(&base, index, &data_dir), &config)
+        let mut node_config = spec.node_config(&base, index, &data_dir);
+        if let Some(cluster) = node_config.cluster.as_mut() {
+            // A node binds its own entry, so only the other nodes' entries are routed.
+            for (to, &port) in spec.raft_ports.iter().enumerate() {
+                if to != index {
+                    let addr = route(index, to, loopback(port))?;
+                    cluster.peers.insert((to + 1).to_string(), addr);
+                }
+            }
+        }
+        server::write_config(&node_config, &config)
             .with_context(|| format!("cannot write {}", config.display()))?;
         configs.push(config);
         data_dirs.push(data_dir);
@@ -89,6 +105,15 @@ impl Cluster {
     /// Writes every node's configuration, starts them all, and waits until each listens
     /// (not until a leader is elected: see [`Cluster::find_leader`]).
     pub fn start(options: &ClusterOptions) -> anyhow::Result<Cluster> {
+        Cluster::start_routed(options, &mut |_, _, addr| Ok(addr))
+    }
+
+    /// As [`Cluster::start`], each node dialing each other node at the address `route`
+    /// gives for it.
+    pub fn start_routed(
+        options: &ClusterOptions,
+        route: &mut PeerRoute<'_>,
+    ) -> anyhow::Result<Cluster> {
         if options.nodes < 3 || options.nodes % 2 == 0 {
             bail!("a cluster needs an odd number of nodes, at least 3");
         }
@@ -106,7 +131,7 @@ impl Cluster {
         let mut spec = ClusterSpec::new(options.nodes)?;
         spec.election_timeout_ms = options.election_timeout_ms;
         spec.heartbeat_ms = options.heartbeat_ms;
-        let (configs, data_dirs, logs) = write_configs(options, &root, &spec)?;
+        let (configs, data_dirs, logs) = write_configs(options, &root, &spec, route)?;
         let mut cluster = Cluster {
             options: options.node.clone(),
             dir: Some(dir),
@@ -219,6 +244,22 @@ impl Cluster {
         Ok(killed)
     }
 
+    /// Nodes that have ended on their own since the last look: index, exit status and the
+    /// last line of its log. Each then counts as down ([`Cluster::restart`] brings it back).
+    pub fn exited(&mut self) -> Vec<(usize, String)> {
+        let mut ended = Vec::new();
+        for (index, slot) in self.nodes.iter_mut().enumerate() {
+            let Some(status) = slot.as_mut().and_then(Node::exited) else {
+                continue;
+            };
+            *slot = None;
+            let log = std::fs::read_to_string(&self.logs[index]).unwrap_or_default();
+            let last = log.lines().last().unwrap_or("").to_string();
+            ended.push((index, format!("{status}; last log line: {last}")));
+        }
+        ended
+    }
+
     /// Waits for every killed process to end.
     fn reap(&mut self) {
         for mut corpse in self.corpses.drain(..) {
@@ -267,6 +308,17 @@ impl Cluster {
     /// Stops every node: SIGTERM to all at once, then waits for each.
     pub fn stop(mut self) -> anyhow::Result<()> {
         self.shutdown()
+    }
+
+    /// Stops every node as [`Cluster::stop`] does, keeping the directory (configurations,
+    /// data, logs) until the cluster is dropped, for offline checks of the journals.
+    pub fn stop_nodes(&mut self) -> anyhow::Result<()> {
+        self.shutdown()
+    }
+
+    /// Node `index`'s configuration file.
+    pub fn config_path(&self, index: usize) -> Option<&Path> {
+        self.configs.get(index).map(PathBuf::as_path)
     }
 
     fn shutdown(&mut self) -> anyhow::Result<()> {

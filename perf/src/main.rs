@@ -9,6 +9,9 @@
 //! - `keel-perf failover`: kill -9 of a 3-node cluster's leader under steady order entry:
 //!   time until a client has an order accepted by the new leader, and nothing acknowledged
 //!   lost.
+//! - `keel-perf drill`: a Jepsen-style fault drill: a 3-node cluster whose peer links run
+//!   through a fault-injecting proxy, open-loop clients, a seeded schedule of kills,
+//!   pauses and partitions, and checks of every replica's journal at the end.
 //! - `keel-perf echo-server`: a do-nothing OUCH server; `e2e --echo` runs the same load
 //!   against it to show the floor that loopback TCP and the generator set on this machine.
 //! - `keel-perf lobster`: replays real NASDAQ order flow from LOBSTER files through the
@@ -22,6 +25,7 @@
 //! Results go to `perf/results/` as JSON (everything measured) and Markdown.
 
 mod cluster;
+mod drill;
 mod driver;
 mod e2e;
 mod echo;
@@ -62,6 +66,11 @@ enum Commands {
     /// time until the client has an order accepted by the new leader; nothing acknowledged
     /// may be lost.
     Failover(Box<failover::FailoverArgs>),
+    /// Jepsen-style drill: kill -9, SIGSTOP, isolation, splits, one-way partitions and
+    /// flapping links against a 3-node cluster under open-loop order entry (`--faults N` or
+    /// a script, `--seed`); outage per fault kind, a timeline plot, and checks of every
+    /// replica's journal (non-zero exit on a violation).
+    Drill(Box<drill::DrillArgs>),
     /// Replay LOBSTER (NASDAQ) message/orderbook files through the engine: commands/s, and
     /// agreement of executions and books with the exchange (see perf/LOBSTER.md).
     Lobster(lobster::LobsterArgs),
@@ -79,6 +88,7 @@ fn main() -> ExitCode {
         Commands::E2e(args) => e2e::main(*args),
         Commands::EchoServer(args) => echo::main(&args),
         Commands::Failover(args) => failover::main(&args),
+        Commands::Drill(args) => drill::main(&args),
         Commands::Lobster(args) => lobster::main(&args),
         Commands::Engine(args) => engine::main(&args),
         Commands::Report(args) => suite::main(&args),

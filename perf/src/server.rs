@@ -191,6 +191,14 @@ impl Node {
         self.process.as_ref().and_then(process::Node::pid)
     }
 
+    /// The exit status if the process has ended on its own; it is then reaped and never
+    /// signalled again.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        let status = self.process.as_mut()?.try_status().ok().flatten()?;
+        self.process = None;
+        Some(status)
+    }
+
     /// Stops the node with SIGTERM (SIGKILL after 20 s) and removes its directory.
     pub fn stop(mut self) -> anyhow::Result<()> {
         self.shutdown()

@@ -1,0 +1,95 @@
+// Tests unwrap and panic on purpose: a failed unwrap or a panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! A short `keel-perf drill` against real `keel serve` processes: one kill -9, SIGSTOP,
+//! isolation and one-way partition of the leader, a few seconds each, then the drill's
+//! checks of every replica's journal (every acknowledged order exactly once, every received
+//! message byte-identical, no token twice, equal roots). No timing is asserted: the outage
+//! figures are the drill's report, not this test's business.
+//!
+//! The long run is documented in the README: `target/release/keel-perf drill --faults 100`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+/// The `keel` binary next to `keel-perf`, built first if this package's tests run alone.
+fn keel_binary() -> PathBuf {
+    let perf = PathBuf::from(env!("CARGO_BIN_EXE_keel-perf"));
+    let keel = perf.with_file_name("keel");
+    if !keel.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+        let mut build = Command::new(cargo);
+        build.args(["build", "-p", "keel"]);
+        if perf.parent().and_then(Path::file_name) == Some("release".as_ref()) {
+            build.arg("--release");
+        }
+        assert!(build.status().unwrap().success(), "cannot build keel");
+    }
+    keel
+}
+
+#[test]
+fn a_short_drill_of_each_leader_fault_passes_every_check() {
+    let results = tempfile::tempdir().unwrap();
+    let keel = keel_binary();
+    let output = Command::new(env!("CARGO_BIN_EXE_keel-perf"))
+        .args([
+            "drill",
+            "--faults",
+            "kill-leader,stop-leader,isolate,oneway-out",
+            "--quick",
+            "--seed",
+            "5",
+            "--rate",
+            "200",
+            "--keel",
+        ])
+        .arg(&keel)
+        .arg("--results")
+        .arg(results.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let report: Value = serde_json::from_str(
+        &std::fs::read_to_string(results.path().join("drill.json"))
+            .unwrap_or_else(|e| panic!("no drill.json ({e}); keel-perf said:\n{stderr}")),
+    )
+    .unwrap();
+    let faults = report["faults"].as_array().unwrap();
+    let kinds: Vec<&str> = faults
+        .iter()
+        .map(|f| f["fault"]["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["kill", "stop", "isolate", "oneway"], "{stderr}");
+    for fault in faults {
+        assert!(fault["error"].is_null(), "{fault}\n{stderr}");
+        assert!(fault["recovered_ms"].is_number(), "{fault}\n{stderr}");
+    }
+    let checks = report["checks"].as_array().unwrap();
+    assert_eq!(checks.len(), 5, "{stderr}");
+    for check in checks {
+        assert!(check["cases"].as_u64().unwrap() > 0, "{check}");
+        assert_eq!(check["ok"], true, "{check}\n{stderr}");
+    }
+    assert_eq!(report["problems"], serde_json::json!([]), "{stderr}");
+    // A node that exits on its own fails `keel-perf drill` itself (non-zero status) but
+    // not this test, which asserts the correctness checks: today a leader deposed by
+    // check-quorum exits with "gateway thread stopped" in most runs (issue 12, Deliver 2,
+    // being fixed in gateway/node/). Once fixed, assert `output.status.success()` here.
+    for fault in faults {
+        for exit in fault["node_exits"].as_array().unwrap() {
+            eprintln!(
+                "drill: a node crashed during fault {}: {exit}",
+                fault["number"]
+            );
+        }
+    }
+    let accepted: u64 = report["clients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["accepted"].as_u64().unwrap())
+        .sum();
+    assert!(accepted > 0, "{stderr}");
+}
