@@ -20,6 +20,7 @@
 //! `keel-protocol`; the client library is `keel-client`.
 #![deny(missing_docs)]
 
+mod auth;
 mod chunked;
 pub mod cluster;
 pub mod config;
@@ -32,6 +33,7 @@ pub mod server;
 pub mod sessions;
 pub mod startup;
 mod throttle;
+mod ticket;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -143,9 +145,7 @@ fn serve(
     let listen = listener.local_addr()?;
     let (inbound_tx, inbound_rx) = crossbeam_channel::bounded(MATCHING_INPUTS_QUEUED_MAX);
     let (outcome_tx, outcome_rx) = crossbeam_channel::bounded(MATCHING_OUTCOMES_QUEUED_MAX);
-    let (auth_tx, auth_rx) = crossbeam_channel::bounded(64);
-    let (verdict_tx, verdict_rx) = crossbeam_channel::bounded(64);
-    let auth = server::spawn_auth(auth_rx, verdict_tx, waker)?;
+    let logins = auth::LoginChecker::start(config.login_threads(), waker)?;
     let stop = Arc::new(AtomicBool::new(false));
     let matching = MatchingLoop {
         engine: recovered.engine,
@@ -169,8 +169,8 @@ fn serve(
         marks,
         durability: config.server.durability.journal(),
         last_seq: recovered.last_seq,
-        auth_requests: auth_tx,
-        auth_responses: verdict_rx,
+        logins,
+        tickets: ticket_key(config),
         outbound_limit_bytes: config.server.outbound_buffer_bytes,
         cluster,
     })?;
@@ -186,9 +186,18 @@ fn serve(
     let engine = matching
         .join()
         .map_err(|_| Error::Node("matching loop panicked".into()))?;
-    let _ = auth.join();
     served?;
     engine.map(|_| ())
+}
+
+/// The resumption ticket key: derived from the cluster secret (the same on every node, so
+/// nothing needs replicating), or random for a single node; `None` when tickets are off.
+fn ticket_key(config: &Config) -> Option<ticket::TicketKey> {
+    let ttl_s = config.server.resume_ticket_ttl_s;
+    match &config.cluster {
+        Some(cluster) => ticket::TicketKey::from_secret(cluster.secret.as_bytes(), ttl_s),
+        None => ticket::TicketKey::random(ttl_s),
+    }
 }
 
 /// Restricts the calling thread (and so every thread it starts afterwards) to all online
