@@ -47,6 +47,15 @@
 //! if a server starts below the number asked for, the repeats are dropped; if it starts
 //! above, [`ClientEvent::SequenceGap`] says so.
 //!
+//! **Resumption tickets.** After a password login a Keel node announces a resumption ticket
+//! in a SoupBinTCP Debug packet (`keel_protocol::resume`). The client keeps the latest one
+//! and logs in with it, instead of the password, on every reconnect while it has not expired
+//! (by this machine's clock): a node verifies it in microseconds where a password costs an
+//! argon2 check, which matters when every session of a failed leader logs in again at once.
+//! A ticket refused as not authorized (expired, or the cluster's secret was rotated) is
+//! forgotten and the same endpoint is tried again at once with the password. Servers that
+//! send no ticket are logged into with the password, as before.
+//!
 //! Messages are *received* once queued: a message is never queued twice, and the queue
 //! survives reconnects. While the queue is full the thread stops reading (heartbeats go
 //! on); a server that then cuts the client off as a slow reader is reconnected to like any
@@ -254,13 +263,14 @@ impl Client {
             Some(prefix) => TokenGenerator::new(prefix)?,
             None => TokenGenerator::unique(),
         };
-        let credentials = Credentials {
+        let mut credentials = Credentials {
             username: username_field,
             password: password_field,
+            ticket: None,
         };
         let opened = open_any(
             endpoints,
-            credentials,
+            &mut credentials,
             options.session,
             options.requested_sequence_number,
             &options,
@@ -442,6 +452,17 @@ impl Client {
     /// been queued as an event).
     pub fn next_sequence_number(&self) -> u64 {
         self.shared.next_seq.load(Ordering::Acquire)
+    }
+
+    /// When the resumption ticket the client holds expires (Unix seconds), if it holds one.
+    /// The client keeps the latest ticket a server announced after a password login and
+    /// presents it instead of the password when it reconnects, to any of its endpoints (see
+    /// "Reconnect and resume").
+    pub fn resume_ticket_expiry(&self) -> Option<u64> {
+        match self.shared.ticket_expires_unix_s.load(Ordering::Acquire) {
+            0 => None,
+            expires => Some(expires),
+        }
     }
 
     /// The user name.
