@@ -9,6 +9,9 @@
 //! - `keel-perf failover`: kill -9 of a 3-node cluster's leader under steady order entry:
 //!   time until a client has an order accepted by the new leader, and nothing acknowledged
 //!   lost.
+//! - `keel-perf relogin`: the login storm after a failover: N sessions logged into a
+//!   3-node cluster, the leader killed, time until all are logged in again on the new
+//!   leader, with resumption tickets and without.
 //! - `keel-perf echo-server`: a do-nothing OUCH server; `e2e --echo` runs the same load
 //!   against it to show the floor that loopback TCP and the generator set on this machine.
 //! - `keel-perf lobster`: replays real NASDAQ order flow from LOBSTER files through the
@@ -32,6 +35,7 @@ mod json;
 mod lobster;
 mod plots;
 mod recorder;
+mod relogin;
 mod report;
 mod server;
 mod suite;
@@ -62,6 +66,9 @@ enum Commands {
     /// time until the client has an order accepted by the new leader; nothing acknowledged
     /// may be lost.
     Failover(Box<failover::FailoverArgs>),
+    /// Log `--sessions` sessions into a 3-node cluster, kill -9 the leader, and time until
+    /// every session is logged in again on the new one (with resumption tickets, without).
+    Relogin(relogin::ReloginArgs),
     /// Replay LOBSTER (NASDAQ) message/orderbook files through the engine: commands/s, and
     /// agreement of executions and books with the exchange (see perf/LOBSTER.md).
     Lobster(lobster::LobsterArgs),
@@ -79,6 +86,7 @@ fn main() -> ExitCode {
         Commands::E2e(args) => e2e::main(*args),
         Commands::EchoServer(args) => echo::main(&args),
         Commands::Failover(args) => failover::main(&args),
+        Commands::Relogin(args) => relogin::main(&args),
         Commands::Lobster(args) => lobster::main(&args),
         Commands::Engine(args) => engine::main(&args),
         Commands::Report(args) => suite::main(&args),
