@@ -461,6 +461,16 @@ pub(crate) fn open_any(
     })
 }
 
+/// `endpoints` in order starting after `lost` (which comes last); unchanged if `lost` is not
+/// one of them.
+fn after_lost(endpoints: &[SocketAddr], lost: Option<SocketAddr>) -> Vec<SocketAddr> {
+    let mut ordered = endpoints.to_vec();
+    if let Some(index) = lost.and_then(|lost| endpoints.iter().position(|e| *e == lost)) {
+        ordered.rotate_left(index + 1);
+    }
+    ordered
+}
+
 /// Why a connection's session ended.
 enum End {
     /// The client is dropped.
@@ -564,8 +574,13 @@ impl Worker {
         let keep_going = move || {
             !shared.stop.load(Ordering::Acquire) && !shared.logging_out.load(Ordering::Acquire)
         };
+        // The endpoint just lost goes last: after a failover it is the dead (or dying)
+        // leader, whose half-closed listener can hold a connection until the process is
+        // gone.
+        let lost = self.shared.lock().endpoint;
+        let endpoints = after_lost(&self.endpoints, lost);
         let opened = open_any(
-            &self.endpoints,
+            &endpoints,
             &mut self.credentials,
             session,
             self.next_seq,
@@ -780,5 +795,23 @@ impl From<ServerPacket<'_>> for Step {
             ServerPacket::LoginAccepted(_) => Step::Unexpected("Login Accepted while logged in"),
             ServerPacket::LoginRejected(_) => Step::Unexpected("Login Rejected while logged in"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reconnects_try_the_lost_endpoint_last() {
+        let e: Vec<SocketAddr> = (1..=3)
+            .map(|p| SocketAddr::from(([127, 0, 0, 1], p)))
+            .collect();
+        assert_eq!(after_lost(&e, Some(e[0])), vec![e[1], e[2], e[0]]);
+        assert_eq!(after_lost(&e, Some(e[1])), vec![e[2], e[0], e[1]]);
+        assert_eq!(after_lost(&e, Some(e[2])), e);
+        assert_eq!(after_lost(&e, None), e);
+        let elsewhere = SocketAddr::from(([127, 0, 0, 2], 9));
+        assert_eq!(after_lost(&e, Some(elsewhere)), e);
     }
 }

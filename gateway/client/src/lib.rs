@@ -37,7 +37,8 @@
 //!
 //! When the connection is lost (closed, reset, silent, a protocol error, End of Session),
 //! the background thread queues [`ClientEvent::Disconnected`], then tries the endpoints in
-//! order again — [`ClientOptions::reconnect_attempts`] passes over the list, with a backoff
+//! order again, starting after the one it lost (which is tried last: after a failover it is
+//! the dead leader) — [`ClientOptions::reconnect_attempts`] passes over the list, with a backoff
 //! doubling from [`ClientOptions::backoff_initial`] to [`ClientOptions::backoff_max`]
 //! between passes — logging into the same session with requested sequence number = the
 //! last message received + 1. `Login Rejected S` (e.g. a follower, or the server has not yet
