@@ -189,3 +189,48 @@ fn a_killed_fsync_server_loses_nothing_it_acknowledged() {
         server.relaunch();
     });
 }
+
+#[test]
+fn a_refused_ticket_falls_back_to_the_password_and_a_new_ticket() {
+    // A single node draws a new ticket key at each start: after a restart the client's
+    // ticket is refused, and it must log in with its password at once (and get a new one).
+    let mut server = Server::start("async");
+    let bob = connect(&server, "bob");
+    let bob_logins = |server: &Server, count: usize| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let log = server.log_text();
+            let logins: Vec<String> = log
+                .lines()
+                .filter(|l| l.contains("logged in") && l.contains("user=bob"))
+                .map(str::to_string)
+                .collect();
+            if logins.len() >= count || std::time::Instant::now() >= deadline {
+                return (logins, log);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while bob.resume_ticket_expiry().is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(bob.resume_ticket_expiry().is_some());
+    // A reconnect to the same process uses the ticket.
+    bob.force_reconnect();
+    assert_eq!(bob_logins(&server, 2).0.len(), 2);
+    server.restart();
+    let (logins, log) = bob_logins(&server, 3);
+    // Password (first login), ticket (same process), then after the restart: the ticket
+    // refused (a failed login) and the password accepted.
+    assert_eq!(logins.len(), 3, "{log}");
+    assert!(logins[0].contains("credential=password"), "{log}");
+    assert!(logins[1].contains("credential=ticket"), "{log}");
+    assert!(logins[2].contains("credential=password"), "{log}");
+    assert!(
+        log.lines()
+            .any(|l| l.contains("login failed") && l.contains("user=bob")),
+        "{log}"
+    );
+    assert!(bob.wait_connected(Duration::from_secs(10)));
+}

@@ -153,7 +153,9 @@ class Session:
             kind, payload = self.read_packet(quiet)
             if kind is None or kind == b"closed":
                 return out
-            if kind == b"H":
+            if kind in (b"H", b"+"):
+                # Heartbeats, and Debug packets, which the specification lets either side
+                # send at any time (Keel announces a resumption ticket in one).
                 continue
             if kind != b"S":
                 fail(f"unexpected packet type {kind!r}")

@@ -384,16 +384,24 @@ fn a_flood_of_connections_does_not_take_the_server_down() {
     let (mut bob, _) = Client::logged_in(node.addr, "bob", 0);
     let order = enter("B1", BuySellIndicator::Sell, 5, "BTC-PERP", 5_000_000, GTC);
     order_round_trip(&mut bob, &order, "B1");
-    // A burst of 50 wrong logins at once (the password checker has a bounded queue).
+    // A burst of 50 wrong logins at once from one address: the password checker's queue is
+    // bounded and one address may fill at most half of it, so some are refused at once as
+    // busy (`S`, try again); the others are checked and refused as not authorized (`A`).
     let mut wrong = Vec::new();
     for _ in 0..50 {
         let mut client = Client::connect(node.addr);
         client.send_login("carol", "nope", "", 0);
         wrong.push(client);
     }
+    let mut not_authorized = 0;
     for client in &mut wrong {
-        assert_eq!(client.recv(30 * SECOND), Ok(Packet::Rejected(b'A')));
+        match client.recv(30 * SECOND) {
+            Ok(Packet::Rejected(b'A')) => not_authorized += 1,
+            Ok(Packet::Rejected(b'S')) => {}
+            other => panic!("a wrong login answered {other:?}"),
+        }
     }
+    assert!(not_authorized > 0);
     drop(wrong);
     drop(held);
     let order = enter("B2", BuySellIndicator::Buy, 5, "BTC-PERP", 5_000_000, IOC);

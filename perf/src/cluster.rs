@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use keel_client::{Client, ClientEvent, ClientOptions};
+use keel_node::config::ServerConfig;
 use keel_testkit::cluster::journal_roots;
 use keel_testkit::config::ClusterSpec;
 use keel_testkit::ports::loopback;
@@ -73,8 +74,9 @@ fn write_configs(
     root: &Path,
     spec: &ClusterSpec,
     route: &mut PeerRoute<'_>,
+    change: &dyn Fn(&mut ServerConfig),
 ) -> anyhow::Result<(Vec<PathBuf>, Vec<PathBuf>, Vec<PathBuf>)> {
-    let base = server::config_builder(&options.node, root, loopback(0))?;
+    let base = server::config_builder(&options.node, root, loopback(0))?.server(change);
     let mut configs = Vec::new();
     let mut data_dirs = Vec::new();
     let mut logs = Vec::new();
@@ -105,20 +107,30 @@ impl Cluster {
     /// Writes every node's configuration, starts them all, and waits until each listens
     /// (not until a leader is elected: see [`Cluster::find_leader`]).
     pub fn start(options: &ClusterOptions) -> anyhow::Result<Cluster> {
-        Cluster::start_routed(options, &mut |_, _, addr| Ok(addr))
+        Cluster::start_routed(options, &mut |_, _, addr| Ok(addr), &|_| {})
     }
 
-    /// As [`Cluster::start`], each node dialing each other node at the address `route`
+    /// [`Cluster::start`], with `change` applied to every node's `[server]` section (e.g.
+    /// `resume_ticket_ttl_s`).
+    pub fn start_with(
+        options: &ClusterOptions,
+        change: &dyn Fn(&mut ServerConfig),
+    ) -> anyhow::Result<Cluster> {
+        Cluster::start_routed(options, &mut |_, _, addr| Ok(addr), change)
+    }
+
+    /// As [`Cluster::start_with`], each node dialing each other node at the address `route`
     /// gives for it.
     pub fn start_routed(
         options: &ClusterOptions,
         route: &mut PeerRoute<'_>,
+        change: &dyn Fn(&mut ServerConfig),
     ) -> anyhow::Result<Cluster> {
         if options.nodes < 3 || options.nodes % 2 == 0 {
             bail!("a cluster needs an odd number of nodes, at least 3");
         }
-        if options.node.users > 999 {
-            bail!("at most 999 generated users (user names are at most 6 characters)");
+        if options.node.users > 99_999 {
+            bail!("at most 99,999 generated users (user names are at most 6 characters)");
         }
         let mut builder = tempfile::Builder::new();
         builder.prefix("keel-perf-cluster-");
@@ -131,7 +143,7 @@ impl Cluster {
         let mut spec = ClusterSpec::new(options.nodes)?;
         spec.election_timeout_ms = options.election_timeout_ms;
         spec.heartbeat_ms = options.heartbeat_ms;
-        let (configs, data_dirs, logs) = write_configs(options, &root, &spec, route)?;
+        let (configs, data_dirs, logs) = write_configs(options, &root, &spec, route, change)?;
         let mut cluster = Cluster {
             options: options.node.clone(),
             dir: Some(dir),
@@ -143,7 +155,7 @@ impl Cluster {
             nodes: Vec::new(),
             corpses: Vec::new(),
             users: (0..options.node.users)
-                .map(|u| (format!("perf{u}"), server::PASSWORD.to_string()))
+                .map(|u| (server::username(u), server::PASSWORD.to_string()))
                 .collect(),
         };
         for i in 0..options.nodes {

@@ -43,7 +43,8 @@ pub enum DurabilityArg {
 }
 
 impl DurabilityArg {
-    fn name(self) -> &'static str {
+    /// The configuration's name for it.
+    pub(crate) fn name(self) -> &'static str {
         match self {
             DurabilityArg::Async => "async",
             DurabilityArg::Fsync => "fsync",

@@ -12,6 +12,9 @@
 //! - `keel-perf drill`: a Jepsen-style fault drill: a 3-node cluster whose peer links run
 //!   through a fault-injecting proxy, open-loop clients, a seeded schedule of kills,
 //!   pauses and partitions, and checks of every replica's journal at the end.
+//! - `keel-perf relogin`: the login storm after a failover: N sessions logged into a
+//!   3-node cluster, the leader killed, time until all are logged in again on the new
+//!   leader, with resumption tickets and without.
 //! - `keel-perf echo-server`: a do-nothing OUCH server; `e2e --echo` runs the same load
 //!   against it to show the floor that loopback TCP and the generator set on this machine.
 //! - `keel-perf lobster`: replays real NASDAQ order flow from LOBSTER files through the
@@ -36,6 +39,7 @@ mod json;
 mod lobster;
 mod plots;
 mod recorder;
+mod relogin;
 mod report;
 mod server;
 mod suite;
@@ -71,6 +75,9 @@ enum Commands {
     /// a script, `--seed`); outage per fault kind, a timeline plot, and checks of every
     /// replica's journal (non-zero exit on a violation).
     Drill(Box<drill::DrillArgs>),
+    /// Log `--sessions` sessions into a 3-node cluster, kill -9 the leader, and time until
+    /// every session is logged in again on the new one (with resumption tickets, without).
+    Relogin(relogin::ReloginArgs),
     /// Replay LOBSTER (NASDAQ) message/orderbook files through the engine: commands/s, and
     /// agreement of executions and books with the exchange (see perf/LOBSTER.md).
     Lobster(lobster::LobsterArgs),
@@ -89,6 +96,7 @@ fn main() -> ExitCode {
         Commands::EchoServer(args) => echo::main(&args),
         Commands::Failover(args) => failover::main(&args),
         Commands::Drill(args) => drill::main(&args),
+        Commands::Relogin(args) => relogin::main(&args),
         Commands::Lobster(args) => lobster::main(&args),
         Commands::Engine(args) => engine::main(&args),
         Commands::Report(args) => suite::main(&args),

@@ -55,6 +55,16 @@ pub struct Node {
     pub banner: String,
 }
 
+/// The name of generated user `index`: `perf0` … `perf99`, then `p100` … `p99999`
+/// (SoupBinTCP user names are at most 6 characters).
+pub fn username(index: usize) -> String {
+    if index < 100 {
+        format!("perf{index}")
+    } else {
+        format!("p{index}")
+    }
+}
+
 /// Password hashes are slow on purpose (argon2); hash once per process and reuse.
 pub fn hash_once() -> anyhow::Result<String> {
     static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
@@ -85,7 +95,7 @@ pub fn config_builder(
         .matching_core(options.matching_core)
         .instrument(1, SYMBOL, PRICE_SCALE);
     for index in 0..options.users {
-        builder = builder.user(user(&format!("perf{index}"), &hash, index as u64 + 1));
+        builder = builder.user(user(&username(index), &hash, index as u64 + 1));
     }
     Ok(builder)
 }
@@ -100,8 +110,8 @@ pub fn write_config(config: &Config, path: &Path) -> anyhow::Result<()> {
 impl Node {
     /// Writes the configuration, starts `keel serve`, and waits until it listens.
     pub fn start(options: &NodeOptions) -> anyhow::Result<Node> {
-        if options.users > 999 {
-            bail!("at most 999 generated users (user names are at most 6 characters)");
+        if options.users > 99_999 {
+            bail!("at most 99,999 generated users (user names are at most 6 characters)");
         }
         if !options.keel.exists() {
             bail!(
@@ -172,7 +182,7 @@ impl Node {
             banner: process.banner.clone(),
             process: Some(process),
             users: (0..options.users)
-                .map(|u| (format!("perf{u}"), PASSWORD.to_string()))
+                .map(|u| (username(u), PASSWORD.to_string()))
                 .collect(),
             dir,
             log,

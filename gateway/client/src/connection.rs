@@ -10,6 +10,7 @@ use crossbeam_channel::{SendTimeoutError, Sender};
 
 use super::{ClientError, ClientEvent, ClientOptions};
 use keel_protocol::ouch::OutboundMessage;
+use keel_protocol::resume::TicketNotice;
 use keel_protocol::soupbin::{
     ClientPacket, FrameDecoder, LoginAccepted, LoginRejectReason, LoginRequest, Password,
     ServerPacket, SessionId, SERVER_PACKET_BYTES_MAX_DEFAULT,
@@ -35,6 +36,8 @@ pub(crate) struct Shared {
     pub(crate) finished: AtomicBool,
     /// Sequence number of the next Sequenced Data message expected.
     pub(crate) next_seq: AtomicU64,
+    /// Expiry (Unix seconds) of the resumption ticket held, 0 if none.
+    pub(crate) ticket_expires_unix_s: AtomicU64,
 }
 
 pub(crate) struct WriteHalf {
@@ -64,6 +67,7 @@ impl Shared {
             logging_out: AtomicBool::new(false),
             finished: AtomicBool::new(false),
             next_seq: AtomicU64::new(0),
+            ticket_expires_unix_s: AtomicU64::new(0),
         }
     }
 
@@ -185,6 +189,21 @@ impl Shared {
 pub(crate) struct Credentials {
     pub(crate) username: Username,
     pub(crate) password: Password,
+    /// The latest resumption ticket the servers gave (see `keel_protocol::resume`): tried
+    /// first while it has not expired by this machine's clock; forgotten once refused.
+    pub(crate) ticket: Option<TicketNotice>,
+}
+
+impl Credentials {
+    /// The ticket to try, if one is held and not yet expired.
+    fn live_ticket(&self) -> Option<Password> {
+        let now_s = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |elapsed| elapsed.as_secs());
+        self.ticket
+            .filter(|notice| notice.expires_unix_s > now_s)
+            .map(|notice| notice.ticket)
+    }
 }
 
 /// A connection that completed its login.
@@ -206,7 +225,7 @@ enum Failure {
 /// Connects to `endpoint` and logs in.
 fn open_one(
     endpoint: SocketAddr,
-    credentials: Credentials,
+    (username, password): (Username, Password),
     session: SessionId,
     requested_seq: u64,
     options: &ClientOptions,
@@ -214,8 +233,8 @@ fn open_one(
 ) -> Result<Opened, Failure> {
     let (mut reader, mut writer) = connect(endpoint, options)?;
     let request = ClientPacket::LoginRequest(LoginRequest {
-        username: credentials.username,
-        password: credentials.password,
+        username,
+        password,
         requested_session: session,
         requested_sequence_number: requested_seq,
     });
@@ -337,12 +356,49 @@ fn sleep_while(duration: Duration, keep_going: &dyn Fn() -> bool) -> bool {
     }
 }
 
+/// Logs in at `endpoint` with the resumption ticket if one is held, else (or if the ticket is
+/// refused as not authorized: expired, or issued under another secret) with the password.
+fn open_with_credentials(
+    endpoint: SocketAddr,
+    credentials: &mut Credentials,
+    session: SessionId,
+    requested_seq: u64,
+    options: &ClientOptions,
+    keep_going: &dyn Fn() -> bool,
+) -> Result<Opened, Failure> {
+    if let Some(ticket) = credentials.live_ticket() {
+        let username = credentials.username;
+        match open_one(
+            endpoint,
+            (username, ticket),
+            session,
+            requested_seq,
+            options,
+            keep_going,
+        ) {
+            Err(Failure::Rejected(LoginRejectReason::NotAuthorized)) => {
+                tracing::info!(%endpoint, "client: resumption ticket refused; logging in with the password");
+            }
+            other => return other,
+        }
+    }
+    credentials.ticket = None;
+    open_one(
+        endpoint,
+        (credentials.username, credentials.password),
+        session,
+        requested_seq,
+        options,
+        keep_going,
+    )
+}
+
 /// Tries the endpoints in order, `attempts` passes over the list with a doubling backoff
 /// between passes. `Login Rejected S` (and any connection failure) moves on to the next
 /// endpoint; `Login Rejected A` ends the search at once.
 pub(crate) fn open_any(
     endpoints: &[SocketAddr],
-    credentials: Credentials,
+    credentials: &mut Credentials,
     session: SessionId,
     requested_seq: u64,
     options: &ClientOptions,
@@ -366,7 +422,7 @@ pub(crate) fn open_any(
             if !keep_going() {
                 return Err(ClientError::Closed);
             }
-            match open_one(
+            match open_with_credentials(
                 endpoint,
                 credentials,
                 session,
@@ -403,6 +459,16 @@ pub(crate) fn open_any(
             .collect::<Vec<_>>()
             .join("; "),
     })
+}
+
+/// `endpoints` in order starting after `lost` (which comes last); unchanged if `lost` is not
+/// one of them.
+fn after_lost(endpoints: &[SocketAddr], lost: Option<SocketAddr>) -> Vec<SocketAddr> {
+    let mut ordered = endpoints.to_vec();
+    if let Some(index) = lost.and_then(|lost| endpoints.iter().position(|e| *e == lost)) {
+        ordered.rotate_left(index + 1);
+    }
+    ordered
 }
 
 /// Why a connection's session ended.
@@ -508,15 +574,26 @@ impl Worker {
         let keep_going = move || {
             !shared.stop.load(Ordering::Acquire) && !shared.logging_out.load(Ordering::Acquire)
         };
+        // The endpoint just lost goes last: after a failover it is the dead (or dying)
+        // leader, whose half-closed listener can hold a connection until the process is
+        // gone.
+        let lost = self.shared.lock().endpoint;
+        let endpoints = after_lost(&self.endpoints, lost);
         let opened = open_any(
-            &self.endpoints,
-            self.credentials,
+            &endpoints,
+            &mut self.credentials,
             session,
             self.next_seq,
             &self.options,
             self.options.reconnect_attempts,
             &keep_going,
-        )?;
+        );
+        // A refused ticket was forgotten on the way.
+        let expires = self.credentials.ticket.map_or(0, |t| t.expires_unix_s);
+        self.shared
+            .ticket_expires_unix_s
+            .store(expires, Ordering::Release);
+        let opened = opened?;
         let next = opened.accepted.sequence_number;
         // Install the writer first: heartbeats must flow even if the event queue is full.
         let writer = opened.writer.try_clone()?;
@@ -603,6 +680,7 @@ impl Worker {
             };
             match step {
                 Step::Nothing => {}
+                Step::Ticket(notice) => self.keep_ticket(notice),
                 Step::Data(payload) => {
                     if !self.sequenced_data(payload) {
                         return Some(End::Stopped);
@@ -621,6 +699,18 @@ impl Worker {
         }
         buf.drain(..offset);
         None
+    }
+
+    /// Keeps the latest resumption ticket for the next logins (reconnects).
+    fn keep_ticket(&mut self, notice: TicketNotice) {
+        tracing::debug!(
+            expires_unix_s = notice.expires_unix_s,
+            "client: resumption ticket received"
+        );
+        self.credentials.ticket = Some(notice);
+        self.shared
+            .ticket_expires_unix_s
+            .store(notice.expires_unix_s, Ordering::Release);
     }
 
     /// Numbers one Sequenced Data message and queues it, unless it repeats one already
@@ -686,6 +776,7 @@ impl Worker {
 /// A decoded server packet, detached from the receive buffer.
 enum Step {
     Nothing,
+    Ticket(TicketNotice),
     Data(Vec<u8>),
     EndOfSession,
     Unexpected(&'static str),
@@ -695,10 +786,32 @@ impl From<ServerPacket<'_>> for Step {
     fn from(packet: ServerPacket<'_>) -> Step {
         match packet {
             ServerPacket::SequencedData(payload) => Step::Data(payload.to_vec()),
-            ServerPacket::ServerHeartbeat | ServerPacket::Debug(_) => Step::Nothing,
+            ServerPacket::ServerHeartbeat => Step::Nothing,
+            // Other Debug text is free-form and ignored.
+            ServerPacket::Debug(text) => {
+                TicketNotice::parse(text).map_or(Step::Nothing, Step::Ticket)
+            }
             ServerPacket::EndOfSession => Step::EndOfSession,
             ServerPacket::LoginAccepted(_) => Step::Unexpected("Login Accepted while logged in"),
             ServerPacket::LoginRejected(_) => Step::Unexpected("Login Rejected while logged in"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reconnects_try_the_lost_endpoint_last() {
+        let e: Vec<SocketAddr> = (1..=3)
+            .map(|p| SocketAddr::from(([127, 0, 0, 1], p)))
+            .collect();
+        assert_eq!(after_lost(&e, Some(e[0])), vec![e[1], e[2], e[0]]);
+        assert_eq!(after_lost(&e, Some(e[1])), vec![e[2], e[0], e[1]]);
+        assert_eq!(after_lost(&e, Some(e[2])), e);
+        assert_eq!(after_lost(&e, None), e);
+        let elsewhere = SocketAddr::from(([127, 0, 0, 2], 9));
+        assert_eq!(after_lost(&e, Some(elsewhere)), e);
     }
 }

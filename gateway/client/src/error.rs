@@ -61,8 +61,9 @@ pub fn login_reject_text(reason: LoginRejectReason) -> &'static str {
     match reason {
         LoginRejectReason::NotAuthorized => "not authorized (A): wrong user name or password",
         LoginRejectReason::SessionNotAvailable => {
-            "session not available (S): the user is logged in elsewhere, or this node does \
-             not serve the session (e.g. a follower)"
+            "session not available (S): the user is logged in elsewhere, this node does \
+             not serve the session (e.g. a follower), or it is too busy to check the \
+             password now"
         }
     }
 }

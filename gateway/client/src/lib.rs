@@ -37,7 +37,8 @@
 //!
 //! When the connection is lost (closed, reset, silent, a protocol error, End of Session),
 //! the background thread queues [`ClientEvent::Disconnected`], then tries the endpoints in
-//! order again — [`ClientOptions::reconnect_attempts`] passes over the list, with a backoff
+//! order again, starting after the one it lost (which is tried last: after a failover it is
+//! the dead leader) — [`ClientOptions::reconnect_attempts`] passes over the list, with a backoff
 //! doubling from [`ClientOptions::backoff_initial`] to [`ClientOptions::backoff_max`]
 //! between passes — logging into the same session with requested sequence number = the
 //! last message received + 1. `Login Rejected S` (e.g. a follower, or the server has not yet
@@ -46,6 +47,15 @@
 //! [`ClientEvent::Reconnected`] and the stream continues with no message lost or repeated:
 //! if a server starts below the number asked for, the repeats are dropped; if it starts
 //! above, [`ClientEvent::SequenceGap`] says so.
+//!
+//! **Resumption tickets.** After a password login a Keel node announces a resumption ticket
+//! in a SoupBinTCP Debug packet (`keel_protocol::resume`). The client keeps the latest one
+//! and logs in with it, instead of the password, on every reconnect while it has not expired
+//! (by this machine's clock): a node verifies it in microseconds where a password costs an
+//! argon2 check, which matters when every session of a failed leader logs in again at once.
+//! A ticket refused as not authorized (expired, or the cluster's secret was rotated) is
+//! forgotten and the same endpoint is tried again at once with the password. Servers that
+//! send no ticket are logged into with the password, as before.
 //!
 //! Messages are *received* once queued: a message is never queued twice, and the queue
 //! survives reconnects. While the queue is full the thread stops reading (heartbeats go
@@ -254,13 +264,14 @@ impl Client {
             Some(prefix) => TokenGenerator::new(prefix)?,
             None => TokenGenerator::unique(),
         };
-        let credentials = Credentials {
+        let mut credentials = Credentials {
             username: username_field,
             password: password_field,
+            ticket: None,
         };
         let opened = open_any(
             endpoints,
-            credentials,
+            &mut credentials,
             options.session,
             options.requested_sequence_number,
             &options,
@@ -442,6 +453,17 @@ impl Client {
     /// been queued as an event).
     pub fn next_sequence_number(&self) -> u64 {
         self.shared.next_seq.load(Ordering::Acquire)
+    }
+
+    /// When the resumption ticket the client holds expires (Unix seconds), if it holds one.
+    /// The client keeps the latest ticket a server announced after a password login and
+    /// presents it instead of the password when it reconnects, to any of its endpoints (see
+    /// "Reconnect and resume").
+    pub fn resume_ticket_expiry(&self) -> Option<u64> {
+        match self.shared.ticket_expires_unix_s.load(Ordering::Acquire) {
+            0 => None,
+            expires => Some(expires),
+        }
     }
 
     /// The user name.

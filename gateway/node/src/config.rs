@@ -114,6 +114,23 @@ pub struct ServerConfig {
     /// Packets a session may send at once above the sustained rate (the bucket's size).
     #[serde(default = "default_message_burst_max")]
     pub message_burst_max: u64,
+    /// Threads verifying passwords (argon2); by default one per core the matching loop does
+    /// not use, at most 4.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub login_threads: Option<usize>,
+    /// Life of the resumption tickets issued at password logins, in seconds; 0 issues and
+    /// accepts none.
+    #[serde(default = "default_resume_ticket_ttl_s")]
+    pub resume_ticket_ttl_s: u64,
+}
+
+impl ServerConfig {
+    /// `resume_ticket_ttl_s` when the configuration leaves it out: 8 hours, a trading day.
+    pub const DEFAULT_RESUME_TICKET_TTL_S: u64 = 8 * 3_600;
+    /// The largest `resume_ticket_ttl_s` accepted: one week.
+    pub const RESUME_TICKET_TTL_S_MAX: u64 = 7 * 24 * 3_600;
+    /// The largest `login_threads` accepted.
+    pub const LOGIN_THREADS_MAX: usize = 64;
 }
 
 /// Durability policy names in the configuration.
@@ -218,6 +235,9 @@ fn default_messages_per_second_max() -> u64 {
 fn default_message_burst_max() -> u64 {
     2_000
 }
+fn default_resume_ticket_ttl_s() -> u64 {
+    ServerConfig::DEFAULT_RESUME_TICKET_TTL_S
+}
 fn default_price_scale() -> u32 {
     1
 }
@@ -256,6 +276,18 @@ fn check_server(server: &ServerConfig) -> Result<(), Error> {
     }
     if server.message_burst_max == 0 {
         return config_error("server.message_burst_max".into(), "must be at least 1");
+    }
+    if server
+        .login_threads
+        .is_some_and(|n| n == 0 || n > ServerConfig::LOGIN_THREADS_MAX)
+    {
+        return config_error("server.login_threads".into(), "must be 1 to 64");
+    }
+    if server.resume_ticket_ttl_s > ServerConfig::RESUME_TICKET_TTL_S_MAX {
+        return config_error(
+            "server.resume_ticket_ttl_s".into(),
+            "must be at most 604800 (a week); 0 disables tickets",
+        );
     }
     Ok(())
 }
@@ -416,6 +448,14 @@ impl Config {
             .collect()
     }
 
+    /// Password checking threads: `server.login_threads`, or one per core the matching
+    /// loop does not use (at most 4).
+    pub fn login_threads(&self) -> usize {
+        self.server
+            .login_threads
+            .unwrap_or_else(crate::auth::default_threads)
+    }
+
     /// Every user's session throttle ([`Config::throttle_of`]), in user order.
     pub fn throttles(&self) -> Vec<(u64, u64)> {
         (0..self.users.len())
@@ -514,6 +554,20 @@ mod tests {
                 ),
                 "server.messages_per_second_max",
             ),
+            (
+                base.replace(
+                    "# outbound_buffer_bytes",
+                    "login_threads = 0\n# outbound_buffer_bytes",
+                ),
+                "server.login_threads",
+            ),
+            (
+                base.replace(
+                    "# outbound_buffer_bytes",
+                    "resume_ticket_ttl_s = 9999999\n# outbound_buffer_bytes",
+                ),
+                "server.resume_ticket_ttl_s",
+            ),
         ];
         for (text, needle) in cases {
             let error = Config::parse(&text).unwrap_err().to_string();
@@ -530,6 +584,8 @@ mod tests {
         cluster.server.session = Some("KEEL1".into());
         cluster.server.matching_core = Some(0);
         cluster.users[1].messages_per_second_max = Some(7);
+        cluster.server.login_threads = Some(3);
+        cluster.server.resume_ticket_ttl_s = 0;
         cluster.cluster = Some(ClusterConfig {
             node_id: 2,
             peers: (1..=3)

@@ -21,6 +21,7 @@
 //! `keel-protocol`; the client library is `keel-client`.
 #![deny(missing_docs)]
 
+mod auth;
 mod chunked;
 pub mod cluster;
 pub mod config;
@@ -35,6 +36,7 @@ pub mod sessions;
 pub mod startup;
 pub mod supervisor;
 mod throttle;
+mod ticket;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -157,9 +159,7 @@ fn serve(
     let listen = listener.local_addr()?;
     let (inbound_tx, inbound_rx) = crossbeam_channel::bounded(MATCHING_INPUTS_QUEUED_MAX);
     let (outcome_tx, outcome_rx) = crossbeam_channel::bounded(MATCHING_OUTCOMES_QUEUED_MAX);
-    let (auth_tx, auth_rx) = crossbeam_channel::bounded(64);
-    let (verdict_tx, verdict_rx) = crossbeam_channel::bounded(64);
-    let auth = server::spawn_auth(auth_rx, verdict_tx, waker)?;
+    let logins = auth::LoginChecker::start(config.login_threads(), waker)?;
     let stop = Arc::new(AtomicBool::new(false));
     let matching = MatchingLoop {
         engine: recovered.engine,
@@ -183,8 +183,8 @@ fn serve(
         marks,
         durability: config.server.durability.journal(),
         last_seq: recovered.last_seq,
-        auth_requests: auth_tx,
-        auth_responses: verdict_rx,
+        logins,
+        tickets: ticket_key(config),
         outbound_limit_bytes: config.server.outbound_buffer_bytes,
         cluster,
     })?;
@@ -197,15 +197,15 @@ fn serve(
     let served = server.run(shutdown);
     drop(server);
     stop.store(true, std::sync::atomic::Ordering::Release);
-    join_serving_threads(served, matching, auth)
+    join_serving_threads(served, matching)
 }
 
-/// Joins the matching loop and the password checker once the gateway has returned
-/// (`served`). After a fault the joins are bounded and the fault is the result.
+/// Joins the matching loop once the gateway has returned (`served`; the password checkers
+/// were joined when the server dropped them). After a fault the join is bounded and the
+/// fault is the result.
 fn join_serving_threads(
     served: std::io::Result<()>,
     matching: std::thread::JoinHandle<Result<keel_engine::Engine, Error>>,
-    auth: std::thread::JoinHandle<()>,
 ) -> Result<(), Error> {
     let latch = supervisor::node();
     if let Err(error) = &served {
@@ -219,15 +219,23 @@ fn join_serving_threads(
         // The matching thread may be stuck (e.g. in a system call on a failing disk): give
         // it a moment to let go of the journal, never more.
         let _ = supervisor::join_within(matching, Duration::from_secs(1));
-        let _ = supervisor::join_within(auth, Duration::from_secs(1));
         return Err(Error::Fatal(fault.clone()));
     }
     let engine = matching
         .join()
         .map_err(|_| Error::Node("matching loop panicked".into()))?;
-    let _ = auth.join();
     served?;
     engine.map(|_| ())
+}
+
+/// The resumption ticket key: derived from the cluster secret (the same on every node, so
+/// nothing needs replicating), or random for a single node; `None` when tickets are off.
+fn ticket_key(config: &Config) -> Option<ticket::TicketKey> {
+    let ttl_s = config.server.resume_ticket_ttl_s;
+    match &config.cluster {
+        Some(cluster) => ticket::TicketKey::from_secret(cluster.secret.as_bytes(), ttl_s),
+        None => ticket::TicketKey::random(ttl_s),
+    }
 }
 
 /// Restricts the calling thread (and so every thread it starts afterwards) to all online

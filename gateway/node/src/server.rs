@@ -4,9 +4,11 @@
 //! Rules enforced here (each misbehaving connection is cut off alone; others never wait):
 //! - the first packet must be a Login Request; anything else before login is a logged
 //!   disconnect; a second Login Request on a connection is a logged disconnect;
-//! - passwords are checked on a separate thread (argon2 is slow on purpose), compared in
-//!   constant time, and a user name with 5 failures within 60 s is refused for the rest of
-//!   that minute (`Login Rejected A`), all logged;
+//! - a resumption ticket (`ticket.rs`) is checked here, in microseconds; passwords are
+//!   checked by a small pool of threads (`auth.rs`: argon2 is slow on purpose; a bounded
+//!   queue, checks of closed connections dropped, a busy pool answers `Login Rejected S`),
+//!   compared in constant time, and a user name with 5 failures within 60 s is refused for
+//!   the rest of that minute (`Login Rejected A`), all logged;
 //! - a user already logged in elsewhere, or a request for another session, gets
 //!   `Login Rejected S`;
 //! - malformed frames, unknown packet types, zero or oversized lengths, and undecodable OUCH
@@ -36,11 +38,13 @@ use keel_journal::{Durability, Watermarks};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 
+use super::auth::{CancelOnDrop, LoginCheck, LoginChecker};
 use super::matching::Outcome;
 use super::rules::{Liveness, LoginFailures, Phase, Verdict};
 use super::sessions::SessionBook;
 use super::startup::now_ns;
 use super::throttle::Throttle;
+use super::ticket::{unix_now_s, TicketKey};
 use keel_protocol::ouch::InboundMessage;
 use keel_protocol::soupbin::{
     ClientPacket, FrameDecoder, LoginAccepted, LoginRejectReason, ServerPacket, SessionId,
@@ -90,55 +94,6 @@ const THROTTLE_RESUME_WAIT: Duration = Duration::from_millis(5);
 const DUMMY_PASSWORD_HASH: &str =
     "$argon2id$v=19$m=19456,t=2,p=1$/hpYfnAfzCOcvo45blCw/g$gFAOwqCrF5WhBNUEeREZmwMGrxuzucYPL6KkVKovhT4";
 
-/// A login waiting for the password check.
-pub struct AuthRequest {
-    /// Connection asking.
-    pub token: Token,
-    /// Index of the user, if the name is known.
-    pub user: Option<usize>,
-    /// The password as sent.
-    pub password: String,
-    /// The user's hash (a dummy for unknown users, so timing does not reveal names).
-    pub hash: String,
-    /// Requested sequence number.
-    pub requested_seq: u64,
-}
-
-/// The verdict on an [`AuthRequest`].
-pub struct AuthResponse {
-    token: Token,
-    user: Option<usize>,
-    ok: bool,
-    requested_seq: u64,
-}
-
-/// Starts the password-checking thread.
-pub fn spawn_auth(
-    requests: Receiver<AuthRequest>,
-    responses: Sender<AuthResponse>,
-    waker: Arc<Waker>,
-) -> std::io::Result<std::thread::JoinHandle<()>> {
-    std::thread::Builder::new()
-        .name("keel-auth".into())
-        .spawn(move || {
-            keel_journal::threads::lower_priority();
-            for request in requests {
-                let ok = crate::config::verify_password(&request.password, &request.hash)
-                    && request.user.is_some();
-                let response = AuthResponse {
-                    token: request.token,
-                    user: request.user,
-                    ok,
-                    requested_seq: request.requested_seq,
-                };
-                if responses.send(response).is_err() {
-                    break;
-                }
-                let _ = waker.wake();
-            }
-        })
-}
-
 #[derive(Debug, PartialEq, Eq)]
 enum State {
     AwaitingLogin,
@@ -172,6 +127,8 @@ struct Connection {
     /// is handled: an order that reached the server is taken in even if its sender is gone
     /// (at the throttled pace, like any other).
     peer_gone: Option<String>,
+    /// While its password is checked: cancels the queued check when the connection goes.
+    login_check: Option<CancelOnDrop>,
 }
 
 /// Why `handle_packets` stopped with complete packets left in a connection's buffer.
@@ -209,8 +166,8 @@ pub struct Server {
     last_done_seq: u64,
     marks: Arc<Watermarks>,
     durability: Durability,
-    auth_requests: Sender<AuthRequest>,
-    auth_responses: Receiver<AuthResponse>,
+    logins: LoginChecker,
+    tickets: Option<TicketKey>,
     logged_in: HashMap<usize, Token>,
     failures: LoginFailures,
     outbound_limit_bytes: usize,
@@ -272,10 +229,10 @@ pub struct ServerParts {
     pub durability: Durability,
     /// Last journal sequence number at start (everything recovered is acknowledged).
     pub last_seq: u64,
-    /// Password checks.
-    pub auth_requests: Sender<AuthRequest>,
-    /// Password verdicts.
-    pub auth_responses: Receiver<AuthResponse>,
+    /// The password checking threads.
+    pub logins: LoginChecker,
+    /// Issues and verifies resumption tickets (`None`: tickets disabled).
+    pub tickets: Option<TicketKey>,
     /// Slow-reader bound.
     pub outbound_limit_bytes: usize,
     /// In a cluster: the committed watermark and the deposed flag.
@@ -326,8 +283,8 @@ impl Server {
             last_done_seq: parts.last_seq,
             marks: parts.marks,
             durability: parts.durability,
-            auth_requests: parts.auth_requests,
-            auth_responses: parts.auth_responses,
+            logins: parts.logins,
+            tickets: parts.tickets,
             logged_in: HashMap::new(),
             failures: LoginFailures::new(),
             outbound_limit_bytes: parts.outbound_limit_bytes,
@@ -482,6 +439,7 @@ impl Server {
                             ),
                             throttled_count: 0,
                             peer_gone: None,
+                            login_check: None,
                         },
                     );
                 }
@@ -700,10 +658,9 @@ impl Server {
         session_ok: bool,
         requested_seq: u64,
     ) {
-        let Some(connection) = self.connections.get_mut(&token) else {
+        let Some(peer) = self.connections.get(&token).map(|c| c.peer) else {
             return;
         };
-        let peer = connection.peer;
         if !session_ok {
             tracing::warn!(%peer, user = %username, "login for another session");
             return self.reject_login(token, LoginRejectReason::SessionNotAvailable);
@@ -712,71 +669,123 @@ impl Server {
             tracing::warn!(%peer, user = %username, "login refused: too many failures");
             return self.reject_login(token, LoginRejectReason::NotAuthorized);
         }
-        connection.state = State::Authenticating;
         let user = self.book.user_index(&username);
+        if let Some(user) = user.filter(|&u| self.ticket_valid(u, &password)) {
+            // A resumption ticket: checked here in microseconds, no password check queued.
+            return self.accept_login(token, user, requested_seq, Credential::Ticket);
+        }
         let hash = user.map_or_else(|| self.dummy_hash.clone(), |u| self.hashes[u].clone());
-        let request = AuthRequest {
+        let check = LoginCheck {
             token,
+            peer,
             user,
             password,
             hash,
             requested_seq,
         };
-        if self.auth_requests.try_send(request).is_err() {
-            tracing::warn!(%peer, "password checker busy; login refused");
-            self.reject_login(token, LoginRejectReason::NotAuthorized);
+        match self.logins.submit(check) {
+            Ok(guard) => {
+                if let Some(connection) = self.connections.get_mut(&token) {
+                    connection.state = State::Authenticating;
+                    connection.login_check = Some(guard);
+                }
+            }
+            Err(busy) => {
+                // Transient: `S` makes clients try again (another node, or after their
+                // backoff); `A` would tell them their credentials are wrong.
+                tracing::warn!(%peer, user = %username, reason = %busy, "login refused (Login Rejected S): password checker busy");
+                self.reject_login(token, LoginRejectReason::SessionNotAvailable);
+            }
         }
     }
 
+    /// Whether `presented` is a valid resumption ticket of user `user`.
+    fn ticket_valid(&self, user: usize, presented: &str) -> bool {
+        let Some(key) = &self.tickets else {
+            return false;
+        };
+        let name = &self.book.user(user).name;
+        key.verify(name, &self.hashes[user], presented, unix_now_s())
+    }
+
     fn finish_logins(&mut self) {
-        while let Ok(response) = self.auth_responses.try_recv() {
-            let token = response.token;
+        while let Some(verdict) = self.logins.try_verdict() {
+            let token = verdict.token;
             let Some(connection) = self.connections.get_mut(&token) else {
                 continue;
             };
+            connection.login_check = None;
             let peer = connection.peer;
-            let user = match (response.ok, response.user) {
-                (true, Some(user)) => user,
-                _ => {
-                    self.note_failure(response.user, peer);
-                    self.reject_login(token, LoginRejectReason::NotAuthorized);
-                    continue;
+            match (verdict.ok, verdict.user) {
+                (Some(true), Some(user)) => {
+                    self.accept_login(token, user, verdict.requested_seq, Credential::Password)
                 }
-            };
-            if self.logged_in.contains_key(&user) {
-                tracing::warn!(%peer, user = %self.book.user(user).name, "already logged in elsewhere");
-                self.reject_login(token, LoginRejectReason::SessionNotAvailable);
-                continue;
+                _ => {
+                    self.note_failure(verdict.user, peer);
+                    self.reject_login(token, LoginRejectReason::NotAuthorized);
+                }
             }
-            let stream = &self.book.user(user).stream;
-            let released = stream.released_len(self.release_seq());
-            let next = match response.requested_seq {
-                0 => released + 1,
-                n => usize::try_from(n).unwrap_or(usize::MAX).min(released + 1),
-            };
-            let Some(connection) = self.connections.get_mut(&token) else {
-                continue;
-            };
-            connection.state = State::LoggedIn { user };
-            let (rate, burst) = self
-                .throttles
-                .get(user)
-                .copied()
-                .unwrap_or(self.default_throttle);
-            connection.throttle = Throttle::new(rate, burst, Instant::now());
-            connection.next_index = next - 1;
-            connection.caught_up = false;
-            self.all_caught_up = false;
-            let accepted = ServerPacket::LoginAccepted(LoginAccepted {
-                session: self.session,
-                sequence_number: next as u64,
-            });
-            let _ = accepted.encode(&mut connection.write_buf);
-            connection.liveness.sent(Instant::now());
-            self.logged_in.insert(user, token);
-            tracing::info!(%peer, user = %self.book.user(user).name, next, "logged in");
-            self.flush(token);
         }
+    }
+
+    /// Logs `user` in on connection `token` (its credential checked): Login Accepted, then,
+    /// after a password login, a resumption ticket in a Debug packet.
+    fn accept_login(
+        &mut self,
+        token: Token,
+        user: usize,
+        requested_seq: u64,
+        credential: Credential,
+    ) {
+        let Some(connection) = self.connections.get(&token) else {
+            return;
+        };
+        let peer = connection.peer;
+        if self.logged_in.contains_key(&user) {
+            tracing::warn!(%peer, user = %self.book.user(user).name, "already logged in elsewhere");
+            self.reject_login(token, LoginRejectReason::SessionNotAvailable);
+            return;
+        }
+        let stream = &self.book.user(user).stream;
+        let released = stream.released_len(self.release_seq());
+        let next = match requested_seq {
+            0 => released + 1,
+            n => usize::try_from(n).unwrap_or(usize::MAX).min(released + 1),
+        };
+        // Only a password login earns a ticket: using a ticket never extends its life.
+        let notice = match (&self.tickets, credential) {
+            (Some(key), Credential::Password) => {
+                let name = &self.book.user(user).name;
+                Some(key.issue(name, &self.hashes[user], unix_now_s()))
+            }
+            _ => None,
+        };
+        let Some(connection) = self.connections.get_mut(&token) else {
+            return;
+        };
+        connection.state = State::LoggedIn { user };
+        let (rate, burst) = self
+            .throttles
+            .get(user)
+            .copied()
+            .unwrap_or(self.default_throttle);
+        connection.throttle = Throttle::new(rate, burst, Instant::now());
+        connection.next_index = next - 1;
+        connection.caught_up = false;
+        self.all_caught_up = false;
+        let accepted = ServerPacket::LoginAccepted(LoginAccepted {
+            session: self.session,
+            sequence_number: next as u64,
+        });
+        let _ = accepted.encode(&mut connection.write_buf);
+        if let Some(notice) = notice {
+            let text = notice.text();
+            let _ = ServerPacket::Debug(text.as_bytes()).encode(&mut connection.write_buf);
+        }
+        connection.liveness.sent(Instant::now());
+        self.logged_in.insert(user, token);
+        tracing::info!(%peer, user = %self.book.user(user).name, next, credential = %credential.name(), "logged in");
+        self.flush(token);
     }
 
     fn note_failure(&mut self, user: Option<usize>, peer: SocketAddr) {
@@ -1137,6 +1146,22 @@ struct InFlight {
     message: Option<InboundMessage>,
     /// The connection it came from.
     origin: Option<Token>,
+}
+
+/// What a login was accepted on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Credential {
+    Password,
+    Ticket,
+}
+
+impl Credential {
+    fn name(self) -> &'static str {
+        match self {
+            Credential::Password => "password",
+            Credential::Ticket => "ticket",
+        }
+    }
 }
 
 enum Action {

@@ -1,6 +1,7 @@
 //! Keel's wire codecs for order entry: SoupBinTCP 4.0 framing ([`soupbin`]) carrying OUCH
 //! 4.2 messages ([`ouch`]), the packet header and types both use ([`framing`]), plus pure
-//! helpers that translate OUCH fields to engine commands ([`mapping`]). The node
+//! helpers that translate OUCH fields to engine commands ([`mapping`]), and the text of
+//! Keel's resumption ticket notice, a SoupBinTCP Debug packet ([`resume`]). The node
 //! (`keel-node`) and the client library (`keel-client`) both build on this crate, which
 //! depends on nothing but the engine's types.
 //!
@@ -56,6 +57,7 @@ use std::fmt;
 pub mod framing;
 pub mod mapping;
 pub mod ouch;
+pub mod resume;
 pub mod soupbin;
 
 /// Everything that can be wrong with bytes handed to a decoder, or with a value handed to

@@ -21,7 +21,9 @@
 //! Field formats, as decoded here (strict) and encoded here (canonical):
 //!
 //! - **Debug** text is passed through as bytes without validation (the spec calls it
-//!   free-form); the packet-length limit bounds it.
+//!   free-form); the packet-length limit bounds it. Keel's nodes send one right after a
+//!   password login's Login Accepted, carrying a resumption ticket ([`super::resume`]);
+//!   clients that do not know it ignore it, as they ignore any Debug packet.
 //! - **Username** (6) and **Password** (10): *Alpha*, printable ASCII left-justified and
 //!   padded on the right with spaces (see [`super::Alpha`]). A blank username is an error; a
 //!   blank password is accepted by the codec (authentication will refuse it). The spec calls

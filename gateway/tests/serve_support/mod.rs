@@ -213,6 +213,9 @@ pub struct Client {
     pub stream: TcpStream,
     buf: Vec<u8>,
     decoder: FrameDecoder,
+    /// Debug packets received, in order ([`Client::recv`] sets them aside: standard clients
+    /// ignore them, and Keel sends its resumption ticket in one after Login Accepted).
+    pub debug: Vec<Vec<u8>>,
 }
 
 impl Client {
@@ -227,6 +230,7 @@ impl Client {
             stream,
             buf: Vec::new(),
             decoder: FrameDecoder::new(1024),
+            debug: Vec::new(),
         }
     }
 
@@ -292,8 +296,20 @@ impl Client {
         self.send_raw(&out)
     }
 
-    /// The next packet, whatever it is.
+    /// The next packet but Debug packets (kept in [`Client::debug`]).
     pub fn recv(&mut self, timeout: Duration) -> Result<Packet, End> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.recv_any(left)? {
+                Packet::Debug(text) => self.debug.push(text),
+                other => return Ok(other),
+            }
+        }
+    }
+
+    /// The next packet, whatever it is.
+    pub fn recv_any(&mut self, timeout: Duration) -> Result<Packet, End> {
         let deadline = Instant::now() + timeout;
         let mut chunk = vec![0u8; 64 * 1024];
         loop {
@@ -334,7 +350,8 @@ impl Client {
         }
     }
 
-    /// The next Sequenced Data message, skipping heartbeats. Panics on anything else.
+    /// The next Sequenced Data message, skipping heartbeats (and Debug packets, see
+    /// [`Client::recv`]). Panics on anything else.
     pub fn message(&mut self, timeout: Duration) -> Result<Vec<u8>, End> {
         let deadline = Instant::now() + timeout;
         loop {

@@ -235,9 +235,11 @@ fn start_cluster(args: &DrillArgs, keel: PathBuf, proxy: &mut Proxy) -> anyhow::
         election_timeout_ms: args.election_timeout_ms,
         heartbeat_ms: args.heartbeat_ms,
     };
-    let cluster = Cluster::start_routed(&options, &mut |from, to, addr| {
-        proxy.add_link(from, to, addr)
-    })?;
+    let cluster = Cluster::start_routed(
+        &options,
+        &mut |from, to, addr| proxy.add_link(from, to, addr),
+        &|_| {},
+    )?;
     eprintln!(
         "keel-perf drill: {} nodes, order entry on {}, peer links through the proxy (data in {})",
         args.nodes,
