@@ -11,69 +11,23 @@
 // Tests: a failed unwrap is a failed test, with its location.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod cluster_support;
 mod serve_support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 use std::time::{Duration, Instant};
 
+use cluster_support::{note, options, write_cluster};
 use keel_client::{Client, ClientEvent, ClientOptions, OrderBuilder};
-use keel_protocol::ouch::{OutboundMessage, Price};
+use keel_protocol::ouch::Price;
 use keel_protocol::OrderToken;
 use keel_testkit::cluster::Cluster;
-use keel_testkit::config::{user, ClusterSpec, NodeConfigBuilder};
-use serve_support::{keel, password_hash, PASSWORD};
-
-const NODES: usize = 3;
-
-/// Three nodes, each with one instrument and alice, in a temporary directory.
-fn write_cluster(dir: &Path) -> Cluster {
-    let spec = ClusterSpec::new(NODES)
-        .unwrap()
-        .secret("test-cluster-secret-0123")
-        .timing(200, 40);
-    let base = NodeConfigBuilder::new(dir)
-        .segment_size(1 << 20)
-        .instrument(1, "BTC-PERP", 1)
-        .user(user("alice", password_hash(), 1));
-    Cluster::write(keel(), dir, spec, &base)
-        .unwrap()
-        .env("RUST_LOG", "info")
-}
+use serve_support::PASSWORD;
 
 fn roots(cluster: &Cluster) -> Vec<String> {
     (0..cluster.len())
         .map(|i| cluster.journal_roots(i).unwrap())
         .collect()
-}
-
-fn options() -> ClientOptions {
-    ClientOptions {
-        reconnect_attempts: 100,
-        backoff_initial: Duration::from_millis(50),
-        backoff_max: Duration::from_millis(500),
-        connect_attempts: 20,
-        server_timeout: Duration::from_secs(2),
-        ..ClientOptions::default()
-    }
-}
-
-/// Tokens of Accepted messages seen in events, by token, with their count.
-fn note(event: &ClientEvent, accepted: &mut BTreeMap<String, u32>) -> Option<String> {
-    if let ClientEvent::Message { message, .. } = event {
-        match message {
-            OutboundMessage::OrderAccepted(a) => {
-                let token = a.order_token.as_str().trim().to_string();
-                *accepted.entry(token.clone()).or_default() += 1;
-                return Some(token);
-            }
-            OutboundMessage::OrderRejected(r) => {
-                return Some(r.order_token.as_str().trim().to_string())
-            }
-            _ => {}
-        }
-    }
-    None
 }
 
 #[test]
@@ -83,7 +37,7 @@ fn a_client_trades_through_a_kill_9_of_the_leader_and_nothing_acknowledged_is_lo
         .and_then(|v| v.parse().ok())
         .unwrap_or(240);
     let dir = tempfile::tempdir().unwrap();
-    let mut cluster = write_cluster(dir.path());
+    let mut cluster = write_cluster(dir.path(), 200, 40);
     cluster.start_all().unwrap();
     let endpoints = cluster.endpoints();
     let client = Client::connect(&endpoints, "alice", PASSWORD, options()).unwrap();

@@ -14,67 +14,23 @@
 // Tests: a failed unwrap is a failed test, with its location.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod cluster_support;
 mod serve_support;
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
+use cluster_support::{note, options, write_cluster, NODES};
 use keel_client::{Client, ClientEvent, ClientOptions, OrderBuilder};
-use keel_protocol::ouch::{OutboundMessage, Price};
+use keel_protocol::ouch::Price;
 use keel_protocol::OrderToken;
 use keel_testkit::cluster::Cluster;
-use keel_testkit::config::{user, ClusterSpec, NodeConfigBuilder};
-use serve_support::{keel, password_hash, PASSWORD};
+use serve_support::PASSWORD;
 
-const NODES: usize = 3;
 /// Inputs a leader's matching loop takes before the injected fault.
 const FAULT_AFTER: usize = 25;
 /// Orders sent in all: the first leader dies, the second sees fewer than `FAULT_AFTER`.
 const ORDERS: usize = 40;
-
-fn write_cluster(dir: &Path) -> Cluster {
-    let spec = ClusterSpec::new(NODES)
-        .unwrap()
-        .secret("test-cluster-secret-0123")
-        .timing(300, 50);
-    let base = NodeConfigBuilder::new(dir)
-        .segment_size(1 << 20)
-        .instrument(1, "BTC-PERP", 1)
-        .user(user("alice", password_hash(), 1));
-    Cluster::write(keel(), dir, spec, &base)
-        .unwrap()
-        .env("RUST_LOG", "info")
-}
-
-fn options() -> ClientOptions {
-    ClientOptions {
-        reconnect_attempts: 100,
-        backoff_initial: Duration::from_millis(50),
-        backoff_max: Duration::from_millis(500),
-        connect_attempts: 20,
-        server_timeout: Duration::from_secs(2),
-        ..ClientOptions::default()
-    }
-}
-
-/// Counts Accepted messages by token; returns the token an Accepted or Rejected names.
-fn note(event: &ClientEvent, accepted: &mut BTreeMap<String, u32>) -> Option<String> {
-    if let ClientEvent::Message { message, .. } = event {
-        match message {
-            OutboundMessage::OrderAccepted(a) => {
-                let token = a.order_token.as_str().trim().to_string();
-                *accepted.entry(token.clone()).or_default() += 1;
-                return Some(token);
-            }
-            OutboundMessage::OrderRejected(r) => {
-                return Some(r.order_token.as_str().trim().to_string())
-            }
-            _ => {}
-        }
-    }
-    None
-}
 
 /// Submits `token` until it is answered (retrying with the same token across failovers).
 fn trade(client: &Client, token: &str, i: usize, accepted: &mut BTreeMap<String, u32>) {
@@ -105,7 +61,7 @@ fn trade(client: &Client, token: &str, i: usize, accepted: &mut BTreeMap<String,
 #[test]
 fn a_leader_whose_matching_loop_dies_exits_and_another_is_elected() {
     let dir = tempfile::tempdir().unwrap();
-    let mut cluster = write_cluster(dir.path());
+    let mut cluster = write_cluster(dir.path(), 300, 50);
     let fault = format!("matching:error:after={FAULT_AFTER}");
     for index in 0..NODES {
         let node = cluster
@@ -237,7 +193,7 @@ fn wait_exits(cluster: &mut Cluster, count: usize) -> Vec<(usize, Option<i32>, S
 /// cluster serves again.
 fn leaders_whose_order_entry_never_opens_exit(fault: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let mut cluster = write_cluster(dir.path());
+    let mut cluster = write_cluster(dir.path(), 300, 50);
     for index in 0..NODES {
         start_armed(&mut cluster, index, Some(fault));
     }
@@ -282,7 +238,7 @@ fn a_node_whose_replication_loop_fails_exits_and_the_cluster_serves_on() {
     // Node 3's replication loop fails after about 300 turns (a few seconds); it may be the
     // leader or a follower. Either way it exits, and the client's orders are all answered.
     let dir = tempfile::tempdir().unwrap();
-    let mut cluster = write_cluster(dir.path());
+    let mut cluster = write_cluster(dir.path(), 300, 50);
     for index in 0..NODES {
         let fault = (index == 2).then_some("replication:error:after=300");
         start_armed(&mut cluster, index, fault);
