@@ -20,6 +20,24 @@ use keel_protocol::Username;
 /// The longest the background thread blocks in one call (a read, a full event queue, a
 /// backoff slice) before looking at its flags and timers again.
 const TICK: Duration = Duration::from_millis(50);
+/// A probe's connect and login are each limited to this many answer timeouts…
+const PROBE_LIMIT_FACTOR: u32 = 4;
+/// …but never less than this (a loaded machine takes a while to answer a login).
+const PROBE_LIMIT_MIN: Duration = Duration::from_millis(200);
+
+/// `base` scaled by a random factor in [0.5, 1.5): spreads the probes of many clients that
+/// lost the same server at the same instant.
+fn jittered(base: Duration) -> Duration {
+    use std::hash::{BuildHasher, Hasher};
+    // `RandomState` is seeded from the OS once per thread and varies per instance.
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(0);
+    let per_mille = 500 + hasher.finish() % 1_000;
+    let per_mille = u32::try_from(per_mille).unwrap_or(1_000);
+    base.checked_mul(per_mille)
+        .map_or(base, |scaled| scaled / 1_000)
+}
+
 /// Bytes read from the socket at once. The receive buffer holds at most this plus one
 /// partial packet (at most [`SERVER_PACKET_BYTES_MAX_DEFAULT`] + 2 bytes).
 const READ_CHUNK_BYTES: usize = 16 * 1024;
@@ -49,6 +67,9 @@ pub(crate) struct WriteHalf {
     pub(crate) endpoint: Option<SocketAddr>,
     pub(crate) session: SessionId,
     last_sent: Instant,
+    /// When the oldest order-entry message not yet followed by anything from the server was
+    /// sent (the silence the answer timeout measures).
+    unanswered_since: Option<Instant>,
 }
 
 impl Shared {
@@ -61,6 +82,7 @@ impl Shared {
                 endpoint: None,
                 session,
                 last_sent: Instant::now(),
+                unanswered_since: None,
             }),
             connected: Condvar::new(),
             stop: AtomicBool::new(false),
@@ -84,6 +106,7 @@ impl Shared {
         write.endpoint = Some(endpoint);
         write.session = session;
         write.last_sent = Instant::now();
+        write.unanswered_since = None;
         drop(write);
         self.connected.notify_all();
     }
@@ -116,7 +139,13 @@ impl Shared {
         };
         match stream.write_all(packet) {
             Ok(()) => {
-                write.last_sent = Instant::now();
+                let now = Instant::now();
+                write.last_sent = now;
+                // Every order-entry message (Unsequenced Data) gets an answer from a live
+                // server; heartbeats and logouts do not count.
+                if packet.get(2) == Some(&b'U') {
+                    write.unanswered_since.get_or_insert(now);
+                }
                 Ok(())
             }
             Err(error) => {
@@ -156,6 +185,16 @@ impl Shared {
             // A failure shuts the connection down; the reader notices and reconnects.
             let _ = self.send(&packet);
         }
+    }
+
+    /// Something arrived from the server: any silence being measured is over.
+    fn heard_from_server(&self) {
+        self.lock().unanswered_since = None;
+    }
+
+    /// How long an order-entry message has waited with nothing from the server since.
+    fn silent_for(&self) -> Option<Duration> {
+        self.lock().unanswered_since.map(|since| since.elapsed())
     }
 
     /// Waits until connected, closed, or `timeout`; whether connected.
@@ -479,6 +518,8 @@ enum End {
     LoggedOut,
     /// The connection was lost; reconnect.
     Lost(String),
+    /// The server went silent and another endpoint accepted the session: carry on there.
+    Moved(Box<Opened>, String),
 }
 
 /// The background thread: reads the current connection, queues events, heartbeats, and
@@ -509,6 +550,23 @@ impl Worker {
                 End::LoggedOut => {
                     self.emit(ClientEvent::LoggedOut);
                     break;
+                }
+                End::Moved(opened, reason) => {
+                    tracing::info!(%endpoint, to = %opened.endpoint, %reason, "client: moving");
+                    if !self.emit(ClientEvent::Disconnected { endpoint, reason }) {
+                        break;
+                    }
+                    match self.adopt(*opened) {
+                        Ok(opened) => current = opened,
+                        Err(error) => {
+                            // Only a failed socket clone gets here; reconnect as after a loss.
+                            tracing::info!(%error, "client: cannot use the new connection");
+                            match self.reconnect() {
+                                Ok(opened) => current = opened,
+                                Err(_) => break,
+                            }
+                        }
+                    }
                 }
                 End::Lost(reason) => {
                     let reason = local.unwrap_or(reason);
@@ -568,24 +626,26 @@ impl Worker {
         }
     }
 
-    fn reconnect(&mut self) -> Result<Opened, ClientError> {
+    /// Logs into this client's session at the first of `endpoints` that accepts, with
+    /// `options` and `attempts` passes.
+    fn open_session(
+        &mut self,
+        endpoints: &[SocketAddr],
+        options: &ClientOptions,
+        attempts: u32,
+    ) -> Result<Opened, ClientError> {
         let session = self.shared.lock().session;
         let shared = self.shared.clone();
         let keep_going = move || {
             !shared.stop.load(Ordering::Acquire) && !shared.logging_out.load(Ordering::Acquire)
         };
-        // The endpoint just lost goes last: after a failover it is the dead (or dying)
-        // leader, whose half-closed listener can hold a connection until the process is
-        // gone.
-        let lost = self.shared.lock().endpoint;
-        let endpoints = after_lost(&self.endpoints, lost);
         let opened = open_any(
-            &endpoints,
+            endpoints,
             &mut self.credentials,
             session,
             self.next_seq,
-            &self.options,
-            self.options.reconnect_attempts,
+            options,
+            attempts,
             &keep_going,
         );
         // A refused ticket was forgotten on the way.
@@ -593,7 +653,23 @@ impl Worker {
         self.shared
             .ticket_expires_unix_s
             .store(expires, Ordering::Release);
-        let opened = opened?;
+        opened
+    }
+
+    fn reconnect(&mut self) -> Result<Opened, ClientError> {
+        // The endpoint just lost goes last: after a failover it is the dead (or dying)
+        // leader, whose half-closed listener can hold a connection until the process is
+        // gone.
+        let lost = self.shared.lock().endpoint;
+        let endpoints = after_lost(&self.endpoints, lost);
+        let options = self.options.clone();
+        let opened = self.open_session(&endpoints, &options, options.reconnect_attempts)?;
+        self.adopt(opened)
+    }
+
+    /// Makes a freshly logged-in connection the current one: installs its writer, lines
+    /// its numbering up with what was received, and reports the reconnect.
+    fn adopt(&mut self, opened: Opened) -> Result<Opened, ClientError> {
         let next = opened.accepted.sequence_number;
         // Install the writer first: heartbeats must flow even if the event queue is full.
         let writer = opened.writer.try_clone()?;
@@ -630,6 +706,7 @@ impl Worker {
         let mut chunk = vec![0u8; READ_CHUNK_BYTES];
         let mut last_received = Instant::now();
         let mut logout_seen: Option<Instant> = None;
+        let mut probe_due = Instant::now();
         loop {
             if self.shared.stop.load(Ordering::Acquire) {
                 return End::Stopped;
@@ -645,6 +722,55 @@ impl Worker {
             if let Some(end) = self.read_more(&mut reader, &mut chunk, &mut buf, &mut last_received)
             {
                 return end;
+            }
+            if let Some(end) = self.probe_if_silent(&mut probe_due) {
+                return end;
+            }
+        }
+    }
+
+    /// The silent-server rule (crate documentation, "Silent servers"): after
+    /// `answer_timeout` of silence since an order-entry message, tries the other endpoints
+    /// once; `End::Moved` when one of them accepts the session.
+    fn probe_if_silent(&mut self, probe_due: &mut Instant) -> Option<End> {
+        let answer_timeout = self.options.answer_timeout;
+        if answer_timeout.is_zero() || self.endpoints.len() < 2 {
+            return None;
+        }
+        let silent_for = self.shared.silent_for()?;
+        let now = Instant::now();
+        if silent_for < answer_timeout || now < *probe_due {
+            return None;
+        }
+        let current = self.shared.lock().endpoint;
+        let others: Vec<SocketAddr> = after_lost(&self.endpoints, current)
+            .into_iter()
+            .filter(|endpoint| Some(*endpoint) != current)
+            .collect();
+        // Short limits: a probe must not keep this thread from the current connection for
+        // long, and a paused node accepts TCP connections but never answers a login.
+        let limit = answer_timeout
+            .checked_mul(PROBE_LIMIT_FACTOR)
+            .unwrap_or(Duration::MAX)
+            .max(PROBE_LIMIT_MIN);
+        let options = ClientOptions {
+            connect_timeout: self.options.connect_timeout.min(limit),
+            login_timeout: self.options.login_timeout.min(limit),
+            ..self.options.clone()
+        };
+        match self.open_session(&others, &options, 1) {
+            Ok(opened) => {
+                let reason = format!(
+                    "no answer for {} ms and {} accepted the session",
+                    silent_for.as_millis(),
+                    opened.endpoint
+                );
+                Some(End::Moved(Box::new(opened), reason))
+            }
+            Err(error) => {
+                tracing::debug!(%error, "client: probe found no other server for the session");
+                *probe_due = Instant::now() + jittered(answer_timeout / 2);
+                None
             }
         }
     }
@@ -753,6 +879,7 @@ impl Worker {
             Ok(n) => {
                 buf.extend_from_slice(&chunk[..n]);
                 *last_received = Instant::now();
+                self.shared.heard_from_server();
                 None
             }
             Err(e) if is_timeout(&e) || e.kind() == ErrorKind::Interrupted => {

@@ -48,6 +48,25 @@
 //! if a server starts below the number asked for, the repeats are dropped; if it starts
 //! above, [`ClientEvent::SequenceGap`] says so.
 //!
+//! **Silent servers.** A leader that is paused (SIGSTOP, a long GC-like stall, a frozen VM)
+//! or cut off from the client neither answers nor closes the connection, and waiting
+//! [`ClientOptions::server_timeout`] for its heartbeats to stop would cost seconds. So the
+//! client also watches its own requests: when an order-entry message (Enter, Replace,
+//! Cancel, Modify Order: every Unsequenced Data packet) was sent and *nothing at all* —
+//! no message, no heartbeat — has arrived from the server since, for
+//! [`ClientOptions::answer_timeout`] (default 250 ms), it *probes*: it tries to log into
+//! the same session at each of the other endpoints, once, with connect and login each
+//! limited to four times the answer timeout (at least 200 ms). If one accepts, the cluster
+//! has moved on: the client drops the silent connection ([`ClientEvent::Disconnected`] says
+//! why) and carries on at the new endpoint ([`ClientEvent::Reconnected`], the stream resumed
+//! as after any reconnect). If none accepts (a follower answers `Login Rejected S`
+//! while the leader is merely slow), the client stays, keeps reading, and probes again
+//! after half the answer timeout, with ±50% random jitter, for as long as the silence
+//! lasts; [`ClientOptions::server_timeout`] still ends the connection in the end. A slow
+//! but live leader therefore never loses its clients to probing, and probing costs the
+//! other endpoints one short login each (a follower refuses without checking a password).
+//! With a single endpoint nothing is probed.
+//!
 //! **Resumption tickets.** After a password login a Keel node announces a resumption ticket
 //! in a SoupBinTCP Debug packet (`keel_protocol::resume`). The client keeps the latest one
 //! and logs in with it, instead of the password, on every reconnect while it has not expired
@@ -104,7 +123,7 @@ pub use order::{
 };
 
 /// How a [`Client`] connects, heartbeats and reconnects. `ClientOptions::default()` suits
-/// Keel's servers (1 s heartbeats, 15 s timeout).
+/// Keel's servers (1 s heartbeats, 5 s silence timeout, 250 ms answer timeout).
 #[derive(Clone, Debug)]
 pub struct ClientOptions {
     /// Requested sequence number of the first login: `0` for only messages generated from
@@ -118,6 +137,12 @@ pub struct ClientOptions {
     /// The connection is considered lost after this long without hearing from the server
     /// (which heartbeats every second). Default 5 s.
     pub server_timeout: Duration,
+    /// When an order-entry message has gone unanswered this long, with nothing at all
+    /// received from the server since it was sent, the client asks the other endpoints
+    /// whether one of them now serves the session, and moves there if one does (see
+    /// "Silent servers" in the crate documentation). Zero turns the probing off. Default
+    /// 250 ms.
+    pub answer_timeout: Duration,
     /// TCP connect timeout per endpoint. Default 2 s.
     pub connect_timeout: Duration,
     /// Time allowed for the server to answer a Login Request. Default 10 s.
@@ -151,6 +176,7 @@ impl Default for ClientOptions {
             session: SessionId::BLANK,
             heartbeat_interval: Duration::from_secs(1),
             server_timeout: Duration::from_secs(5),
+            answer_timeout: Duration::from_millis(250),
             connect_timeout: Duration::from_secs(2),
             login_timeout: Duration::from_secs(10),
             write_timeout: Duration::from_secs(5),

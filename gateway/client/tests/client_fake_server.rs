@@ -436,3 +436,119 @@ fn sequence_numbers_at_the_top_of_the_range_do_not_panic() {
     ));
     assert!(client.is_connected());
 }
+
+/// Reads whatever the client sends and never answers, until the client closes.
+fn silent(mut stream: TcpStream) {
+    let mut buf = [0u8; 256];
+    while let Ok(n) = stream.read(&mut buf) {
+        if n == 0 {
+            return;
+        }
+    }
+}
+
+fn refuse_with_s(mut stream: TcpStream) {
+    let mut out = Vec::new();
+    ServerPacket::LoginRejected(LoginRejectReason::SessionNotAvailable)
+        .encode(&mut out)
+        .unwrap();
+    let _ = stream.write_all(&out);
+}
+
+fn order(client: &Client) {
+    let price = keel_client::parse_price("1").unwrap();
+    client
+        .submit(&keel_client::OrderBuilder::buy("X", 1, price).unwrap())
+        .unwrap();
+}
+
+/// Options under which only the answer-timeout rule can end a connection: the silence
+/// timeout is far beyond the test's deadline.
+fn probing() -> ClientOptions {
+    ClientOptions {
+        answer_timeout: Duration::from_millis(100),
+        server_timeout: Duration::from_secs(600),
+        ..quick()
+    }
+}
+
+#[test]
+fn a_silent_server_loses_the_session_to_an_endpoint_that_accepts_it() {
+    // A paused leader: logs in, then never says anything again.
+    let paused = fake(|_, mut stream, _| {
+        stream.write_all(&accepted(1)).unwrap();
+        silent(stream);
+    });
+    // The new leader: serves the session from where the client asks.
+    let (asked_tx, asked_rx) = mpsc::channel();
+    let elected = fake(move |_, mut stream, login| {
+        asked_tx.send(login.requested_sequence_number).unwrap();
+        let mut out = accepted(login.requested_sequence_number);
+        out.extend(sequenced(login.requested_sequence_number));
+        stream.write_all(&out).unwrap();
+        hold(stream);
+    });
+    let client = Client::connect(&[paused, elected], "alice", "pw", probing()).unwrap();
+    order(&client);
+    let events = events_until(&client, |e| matches!(e, ClientEvent::Message { .. }));
+    assert!(
+        matches!(&events[0], ClientEvent::Disconnected { endpoint, reason }
+            if *endpoint == paused && reason.contains("accepted the session")),
+        "{events:#?}"
+    );
+    assert!(
+        matches!(&events[1], ClientEvent::Reconnected { endpoint, next_sequence_number: 1, .. }
+            if *endpoint == elected),
+        "{events:#?}"
+    );
+    assert_eq!(asked_rx.recv_timeout(Duration::from_secs(5)).unwrap(), 1);
+    assert_eq!(client.endpoint(), Some(elected));
+}
+
+#[test]
+fn a_slow_server_keeps_its_client_while_the_other_endpoints_refuse() {
+    // A slow but live leader: answers the order only after many answer timeouts.
+    let slow = fake(|_, mut stream, _| {
+        stream.write_all(&accepted(1)).unwrap();
+        let mut header = [0u8; 3];
+        // Wait for the order (its header; the rest stays unread).
+        stream.read_exact(&mut header).unwrap();
+        std::thread::sleep(Duration::from_millis(1_000));
+        stream.write_all(&sequenced(1)).unwrap();
+        hold(stream);
+    });
+    // A follower: refuses every login with `S` and counts them.
+    let (probe_tx, probe_rx) = mpsc::channel();
+    let follower = fake(move |_, stream, _| {
+        probe_tx.send(()).unwrap();
+        refuse_with_s(stream);
+    });
+    let client = Client::connect(&[slow, follower], "alice", "pw", probing()).unwrap();
+    order(&client);
+    let events = events_until(&client, |e| matches!(e, ClientEvent::Message { .. }));
+    assert!(
+        matches!(&events[..], [ClientEvent::Message { seq: 1, .. }]),
+        "{events:#?}"
+    );
+    assert_eq!(client.endpoint(), Some(slow));
+    // The silence was probed (the follower saw logins), and did not move the client.
+    assert!(probe_rx.try_iter().count() >= 1);
+}
+
+#[test]
+fn without_an_outstanding_order_silence_is_not_probed() {
+    let quiet = fake(|_, mut stream, _| {
+        stream.write_all(&accepted(1)).unwrap();
+        hold(stream);
+    });
+    let (probe_tx, probe_rx) = mpsc::channel();
+    let follower = fake(move |_, stream, _| {
+        probe_tx.send(()).unwrap();
+        refuse_with_s(stream);
+    });
+    let client = Client::connect(&[quiet, follower], "alice", "pw", probing()).unwrap();
+    // Heartbeats only (ours and the fake's): nothing unanswered, so nothing to probe.
+    assert!(client.next_event(Duration::from_millis(800)).is_none());
+    assert_eq!(probe_rx.try_iter().count(), 0);
+    assert_eq!(client.endpoint(), Some(quiet));
+}
