@@ -190,6 +190,7 @@ struct Totals {
     duplicated: u64,
     rebuilds: u64,
     lease_losses: u64,
+    lease_pauses: u64,
     votes_deferred: u64,
     time: u64,
 }
@@ -210,6 +211,7 @@ impl Totals {
         self.duplicated += r.duplicated;
         self.rebuilds += r.rebuilds;
         self.lease_losses += r.lease_losses;
+        self.lease_pauses += r.lease_pauses;
         self.votes_deferred += r.votes_deferred;
         self.time += r.time;
     }

@@ -306,7 +306,7 @@ impl Host<'_> {
             Action::OpenOrderEntry { term, last_seq } => self.open(role, term, last_seq)?,
             Action::CloseOrderEntry => {
                 let reason = if role.replica().role() == raft::StateRole::Leader {
-                    "no majority answered a heartbeat within the lease"
+                    "no majority answered a heartbeat for an election timeout"
                 } else {
                     "lost leadership"
                 };
@@ -321,6 +321,23 @@ impl Host<'_> {
                 }
                 role.order_entry_closed().map_err(replication)?;
                 self.door = Some(Door::open(self.config.server.listen)?);
+            }
+            Action::PauseOrderEntry | Action::ResumeOrderEntry => {
+                let paused = action == Action::PauseOrderEntry;
+                if paused {
+                    tracing::warn!(
+                        term = role.replica().term(),
+                        "lease lapsed: order entry paused until a majority answers"
+                    );
+                } else {
+                    tracing::info!(
+                        term = role.replica().term(),
+                        "lease back: order entry resumed"
+                    );
+                }
+                if let Some(stint) = &self.stint {
+                    stint.link.paused.store(paused, Ordering::Release);
+                }
             }
             Action::Release { committed_seq } => {
                 if let Some(stint) = &self.stint {
@@ -456,6 +473,8 @@ fn role_config(cluster: &ClusterConfig) -> Result<RoleConfig, Error> {
     Ok(RoleConfig {
         tick_ms: TICK_MS,
         lease_ms,
+        // An election timeout without a majority: then another leader may well exist.
+        quorum_lost_ms: election_ticks * TICK_MS,
         ..RoleConfig::default()
     })
 }

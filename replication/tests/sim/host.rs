@@ -38,6 +38,7 @@ pub fn role_config(election_ticks_min: u64) -> RoleConfig {
         proposal_bytes_max: 1 << 20,
         proposals_per_call_max: 1,
         lease_ms: RoleConfig::lease_ms_for(election_ticks_min, 10, 10),
+        quorum_lost_ms: election_ticks_min * 10,
     }
 }
 
@@ -98,6 +99,8 @@ pub struct Live {
     close_lag: u32,
     /// Operations since the machine asked to close, while the close waits.
     closing_for: Option<u32>,
+    /// Order entry is paused for want of a lease: the gateway takes no command.
+    paused: bool,
     /// Last record reported committed to the checker while serving.
     released_seq: u64,
     pending: Vec<Pending>,
@@ -189,6 +192,7 @@ impl Node {
             serving: None,
             close_lag: self.close_lag,
             closing_for: None,
+            paused: false,
             released_seq: 0,
             pending: Vec::new(),
             tentative: Vec::new(),
@@ -234,6 +238,7 @@ fn accumulate(total: &mut NodeStats, more: &NodeStats) {
     total.role.openings += more.role.openings;
     total.role.step_downs += more.role.step_downs;
     total.role.lease_losses += more.role.lease_losses;
+    total.role.lease_pauses += more.role.lease_pauses;
     total.role.votes_deferred += more.role.votes_deferred;
     total.rebuilds += more.rebuilds;
 }
@@ -312,6 +317,11 @@ impl Live {
                 hint: self.role.replica().leader_id(),
             });
         };
+        if self.paused {
+            // The real gateway leaves the input unread until the pause ends; here the
+            // client simply tries again later.
+            return Ok(Reply::NotLeader { hint: id });
+        }
         // Taking a command as leader of `term` once a later term has a leader is what the
         // lease rules out.
         checker.serving(id, term)?;
@@ -462,6 +472,8 @@ impl Live {
                 Action::Release { committed_seq } => {
                     self.committed_while_serving(id, committed_seq, checker)?
                 }
+                Action::PauseOrderEntry => self.paused = true,
+                Action::ResumeOrderEntry => self.paused = false,
             }
         }
         Ok(())
@@ -522,6 +534,7 @@ impl Live {
     fn finish_close(&mut self, id: u64, checker: &mut Checker) -> Result<(), String> {
         self.closing_for = None;
         self.serving = None;
+        self.paused = false;
         self.pending.clear();
         self.role
             .order_entry_closed()
