@@ -432,8 +432,8 @@ fn open_with_credentials(
     )
 }
 
-/// Tries the endpoints in order, `attempts` passes over the list with a doubling backoff
-/// between passes. `Login Rejected S` (and any connection failure) moves on to the next
+/// Tries the endpoints in order, `attempts` passes over the list with a backoff between
+/// passes that grows by half each time up to `backoff_max`, each pause jittered ±50%. `Login Rejected S` (and any connection failure) moves on to the next
 /// endpoint; `Login Rejected A` ends the search at once.
 pub(crate) fn open_any(
     endpoints: &[SocketAddr],
@@ -452,10 +452,12 @@ pub(crate) fn open_any(
     let mut backoff = options.backoff_initial;
     for attempt in 0..attempts {
         if attempt > 0 {
-            if !sleep_while(backoff, keep_going) {
+            if !sleep_while(jittered(backoff), keep_going) {
                 return Err(ClientError::Closed);
             }
-            backoff = (backoff * 2).min(options.backoff_max.max(options.backoff_initial));
+            // Growing by half rather than doubling: after a failover the new leader opens a
+            // few hundred ms in, and a client should not then be sleeping for a second.
+            backoff = (backoff + backoff / 2).min(options.backoff_max.max(options.backoff_initial));
         }
         for &endpoint in endpoints {
             if !keep_going() {
@@ -928,6 +930,15 @@ impl From<ServerPacket<'_>> for Step {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn jitter_stays_within_half_either_side_and_varies() {
+        let base = Duration::from_millis(100);
+        let drawn: Vec<Duration> = (0..200).map(|_| jittered(base)).collect();
+        assert!(drawn.iter().all(|d| *d >= base / 2 && *d < base + base / 2));
+        assert!(drawn.iter().any(|d| *d != drawn[0]), "no jitter: {drawn:?}");
+        assert_eq!(jittered(Duration::MAX), Duration::MAX);
+    }
 
     #[test]
     fn reconnects_try_the_lost_endpoint_last() {
