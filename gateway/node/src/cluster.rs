@@ -21,7 +21,7 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -665,55 +665,98 @@ fn widen_backlog(listener: &TcpListener) {
 }
 
 fn door_loop(listener: &TcpListener, stop: &AtomicBool) {
-    let active = Arc::new(AtomicUsize::new(0));
+    // One thread, no thread per connection: after a failover every client of the old
+    // leader tries this door several times a second, and threads spawned per attempt would
+    // take the CPU the election needs.
+    let mut waiting: Vec<Waiting> = Vec::with_capacity(DOOR_CONNECTIONS_MAX);
     while !stop.load(Ordering::Acquire) {
-        match listener.accept() {
-            Ok((stream, peer)) => {
-                if active.load(Ordering::Acquire) >= DOOR_CONNECTIONS_MAX {
-                    continue;
-                }
-                active.fetch_add(1, Ordering::AcqRel);
-                let active = active.clone();
-                let spawned = std::thread::Builder::new()
-                    .name("keel-door-conn".into())
-                    .spawn(move || {
-                        turn_away(stream, peer);
-                        active.fetch_sub(1, Ordering::AcqRel);
-                    });
-                if spawned.is_err() {
-                    tracing::warn!(%peer, "cannot start a thread for a follower connection");
-                }
-            }
-            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            Err(error) => {
-                tracing::warn!(%error, "follower door accept failed");
-                std::thread::sleep(Duration::from_millis(50));
-            }
+        let accepted = accept_some(listener, &mut waiting);
+        let now = Instant::now();
+        let before = waiting.len();
+        waiting.retain_mut(|waiting| !waiting.turn_away(now));
+        if accepted == 0 && waiting.len() == before {
+            std::thread::sleep(DOOR_IDLE);
         }
     }
 }
 
-/// Reads one SoupBinTCP packet (bounded, 2 s) and, if it is a Login Request, answers Login
-/// Rejected `S`; then closes.
-fn turn_away(mut stream: TcpStream, peer: SocketAddr) {
-    let _ = stream.set_nonblocking(false);
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-    let _ = stream.set_write_timeout(Some(Duration::from_secs(2)));
-    let mut header = [0u8; 3];
-    if stream.read_exact(&mut header).is_err() {
-        return;
-    }
-    if header[2] == b'L' {
-        let mut reply = Vec::new();
-        if ServerPacket::LoginRejected(LoginRejectReason::SessionNotAvailable)
-            .encode(&mut reply)
-            .is_ok()
-        {
-            let _ = stream.write_all(&reply);
+/// How long the door sleeps when nothing happened in a pass.
+const DOOR_IDLE: Duration = Duration::from_millis(2);
+/// How long a connection may take to send its Login Request's header.
+const DOOR_WAIT: Duration = Duration::from_secs(2);
+
+/// A connection to a follower's door, waiting for the first packet's header.
+struct Waiting {
+    stream: TcpStream,
+    peer: SocketAddr,
+    header: [u8; 3],
+    have: usize,
+    until: Instant,
+}
+
+/// Accepts what the listener has, up to the door's limit (more are closed at once); how
+/// many it took.
+fn accept_some(listener: &TcpListener, waiting: &mut Vec<Waiting>) -> usize {
+    let mut accepted = 0;
+    for _ in 0..DOOR_CONNECTIONS_MAX {
+        match listener.accept() {
+            Ok((stream, peer)) => {
+                accepted += 1;
+                if waiting.len() >= DOOR_CONNECTIONS_MAX || stream.set_nonblocking(true).is_err() {
+                    continue;
+                }
+                waiting.push(Waiting {
+                    stream,
+                    peer,
+                    header: [0; 3],
+                    have: 0,
+                    until: Instant::now() + DOOR_WAIT,
+                });
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(error) => {
+                tracing::warn!(%error, "follower door accept failed");
+                std::thread::sleep(Duration::from_millis(50));
+                break;
+            }
         }
-        tracing::info!(%peer, "login refused: this node is a follower");
+    }
+    accepted
+}
+
+impl Waiting {
+    /// Reads what arrived of the first packet's header; if it is a Login Request, answers
+    /// Login Rejected `S`. True when done with the connection (answered, closed, garbage or
+    /// too slow): it is then dropped, which closes it.
+    fn turn_away(&mut self, now: Instant) -> bool {
+        loop {
+            match self.stream.read(&mut self.header[self.have..]) {
+                Ok(0) => return true,
+                Ok(n) => {
+                    self.have += n;
+                    if self.have == self.header.len() {
+                        break;
+                    }
+                }
+                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
+                    return now >= self.until;
+                }
+                Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => return true,
+            }
+        }
+        if self.header[2] == b'L' {
+            let mut reply = Vec::new();
+            if ServerPacket::LoginRejected(LoginRejectReason::SessionNotAvailable)
+                .encode(&mut reply)
+                .is_ok()
+            {
+                // A fresh socket's send buffer takes these few bytes at once.
+                let _ = self.stream.write_all(&reply);
+            }
+            tracing::info!(peer = %self.peer, "login refused: this node is a follower");
+        }
+        true
     }
 }
 
@@ -767,5 +810,55 @@ mod tests {
         };
         assert!(error.to_string().contains("at least 110 ms"), "{error}");
         assert!(role_config(&cluster(110, 33)).is_ok());
+    }
+
+    #[test]
+    fn the_door_refuses_logins_with_s_and_closes_anything_else() {
+        let addr = {
+            let probe = TcpListener::bind("127.0.0.1:0").unwrap();
+            probe.local_addr().unwrap()
+        };
+        let door = Door::open(addr).unwrap();
+        let mut login = Vec::new();
+        keel_protocol::soupbin::ClientPacket::LoginRequest(keel_protocol::soupbin::LoginRequest {
+            username: keel_protocol::Username::new("alice").unwrap(),
+            password: keel_protocol::soupbin::Password::new("pw").unwrap(),
+            requested_session: keel_protocol::soupbin::SessionId::BLANK,
+            requested_sequence_number: 1,
+        })
+        .encode(&mut login)
+        .unwrap();
+        let mut expected = Vec::new();
+        ServerPacket::LoginRejected(LoginRejectReason::SessionNotAvailable)
+            .encode(&mut expected)
+            .unwrap();
+        // More connections at once than the door keeps: each is answered or closed.
+        let mut clients: Vec<TcpStream> = (0..3 * DOOR_CONNECTIONS_MAX)
+            .map(|_| TcpStream::connect(addr).unwrap())
+            .collect();
+        for client in &mut clients {
+            client
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            let _ = client.write_all(&login);
+        }
+        let mut refused = 0;
+        for client in &mut clients {
+            let mut answer = Vec::new();
+            let _ = client.read_to_end(&mut answer);
+            assert!(answer.is_empty() || answer == expected, "{answer:?}");
+            refused += usize::from(answer == expected);
+        }
+        assert!(refused >= DOOR_CONNECTIONS_MAX, "{refused} refused");
+        // Anything but a login is closed without an answer.
+        let mut garbage = TcpStream::connect(addr).unwrap();
+        garbage
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        garbage.write_all(&[0, 1, b'R']).unwrap();
+        let mut answer = Vec::new();
+        let _ = garbage.read_to_end(&mut answer);
+        assert!(answer.is_empty(), "{answer:?}");
+        door.close();
     }
 }
