@@ -54,9 +54,12 @@ pub struct FaultRecord {
     /// After the recovery, when every node's journal held what the leader's held once
     /// the cluster had recovered, ms after the heal.
     pub caught_up_ms: Option<f64>,
-    /// **Outage**: fault → the first Order Accepted of an order sent after it, ms; the
-    /// fault counts from its start, a disk fault from the node's exit (a full disk or a
-    /// failing sync is harmless until the node fails on it).
+    /// **Outage**: fault → the first Order Accepted of an order sent after it, ms. A disk
+    /// fault has no such moment (a full disk is harmless until the node needs a block, and a
+    /// leader may lose its lease to the stalled disk before it exits): its outage is the
+    /// larger of the node's exit → the first Order Accepted of an order sent after it, and
+    /// the longest gap between Order Accepted arrivals (any client) from the fault's start
+    /// to the recovery.
     pub outage_ms: Option<f64>,
     /// Nodes that exited on their own during the fault or its recovery (crashes).
     pub node_exits: Vec<String>,
@@ -304,10 +307,34 @@ fn outage_ms(start_ms: f64, histories: &[History]) -> Option<f64> {
         .min_by(f64::total_cmp)
 }
 
+/// The longest time between Order Accepted arrivals (any client) from `from_ms` to
+/// `to_ms` (counting from `from_ms`), ms.
+fn longest_gap_ms(from_ms: f64, to_ms: f64, histories: &[History]) -> f64 {
+    let mut times: Vec<f64> = histories
+        .iter()
+        .flat_map(|h| h.orders.iter())
+        .filter_map(|o| o.accepted_ms)
+        .filter(|a| *a >= from_ms && *a <= to_ms)
+        .collect();
+    times.sort_by(f64::total_cmp);
+    let mut last = from_ms;
+    let mut longest: f64 = 0.0;
+    for at in times {
+        longest = longest.max(at - last);
+        last = at;
+    }
+    longest
+}
+
 /// Fills the outages, the outage table, the timeline and the client figures.
 pub fn analyse(report: &mut DrillReport) {
     for fault in &mut report.faults {
-        fault.outage_ms = outage_ms(fault.effective_ms(), &report.histories);
+        let after_effect = outage_ms(fault.effective_ms(), &report.histories);
+        fault.outage_ms = match (fault.fault.kind.is_disk(), fault.recovered_ms) {
+            (true, Some(recovered)) => after_effect
+                .map(|o| o.max(longest_gap_ms(fault.start_ms, recovered, &report.histories))),
+            _ => after_effect,
+        };
     }
     report.outages = outage_table(&report.faults);
     report.timeline = timeline(&report.histories);
@@ -446,7 +473,7 @@ pub fn markdown(report: &DrillReport, plot: Option<&str>) -> String {
     let t = &report.timings;
     let _ = writeln!(
         out,
-        "- **seed {}** (rerun: `keel-perf drill --seed {} --faults {}{}`)\n- cluster: {} `keel serve` nodes, durability {}, every peer link through the drill's fault-injecting proxy\n- clients: {} sessions through the client library, {} orders/s in all, open loop; unanswered orders are resent with their own token after a reconnect\n- faults held {}–{} ms, then healed; {} ms of calm after each recovery\n- **outage** = fault start → the first Order Accepted (any client) of an order sent after the fault; for `full-disk` and `sync-fail` the fault counts from the node's exit (status 74), since the disk fault is harmless until the node fails on it\n",
+        "- **seed {}** (rerun: `keel-perf drill --seed {} --faults {}{}`)\n- cluster: {} `keel serve` nodes, durability {}, every peer link through the drill's fault-injecting proxy\n- clients: {} sessions through the client library, {} orders/s in all, open loop; unanswered orders are resent with their own token after a reconnect\n- faults held {}–{} ms, then healed; {} ms of calm after each recovery\n- **outage** = fault start → the first Order Accepted (any client) of an order sent after the fault; for `full-disk` and `sync-fail` (no such moment: a full disk is harmless until the node needs a block, a leader may lose its lease to the stalled disk before it exits) the larger of the node's exit (status 74) → that first Order Accepted, and the longest gap between Order Accepted arrivals from the fault's start to the recovery\n",
         report.seed,
         report.seed,
         a.faults,
