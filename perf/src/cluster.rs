@@ -56,6 +56,8 @@ pub struct Cluster {
     /// Each node's order-entry address (index = node id − 1).
     pub endpoints: Vec<SocketAddr>,
     nodes: Vec<Option<Node>>,
+    /// Extra environment of each node's process.
+    env: Vec<Vec<(String, String)>>,
     /// Killed nodes' processes, not yet reaped.
     corpses: Vec<std::process::Child>,
     /// `(username, password)` of every generated user.
@@ -126,6 +128,20 @@ impl Cluster {
         route: &mut PeerRoute<'_>,
         change: &dyn Fn(&mut ServerConfig),
     ) -> anyhow::Result<Cluster> {
+        let mut cluster = Cluster::create_routed(options, route, change)?;
+        cluster.start_all()?;
+        Ok(cluster)
+    }
+
+    /// As [`Cluster::start_routed`], but nothing is started yet: the configurations are
+    /// written and the data directories named (not created), so that the caller can put them
+    /// somewhere first (`keel-perf drill` mounts a small disk on each) and then call
+    /// [`Cluster::start_all`].
+    pub fn create_routed(
+        options: &ClusterOptions,
+        route: &mut PeerRoute<'_>,
+        change: &dyn Fn(&mut ServerConfig),
+    ) -> anyhow::Result<Cluster> {
         if options.nodes < 3 || options.nodes % 2 == 0 {
             bail!("a cluster needs an odd number of nodes, at least 3");
         }
@@ -152,17 +168,13 @@ impl Cluster {
             data_dirs,
             logs,
             endpoints: spec.endpoints(),
-            nodes: Vec::new(),
+            nodes: (0..options.nodes).map(|_| None).collect(),
+            env: vec![Vec::new(); options.nodes],
             corpses: Vec::new(),
             users: (0..options.node.users)
                 .map(|u| (server::username(u), server::PASSWORD.to_string()))
                 .collect(),
         };
-        for i in 0..options.nodes {
-            let node = Node::start_member(&cluster.options, &cluster.configs[i], &cluster.logs[i])
-                .with_context(|| format!("starting node {}", i + 1))?;
-            cluster.nodes.push(Some(node));
-        }
         if options.node.keep {
             if let Some(dir) = cluster.dir.take() {
                 let kept = dir.keep();
@@ -170,6 +182,30 @@ impl Cluster {
             }
         }
         Ok(cluster)
+    }
+
+    /// Starts every node that is not running, and waits until each listens.
+    pub fn start_all(&mut self) -> anyhow::Result<()> {
+        for index in 0..self.len() {
+            if self.nodes[index].is_none() {
+                self.restart(index)
+                    .with_context(|| format!("starting node {}", index + 1))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets an environment variable for every later start of node `index` (e.g.
+    /// `KEEL_FAULT` for a fault-injection build).
+    pub fn set_env(&mut self, index: usize, key: &str, value: &str) {
+        if let Some(env) = self.env.get_mut(index) {
+            env.push((key.to_string(), value.to_string()));
+        }
+    }
+
+    /// The `keel` binary the nodes run.
+    pub fn keel(&self) -> &Path {
+        &self.options.keel
     }
 
     /// Number of nodes.
@@ -272,6 +308,36 @@ impl Cluster {
         ended
     }
 
+    /// Waits up to `timeout` for node `index` to end on its own; its exit status and the
+    /// last line of its log. The node then counts as down ([`Cluster::restart`] brings it
+    /// back). `None`: still running (or not running at all).
+    pub fn wait_exit(
+        &mut self,
+        index: usize,
+        timeout: Duration,
+    ) -> Option<(std::process::ExitStatus, String)> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let slot = self.nodes.get_mut(index)?;
+            if let Some(status) = slot.as_mut()?.exited() {
+                *slot = None;
+                let log = std::fs::read_to_string(&self.logs[index]).unwrap_or_default();
+                // The fatal line if this exit printed one (later lines are the stop's).
+                let tail: Vec<&str> = log.lines().rev().take(20).collect();
+                let line = tail
+                    .iter()
+                    .find(|l| l.starts_with("keel serve: fatal:"))
+                    .or(tail.first())
+                    .map_or(String::new(), ToString::to_string);
+                return Some((status, line));
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
     /// Waits for every killed process to end.
     fn reap(&mut self) {
         for mut corpse in self.corpses.drain(..) {
@@ -286,8 +352,13 @@ impl Cluster {
             bail!("node {} is still running", index + 1);
         }
         self.reap();
-        let node = Node::start_member(&self.options, &self.configs[index], &self.logs[index])
-            .with_context(|| format!("restarting node {}", index + 1))?;
+        let node = Node::start_member(
+            &self.options,
+            &self.configs[index],
+            &self.logs[index],
+            &self.env[index],
+        )
+        .with_context(|| format!("restarting node {}", index + 1))?;
         self.nodes[index] = Some(node);
         Ok(())
     }

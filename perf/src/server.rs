@@ -138,8 +138,14 @@ impl Node {
 
     /// Starts `keel serve` on an existing configuration (a cluster member's; its directory
     /// belongs to the caller), appending the node's standard error to `log`. Used for the
-    /// first start and for restarts on the same data directory.
-    pub fn start_member(options: &NodeOptions, config: &Path, log: &Path) -> anyhow::Result<Node> {
+    /// first start and for restarts on the same data directory; `env` is added to the
+    /// process's environment.
+    pub fn start_member(
+        options: &NodeOptions,
+        config: &Path,
+        log: &Path,
+        env: &[(String, String)],
+    ) -> anyhow::Result<Node> {
         if !options.keel.exists() {
             bail!(
                 "no keel binary at {} (build it with `cargo build --release -p keel`, or pass --keel)",
@@ -148,6 +154,7 @@ impl Node {
         }
         let mut command = Command::new(&options.keel);
         command.arg("serve").arg("--config").arg(config);
+        command.envs(env.iter().map(|(k, v)| (k, v)));
         Node::spawn(command, None, log.to_path_buf(), options)
     }
 

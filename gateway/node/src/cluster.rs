@@ -247,6 +247,14 @@ fn io_loop(
             return Err(Error::Fatal(fault.clone()));
         }
         crate::fault::check("replication")?;
+        if crate::fault::fires("journal-sync") {
+            // The test seam: the flusher's next sync fails as a failing disk's would.
+            role.replica()
+                .store()
+                .backend()
+                .watermarks()
+                .inject_sync_failures(1);
+        }
         host.check_stint()?;
         let wait_ms = role
             .next_tick_ms()

@@ -3,9 +3,12 @@
 //! gateway tests start has it; `cargo build --release` does not). Without the feature every
 //! check is an inlined `Ok(())`.
 //!
-//! `KEEL_FAULT=<point>:<error|panic|hang>[:after=<n>]` makes the named point fail on its
-//! `n + 1`-th pass (and every pass after), by returning an error, by panicking, or by
-//! never returning (the thread sleeps for ever):
+//! `KEEL_FAULT=<point>:<error|panic|hang>[:after=<n>][:when=<path>]` makes the named point
+//! fail on its `n + 1`-th pass (and every pass after), by returning an error, by panicking,
+//! or by never returning (the thread sleeps for ever); with `when=<path>` (an absolute path;
+//! one `stat` per pass, so meant for points passed a few hundred times a second at most)
+//! only while that file exists, so that a test or drill fires it at a moment of its choosing
+//! without restarting the node:
 //!
 //! | point | where it is checked | a pass is |
 //! |---|---|---|
@@ -14,6 +17,7 @@
 //! | `gateway` | the gateway, as it hands an input to the matching loop | an input |
 //! | `leader` | a cluster leader's order-entry thread, before it serves (as a failed bind would) | a leadership |
 //! | `replication` | a cluster node's replication loop | a turn of the loop (about one per 10 ms tick) |
+//! | `journal-sync` | a cluster node's replication loop, which then makes the journal flusher's next sync fail with EIO ([`keel_journal::Watermarks::inject_sync_failures`]): the real failed-sync path (`sync-failure` record, durable watermark frozen, exit 74); `error` is the only meaningful mode | a turn of the loop |
 
 use crate::Error;
 
@@ -35,6 +39,7 @@ mod armed {
         pub(super) point: String,
         pub(super) how: How,
         pub(super) after: u64,
+        pub(super) when: Option<std::path::PathBuf>,
         pub(super) passes: AtomicU64,
     }
 
@@ -47,14 +52,21 @@ mod armed {
             "hang" => How::Hang,
             _ => return None,
         };
-        let after = match parts.next() {
-            None => 0,
-            Some(part) => part.strip_prefix("after=")?.parse().ok()?,
-        };
+        let (mut after, mut when) = (0, None);
+        for part in parts {
+            if let Some(n) = part.strip_prefix("after=") {
+                after = n.parse().ok()?;
+            } else if let Some(path) = part.strip_prefix("when=") {
+                when = Some(std::path::PathBuf::from(path));
+            } else {
+                return None;
+            }
+        }
         Some(Spec {
             point,
             how,
             after,
+            when,
             passes: AtomicU64::new(0),
         })
     }
@@ -77,7 +89,8 @@ mod armed {
     pub(super) fn fires(point: &str) -> Option<How> {
         let spec = spec().filter(|spec| spec.point == point)?;
         let pass = spec.passes.fetch_add(1, Ordering::Relaxed);
-        (pass >= spec.after).then_some(spec.how)
+        let armed = spec.when.as_ref().is_none_or(|path| path.exists());
+        (pass >= spec.after && armed).then_some(spec.how)
     }
 }
 
@@ -85,6 +98,18 @@ mod armed {
 pub(crate) fn announce() {
     #[cfg(feature = "fault-injection")]
     let _ = armed::spec();
+}
+
+/// Whether the injected fault fires at `point` on this pass, for points whose effect is
+/// not an error of the calling thread (`journal-sync`). Always false without the feature.
+#[inline]
+pub(crate) fn fires(point: &'static str) -> bool {
+    #[cfg(feature = "fault-injection")]
+    if armed::fires(point).is_some() {
+        return true;
+    }
+    let _ = point;
+    false
 }
 
 /// The seam at `point`: `Err` (or a panic, or no return) once the injected fault fires
@@ -131,5 +156,10 @@ mod tests {
         assert!(parse("matching").is_none());
         assert!(parse("matching:explode").is_none());
         assert!(parse("matching:error:later=3").is_none());
+        let spec = parse("journal-sync:error:when=/tmp/x:after=2").unwrap();
+        assert_eq!(
+            (spec.point.as_str(), spec.after, spec.when.as_deref()),
+            ("journal-sync", 2, Some(std::path::Path::new("/tmp/x")))
+        );
     }
 }

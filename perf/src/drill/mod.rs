@@ -19,18 +19,25 @@
 //!   and the seed. Any failed check (or a fault the cluster never recovered from) prints the
 //!   seed and the first evidence and makes the exit status non-zero.
 //!
-//! Not built yet: the full-disk and failing-sync faults (TODO; the journal's handling of
-//! them is being changed by other work, see issue 12).
+//! - **Disks** ([`disk`]): with `full-disk` faults scheduled, each node's data directory is
+//!   its own small loop-mounted ext4 (root and a loop device needed; otherwise the kind is
+//!   skipped, and the output says so). `sync-fail` faults need a `keel` built with the
+//!   fault-injection seam (`--keel-faulty`; otherwise skipped likewise): every node then
+//!   runs it, armed to fail its journal syncs once a trigger file exists.
+//!
+//! Not built: slow disks (no cgroup v2 io controller on the machines this runs on; see the
+//! report's notes).
 
 pub mod check;
 pub mod client;
+pub mod disk;
 pub mod nemesis;
 pub mod output;
 pub mod plot;
 pub mod proxy;
 
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -44,6 +51,7 @@ use crate::report::Machine;
 use crate::server::NodeOptions;
 
 use client::{Clock, History, Plan, Status};
+use disk::Disks;
 use nemesis::{Fault, Kind, Role};
 use output::{DrillReport, FaultRecord};
 use proxy::Proxy;
@@ -55,8 +63,12 @@ pub struct DrillArgs {
     /// script, e.g. `kill-leader,stop-follower,isolate,oneway-out,split-majority,flap`.
     #[arg(long, default_value = "12")]
     pub faults: String,
-    /// Kinds of the random schedule.
-    #[arg(long, default_value = "kill,stop,isolate,split,oneway,flap")]
+    /// Kinds of the random schedule. `full-disk` needs root and loop devices, `sync-fail`
+    /// needs `--keel-faulty`; without them those kinds are skipped (and the output says so).
+    #[arg(
+        long,
+        default_value = "kill,stop,isolate,split,oneway,flap,full-disk,sync-fail"
+    )]
     pub kinds: String,
     /// Seed of the schedule, targets, hold times and orders: the run to reproduce.
     #[arg(long, default_value_t = 1)]
@@ -100,6 +112,11 @@ pub struct DrillArgs {
     /// The `keel` binary (default: `keel` next to this executable).
     #[arg(long)]
     pub keel: Option<PathBuf>,
+    /// A `keel` built with the fault-injection seam (`cargo build --release -p keel
+    /// --features keel-node/fault-injection`, copied aside): needed by `sync-fail` faults,
+    /// and then run by every node instead of `--keel`.
+    #[arg(long)]
+    pub keel_faulty: Option<PathBuf>,
     /// Parent directory for the cluster's temporary directory.
     #[arg(long)]
     pub tmp: Option<PathBuf>,
@@ -163,14 +180,122 @@ fn check_args(args: &DrillArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Set by SIGINT or SIGTERM: the drill stops its schedule, heals, stops the nodes and
+/// undoes its mounts (a second signal is ignored meanwhile).
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+fn install_interrupt_handler() {
+    let handler = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGINT, handler);
+        libc::signal(libc::SIGTERM, handler);
+    }
+}
+
+fn interrupted() -> anyhow::Result<()> {
+    if INTERRUPTED.load(Ordering::SeqCst) {
+        bail!("interrupted (SIGINT or SIGTERM)");
+    }
+    Ok(())
+}
+
 /// Runs `keel-perf drill`.
 pub fn main(args: &DrillArgs) -> anyhow::Result<()> {
     check_args(args)?;
-    let mut rng = Rng::new(args.seed);
+    install_interrupt_handler();
     let kinds = nemesis::parse_kinds(&args.kinds)?;
-    let faults = nemesis::schedule(&args.faults, &kinds, &mut rng)?;
+    // Which kinds the schedule would use, before knowing which can run here.
+    let planned = nemesis::schedule(&args.faults, &kinds, &mut Rng::new(args.seed))?;
+    let wants = |kind: Kind| planned.iter().any(|f| f.kind == kind);
     let machine = Machine::detect();
     eprintln!("keel-perf drill: {}", machine.line());
+    let keel = match &args.keel {
+        Some(path) => path.clone(),
+        None => e2e::default_keel()?,
+    };
+    let mut notes = Vec::new();
+    let mut skipped = Vec::new();
+    let faulty = match &args.keel_faulty {
+        Some(_) if !wants(Kind::SyncFail) => {
+            notes.push(format!(
+                "no sync-fail fault scheduled: the nodes run {}, not --keel-faulty",
+                keel.display()
+            ));
+            None
+        }
+        Some(path) if path.exists() => Some(path.clone()),
+        Some(path) => bail!("--keel-faulty: no such file {}", path.display()),
+        None => {
+            if wants(Kind::SyncFail) {
+                skipped.push(Kind::SyncFail);
+                notes.push("sync-fail faults SKIPPED: no --keel-faulty binary (build one with `cargo build --release -p keel --features keel-node/fault-injection` and copy it aside)".to_string());
+            }
+            None
+        }
+    };
+    if let Some(path) = &faulty {
+        notes.push(format!(
+            "every node runs the fault-injection build {} (KEEL_FAULT=journal-sync:error:when=<trigger file>), for the sync-fail faults",
+            path.display()
+        ));
+    }
+    let mut report = DrillReport::new(
+        args,
+        machine,
+        Timings::of(args),
+        e2e::describe_binary(faulty.as_ref().unwrap_or(&keel)),
+    );
+    let mut proxy = Proxy::new();
+    let small_segments = wants(Kind::FullDisk);
+    if small_segments {
+        notes.push(format!(
+            "journal segments of {} MiB (the smallest a node takes), for the small disks of the full-disk faults",
+            SMALL_SEGMENT_BYTES >> 20
+        ));
+    }
+    let mut cluster = create_cluster(
+        args,
+        faulty.clone().unwrap_or(keel),
+        &mut proxy,
+        small_segments,
+    )?;
+    let mut disks = None;
+    if wants(Kind::FullDisk) {
+        match Disks::mount(&cluster.root, &cluster.data_dirs) {
+            Ok(mounted) => {
+                notes.push(format!(
+                    "each node's data directory is its own {} MiB loop-mounted ext4 ({})",
+                    disk::IMAGE_BYTES >> 20,
+                    mounted.devices().join(", ")
+                ));
+                disks = Some(mounted);
+            }
+            Err(why) => {
+                skipped.push(Kind::FullDisk);
+                notes.push(format!(
+                    "full-disk faults SKIPPED: cannot loop-mount a disk per node: {why}"
+                ));
+            }
+        }
+    }
+    let available: Vec<Kind> = kinds
+        .iter()
+        .copied()
+        .filter(|k| !skipped.contains(k))
+        .collect();
+    let mut rng = Rng::new(args.seed);
+    let mut faults = nemesis::schedule(&args.faults, &available, &mut rng)?;
+    faults.retain(|f| !skipped.contains(&f.kind));
+    notes.push("slow-disk faults not built: the kernel here has no cgroup v2 io controller (io.max), and cgroup v1 blkio throttling does not cover buffered writeback or fsync".to_string());
+    for note in &notes {
+        eprintln!("keel-perf drill: NOTE: {note}");
+    }
+    report.notes = notes;
     eprintln!(
         "keel-perf drill: seed {}, {} faults: {}",
         args.seed,
@@ -181,25 +306,49 @@ pub fn main(args: &DrillArgs) -> anyhow::Result<()> {
             .collect::<Vec<_>>()
             .join("; ")
     );
-    let keel = match &args.keel {
-        Some(path) => path.clone(),
-        None => e2e::default_keel()?,
+    let triggers: Vec<PathBuf> = (0..cluster.len())
+        .map(|i| cluster.root.join(format!("node{}.sync-fault", i + 1)))
+        .collect();
+    if faulty.is_some() {
+        for (index, trigger) in triggers.iter().enumerate() {
+            let value = format!("journal-sync:error:when={}", trigger.display());
+            cluster.set_env(index, "KEEL_FAULT", &value);
+        }
+    }
+    if let Err(error) = start_nodes(args, &mut cluster) {
+        let _ = cluster.stop_nodes();
+        if let Some(disks) = disks.as_mut() {
+            disks.unmount();
+        }
+        return Err(error);
+    }
+    let outcome = if faults.is_empty() {
+        Err(anyhow::anyhow!(
+            "no fault left to run (every scheduled kind was skipped)"
+        ))
+    } else {
+        run(
+            args,
+            &mut cluster,
+            &proxy,
+            (disks.as_mut(), &triggers),
+            &faults,
+            rng.fork(),
+            &mut report,
+        )
     };
-    let mut report = DrillReport::new(
-        args,
-        machine,
-        Timings::of(args),
-        e2e::describe_binary(&keel),
-    );
-    let mut proxy = Proxy::new();
-    let mut cluster = start_cluster(args, keel, &mut proxy)?;
-    let outcome = run(args, &mut cluster, &proxy, &faults, rng.fork(), &mut report);
     if let Err(error) = &outcome {
         report.aborted = Some(format!("{error:#}"));
     }
     // The proxy carries the peer links until every node has stopped: the replicas
     // converge through it.
     finish(args, &mut cluster, &mut report);
+    if let Some(mut disks) = disks {
+        let problems = disks.unmount();
+        report
+            .problems
+            .extend(problems.into_iter().map(|p| format!("unmounting: {p}")));
+    }
     report.links = proxy.stats();
     proxy.stop();
     drop(cluster);
@@ -214,8 +363,17 @@ pub fn main(args: &DrillArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The cluster, every peer link through `proxy`.
-fn start_cluster(args: &DrillArgs, keel: PathBuf, proxy: &mut Proxy) -> anyhow::Result<Cluster> {
+/// Journal segment size on the full-disk faults' small disks (the node's minimum).
+const SMALL_SEGMENT_BYTES: u64 = 1 << 20;
+
+/// The cluster, every peer link through `proxy`; nothing started yet. With
+/// `small_segments`, journal segments of [`SMALL_SEGMENT_BYTES`].
+fn create_cluster(
+    args: &DrillArgs,
+    keel: PathBuf,
+    proxy: &mut Proxy,
+    small_segments: bool,
+) -> anyhow::Result<Cluster> {
     let node = NodeOptions {
         keel,
         durability: match args.durability {
@@ -235,11 +393,21 @@ fn start_cluster(args: &DrillArgs, keel: PathBuf, proxy: &mut Proxy) -> anyhow::
         election_timeout_ms: args.election_timeout_ms,
         heartbeat_ms: args.heartbeat_ms,
     };
-    let cluster = Cluster::start_routed(
+    Cluster::create_routed(
         &options,
         &mut |from, to, addr| proxy.add_link(from, to, addr),
-        &|_| {},
-    )?;
+        &|server| {
+            if small_segments {
+                server.segment_size_bytes = SMALL_SEGMENT_BYTES;
+                server.free_space_warn_bytes = 2 * SMALL_SEGMENT_BYTES;
+            }
+        },
+    )
+}
+
+/// Starts every node.
+fn start_nodes(args: &DrillArgs, cluster: &mut Cluster) -> anyhow::Result<()> {
+    cluster.start_all()?;
     eprintln!(
         "keel-perf drill: {} nodes, order entry on {}, peer links through the proxy (data in {})",
         args.nodes,
@@ -251,13 +419,17 @@ fn start_cluster(args: &DrillArgs, keel: PathBuf, proxy: &mut Proxy) -> anyhow::
             .join(", "),
         cluster.root.display()
     );
-    Ok(cluster)
+    Ok(())
 }
 
 /// What the nemesis works with.
 struct Ctx<'a> {
     cluster: &'a mut Cluster,
     proxy: &'a Proxy,
+    /// Each node's own disk, if mounted (full-disk faults).
+    disks: Option<&'a mut Disks>,
+    /// Each node's sync-fault trigger file (the fault-injection seam fires while it exists).
+    triggers: &'a [PathBuf],
     statuses: &'a [Status],
     clock: Clock,
     rng: Rng,
@@ -271,6 +443,7 @@ fn run(
     args: &DrillArgs,
     cluster: &mut Cluster,
     proxy: &Proxy,
+    (disks, triggers): (Option<&mut Disks>, &[PathBuf]),
     faults: &[Fault],
     rng: Rng,
     report: &mut DrillReport,
@@ -299,6 +472,8 @@ fn run(
     let mut ctx = Ctx {
         cluster,
         proxy,
+        disks,
+        triggers,
         statuses: &statuses,
         clock,
         rng,
@@ -344,6 +519,7 @@ fn run_faults(
     wait_serving(ctx, 0.0).context("no order was accepted before the first fault")?;
     std::thread::sleep(Duration::from_millis(ctx.timings.quiet_ms));
     for (i, fault) in faults.iter().enumerate() {
+        interrupted()?;
         let mut record = FaultRecord::new(i + 1, *fault);
         let outcome = run_fault(ctx, &mut record);
         if let Err(error) = &outcome {
@@ -383,6 +559,7 @@ fn wait_leader(ctx: &Ctx<'_>) -> anyhow::Result<usize> {
         if Instant::now() >= deadline {
             bail!("no client is logged in to any node");
         }
+        interrupted()?;
         std::thread::sleep(Duration::from_millis(10));
     }
 }
@@ -405,6 +582,7 @@ fn wait_serving(ctx: &Ctx<'_>, after_ms: f64) -> anyhow::Result<f64> {
                 ctx.recover_timeout
             );
         }
+        interrupted()?;
         std::thread::sleep(Duration::from_millis(5));
     }
 }
@@ -428,20 +606,85 @@ fn run_fault(ctx: &mut Ctx<'_>, record: &mut FaultRecord) -> anyhow::Result<()> 
     record.hold_ms = hold.as_secs_f64() * 1e3;
     let started = inject(ctx, &fault, target, &links)?;
     record.start_ms = ctx.clock.ms(started);
-    if fault.kind == Kind::Flap {
+    if fault.kind.is_disk() {
+        // The node must fail on its own; the hold counts from its exit.
+        wait_disk_failure(ctx, record, target)?;
+        std::thread::sleep(hold);
+    } else if fault.kind == Kind::Flap {
         record.flaps = flap(ctx, &links, started + hold);
     } else {
         std::thread::sleep((started + hold).saturating_duration_since(Instant::now()));
     }
-    heal(ctx, &fault, target)?;
+    heal(ctx, &fault, target, record)?;
     record.heal_ms = ctx.clock.now_ms();
     restart_exited(ctx, record)?;
     let recovered = wait_serving(ctx, record.heal_ms);
     restart_exited(ctx, record)?;
     record.recovered_ms = Some(recovered?);
-    record.leader_after_node = wait_leader(ctx).ok().map(|i| i + 1);
+    let leader_after = wait_leader(ctx).ok();
+    record.leader_after_node = leader_after.map(|i| i + 1);
+    if let Some(leader) = leader_after {
+        let caught_up = wait_caught_up(ctx, leader);
+        restart_exited(ctx, record)?;
+        record.caught_up_ms = Some(caught_up? - record.heal_ms);
+    }
     std::thread::sleep(Duration::from_millis(ctx.timings.quiet_ms));
     Ok(())
+}
+
+/// How long a disk fault may take to stop its node: a full disk fails the node's next
+/// Raft index block (about every 128 entries) or journal segment.
+const DISK_FAILURE_MAX: Duration = Duration::from_secs(120);
+
+/// A disk fault's node must exit on its own with status 74 (the journal failed): waits
+/// for that (bounded) and records when.
+fn wait_disk_failure(
+    ctx: &mut Ctx<'_>,
+    record: &mut FaultRecord,
+    target: usize,
+) -> anyhow::Result<()> {
+    let Some((status, last)) = ctx.cluster.wait_exit(target, DISK_FAILURE_MAX) else {
+        bail!(
+            "node{} did not stop within {DISK_FAILURE_MAX:?} of the {} fault",
+            target + 1,
+            record.fault.kind.name()
+        );
+    };
+    record.failed_ms = Some(ctx.clock.now_ms());
+    record.exit = Some(format!("{status}: {last}"));
+    if status.code() != Some(74) {
+        bail!(
+            "node{} exited with {status}, not 74 (journal failure): {last}",
+            target + 1
+        );
+    }
+    Ok(())
+}
+
+/// Waits until every node's journal holds at least what the leader's held once the
+/// cluster had recovered (the healed node has caught up: nothing of this fault is left
+/// for the next one to be blamed for); returns when, ms.
+fn wait_caught_up(ctx: &Ctx<'_>, leader: usize) -> anyhow::Result<f64> {
+    let dirs = &ctx.cluster.data_dirs;
+    let target = disk::last_seq(&dirs[leader])
+        .with_context(|| format!("cannot read node{}'s journal", leader + 1))?;
+    let deadline = Instant::now() + ctx.recover_timeout;
+    let mut behind: Vec<usize> = (0..dirs.len()).filter(|&i| i != leader).collect();
+    loop {
+        behind.retain(|&i| disk::last_seq(&dirs[i]).is_none_or(|seq| seq < target));
+        if behind.is_empty() {
+            return Ok(ctx.clock.now_ms());
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "node{} did not catch up with the leader's sequence number {target} within {:?}",
+                behind[0] + 1,
+                ctx.recover_timeout
+            );
+        }
+        interrupted()?;
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// A node that ended on its own is a failure of the run (a crash, not a fault the drill
@@ -486,6 +729,19 @@ fn inject(
             }
             Ok(at)
         }
+        Kind::FullDisk => {
+            let disks = ctx.disks.as_mut().context("no disks are mounted")?;
+            let at = Instant::now();
+            disks
+                .fill(target)
+                .with_context(|| format!("cannot fill node{}'s disk", target + 1))?;
+            Ok(at)
+        }
+        Kind::SyncFail => {
+            let at = Instant::now();
+            std::fs::write(&ctx.triggers[target], b"")?;
+            Ok(at)
+        }
     }
 }
 
@@ -510,10 +766,28 @@ fn flap(ctx: &mut Ctx<'_>, links: &[(usize, usize)], until: Instant) -> usize {
     }
 }
 
-/// Ends the fault: restart, SIGCONT, or every link open again.
-fn heal(ctx: &mut Ctx<'_>, fault: &Fault, target: usize) -> anyhow::Result<()> {
+/// Ends the fault: restart, SIGCONT, or every link open again; for a full disk, the
+/// ballast deleted and a restart; for a failed sync, the operator's procedure (`keel serve`
+/// must refuse the journal, `keel journal clear-sync-failure`) and a restart.
+fn heal(
+    ctx: &mut Ctx<'_>,
+    fault: &Fault,
+    target: usize,
+    record: &mut FaultRecord,
+) -> anyhow::Result<()> {
     match fault.kind {
         Kind::Kill => ctx.cluster.restart(target),
+        Kind::FullDisk => {
+            if let Some(disks) = ctx.disks.as_mut() {
+                disks.free(target)?;
+            }
+            ctx.cluster.restart(target)
+        }
+        Kind::SyncFail => {
+            std::fs::remove_file(&ctx.triggers[target])?;
+            record.operator = clear_sync_failure(ctx, target)?;
+            ctx.cluster.restart(target)
+        }
         Kind::Stop => {
             let pid = ctx
                 .cluster
@@ -528,10 +802,54 @@ fn heal(ctx: &mut Ctx<'_>, fault: &Fault, target: usize) -> anyhow::Result<()> {
     }
 }
 
-/// Best effort after an error: every link open, every node running and not stopped.
-/// Returns a note for each node that had exited on its own (a crash).
+/// After a failed sync: `keel serve` must refuse the journal, `keel journal sync-failure`
+/// must show the record, and `keel journal clear-sync-failure` must clear it. Returns what
+/// each said, for the report.
+fn clear_sync_failure(ctx: &Ctx<'_>, target: usize) -> anyhow::Result<Vec<String>> {
+    let keel = ctx.cluster.keel();
+    let dir = &ctx.cluster.data_dirs[target];
+    let config = ctx
+        .cluster
+        .config_path(target)
+        .context("no configuration")?;
+    let (status, line) = disk::start_refused(keel, config, Duration::from_secs(20))?;
+    if status.success() || !line.contains("clear-sync-failure") {
+        bail!(
+            "node{}: keel serve did not refuse the journal after the failed sync ({status}): {line}",
+            target + 1
+        );
+    }
+    let mut said = vec![format!("keel serve refused ({status}): {line}")];
+    let (status, text) = disk::journal_command(keel, &["sync-failure"], dir)?;
+    if status.success() {
+        bail!(
+            "node{}: keel journal sync-failure shows no record: {text}",
+            target + 1
+        );
+    }
+    said.push(format!("keel journal sync-failure ({status}): {text}"));
+    let (status, text) = disk::journal_command(keel, &["clear-sync-failure"], dir)?;
+    if !status.success() {
+        bail!(
+            "node{}: keel journal clear-sync-failure failed ({status}): {text}",
+            target + 1
+        );
+    }
+    said.push(format!("keel journal clear-sync-failure: {text}"));
+    Ok(said)
+}
+
+/// Best effort after an error: every link open, every disk emptied of its ballast, no
+/// sync-fault armed, every node running and not stopped. Returns a note for each node that
+/// had exited on its own (a crash).
 fn heal_all(ctx: &mut Ctx<'_>) -> Vec<String> {
     ctx.proxy.heal();
+    for index in 0..ctx.cluster.len() {
+        if let Some(disks) = ctx.disks.as_mut() {
+            let _ = disks.free(index);
+        }
+        let _ = std::fs::remove_file(&ctx.triggers[index]);
+    }
     let exits: Vec<String> = ctx
         .cluster
         .exited()
@@ -559,6 +877,15 @@ fn heal_all(ctx: &mut Ctx<'_>) -> Vec<String> {
 /// After the run: the replicas converge, every node stops cleanly, every journal is
 /// replayed and checked.
 fn finish(args: &DrillArgs, cluster: &mut Cluster, report: &mut DrillReport) {
+    if INTERRUPTED.load(Ordering::SeqCst) {
+        eprintln!("keel-perf drill: interrupted; stopping the nodes without checking");
+        if let Err(error) = cluster.stop_nodes() {
+            report
+                .problems
+                .push(format!("a node did not stop cleanly: {error:#}"));
+        }
+        return;
+    }
     for (index, what) in cluster.exited() {
         let note = format!(
             "node{} exited on its own after the last fault ({what})",

@@ -31,16 +31,25 @@ pub enum Kind {
     Oneway,
     /// The leader's links blocked and unblocked over and over at random moments.
     Flap,
+    /// The node's data disk (its own loop-mounted ext4) filled with a ballast file: the
+    /// node must exit with status 74; healed by deleting the ballast and restarting it.
+    FullDisk,
+    /// The node's journal syncs fail (EIO, through the fault-injection seam of a
+    /// `--keel-faulty` build): the node must exit with status 74 and then refuse to start
+    /// until `keel journal clear-sync-failure`; healed by that command and a restart.
+    SyncFail,
 }
 
 /// Every kind, in the order tables list them.
-pub const KINDS: [Kind; 6] = [
+pub const KINDS: [Kind; 8] = [
     Kind::Kill,
     Kind::Stop,
     Kind::Isolate,
     Kind::Split,
     Kind::Oneway,
     Kind::Flap,
+    Kind::FullDisk,
+    Kind::SyncFail,
 ];
 
 impl Kind {
@@ -53,20 +62,23 @@ impl Kind {
             Kind::Split => "split",
             Kind::Oneway => "oneway",
             Kind::Flap => "flap",
+            Kind::FullDisk => "full-disk",
+            Kind::SyncFail => "sync-fail",
         }
+    }
+
+    /// Whether the fault ends with the target node's exit (status 74) and a restart.
+    pub fn is_disk(self) -> bool {
+        matches!(self, Kind::FullDisk | Kind::SyncFail)
     }
 
     fn parse(name: &str) -> anyhow::Result<Kind> {
         match KINDS.iter().find(|k| k.name() == name) {
             Some(kind) => Ok(*kind),
-            None if name == "full-disk" => bail!(
-                "the full-disk fault is not built yet (TODO: disk faults are being made safe in \
-                 journal/; see the drill's report)"
-            ),
             None => bail!(
-                "unknown fault `{name}` (kinds: kill, stop, isolate, split, oneway, flap; \
-                 -leader/-follower after kill, stop, isolate; -minority/-majority after split; \
-                 -out/-in after oneway)"
+                "unknown fault `{name}` (kinds: kill, stop, isolate, split, oneway, flap, \
+                 full-disk, sync-fail; -leader/-follower after kill, stop, isolate, full-disk, \
+                 sync-fail; -minority/-majority after split; -out/-in after oneway)"
             ),
         }
     }
@@ -156,9 +168,13 @@ pub enum Goal {
 
 /// Parses one scripted entry: `kind` or `kind-qualifier`.
 pub fn parse_spec(text: &str) -> anyhow::Result<Spec> {
+    const QUALIFIERS: [&str; 6] = ["leader", "follower", "minority", "majority", "out", "in"];
     let text = text.trim().to_ascii_lowercase();
-    let (name, qualifier) = match text.split_once('-') {
-        Some((name, q)) if name != "full" => (name.to_string(), Some(q.to_string())),
+    let (name, qualifier) = match text.rsplit_once('-') {
+        Some((name, q)) if QUALIFIERS.contains(&q) => (name.to_string(), Some(q.to_string())),
+        Some((name, q)) if !KINDS.iter().any(|k| k.name() == text) => {
+            (name.to_string(), Some(q.to_string()))
+        }
         _ => (text.clone(), None),
     };
     let kind = Kind::parse(&name)?;
@@ -169,8 +185,16 @@ pub fn parse_spec(text: &str) -> anyhow::Result<Spec> {
     };
     match (kind, qualifier.as_deref()) {
         (_, None) => {}
-        (Kind::Kill | Kind::Stop | Kind::Isolate, Some("leader")) => spec.role = Some(Role::Leader),
-        (Kind::Kill | Kind::Stop | Kind::Isolate, Some("follower")) => {
+        (
+            Kind::Kill | Kind::Stop | Kind::Isolate | Kind::FullDisk | Kind::SyncFail,
+            Some("leader"),
+        ) => {
+            spec.role = Some(Role::Leader);
+        }
+        (
+            Kind::Kill | Kind::Stop | Kind::Isolate | Kind::FullDisk | Kind::SyncFail,
+            Some("follower"),
+        ) => {
             spec.role = Some(Role::Follower);
         }
         (Kind::Split, Some("minority")) => spec.role = Some(Role::Leader),
@@ -217,7 +241,9 @@ pub fn schedule(faults: &str, kinds: &[Kind], rng: &mut Rng) -> anyhow::Result<V
 fn resolve(spec: Spec, rng: &mut Rng) -> Fault {
     let coin = |rng: &mut Rng| rng.chance(500);
     let role = spec.role.unwrap_or(match spec.kind {
-        Kind::Kill | Kind::Stop | Kind::Split if coin(rng) => Role::Follower,
+        Kind::Kill | Kind::Stop | Kind::Split | Kind::FullDisk | Kind::SyncFail if coin(rng) => {
+            Role::Follower
+        }
         _ => Role::Leader,
     });
     let direction = match spec.kind {
@@ -263,7 +289,7 @@ pub fn blocked_links(
     };
     let others = |n: usize| (0..nodes).filter(move |&i| i != n);
     match fault.kind {
-        Kind::Kill | Kind::Stop => Vec::new(),
+        Kind::Kill | Kind::Stop | Kind::FullDisk | Kind::SyncFail => Vec::new(),
         Kind::Isolate | Kind::Flap => {
             let target = if fault.kind == Kind::Isolate && fault.role == Role::Follower {
                 follower
@@ -299,15 +325,15 @@ mod tests {
 
     #[test]
     fn a_count_covers_every_kind_in_rounds_and_repeats_from_its_seed() {
-        let a = schedule("12", &KINDS, &mut Rng::new(7)).unwrap();
-        let b = schedule("12", &KINDS, &mut Rng::new(7)).unwrap();
+        let a = schedule("16", &KINDS, &mut Rng::new(7)).unwrap();
+        let b = schedule("16", &KINDS, &mut Rng::new(7)).unwrap();
         assert_eq!(a, b);
         for round in a.chunks(KINDS.len()) {
             let mut kinds: Vec<Kind> = round.iter().map(|f| f.kind).collect();
             kinds.sort();
             assert_eq!(kinds, KINDS);
         }
-        let other = schedule("12", &KINDS, &mut Rng::new(8)).unwrap();
+        let other = schedule("16", &KINDS, &mut Rng::new(8)).unwrap();
         assert_ne!(a, other);
     }
 
@@ -331,7 +357,29 @@ mod tests {
             ]
         );
         assert!(schedule("kill-sideways", &KINDS, &mut Rng::new(1)).is_err());
-        assert!(schedule("full-disk", &KINDS, &mut Rng::new(1)).is_err());
+        assert!(schedule("full-disk-minority", &KINDS, &mut Rng::new(1)).is_err());
+        let disks = schedule(
+            "full-disk-leader,sync-fail-follower,full-disk",
+            &KINDS,
+            &mut Rng::new(1),
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                disks[0].kind,
+                disks[0].role,
+                disks[1].kind,
+                disks[1].role,
+                disks[2].kind
+            ),
+            (
+                Kind::FullDisk,
+                Role::Leader,
+                Kind::SyncFail,
+                Role::Follower,
+                Kind::FullDisk
+            )
+        );
     }
 
     #[test]

@@ -44,7 +44,22 @@ pub struct FaultRecord {
     pub leader_after_node: Option<usize>,
     /// Link changes of a flapping fault.
     pub flaps: usize,
-    /// **Outage**: fault start → the first Order Accepted of an order sent after it, ms.
+    /// A disk fault: when the drill saw the node exit (polled every 2 ms), ms.
+    pub failed_ms: Option<f64>,
+    /// A disk fault: the node's exit status and last log line.
+    pub exit: Option<String>,
+    /// A failed sync: what `keel serve` (refusing), `keel journal sync-failure` and
+    /// `keel journal clear-sync-failure` said.
+    pub operator: Vec<String>,
+    /// After the recovery, when every node's journal held what the leader's held once
+    /// the cluster had recovered, ms after the heal.
+    pub caught_up_ms: Option<f64>,
+    /// **Outage**: fault → the first Order Accepted of an order sent after it, ms. A disk
+    /// fault has no such moment (a full disk is harmless until the node needs a block, and a
+    /// leader may lose its lease to the stalled disk before it exits): its outage is the
+    /// larger of the node's exit → the first Order Accepted of an order sent after it, and
+    /// the longest gap between Order Accepted arrivals (any client) from the fault's start
+    /// to the recovery.
     pub outage_ms: Option<f64>,
     /// Nodes that exited on their own during the fault or its recovery (crashes).
     pub node_exits: Vec<String>,
@@ -68,26 +83,43 @@ impl FaultRecord {
             recovered_ms: None,
             leader_after_node: None,
             flaps: 0,
+            failed_ms: None,
+            exit: None,
+            operator: Vec::new(),
+            caught_up_ms: None,
             outage_ms: None,
             node_exits: Vec::new(),
             error: None,
         }
     }
 
+    /// When the fault took effect, ms: its start, or for a disk fault the node's exit.
+    pub fn effective_ms(&self) -> f64 {
+        match self.failed_ms {
+            Some(failed) if self.fault.kind.is_disk() => failed,
+            _ => self.start_ms,
+        }
+    }
+
     /// One line for the terminal.
     pub fn one_line(&self) -> String {
         format!(
-            "fault {}: {} (node{}, leader node{}) at {:.0} ms, held {:.0} ms, recovered {} ms after the heal, leader now {}{}",
+            "fault {}: {} (node{}, leader node{}) at {:.0} ms{}, held {:.0} ms, recovered {} ms after the heal, leader now {}, caught up {} ms after the heal{}",
             self.number,
             self.label,
             self.target_node,
             self.leader_node,
             self.start_ms,
+            self.failed_ms.map_or(String::new(), |f| format!(
+                ", node exited {:.0} ms later",
+                f - self.start_ms
+            )),
             self.hold_ms,
             self.recovered_ms
                 .map_or("–".to_string(), |r| format!("{:.0}", r - self.heal_ms)),
             self.leader_after_node
                 .map_or("?".to_string(), |n| format!("node{n}")),
+            ms(self.caught_up_ms),
             self.error
                 .as_ref()
                 .map_or(String::new(), |e| format!("; ERROR: {e}"))
@@ -166,6 +198,9 @@ pub struct DrillReport {
     pub duration_ms: f64,
     /// Why the run stopped early.
     pub aborted: Option<String>,
+    /// How this run was set up where it matters (disks, the fault-injection build) and
+    /// fault kinds skipped here, with why.
+    pub notes: Vec<String>,
     /// What the drill does not do yet.
     pub todo: Vec<String>,
     /// The histories (not written out).
@@ -220,8 +255,9 @@ impl DrillReport {
             links: Vec::new(),
             duration_ms: 0.0,
             aborted: None,
+            notes: Vec::new(),
             todo: vec![
-                "full-disk fault (loop-mounted ext4 data directory filled, then freed) and failing syncs: not built; disk faults are being made safe in journal/ by other work (issue 12, Deliver 3)".to_string(),
+                "slow disks: not built (needs an io.max throttle on each node's loop device: cgroup v2 with the io controller)".to_string(),
             ],
             histories: Vec::new(),
         }
@@ -271,10 +307,34 @@ fn outage_ms(start_ms: f64, histories: &[History]) -> Option<f64> {
         .min_by(f64::total_cmp)
 }
 
+/// The longest time between Order Accepted arrivals (any client) from `from_ms` to
+/// `to_ms` (counting from `from_ms`), ms.
+fn longest_gap_ms(from_ms: f64, to_ms: f64, histories: &[History]) -> f64 {
+    let mut times: Vec<f64> = histories
+        .iter()
+        .flat_map(|h| h.orders.iter())
+        .filter_map(|o| o.accepted_ms)
+        .filter(|a| *a >= from_ms && *a <= to_ms)
+        .collect();
+    times.sort_by(f64::total_cmp);
+    let mut last = from_ms;
+    let mut longest: f64 = 0.0;
+    for at in times {
+        longest = longest.max(at - last);
+        last = at;
+    }
+    longest
+}
+
 /// Fills the outages, the outage table, the timeline and the client figures.
 pub fn analyse(report: &mut DrillReport) {
     for fault in &mut report.faults {
-        fault.outage_ms = outage_ms(fault.start_ms, &report.histories);
+        let after_effect = outage_ms(fault.effective_ms(), &report.histories);
+        fault.outage_ms = match (fault.fault.kind.is_disk(), fault.recovered_ms) {
+            (true, Some(recovered)) => after_effect
+                .map(|o| o.max(longest_gap_ms(fault.start_ms, recovered, &report.histories))),
+            _ => after_effect,
+        };
     }
     report.outages = outage_table(&report.faults);
     report.timeline = timeline(&report.histories);
@@ -413,7 +473,7 @@ pub fn markdown(report: &DrillReport, plot: Option<&str>) -> String {
     let t = &report.timings;
     let _ = writeln!(
         out,
-        "- **seed {}** (rerun: `keel-perf drill --seed {} --faults {}{}`)\n- cluster: {} `keel serve` nodes, durability {}, every peer link through the drill's fault-injecting proxy\n- clients: {} sessions through the client library, {} orders/s in all, open loop; unanswered orders are resent with their own token after a reconnect\n- faults held {}–{} ms, then healed; {} ms of calm after each recovery\n- **outage** = fault start → the first Order Accepted (any client) of an order sent after the fault\n",
+        "- **seed {}** (rerun: `keel-perf drill --seed {} --faults {}{}`)\n- cluster: {} `keel serve` nodes, durability {}, every peer link through the drill's fault-injecting proxy\n- clients: {} sessions through the client library, {} orders/s in all, open loop; unanswered orders are resent with their own token after a reconnect\n- faults held {}–{} ms, then healed; {} ms of calm after each recovery\n- **outage** = fault start → the first Order Accepted (any client) of an order sent after the fault; for `full-disk` and `sync-fail` (no such moment: a full disk is harmless until the node needs a block, a leader may lose its lease to the stalled disk before it exits) the larger of the node's exit (status 74) → that first Order Accepted, and the longest gap between Order Accepted arrivals from the fault's start to the recovery\n",
         report.seed,
         report.seed,
         a.faults,
@@ -426,6 +486,12 @@ pub fn markdown(report: &DrillReport, plot: Option<&str>) -> String {
         t.hold_max_ms,
         t.quiet_ms
     );
+    for note in &report.notes {
+        let _ = writeln!(out, "- note: {note}");
+    }
+    if !report.notes.is_empty() {
+        out.push('\n');
+    }
     match report.first_failure() {
         None => out.push_str("**Result: every check passed.**\n\n"),
         Some(failure) => {
@@ -498,23 +564,27 @@ fn checks_section(out: &mut String, report: &DrillReport) {
 }
 
 fn faults_section(out: &mut String, report: &DrillReport) {
-    out.push_str("\n## Faults\n\n| # | fault | node | leader before | at (ms) | held (ms) | outage (ms) | recovered after heal (ms) | leader after | note |\n|---|---|---|---|---|---|---|---|---|---|\n");
+    out.push_str("\n## Faults\n\n| # | fault | node | leader before | at (ms) | node exited after (ms) | held (ms) | outage (ms) | recovered after heal (ms) | caught up after heal (ms) | leader after | note |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for f in &report.faults {
         let _ = writeln!(
             out,
-            "| {} | {} | node{} | node{} | {:.0} | {:.0} | {} | {} | {} | {} |",
+            "| {} | {} | node{} | node{} | {:.0} | {} | {:.0} | {} | {} | {} | {} | {} |",
             f.number,
             f.label,
             f.target_node,
             f.leader_node,
             f.start_ms,
+            ms(f.failed_ms.map(|x| x - f.start_ms)),
             f.hold_ms,
             ms(f.outage_ms),
             ms(f.recovered_ms.map(|r| r - f.heal_ms)),
+            ms(f.caught_up_ms),
             f.leader_after_node
                 .map_or("?".to_string(), |n| format!("node{n}")),
             f.error
                 .iter()
+                .chain(&f.exit)
+                .chain(&f.operator)
                 .chain(&f.node_exits)
                 .cloned()
                 .collect::<Vec<_>>()

@@ -10,13 +10,15 @@ use super::nemesis::{Kind, KINDS};
 use super::output::DrillReport;
 
 /// Band colours by kind, in [`KINDS`] order.
-const KIND_COLORS: [RGBColor; 6] = [
+const KIND_COLORS: [RGBColor; 8] = [
     RGBColor(214, 39, 40),
     RGBColor(148, 103, 189),
     RGBColor(255, 127, 14),
     RGBColor(140, 86, 75),
     RGBColor(44, 160, 44),
     RGBColor(23, 190, 207),
+    RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
 ];
 
 fn kind_color(kind: Kind) -> RGBColor {
