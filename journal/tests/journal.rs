@@ -273,3 +273,44 @@ fn copied_records_are_byte_identical_and_a_tail_can_be_truncated() {
     assert_eq!(journal.appender().next_seq(), 1);
     journal.close().unwrap();
 }
+
+/// A prefix reader (a cluster node's rebuild thread) reads exactly records `1..=upto`, across
+/// segments, while the journal stays open, keeps taking records and has its tail cut and
+/// its later segments removed underneath it.
+#[test]
+fn a_prefix_reader_reads_its_prefix_while_the_tail_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), 400);
+    let segments_before = segment_files(dir.path()).len();
+    let upto = 250;
+    let mut reader = keel_journal::Reader::open_prefix(dir.path(), upto).unwrap();
+    let mut read = 0;
+    // Read half, then cut everything past the prefix (removing later segments) and append
+    // more, as a replication thread may while the rebuild runs.
+    while read < upto / 2 {
+        let record = reader.next().unwrap().unwrap();
+        read += 1;
+        assert_eq!(
+            (record.seq, record.payload),
+            (read, payload(read).as_slice())
+        );
+    }
+    keel_journal::truncate_after(dir.path(), upto).unwrap();
+    assert!(
+        segment_files(dir.path()).len() < segments_before,
+        "the cut must remove segments"
+    );
+    let (mut journal, _) = Journal::open(dir.path(), config()).unwrap();
+    for _ in 0..200 {
+        journal.appender().append_payload(&[0xee; 40]).unwrap();
+    }
+    while let Some(record) = reader.next().unwrap() {
+        read += 1;
+        assert_eq!(
+            (record.seq, record.payload),
+            (read, payload(read).as_slice())
+        );
+    }
+    assert_eq!(read, upto, "the reader stops at its prefix");
+    journal.close().unwrap();
+}
