@@ -211,11 +211,12 @@ impl Rebuilding {
         Ok((applied, took))
     }
 
-    /// Abandons the replay (the node stops) and joins the thread: the replay looks at
-    /// `cancel` every few thousand records.
+    /// Abandons the replay (the node stops): it looks at `cancel` every few thousand
+    /// records and ends. Not joined: a thread stuck in a system call is left behind, as
+    /// after a fault, rather than holding the node's stop.
     fn abandon(self) {
         self.cancel.store(true, Ordering::Release);
-        let _ = self.thread.join();
+        drop(self.thread);
     }
 }
 

@@ -14,6 +14,7 @@
 //! | `gateway` | the gateway, as it hands an input to the matching loop | an input |
 //! | `leader` | a cluster leader's order-entry thread, before it serves (as a failed bind would) | a leadership |
 //! | `replication` | a cluster node's replication loop | a turn of the loop (about one per 10 ms tick) |
+//! | `rebuild` | a cluster node's rebuild of its state from the journal (thread `keel-rebuild`), before it replays | a rebuild (the first is the node's start, the next ones follow step-downs) |
 
 use crate::Error;
 
