@@ -49,7 +49,18 @@ pub enum TruncationStep {
 /// 1` and removes later segments, in that order (see the module documentation: a crash at
 /// any point leaves a journal that opens). Returns how many records were discarded.
 pub fn truncate_after(dir: &Path, last_kept_seq: u64) -> Result<u64, Error> {
-    truncate_after_with_steps(dir, last_kept_seq, &mut |_| {})
+    cut(dir, last_kept_seq, 0, &mut |_| {})
+}
+
+/// [`truncate_after`] on a journal this process closed cleanly a moment ago: records up to
+/// `trusted_seq` (checked or written by this process, and synced) are not read again (see
+/// [`crate::Journal::open_trusting`]). The cut itself, and its order, are the same.
+pub fn truncate_after_trusting(
+    dir: &Path,
+    last_kept_seq: u64,
+    trusted_seq: u64,
+) -> Result<u64, Error> {
+    cut(dir, last_kept_seq, trusted_seq, &mut |_| {})
 }
 
 /// [`truncate_after`], calling `step` after each synced step (for crash tests).
@@ -59,7 +70,16 @@ pub fn truncate_after_with_steps(
     last_kept_seq: u64,
     step: &mut dyn FnMut(TruncationStep),
 ) -> Result<u64, Error> {
-    let scan = recovery::scan(dir, |_| {})?;
+    cut(dir, last_kept_seq, 0, step)
+}
+
+fn cut(
+    dir: &Path,
+    last_kept_seq: u64,
+    trusted_seq: u64,
+    step: &mut dyn FnMut(TruncationStep),
+) -> Result<u64, Error> {
+    let scan = recovery::scan_trusting(dir, trusted_seq)?;
     let Some(first) = scan.first_seq else {
         return Ok(0);
     };

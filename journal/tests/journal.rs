@@ -314,3 +314,36 @@ fn a_prefix_reader_reads_its_prefix_while_the_tail_changes() {
     assert_eq!(read, upto, "the reader stops at its prefix");
     journal.close().unwrap();
 }
+
+/// A journal this process closed cleanly is cut and reopened without reading the records it
+/// trusts again (a cluster node's step-down); the result is the journal a full scan and cut
+/// give, and a torn tail after the trusted records is still found.
+#[test]
+fn trusting_cut_and_reopen_equal_the_full_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), 800);
+    let full = scan(dir.path(), |_| {}).unwrap();
+    assert!(full.data_segments.len() > 5, "the test must cross segments");
+    assert_eq!(
+        keel_journal::truncate_after_trusting(dir.path(), 600, 600).unwrap(),
+        200
+    );
+    let cut = scan(dir.path(), |_| {}).unwrap();
+    assert_eq!(
+        (cut.first_seq, cut.last_seq, cut.records),
+        (Some(1), 600, 600)
+    );
+    tear_next_record(dir.path(), 601, 30);
+    let (mut journal, recovery) = Journal::open_trusting(dir.path(), config(), 600).unwrap();
+    assert!(recovery.truncated_torn_tail, "the tail is still scanned");
+    assert_eq!(recovery.scan.data_segments, cut.data_segments);
+    assert_eq!((recovery.scan.last_seq, recovery.scan.records), (600, 600));
+    assert_eq!(
+        journal.appender().append_payload(&payload(601)).unwrap(),
+        601
+    );
+    journal.close().unwrap();
+    let records = read_all(dir.path());
+    assert_eq!(records.len(), 601);
+    assert!(records.iter().all(|(seq, data)| *data == payload(*seq)));
+}
