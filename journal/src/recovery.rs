@@ -85,6 +85,9 @@ pub struct Scan {
     pub records: u64,
     /// Segments holding data, ascending.
     pub data_segments: Vec<u64>,
+    /// The data segments a trusting scan did not read record by record (all of them hold
+    /// only trusted records, synced before; empty for a full scan).
+    pub trusted_segments: Vec<u64>,
     /// Segments after the data that hold no records (prepared spares).
     pub spare_segments: Vec<u64>,
     /// A torn tail, if the last write was cut short.
@@ -183,6 +186,7 @@ fn scan_with(
             scan.last_seq = next_seq - 1;
             scan.records += next_seq - first_seq;
             scan.data_segments.push(index);
+            scan.trusted_segments.push(index);
             expected = Some(next_seq);
             continue;
         }
@@ -413,7 +417,7 @@ fn first_valid_at_or_after(map: &[u8], from: usize, seq_min: u64) -> Option<usiz
 }
 
 /// Offset just past the last non-zero byte, rounded up to the record alignment.
-fn last_nonzero_end(map: &[u8]) -> usize {
+pub(crate) fn last_nonzero_end(map: &[u8]) -> usize {
     let end = map.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
     end.next_multiple_of(RECORD_ALIGN_BYTES).min(map.len())
 }

@@ -165,6 +165,11 @@ pub(crate) fn lower_markers(
 }
 
 /// Zeroes segment `index` from `offset` to its end and syncs it.
+///
+/// Only up to the last non-zero byte: segments are created zero-filled and synced, and the
+/// journal never writes zeros over data except here (synced), so bytes that read as zero
+/// are zero on disk too. Filling them again would dirty (and write back) the whole
+/// preallocated rest of the segment, tens of megabytes, for every cut.
 pub(crate) fn zero_tail(dir: &Path, index: u64, offset: u64) -> Result<(), Error> {
     let mut writable = segment::map_writable(dir, index)?;
     let start = usize::try_from(offset)
@@ -175,7 +180,8 @@ pub(crate) fn zero_tail(dir: &Path, index: u64, offset: u64) -> Result<(), Error
             offset,
             reason: "cut beyond the segment's end".to_string(),
         })?;
-    writable.map[start..].fill(0);
+    let end = recovery::last_nonzero_end(&writable.map).max(start);
+    writable.map[start..end].fill(0);
     writable.map.flush()?;
     Ok(())
 }

@@ -250,20 +250,39 @@ fn run_cluster(
     ])
 }
 
-/// The node whose order entry opened.
+/// The node serving order entry, once the same one has served for a while: the nodes
+/// start one after another, each replaying the journal first, so leadership may change
+/// hands a few times before the cluster settles.
 fn find_leader(cluster: &Cluster) -> anyhow::Result<usize> {
     let deadline = Instant::now() + LOG_WAIT;
+    let mut since: Option<(usize, Instant)> = None;
     while Instant::now() < deadline {
-        for index in 0..cluster.len() {
-            if let Some(node) = cluster.node(index) {
-                if node.count_log("leader: order entry open") > 0 {
-                    return Ok(index);
+        let serving: Vec<usize> = (0..cluster.len())
+            .filter(|&index| cluster.node(index).is_some_and(serves))
+            .collect();
+        match (serving.as_slice(), since) {
+            ([leader], Some((held, from))) if *leader == held => {
+                if from.elapsed() >= SETTLED {
+                    return Ok(held);
                 }
             }
+            ([leader], _) => since = Some((*leader, Instant::now())),
+            _ => since = None,
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    bail!("no leader opened order entry")
+    bail!("no leader kept order entry open")
+}
+
+/// How long one leader must serve before the cluster counts as settled.
+const SETTLED: Duration = Duration::from_secs(3);
+
+/// Whether the node's last change of role opened order entry.
+fn serves(node: &keel_testkit::process::Node) -> bool {
+    let text = node.log_text();
+    let opened = text.rfind("leader: order entry open");
+    let closed = text.rfind("stepping down");
+    opened.is_some_and(|opened| closed.is_none_or(|closed| closed < opened))
 }
 
 /// The `n`-th log line containing `needle`.

@@ -428,7 +428,7 @@ impl Host<'_> {
         tracing::info!(
             step_down_ms = millis(started.elapsed()),
             order_entry_stop_ms = millis(stopped),
-            journal_reclaim_ms = millis(started.elapsed() - stopped),
+            journal_reclaim_ms = millis(started.elapsed().saturating_sub(stopped)),
             committed_records = role.replica().committed_seq(),
             "following; state rebuilt in the background"
         );
