@@ -197,18 +197,12 @@ impl Rebuilding {
         let fault = |error: &Error| {
             Error::Fatal(crate::supervisor::Fault::from_error(REBUILD_THREAD, error))
         };
-        let applied = match result {
-            Ok(Ok(applied)) => applied,
-            Ok(Err(error)) => return Err(fault(&error)),
-            Err(_) => return Err(fault(&Error::Node("ended without a result".into()))),
-        };
-        if applied.replayed.last_seq != self.upto_seq {
-            return Err(fault(&Error::Node(format!(
-                "rebuilding to record {}, but the journal ends at {}",
-                self.upto_seq, applied.replayed.last_seq
-            ))));
+        match result {
+            // `Applied::rebuild` checked that it reached `upto_seq`.
+            Ok(Ok(applied)) => Ok((applied, took)),
+            Ok(Err(error)) => Err(fault(&error)),
+            Err(_) => Err(fault(&Error::Node("ended without a result".into()))),
         }
-        Ok((applied, took))
     }
 
     /// Abandons the replay (the node stops): it looks at `cancel` every few thousand
