@@ -20,10 +20,8 @@ mod serve_support;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use cluster_support::{note, options, write_cluster, NODES};
-use keel_client::{Client, ClientEvent, ClientOptions, OrderBuilder};
-use keel_protocol::ouch::Price;
-use keel_protocol::OrderToken;
+use cluster_support::{note, options, trade, write_cluster, NODES};
+use keel_client::{Client, ClientOptions};
 use keel_testkit::cluster::Cluster;
 use serve_support::PASSWORD;
 
@@ -31,32 +29,6 @@ use serve_support::PASSWORD;
 const FAULT_AFTER: usize = 25;
 /// Orders sent in all: the first leader dies, the second sees fewer than `FAULT_AFTER`.
 const ORDERS: usize = 40;
-
-/// Submits `token` until it is answered (retrying with the same token across failovers).
-fn trade(client: &Client, token: &str, i: usize, accepted: &mut BTreeMap<String, u32>) {
-    let order = OrderBuilder::buy("BTC-PERP", 1, Price(10_000 * (1_000 + (i % 50) as u32)))
-        .unwrap()
-        .token(OrderToken::new(token).unwrap());
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        assert!(Instant::now() < deadline, "order {token} never answered");
-        if !client.wait_connected(Duration::from_secs(30)) || client.submit(&order).is_err() {
-            continue;
-        }
-        let wait_until = Instant::now() + Duration::from_secs(3);
-        while Instant::now() < wait_until {
-            let Some(event) = client.next_event(Duration::from_millis(100)) else {
-                continue;
-            };
-            if note(&event, accepted).as_deref() == Some(token) {
-                return;
-            }
-            if matches!(event, ClientEvent::Disconnected { .. }) {
-                break;
-            }
-        }
-    }
-}
 
 #[test]
 fn a_leader_whose_matching_loop_dies_exits_and_another_is_elected() {

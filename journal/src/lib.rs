@@ -45,7 +45,7 @@ pub use appender::Appender;
 pub use flusher::SyncMethod;
 pub use journal::{offline_reader, repair, Durability, Journal, JournalConfig, Recovery};
 pub use reader::{Reader, Record};
-pub use truncation::truncate_after;
+pub use truncation::{truncate_after, truncate_after_trusting};
 #[doc(hidden)]
 pub use truncation::{truncate_after_with_steps, TruncationStep};
 pub use watermarks::{JournalHealth, Watermarks};

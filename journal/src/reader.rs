@@ -79,6 +79,37 @@ impl Reader {
         Ok(reader)
     }
 
+    /// A reader over records `1..=upto_seq` only, for a journal that another thread of this
+    /// process may be appending to, or cutting after `upto_seq`, meanwhile: a cluster
+    /// node's committed prefix, replayed off its replication thread. It starts at the first
+    /// segment and maps a later one only when a seal leads to it, so it never looks at
+    /// segments that hold nothing of the prefix (spares being prepared, segments a cut
+    /// removes, which [`Reader::open`] would list and map); and its own watermark stops
+    /// it at `upto_seq`. The caller guarantees those records exist and are never cut
+    /// (committed ones are not); every record is checked as it is read.
+    pub fn open_prefix(dir: &Path, upto_seq: u64) -> Result<Reader, Error> {
+        let first = segment::list(dir)?
+            .first()
+            .copied()
+            .ok_or(Error::NoSuchRecord { seq: 1 })?;
+        let map = segment::map_readonly(dir, first)?;
+        let first_seq = match read_record(&map[SEGMENT_HEADER_BYTES..]) {
+            Ok((header, _)) => header.seq,
+            Err(_) if upto_seq == 0 => 1,
+            Err(_) => return Err(Error::NoSuchRecord { seq: 1 }),
+        };
+        let marks = Arc::new(Watermarks::default());
+        marks.publish_appended(upto_seq);
+        Ok(Reader {
+            dir: dir.to_path_buf(),
+            marks,
+            segment: first,
+            map,
+            pos: SEGMENT_HEADER_BYTES,
+            next_seq: first_seq,
+        })
+    }
+
     /// Segment and byte offset where the next record (or a seal) starts.
     pub(crate) fn position(&self) -> (u64, u64) {
         (self.segment, self.pos as u64)

@@ -85,6 +85,9 @@ pub struct Scan {
     pub records: u64,
     /// Segments holding data, ascending.
     pub data_segments: Vec<u64>,
+    /// The data segments a trusting scan did not read record by record (all of them hold
+    /// only trusted records, synced before; empty for a full scan).
+    pub trusted_segments: Vec<u64>,
     /// Segments after the data that hold no records (prepared spares).
     pub spare_segments: Vec<u64>,
     /// A torn tail, if the last write was cut short.
@@ -119,17 +122,28 @@ fn corrupt(segment: u64, offset: usize, reason: impl Into<String>) -> Error {
 /// Scans every segment in `dir`, calling `visit` for each valid command record in order.
 /// Read-only: a torn tail is reported, not repaired.
 pub fn scan(dir: &Path, visit: impl FnMut(ScannedRecord<'_>)) -> Result<Scan, Error> {
-    scan_with(dir, true, visit)
+    scan_with(dir, true, 0, visit)
 }
 
 /// A scan that disregards durable markers (used by repair after cutting the journal).
 pub(crate) fn scan_ignoring_markers(dir: &Path) -> Result<Scan, Error> {
-    scan_with(dir, false, |_| {})
+    scan_with(dir, false, 0, |_| {})
+}
+
+/// [`scan`], except that segments holding only records up to `trusted_seq` are not read
+/// record by record (their headers and durable markers still are): for a journal this
+/// process closed cleanly, whose records up to `trusted_seq` it checked or wrote itself
+/// and synced, so that reopening it (a cluster node taking its journal back after a
+/// step-down) costs the tail segment, not the whole journal. What a crash can leave is
+/// only ever above the durable marker, so the scan of the tail finds it as before.
+pub(crate) fn scan_trusting(dir: &Path, trusted_seq: u64) -> Result<Scan, Error> {
+    scan_with(dir, true, trusted_seq, |_| {})
 }
 
 fn scan_with(
     dir: &Path,
     use_markers: bool,
+    trusted_seq: u64,
     mut visit: impl FnMut(ScannedRecord<'_>),
 ) -> Result<Scan, Error> {
     let indices = segment::list(dir)?;
@@ -166,6 +180,16 @@ fn scan_with(
     let mut expected: Option<u64> = None;
     for (position, (&index, map)) in indices.iter().zip(&maps).enumerate() {
         let later = &maps[position + 1..];
+        if let Some((first_seq, next_seq)) = trusted_span(map, later, trusted_seq) {
+            check_continuity(index, SEGMENT_HEADER_BYTES, expected, first_seq)?;
+            scan.first_seq.get_or_insert(first_seq);
+            scan.last_seq = next_seq - 1;
+            scan.records += next_seq - first_seq;
+            scan.data_segments.push(index);
+            scan.trusted_segments.push(index);
+            expected = Some(next_seq);
+            continue;
+        }
         let outcome = scan_segment(index, map, later, &mut expected, &mut scan, &mut visit)?;
         match outcome {
             SegmentEnd::NoData => {
@@ -200,6 +224,23 @@ fn scan_with(
         });
     }
     Ok(scan)
+}
+
+/// The first record of segment `map` and of the segment after it, when that one starts at
+/// or before `trusted_seq + 1`: `map` then holds only trusted records (dense numbering).
+fn trusted_span(map: &Mmap, later: &[Mmap], trusted_seq: u64) -> Option<(u64, u64)> {
+    let first_seq = first_record_seq(map)?;
+    let next_seq = first_record_seq(later.first()?)?;
+    (next_seq > first_seq && next_seq <= trusted_seq.saturating_add(1))
+        .then_some((first_seq, next_seq))
+}
+
+/// The sequence number of a segment's first record, if it holds one.
+fn first_record_seq(map: &Mmap) -> Option<u64> {
+    match read_record(&map[SEGMENT_HEADER_BYTES..]) {
+        Ok((header, _)) if header.record_type != RecordType::Seal => Some(header.seq),
+        _ => None,
+    }
 }
 
 enum SegmentEnd {
@@ -376,7 +417,7 @@ fn first_valid_at_or_after(map: &[u8], from: usize, seq_min: u64) -> Option<usiz
 }
 
 /// Offset just past the last non-zero byte, rounded up to the record alignment.
-fn last_nonzero_end(map: &[u8]) -> usize {
+pub(crate) fn last_nonzero_end(map: &[u8]) -> usize {
     let end = map.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
     end.next_multiple_of(RECORD_ALIGN_BYTES).min(map.len())
 }

@@ -49,7 +49,18 @@ pub enum TruncationStep {
 /// 1` and removes later segments, in that order (see the module documentation: a crash at
 /// any point leaves a journal that opens). Returns how many records were discarded.
 pub fn truncate_after(dir: &Path, last_kept_seq: u64) -> Result<u64, Error> {
-    truncate_after_with_steps(dir, last_kept_seq, &mut |_| {})
+    cut(dir, last_kept_seq, 0, &mut |_| {})
+}
+
+/// [`truncate_after`] on a journal this process closed cleanly a moment ago: records up to
+/// `trusted_seq` (checked or written by this process, and synced) are not read again (see
+/// [`crate::Journal::open_trusting`]). The cut itself, and its order, are the same.
+pub fn truncate_after_trusting(
+    dir: &Path,
+    last_kept_seq: u64,
+    trusted_seq: u64,
+) -> Result<u64, Error> {
+    cut(dir, last_kept_seq, trusted_seq, &mut |_| {})
 }
 
 /// [`truncate_after`], calling `step` after each synced step (for crash tests).
@@ -59,7 +70,16 @@ pub fn truncate_after_with_steps(
     last_kept_seq: u64,
     step: &mut dyn FnMut(TruncationStep),
 ) -> Result<u64, Error> {
-    let scan = recovery::scan(dir, |_| {})?;
+    cut(dir, last_kept_seq, 0, step)
+}
+
+fn cut(
+    dir: &Path,
+    last_kept_seq: u64,
+    trusted_seq: u64,
+    step: &mut dyn FnMut(TruncationStep),
+) -> Result<u64, Error> {
+    let scan = recovery::scan_trusting(dir, trusted_seq)?;
     let Some(first) = scan.first_seq else {
         return Ok(0);
     };
@@ -145,6 +165,11 @@ pub(crate) fn lower_markers(
 }
 
 /// Zeroes segment `index` from `offset` to its end and syncs it.
+///
+/// Only up to the last non-zero byte: segments are created zero-filled and synced, and the
+/// journal never writes zeros over data except here (synced), so bytes that read as zero
+/// are zero on disk too. Filling them again would dirty (and write back) the whole
+/// preallocated rest of the segment, tens of megabytes, for every cut.
 pub(crate) fn zero_tail(dir: &Path, index: u64, offset: u64) -> Result<(), Error> {
     let mut writable = segment::map_writable(dir, index)?;
     let start = usize::try_from(offset)
@@ -155,7 +180,8 @@ pub(crate) fn zero_tail(dir: &Path, index: u64, offset: u64) -> Result<(), Error
             offset,
             reason: "cut beyond the segment's end".to_string(),
         })?;
-    writable.map[start..].fill(0);
+    let end = recovery::last_nonzero_end(&writable.map).max(start);
+    writable.map[start..end].fill(0);
     writable.map.flush()?;
     Ok(())
 }

@@ -273,3 +273,77 @@ fn copied_records_are_byte_identical_and_a_tail_can_be_truncated() {
     assert_eq!(journal.appender().next_seq(), 1);
     journal.close().unwrap();
 }
+
+/// A prefix reader (a cluster node's rebuild thread) reads exactly records `1..=upto`, across
+/// segments, while the journal stays open, keeps taking records and has its tail cut and
+/// its later segments removed underneath it.
+#[test]
+fn a_prefix_reader_reads_its_prefix_while_the_tail_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), 400);
+    let segments_before = segment_files(dir.path()).len();
+    let upto = 250;
+    let mut reader = keel_journal::Reader::open_prefix(dir.path(), upto).unwrap();
+    let mut read = 0;
+    // Read half, then cut everything past the prefix (removing later segments) and append
+    // more, as a replication thread may while the rebuild runs.
+    while read < upto / 2 {
+        let record = reader.next().unwrap().unwrap();
+        read += 1;
+        assert_eq!(
+            (record.seq, record.payload),
+            (read, payload(read).as_slice())
+        );
+    }
+    keel_journal::truncate_after(dir.path(), upto).unwrap();
+    assert!(
+        segment_files(dir.path()).len() < segments_before,
+        "the cut must remove segments"
+    );
+    let (mut journal, _) = Journal::open(dir.path(), config()).unwrap();
+    for _ in 0..200 {
+        journal.appender().append_payload(&[0xee; 40]).unwrap();
+    }
+    while let Some(record) = reader.next().unwrap() {
+        read += 1;
+        assert_eq!(
+            (record.seq, record.payload),
+            (read, payload(read).as_slice())
+        );
+    }
+    assert_eq!(read, upto, "the reader stops at its prefix");
+    journal.close().unwrap();
+}
+
+/// A journal this process closed cleanly is cut and reopened without reading the records it
+/// trusts again (a cluster node's step-down); the result is the journal a full scan and cut
+/// give, and a torn tail after the trusted records is still found.
+#[test]
+fn trusting_cut_and_reopen_equal_the_full_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), 800);
+    let full = scan(dir.path(), |_| {}).unwrap();
+    assert!(full.data_segments.len() > 5, "the test must cross segments");
+    assert_eq!(
+        keel_journal::truncate_after_trusting(dir.path(), 600, 600).unwrap(),
+        200
+    );
+    let cut = scan(dir.path(), |_| {}).unwrap();
+    assert_eq!(
+        (cut.first_seq, cut.last_seq, cut.records),
+        (Some(1), 600, 600)
+    );
+    tear_next_record(dir.path(), 601, 30);
+    let (mut journal, recovery) = Journal::open_trusting(dir.path(), config(), 600).unwrap();
+    assert!(recovery.truncated_torn_tail, "the tail is still scanned");
+    assert_eq!(recovery.scan.data_segments, cut.data_segments);
+    assert_eq!((recovery.scan.last_seq, recovery.scan.records), (600, 600));
+    assert_eq!(
+        journal.appender().append_payload(&payload(601)).unwrap(),
+        601
+    );
+    journal.close().unwrap();
+    let records = read_all(dir.path());
+    assert_eq!(records.len(), 601);
+    assert!(records.iter().all(|(seq, data)| *data == payload(*seq)));
+}

@@ -15,6 +15,8 @@
 //! - `keel-perf relogin`: the login storm after a failover: N sessions logged into a
 //!   3-node cluster, the leader killed, time until all are logged in again on the new
 //!   leader, with resumption tickets and without.
+//! - `keel-perf stepdown`: a 3-node cluster on a journal of 10M commands; the leader is
+//!   deposed: time until it answers Raft again, and until its state is rebuilt behind that.
 //! - `keel-perf echo-server`: a do-nothing OUCH server; `e2e --echo` runs the same load
 //!   against it to show the floor that loopback TCP and the generator set on this machine.
 //! - `keel-perf lobster`: replays real NASDAQ order flow from LOBSTER files through the
@@ -42,6 +44,7 @@ mod recorder;
 mod relogin;
 mod report;
 mod server;
+mod stepdown;
 mod suite;
 mod sys;
 
@@ -78,6 +81,9 @@ enum Commands {
     /// Log `--sessions` sessions into a 3-node cluster, kill -9 the leader, and time until
     /// every session is logged in again on the new one (with resumption tickets, without).
     Relogin(relogin::ReloginArgs),
+    /// A 3-node cluster on a journal of `--records` commands: depose the leader and time
+    /// its step-down to follower (answering Raft) and the background rebuild of its state.
+    Stepdown(stepdown::StepdownArgs),
     /// Replay LOBSTER (NASDAQ) message/orderbook files through the engine: commands/s, and
     /// agreement of executions and books with the exchange (see perf/LOBSTER.md).
     Lobster(lobster::LobsterArgs),
@@ -97,6 +103,7 @@ fn main() -> ExitCode {
         Commands::Failover(args) => failover::main(&args),
         Commands::Drill(args) => drill::main(&args),
         Commands::Relogin(args) => relogin::main(&args),
+        Commands::Stepdown(args) => stepdown::main(&args),
         Commands::Lobster(args) => lobster::main(&args),
         Commands::Engine(args) => engine::main(&args),
         Commands::Report(args) => suite::main(&args),

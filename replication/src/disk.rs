@@ -220,12 +220,22 @@ impl DiskBackend {
 
     /// Takes the journal back after the matching loop closed it (this node stepped down):
     /// records after `keep_seq` (journaled but never in the Raft log) are discarded.
+    ///
+    /// This runs on the replication thread, so it must not cost the whole journal: the
+    /// journal was closed cleanly by this process (closing syncs everything), so the
+    /// records up to its durable mark, which this process checked or wrote, are not read
+    /// again: the cut (when there is one) and the reopening scan only the segments after
+    /// them. The cut keeps its crash-safe order (`keel_journal::truncate_after`).
     pub fn reclaim_journal(&mut self, keep_seq: u64) -> Result<(), Error> {
         self.reader = None;
         self.tail = None;
         self.cache.truncate_after(keep_seq);
-        keel_journal::truncate_after(&self.dir, keep_seq)?;
-        let (journal, _) = Journal::open(&self.dir, self.config)?;
+        let marks = self.watermarks();
+        let trusted_seq = marks.durable().min(keep_seq);
+        if marks.appended() > keep_seq {
+            keel_journal::truncate_after_trusting(&self.dir, keep_seq, trusted_seq)?;
+        }
+        let (journal, _) = Journal::open_trusting(&self.dir, self.config, trusted_seq)?;
         self.access = Access::Owned(Box::new(journal));
         Ok(())
     }

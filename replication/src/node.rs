@@ -19,6 +19,13 @@
 //!   old matching loop journaled but raft never took are cut. Until the driver reports the
 //!   close, no Ready runs (nothing is persisted or applied).
 //! - **Apply** (followers) exactly the committed records, in order, once each.
+//! - **Rebuild off the Raft path**: after asking the driver to rebuild its state from the
+//!   journal ([`Action::Rebuild`]), apply nothing and open nothing until the driver reports
+//!   it done ([`RoleMachine::rebuilt`]); Raft keeps stepping, persisting, acknowledging and
+//!   voting meanwhile. Records committed during the rebuild are then read back from the
+//!   journal (which holds every committed record) and applied in bounded chunks, so no
+//!   queue grows with the rebuild's length. A deposed leader's replay of a long journal
+//!   therefore never silences its Raft replica.
 //! - **Release**: while serving, responses up to the committed sequence number may leave;
 //!   never while closing, since a record at that position may become another leader's.
 //! - **Lease**: take commands and logins only while a majority (this node included)
@@ -50,6 +57,7 @@
 use raft::prelude::{Message, MessageType};
 use raft::StateRole;
 
+use crate::batch::SeqRange;
 use crate::replica::{Committed, Output, Replica};
 use crate::store::Backend;
 use crate::Error;
@@ -107,9 +115,16 @@ impl Default for RoleConfig {
 pub enum Action {
     /// Apply these committed records to the engine and sessions (followers only): they
     /// follow the last record applied, with no gap.
-    Apply(Committed),
+    Apply {
+        /// Their sequence numbers.
+        range: SeqRange,
+        /// The records, as a batch ([`crate::batch`]).
+        data: Vec<u8>,
+    },
     /// Discard the engine and sessions and rebuild them from journal records
-    /// `1..=upto_seq` (all committed).
+    /// `1..=upto_seq` (all committed, so never cut), then call [`RoleMachine::rebuilt`].
+    /// The driver may take its time (another thread): until it reports, the machine
+    /// applies and opens nothing.
     Rebuild {
         /// Last record to replay.
         upto_seq: u64,
@@ -153,6 +168,9 @@ pub enum PlantedBug {
     /// Ignore the lease and serve for as long as raft-rs says leader (what the machine did
     /// before it kept a lease: only `check_quorum` ends a cut-off leader's stint).
     IgnoreLease,
+    /// Apply and open as if a rebuild finished the moment it was asked for (what the
+    /// machine assumed when the driver rebuilt on the replication thread).
+    IgnorePendingRebuild,
 }
 
 /// Where the node stands.
@@ -189,11 +207,21 @@ pub struct RoleStats {
     pub lease_pauses: u64,
     /// Vote requests left unanswered in the first `lease_ms` after the start.
     pub votes_deferred: u64,
+    /// Rebuilds asked of the driver.
+    pub rebuilds: u64,
+    /// Records read back from the journal and applied after a rebuild (committed while it
+    /// ran).
+    pub caught_up_records: u64,
 }
 
 /// Most actions one call can queue: a Ready's committed entries are bounded by raft-rs's
 /// message size, and the driver drains the queue after every call.
 const ACTIONS_MAX: usize = 64 * 1024;
+
+/// Records read back from the journal and handed out to apply per [`RoleMachine::ready`]
+/// after a rebuild: bounds the time one call spends on the catch-up (the driver applies
+/// them on its Raft thread), so a long catch-up is spread over many calls.
+const CATCH_UP_RECORDS_PER_READY_MAX: u64 = 16 * 1024;
 
 /// One cluster member's role logic over a [`Replica`].
 pub struct RoleMachine<B: Backend> {
@@ -202,6 +230,8 @@ pub struct RoleMachine<B: Backend> {
     mode: Mode,
     /// Last record the driver was told to apply (or rebuild to).
     applied_seq: u64,
+    /// The rebuild asked for (its `upto_seq`) that the driver has not reported done.
+    rebuilding_seq: Option<u64>,
     /// The replica's committed sequence number after the previous Ready.
     committed_seq_seen: u64,
     /// Last release watermark handed out while serving.
@@ -235,6 +265,7 @@ impl<B: Backend> RoleMachine<B> {
             config,
             mode: Mode::Following,
             applied_seq: committed_seq,
+            rebuilding_seq: Some(committed_seq),
             committed_seq_seen: committed_seq,
             released_seq: 0,
             next_tick_ms: None,
@@ -247,7 +278,10 @@ impl<B: Backend> RoleMachine<B> {
                 upto_seq: committed_seq,
             }],
             planted_bug: None,
-            stats: RoleStats::default(),
+            stats: RoleStats {
+                rebuilds: 1,
+                ..RoleStats::default()
+            },
         }
     }
 
@@ -367,6 +401,26 @@ impl<B: Backend> RoleMachine<B> {
         Ok(())
     }
 
+    /// The driver finished the rebuild it was asked for: its state holds records
+    /// `1..=upto_seq`. What was committed meanwhile is applied from the next
+    /// [`RoleMachine::ready`] on (read back from the journal), and only then may order entry
+    /// open.
+    pub fn rebuilt(&mut self, upto_seq: u64) -> Result<(), Error> {
+        if self.rebuilding_seq != Some(upto_seq) {
+            return Err(Error::Role(format!(
+                "rebuilt to record {upto_seq}, but the rebuild asked for was {:?}",
+                self.rebuilding_seq
+            )));
+        }
+        self.rebuilding_seq = None;
+        Ok(())
+    }
+
+    /// Whether a rebuild is under way (asked for and not reported done).
+    pub fn rebuilding(&self) -> bool {
+        self.rebuilding_seq.is_some()
+    }
+
     /// Runs the role rules and raft-rs's Ready protocol. Messages that may leave before
     /// persistence (a leader's appends) go to `send_now` at once, so followers write while
     /// the leader does; the rest are returned in `out`. Then drain [`Self::take_actions`].
@@ -406,6 +460,7 @@ impl<B: Backend> RoleMachine<B> {
         messages.append(&mut out.messages);
         self.check_truncation()?;
         self.take_committed(out.committed)?;
+        self.catch_up()?;
         self.maybe_open()?;
         assert!(
             self.actions.len() <= ACTIONS_MAX,
@@ -603,9 +658,57 @@ impl<B: Backend> RoleMachine<B> {
     }
 
     fn rebuild(&mut self) {
+        // A rebuild is asked for at the start and after a close, and order entry opens only
+        // once the previous one finished: they never overlap.
+        assert!(
+            self.rebuilding_seq.is_none(),
+            "a second rebuild while one runs"
+        );
         let upto_seq = self.replica.committed_seq();
         self.applied_seq = upto_seq;
+        self.rebuilding_seq = Some(upto_seq);
+        self.stats.rebuilds += 1;
         self.actions.push(Action::Rebuild { upto_seq });
+    }
+
+    /// Whether the driver's state is being rebuilt, so nothing may be applied or opened
+    /// (the planted bug pretends rebuilds are instant).
+    fn awaiting_rebuild(&self) -> bool {
+        self.rebuilding_seq.is_some() && self.planted_bug != Some(PlantedBug::IgnorePendingRebuild)
+    }
+
+    /// After a rebuild, applies what was committed while it ran: read back from the
+    /// journal (every committed record is in it, persisted before it counted), at most
+    /// [`CATCH_UP_RECORDS_PER_READY_MAX`] per call, in batches of a proposal's size.
+    fn catch_up(&mut self) -> Result<(), Error> {
+        if self.mode != Mode::Following || self.awaiting_rebuild() {
+            return Ok(());
+        }
+        let target_seq = self
+            .committed_seq_seen
+            .min(self.applied_seq + CATCH_UP_RECORDS_PER_READY_MAX);
+        let journal_last = self.replica.store().backend().last_seq();
+        if target_seq > journal_last {
+            return Err(Error::Role(format!(
+                "record {target_seq} is committed but the journal ends at {journal_last}"
+            )));
+        }
+        while self.applied_seq < target_seq {
+            let count =
+                (target_seq - self.applied_seq).min(u64::from(self.config.proposal_records_max));
+            let range = SeqRange {
+                first_seq: self.applied_seq + 1,
+                // At most `proposal_records_max`, a u32.
+                count: u32::try_from(count).unwrap_or(self.config.proposal_records_max),
+            };
+            let mut data = Vec::new();
+            let backend = self.replica.store_mut().backend_mut();
+            backend.read(range.first_seq, range.count, &mut data)?;
+            self.applied_seq = range.last_seq();
+            self.stats.caught_up_records += u64::from(range.count);
+            self.actions.push(Action::Apply { range, data });
+        }
+        Ok(())
     }
 
     /// A conflict may cut uncommitted records from the log; never committed ones, and never
@@ -635,14 +738,22 @@ impl<B: Backend> RoleMachine<B> {
         match self.mode {
             Mode::Following => {
                 for entry in committed {
-                    if entry.range.count == 0 || entry.range.last_seq() <= self.applied_seq {
+                    // Entries past a gap (committed during a rebuild, or behind a bounded
+                    // catch-up) wait: `catch_up` reads them back from the journal in order.
+                    if entry.range.count == 0
+                        || entry.range.last_seq() <= self.applied_seq
+                        || entry.range.first_seq != self.applied_seq + 1
+                        || self.awaiting_rebuild()
+                    {
                         continue;
                     }
-                    assert_eq!(entry.range.first_seq, self.applied_seq + 1);
                     self.applied_seq = entry.range.last_seq();
-                    self.actions.push(Action::Apply(entry));
+                    self.actions.push(Action::Apply {
+                        range: entry.range,
+                        data: entry.data,
+                    });
                 }
-                assert_eq!(self.applied_seq, committed_seq, "a follower applies all");
+                assert!(self.applied_seq <= committed_seq, "applied past the commit");
             }
             Mode::Serving { term, .. } => {
                 // Only this term's records commit while serving; the matching loop applied
@@ -667,7 +778,13 @@ impl<B: Backend> RoleMachine<B> {
             Some(PlantedBug::ServeBeforeTermCommit) => true,
             _ => self.replica.leader_ready() && committed_seq == self.replica.log_last_seq(),
         };
-        if !ready || self.applied_seq != committed_seq || !self.has_lease() {
+        // Open only on the whole committed history: not while the state is rebuilt, nor
+        // before what was committed meanwhile is applied.
+        if !ready
+            || self.awaiting_rebuild()
+            || self.applied_seq != committed_seq
+            || !self.has_lease()
+        {
             return Ok(());
         }
         let journal_last = self.replica.store().backend().last_seq();

@@ -86,6 +86,18 @@ fn simulated_clusters_keep_every_invariant() {
     );
 }
 
+/// The first of seeds `0..seeds` whose run with `bug` planted fails, and its error.
+fn first_caught(bug: Bug, seeds: u64) -> Option<(u64, String)> {
+    (0..seeds).find_map(|seed| {
+        run_seed(SimConfig {
+            seed,
+            bug: Some(bug),
+        })
+        .err()
+        .map(|error| (seed, error))
+    })
+}
+
 #[test]
 fn a_seed_replays_identically() {
     let seed = env_u64("KEEL_SIM_SEED").unwrap_or(7);
@@ -99,14 +111,7 @@ fn a_seed_replays_identically() {
 /// catch it within a handful of seeds.
 #[test]
 fn the_checks_catch_an_acknowledgement_before_commit() {
-    let caught = (0..40u64).find_map(|seed| {
-        run_seed(SimConfig {
-            seed,
-            bug: Some(Bug::AckOnAppend),
-        })
-        .err()
-        .map(|error| (seed, error))
-    });
+    let caught = first_caught(Bug::AckOnAppend, 40);
     let (seed, error) = caught.expect("40 seeds of acknowledging before commit went unnoticed");
     println!("planted bug caught at seed {seed}: {error}");
     assert!(
@@ -120,14 +125,7 @@ fn the_checks_catch_an_acknowledgement_before_commit() {
 /// (its state may lack commands an earlier leader acknowledged).
 #[test]
 fn the_checks_catch_serving_before_the_new_term_commits() {
-    let caught = (0..200u64).find_map(|seed| {
-        run_seed(SimConfig {
-            seed,
-            bug: Some(Bug::ServeBeforeTermCommit),
-        })
-        .err()
-        .map(|error| (seed, error))
-    });
+    let caught = first_caught(Bug::ServeBeforeTermCommit, 200);
     let (seed, error) =
         caught.expect("200 seeds of serving before the term's first commit went unnoticed");
     println!("planted role-machine bug caught at seed {seed}: {error}");
@@ -137,14 +135,7 @@ fn the_checks_catch_serving_before_the_new_term_commits() {
 /// followers promised keeps serving while another is elected and serves.
 #[test]
 fn the_checks_catch_a_lease_longer_than_the_followers_promise() {
-    let caught = (0..300u64).find_map(|seed| {
-        run_seed(SimConfig {
-            seed,
-            bug: Some(Bug::LeaseTooLong),
-        })
-        .err()
-        .map(|error| (seed, error))
-    });
+    let caught = first_caught(Bug::LeaseTooLong, 300);
     let (seed, error) = caught.expect("300 seeds of an overlong lease went unnoticed");
     println!("planted lease bug caught at seed {seed}: {error}");
     assert!(
@@ -157,19 +148,26 @@ fn the_checks_catch_a_lease_longer_than_the_followers_promise() {
 /// machine did before), a cut-off leader still takes commands after another was elected.
 #[test]
 fn the_checks_catch_a_leader_that_relies_on_check_quorum_alone() {
-    let caught = (0..300u64).find_map(|seed| {
-        run_seed(SimConfig {
-            seed,
-            bug: Some(Bug::IgnoreLease),
-        })
-        .err()
-        .map(|error| (seed, error))
-    });
+    let caught = first_caught(Bug::IgnoreLease, 300);
     let (seed, error) = caught.expect("300 seeds without a lease went unnoticed");
     println!("leader without a lease caught at seed {seed}: {error}");
     assert!(
         error.contains("took a command as leader"),
         "caught, but not by the stale-leader check: {error}"
+    );
+}
+
+/// Rebuilds finish some time after they are asked for (as the node's rebuild thread does):
+/// a machine that applied or opened order entry meanwhile, on a state about to be replaced,
+/// is caught by the host's check.
+#[test]
+fn the_checks_catch_applying_while_a_rebuild_is_pending() {
+    let caught = first_caught(Bug::IgnorePendingRebuild, 100);
+    let (seed, error) = caught.expect("100 seeds of ignoring pending rebuilds went unnoticed");
+    println!("planted rebuild bug caught at seed {seed}: {error}");
+    assert!(
+        error.contains("is pending"),
+        "caught, but not by the pending-rebuild check: {error}"
     );
 }
 
@@ -192,6 +190,7 @@ struct Totals {
     lease_losses: u64,
     lease_pauses: u64,
     votes_deferred: u64,
+    caught_up_records: u64,
     time: u64,
 }
 
@@ -213,6 +212,7 @@ impl Totals {
         self.lease_losses += r.lease_losses;
         self.lease_pauses += r.lease_pauses;
         self.votes_deferred += r.votes_deferred;
+        self.caught_up_records += r.caught_up_records;
         self.time += r.time;
     }
 }

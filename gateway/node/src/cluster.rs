@@ -17,7 +17,10 @@
 //!   the single node does at start;
 //! - closing it: the gateway stops without End of Session (clients resume on the new
 //!   leader), the matching loop closes the journal, and the machine cuts the records raft
-//!   never took and asks for the engine and sessions to be rebuilt.
+//!   never took and asks for the engine and sessions to be rebuilt. The rebuild replays the
+//!   committed journal prefix on its own thread (`keel-rebuild`) while this loop keeps
+//!   answering Raft; the machine applies and opens nothing until it reports back, then
+//!   catches up on what was committed meanwhile from the journal.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -48,6 +51,8 @@ use keel_protocol::soupbin::{LoginRejectReason, ServerPacket};
 pub const THREAD: &str = "keel-replication";
 /// The leader's order-entry thread (gateway and matching loop of a leadership stint).
 const LEADER_THREAD: &str = "keel-leader";
+/// The thread that replays the committed journal into a fresh engine and sessions.
+const REBUILD_THREAD: &str = "keel-rebuild";
 
 /// How long a new leader's order entry may take to open (journal the node's own inputs,
 /// bind, listen). A leader that heartbeats but never opens would keep every client out
@@ -85,22 +90,21 @@ impl Applied {
     }
 
     /// Replays journal records `1..=upto_seq` (all committed) into a fresh engine and
-    /// sessions.
-    fn rebuild(
-        config: &Config,
-        backend: &mut DiskBackend,
-        upto_seq: u64,
-    ) -> Result<Applied, Error> {
-        let journal = backend
-            .journal()
-            .ok_or_else(|| Error::Node("journal not held while rebuilding".into()))?;
+    /// sessions, through a reader of that prefix alone: the replication thread may append
+    /// to the journal, cut its uncommitted tail or reopen it meanwhile.
+    fn rebuild(config: &Config, upto_seq: u64, cancel: &AtomicBool) -> Result<Applied, Error> {
+        crate::fault::check("rebuild")?;
         let mut applied = Applied::empty(config)?;
-        applied.replayed = startup::replay_upto(
-            journal,
-            &mut applied.engine,
-            &mut Replay(&mut applied.book),
-            upto_seq,
-        )?;
+        if upto_seq > 0 {
+            let mut reader = keel_journal::Reader::open_prefix(&config.server.data_dir, upto_seq)?;
+            applied.replayed = startup::replay_reader(
+                &mut reader,
+                &mut applied.engine,
+                &mut Replay(&mut applied.book),
+                upto_seq,
+                &|| cancel.load(Ordering::Acquire),
+            )?;
+        }
         if applied.replayed.last_seq != upto_seq {
             return Err(Error::Node(format!(
                 "rebuilding to record {upto_seq}, but the journal ends at {}",
@@ -148,6 +152,68 @@ struct Stint {
     since: Instant,
 }
 
+/// A rebuild on its own thread: the replication loop keeps answering Raft meanwhile and
+/// takes the result from `done` (one message: a bounded channel of one).
+struct Rebuilding {
+    upto_seq: u64,
+    done: Receiver<Result<Applied, Error>>,
+    /// Set to abandon the replay (the node stops).
+    cancel: Arc<AtomicBool>,
+    thread: JoinHandle<()>,
+    since: Instant,
+}
+
+impl Rebuilding {
+    fn start(config: &Config, upto_seq: u64) -> Result<Rebuilding, Error> {
+        let (done_tx, done) = crossbeam_channel::bounded(1);
+        let cancel = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let config = config.clone();
+            let cancel = cancel.clone();
+            std::thread::Builder::new()
+                .name(REBUILD_THREAD.into())
+                .spawn(move || {
+                    // The receiver is gone only if the loop stopped: nobody needs it then.
+                    let _ = done_tx.send(Applied::rebuild(&config, upto_seq, &cancel));
+                })?
+        };
+        Ok(Rebuilding {
+            upto_seq,
+            done,
+            cancel,
+            thread,
+            since: Instant::now(),
+        })
+    }
+
+    /// The thread's answer, joined: an error from it is the rebuild thread's fault, which
+    /// stops the node (through the supervisor, as any thread's).
+    fn finish(
+        self,
+        result: Result<Result<Applied, Error>, crossbeam_channel::RecvError>,
+    ) -> Result<(Applied, Duration), Error> {
+        let took = self.since.elapsed();
+        let _ = self.thread.join();
+        let fault = |error: &Error| {
+            Error::Fatal(crate::supervisor::Fault::from_error(REBUILD_THREAD, error))
+        };
+        match result {
+            // `Applied::rebuild` checked that it reached `upto_seq`.
+            Ok(Ok(applied)) => Ok((applied, took)),
+            Ok(Err(error)) => Err(fault(&error)),
+            Err(_) => Err(fault(&Error::Node("ended without a result".into()))),
+        }
+    }
+
+    /// Abandons the replay (the node stops): it looks at `cancel` every few thousand
+    /// records and ends. Not joined: a thread stuck in a system call is left behind, as
+    /// after a fault, rather than holding the node's stop.
+    fn abandon(self) {
+        self.cancel.store(true, Ordering::Release);
+        drop(self.thread);
+    }
+}
+
 /// What the I/O loop holds besides the role machine.
 struct Host<'a> {
     config: &'a Config,
@@ -155,6 +221,8 @@ struct Host<'a> {
     transport: Transport,
     /// The follower's state; moved into the matching loop while serving.
     applied: Applied,
+    /// The rebuild under way, if any (the machine applies nothing until it is done).
+    rebuilding: Option<Rebuilding>,
     stint: Option<Stint>,
     door: Option<Door>,
     kick: crossbeam_channel::Sender<()>,
@@ -195,12 +263,18 @@ pub fn run(
         core,
         transport,
         applied: Applied::empty(config)?,
+        rebuilding: None,
         stint: None,
         door: Some(Door::open(config.server.listen)?),
         kick,
         messages: Vec::new(),
     };
-    if let Err(error) = host.carry_out(&mut role) {
+    // At the start the node waits for its state before it takes part: it has not been
+    // answering Raft anyway, and its log says what it recovered.
+    if let Err(error) = host
+        .carry_out(&mut role)
+        .and_then(|()| host.wait_rebuild(&mut role))
+    {
         let _ = host.shutdown();
         return Err(error);
     }
@@ -259,6 +333,10 @@ fn io_loop(
         let wait_ms = role
             .next_tick_ms()
             .map_or(0, |next| next.saturating_sub(now_ms()));
+        let rebuilt = host
+            .rebuilding
+            .as_ref()
+            .map_or_else(crossbeam_channel::never, |r| r.done.clone());
         crossbeam_channel::select! {
             recv(inbound) -> message => {
                 if let Ok((from, bytes)) = message {
@@ -266,6 +344,7 @@ fn io_loop(
                 }
             }
             recv(kicks) -> _ => {}
+            recv(rebuilt) -> result => host.take_rebuild(role, result)?,
             default(Duration::from_millis(wait_ms)) => {}
         }
         // Drain what else arrived, boundedly.
@@ -306,30 +385,15 @@ impl Host<'_> {
 
     fn act(&mut self, role: &mut RoleMachine<DiskBackend>, action: Action) -> Result<(), Error> {
         match action {
-            Action::Apply(entry) => self.applied.apply_batch(&entry.data)?,
+            Action::Apply { data, .. } => self.applied.apply_batch(&data)?,
             Action::Rebuild { upto_seq } => {
-                let backend = role.replica_mut().store_mut().backend_mut();
-                self.applied = Applied::rebuild(self.config, backend, upto_seq)?;
+                if self.rebuilding.is_some() {
+                    return Err(Error::Node("a rebuild while one runs".into()));
+                }
+                self.rebuilding = Some(Rebuilding::start(self.config, upto_seq)?);
             }
             Action::OpenOrderEntry { term, last_seq } => self.open(role, term, last_seq)?,
-            Action::CloseOrderEntry => {
-                let reason = if role.replica().role() == raft::StateRole::Leader {
-                    "no majority answered a heartbeat for an election timeout"
-                } else {
-                    "lost leadership"
-                };
-                tracing::warn!(
-                    term = role.replica().term(),
-                    leader = role.replica().leader_id(),
-                    reason,
-                    "stepping down"
-                );
-                if let Some(old) = self.stint.take() {
-                    end_stint(old)?;
-                }
-                role.order_entry_closed().map_err(replication)?;
-                self.door = Some(Door::open(self.config.server.listen)?);
-            }
+            Action::CloseOrderEntry => self.step_down(role)?,
             Action::PauseOrderEntry | Action::ResumeOrderEntry => {
                 let paused = action == Action::PauseOrderEntry;
                 if paused {
@@ -357,6 +421,70 @@ impl Host<'_> {
             }
         }
         Ok(())
+    }
+
+    /// Closes order entry and takes the journal back; the rebuild it asks for runs on its
+    /// own thread, so this node answers Raft again as soon as this returns.
+    fn step_down(&mut self, role: &mut RoleMachine<DiskBackend>) -> Result<(), Error> {
+        let reason = if role.replica().role() == raft::StateRole::Leader {
+            "no majority answered a heartbeat for an election timeout"
+        } else {
+            "lost leadership"
+        };
+        tracing::warn!(
+            term = role.replica().term(),
+            leader = role.replica().leader_id(),
+            reason,
+            "stepping down"
+        );
+        let started = Instant::now();
+        if let Some(old) = self.stint.take() {
+            end_stint(old)?;
+        }
+        let stopped = started.elapsed();
+        role.order_entry_closed().map_err(replication)?;
+        self.door = Some(Door::open(self.config.server.listen)?);
+        tracing::info!(
+            step_down_ms = millis(started.elapsed()),
+            order_entry_stop_ms = millis(stopped),
+            journal_reclaim_ms = millis(started.elapsed().saturating_sub(stopped)),
+            committed_records = role.replica().committed_seq(),
+            "following; state rebuilt in the background"
+        );
+        Ok(())
+    }
+
+    /// The rebuild thread answered (`result`): the state is this node's again and the
+    /// machine is told, so it catches up and may open order entry.
+    fn take_rebuild(
+        &mut self,
+        role: &mut RoleMachine<DiskBackend>,
+        result: Result<Result<Applied, Error>, crossbeam_channel::RecvError>,
+    ) -> Result<(), Error> {
+        let Some(rebuilding) = self.rebuilding.take() else {
+            return Ok(());
+        };
+        let upto_seq = rebuilding.upto_seq;
+        let (applied, took) = rebuilding.finish(result)?;
+        self.applied = applied;
+        role.rebuilt(upto_seq).map_err(replication)?;
+        tracing::info!(
+            records = upto_seq,
+            rebuild_ms = millis(took),
+            "state rebuilt from the journal"
+        );
+        Ok(())
+    }
+
+    /// Waits for the rebuild under way, if any, and carries out what the machine then asks
+    /// (the node's start, before it takes part in Raft).
+    fn wait_rebuild(&mut self, role: &mut RoleMachine<DiskBackend>) -> Result<(), Error> {
+        let Some(rebuilding) = &self.rebuilding else {
+            return Ok(());
+        };
+        let result = rebuilding.done.recv();
+        self.take_rebuild(role, result)?;
+        self.carry_out(role)
     }
 
     fn open(
@@ -420,6 +548,9 @@ impl Host<'_> {
     /// Stops serving (clients get End of Session: this is a shutdown, not a step-down),
     /// closes the follower's door and the transport.
     fn shutdown(mut self) -> Result<(), Error> {
+        if let Some(rebuilding) = self.rebuilding.take() {
+            rebuilding.abandon();
+        }
         let ended = match self.stint.take() {
             Some(old) => {
                 old.link.deposed.store(false, Ordering::Release);
@@ -509,6 +640,10 @@ fn replication(error: keel_replication::Error) -> Error {
         keel_replication::Error::Io(error) => Error::Journal(keel_journal::Error::Io(error)),
         error => Error::Node(format!("replication: {error}")),
     }
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 fn send_all(transport: &Transport, messages: impl IntoIterator<Item = Message>) {

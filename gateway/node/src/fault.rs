@@ -18,6 +18,7 @@
 //! | `leader` | a cluster leader's order-entry thread, before it serves (as a failed bind would) | a leadership |
 //! | `replication` | a cluster node's replication loop | a turn of the loop (about one per 10 ms tick) |
 //! | `journal-sync` | a cluster node's replication loop, which then makes the journal flusher's next sync fail with EIO ([`keel_journal::Watermarks::inject_sync_failures`]): the real failed-sync path (`sync-failure` record, durable watermark frozen, exit 74); `error` is the only meaningful mode | a turn of the loop |
+//! | `rebuild` | a cluster node's rebuild of its state from the journal (thread `keel-rebuild`), before it replays | a rebuild (the first is the node's start, the next ones follow step-downs) |
 
 use crate::Error;
 

@@ -119,16 +119,35 @@ pub fn replay_upto(
     sink: &mut impl RecordSink,
     upto_seq: u64,
 ) -> Result<Replayed, Error> {
-    let mut replayed = Replayed::default();
     if journal.watermarks().appended() == 0 {
-        return Ok(replayed);
+        return Ok(Replayed::default());
     }
-    let mut events = Vec::new();
     let mut reader = journal.reader(1)?;
+    replay_reader(&mut reader, engine, sink, upto_seq, &|| false)
+}
+
+/// Records replayed between two looks at `cancelled`.
+const REPLAY_CANCEL_CHECK_RECORDS: u64 = 4096;
+
+/// Replays what `reader` returns, from record 1 up to `upto_seq` (or the reader's end),
+/// into `engine` and `sink`. Stops with an error once `cancelled` says so (checked every
+/// few thousand records: a background rebuild is abandoned when the node stops).
+pub fn replay_reader(
+    reader: &mut keel_journal::Reader,
+    engine: &mut Engine,
+    sink: &mut impl RecordSink,
+    upto_seq: u64,
+    cancelled: &dyn Fn() -> bool,
+) -> Result<Replayed, Error> {
+    let mut replayed = Replayed::default();
+    let mut events = Vec::new();
     if reader.next_seq() != 1 {
         return Err(Error::Node("the journal does not start at record 1".into()));
     }
     while replayed.last_seq < upto_seq {
+        if replayed.last_seq % REPLAY_CANCEL_CHECK_RECORDS == 0 && cancelled() {
+            return Err(Error::Node("replay cancelled".into()));
+        }
         let Some(record) = reader.next()? else {
             break;
         };

@@ -4,10 +4,11 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use keel_client::{ClientEvent, ClientOptions};
-use keel_protocol::ouch::OutboundMessage;
+use keel_client::{Client, ClientEvent, ClientOptions, OrderBuilder};
+use keel_protocol::ouch::{OutboundMessage, Price};
+use keel_protocol::OrderToken;
 use keel_testkit::cluster::Cluster;
 use keel_testkit::config::{user, ClusterSpec, NodeConfigBuilder};
 
@@ -60,4 +61,32 @@ pub fn note(event: &ClientEvent, accepted: &mut BTreeMap<String, u32>) -> Option
         }
     }
     None
+}
+
+/// Submits `token` until it is answered (retrying with the same token across failovers).
+// Not every test binary that includes this module trades one order at a time.
+#[allow(dead_code)]
+pub fn trade(client: &Client, token: &str, i: usize, accepted: &mut BTreeMap<String, u32>) {
+    let order = OrderBuilder::buy("BTC-PERP", 1, Price(10_000 * (1_000 + (i % 50) as u32)))
+        .unwrap()
+        .token(OrderToken::new(token).unwrap());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(Instant::now() < deadline, "order {token} never answered");
+        if !client.wait_connected(Duration::from_secs(30)) || client.submit(&order).is_err() {
+            continue;
+        }
+        let wait_until = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < wait_until {
+            let Some(event) = client.next_event(Duration::from_millis(100)) else {
+                continue;
+            };
+            if note(&event, accepted).as_deref() == Some(token) {
+                return;
+            }
+            if matches!(event, ClientEvent::Disconnected { .. }) {
+                break;
+            }
+        }
+    }
 }

@@ -7,9 +7,12 @@
 //!
 //! Every rule about roles (when to open and close order entry, what to apply, when to cut
 //! and rebuild, what may be released) is the machine's; this file only carries out its
-//! actions and reports what happened to the checker. The one liberty it takes is timing:
+//! actions and reports what happened to the checker. The liberties it takes are timing:
 //! it may close order entry a while after the machine asked (`close_lag`), as a busy
-//! matching loop would; meanwhile raft-rs takes messages and ticks but nothing is persisted.
+//! matching loop would (meanwhile raft-rs takes messages and ticks but nothing is
+//! persisted); and it finishes a rebuild some time units after the machine asked
+//! (`rebuild_lag`), as the real node's rebuild thread does, while raft-rs carries on. A
+//! node that applies or opens order entry while its rebuild is pending fails the run.
 
 use keel_engine::{Command, Engine, EngineConfig, Event};
 use keel_journal::format::{read_record, RecordType, RECORD_HEADER_BYTES};
@@ -101,6 +104,10 @@ pub struct Live {
     closing_for: Option<u32>,
     /// Order entry is paused for want of a lease: the gateway takes no command.
     paused: bool,
+    /// Time units a rebuild takes (0: done at the next unit).
+    rebuild_lag: u32,
+    /// The rebuild under way: its `upto_seq` and the time units it still takes.
+    rebuild_pending: Option<(u64, u32)>,
     /// Last record reported committed to the checker while serving.
     released_seq: u64,
     pending: Vec<Pending>,
@@ -129,6 +136,7 @@ pub struct Node {
     /// tick in lockstep.
     pub clock_offset: u64,
     close_lag: u32,
+    rebuild_lag: u32,
     bug: Option<PlantedBug>,
     logger: slog::Logger,
     /// Running state.
@@ -141,11 +149,12 @@ pub struct Node {
 
 impl Node {
     /// A fresh node with an empty journal. `close_lag` (0: at once) is how many operations
-    /// the matching loop takes to close order entry after the machine asked.
+    /// the matching loop takes to close order entry after the machine asked;
+    /// `rebuild_lag` how many time units a rebuild of the engine takes.
     pub fn new(
         (config, role_config): (ReplicaConfig, RoleConfig),
         engine_config: EngineConfig,
-        (clock_offset, close_lag): (u64, u32),
+        (clock_offset, close_lag, rebuild_lag): (u64, u32, u32),
         bug: Option<PlantedBug>,
         checker: &mut Checker,
     ) -> Result<Node, String> {
@@ -158,6 +167,7 @@ impl Node {
             engine_config,
             clock_offset,
             close_lag,
+            rebuild_lag,
             bug,
             live: None,
             down: Some(Down {
@@ -193,6 +203,8 @@ impl Node {
             close_lag: self.close_lag,
             closing_for: None,
             paused: false,
+            rebuild_lag: self.rebuild_lag,
+            rebuild_pending: None,
             released_seq: 0,
             pending: Vec::new(),
             tentative: Vec::new(),
@@ -240,6 +252,8 @@ fn accumulate(total: &mut NodeStats, more: &NodeStats) {
     total.role.lease_losses += more.role.lease_losses;
     total.role.lease_pauses += more.role.lease_pauses;
     total.role.votes_deferred += more.role.votes_deferred;
+    total.role.rebuilds += more.role.rebuilds;
+    total.role.caught_up_records += more.role.caught_up_records;
     total.rebuilds += more.rebuilds;
 }
 
@@ -270,10 +284,29 @@ impl Live {
         if self.closing_for.is_some() {
             self.finish_close(id, checker)?;
         }
-        if self.role.on_time(now) {
+        let rebuilt = self.advance_rebuild(id, checker)?;
+        if self.role.on_time(now) || rebuilt {
             self.after_op(id, checker, fx)?;
         }
         Ok(())
+    }
+
+    /// One time unit of the rebuild under way, if any; at its end the engine is rebuilt
+    /// and the machine told. Returns whether it ended now.
+    fn advance_rebuild(&mut self, id: u64, checker: &mut Checker) -> Result<bool, String> {
+        let Some((upto_seq, left)) = self.rebuild_pending else {
+            return Ok(false);
+        };
+        if left > 0 {
+            self.rebuild_pending = Some((upto_seq, left - 1));
+            return Ok(false);
+        }
+        self.rebuild_pending = None;
+        self.rebuild(id, upto_seq, checker)?;
+        self.role
+            .rebuilt(upto_seq)
+            .map_err(|e| format!("node {id}: reporting the rebuild: {e}"))?;
+        Ok(true)
     }
 
     /// A message from a peer.
@@ -439,7 +472,10 @@ impl Live {
         fx.messages.append(&mut late);
         self.carry_out(id, checker)?;
         self.release(id, fx);
-        if self.serving.is_none() && self.applied_seq != self.role.applied_seq() {
+        if self.serving.is_none()
+            && self.rebuild_pending.is_none()
+            && self.applied_seq != self.role.applied_seq()
+        {
             return Err(format!(
                 "node {id}: follower applied {} but the machine says {}",
                 self.applied_seq,
@@ -453,9 +489,23 @@ impl Live {
     fn carry_out(&mut self, id: u64, checker: &mut Checker) -> Result<(), String> {
         let actions: Vec<Action> = self.role.take_actions().collect();
         for action in actions {
+            // The engine is being replaced: applying to it, or serving on it, would act on
+            // a state that is about to be thrown away (or is stale).
+            if let (Some((upto_seq, _)), Action::Apply { .. } | Action::OpenOrderEntry { .. }) =
+                (self.rebuild_pending, &action)
+            {
+                return Err(format!(
+                    "node {id}: {action:?} while its rebuild to record {upto_seq} is pending"
+                ));
+            }
             match action {
-                Action::Apply(entry) => self.apply_committed(id, &entry.data, checker)?,
-                Action::Rebuild { upto_seq } => self.rebuild(id, upto_seq, checker)?,
+                Action::Apply { data, .. } => self.apply_committed(id, &data, checker)?,
+                Action::Rebuild { upto_seq } => {
+                    if self.rebuild_pending.is_some() {
+                        return Err(format!("node {id}: a rebuild while one is pending"));
+                    }
+                    self.rebuild_pending = Some((upto_seq, self.rebuild_lag));
+                }
                 Action::OpenOrderEntry { term, last_seq } => {
                     self.open(id, term, last_seq, checker)?;
                 }

@@ -43,6 +43,9 @@ pub enum Bug {
     /// Planted in the production role machine: no lease at all, a leader serves until
     /// raft-rs's `check_quorum` steps it down.
     IgnoreLease,
+    /// Planted in the production role machine: it applies and opens order entry as if
+    /// every rebuild finished the moment it was asked for.
+    IgnorePendingRebuild,
 }
 
 /// What to run.
@@ -94,6 +97,8 @@ pub struct Report {
     pub lease_pauses: u64,
     /// Vote requests a freshly (re)started node left unanswered.
     pub votes_deferred: u64,
+    /// Records committed during a rebuild, applied after it from the journal.
+    pub caught_up_records: u64,
     /// Logical time at the end.
     pub time: u64,
 }
@@ -206,7 +211,14 @@ impl Cluster {
             };
             let clock_offset = rng.below(TICK_UNITS);
             let close_lag = if lagging { rng.range(1, 200) as u32 } else { 0 };
-            drawn.push((replica_config, engine_config, (clock_offset, close_lag)));
+            // A rebuild takes up to 12 ticks: the node keeps answering Raft meanwhile, and
+            // may even win an election before it can serve.
+            let rebuild_lag = rng.range(0, 12 * TICK_UNITS) as u32;
+            drawn.push((
+                replica_config,
+                engine_config,
+                (clock_offset, close_lag, rebuild_lag),
+            ));
         }
         // Every node's lease rests on the shortest election timeout of any voter.
         let election_ticks_min = drawn
@@ -218,6 +230,7 @@ impl Cluster {
             Some(Bug::ServeBeforeTermCommit) => Some(PlantedBug::ServeBeforeTermCommit),
             Some(Bug::LeaseTooLong) => Some(PlantedBug::LeaseTooLong),
             Some(Bug::IgnoreLease) => Some(PlantedBug::IgnoreLease),
+            Some(Bug::IgnorePendingRebuild) => Some(PlantedBug::IgnorePendingRebuild),
             Some(Bug::AckOnAppend) | None => None,
         };
         for (replica_config, engine_config, timing) in drawn {
@@ -854,6 +867,11 @@ impl Cluster {
             rebuilds: self.nodes.iter().map(|n| n.stats().rebuilds).sum(),
             lease_losses: self.nodes.iter().map(|n| n.stats().role.lease_losses).sum(),
             lease_pauses: self.nodes.iter().map(|n| n.stats().role.lease_pauses).sum(),
+            caught_up_records: self
+                .nodes
+                .iter()
+                .map(|n| n.stats().role.caught_up_records)
+                .sum(),
             votes_deferred: self
                 .nodes
                 .iter()
