@@ -18,9 +18,8 @@
 //!    because their connection had closed.
 //!
 //! Where the time goes: the new leader serves a wave of ticket logins in about 100 ms; the
-//! rest is the clients' own backoff between passes over the endpoints (by default 50 ms
-//! growing by half per pass to 2 s, each pause jittered ±50%: a session that failed a few
-//! passes during the election may sleep a few hundred ms after the leader opened). `--backoff-initial-ms` / `--backoff-max-ms` show the figure
+//! rest is the clients' own pauses between passes over the endpoints (by default 100 ms,
+//! jittered ±50%, for the first second, then growing by half per pass to 2 s). `--backoff-initial-ms` / `--backoff-max-ms` show the figure
 //! with faster-retrying clients.
 //!
 //! No orders flow: this measures logins alone. The clients' background threads (one per
@@ -51,7 +50,7 @@ pub struct ReloginArgs {
     #[arg(long, value_enum, default_value = "fsync")]
     pub durability: DurabilityArg,
     /// Clients' first pause between passes over the endpoints (ms; the library's default).
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = 100)]
     pub backoff_initial_ms: u64,
     /// Clients' longest pause between passes (ms; the library's default).
     #[arg(long, default_value_t = 2_000)]
@@ -339,7 +338,7 @@ fn table(command: &str, machine: &str, args: &ReloginArgs, outcomes: &[Outcome])
     );
     let _ = writeln!(
         out,
-        "`{command}` — {machine}; {} durability; client backoff {} ms growing by half (jittered ±50%) to {} ms.\n",
+        "`{command}` — {machine}; {} durability; client backoff {} ms (jittered ±50%) for 1 s, then growing by half to {} ms.\n",
         args.durability.name(),
         args.backoff_initial_ms,
         args.backoff_max_ms

@@ -20,6 +20,9 @@ use keel_protocol::Username;
 /// The longest the background thread blocks in one call (a read, a full event queue, a
 /// backoff slice) before looking at its flags and timers again.
 const TICK: Duration = Duration::from_millis(50);
+/// How long a search for a server retries every `backoff_initial` before backing off
+/// (several election timeouts).
+const FAST_RETRY_WINDOW: Duration = Duration::from_secs(1);
 /// A probe's connect and login are each limited to this many answer timeouts…
 const PROBE_LIMIT_FACTOR: u32 = 4;
 /// …but never less than this (a loaded machine takes a while to answer a login).
@@ -432,8 +435,9 @@ fn open_with_credentials(
     )
 }
 
-/// Tries the endpoints in order, `attempts` passes over the list with a backoff between
-/// passes that grows by half each time up to `backoff_max`, each pause jittered ±50%. `Login Rejected S` (and any connection failure) moves on to the next
+/// Tries the endpoints in order, `attempts` passes over the list with a pause between
+/// passes of `backoff_initial` for the first [`FAST_RETRY_WINDOW`], then growing by half
+/// each time up to `backoff_max`, each pause jittered ±50%. `Login Rejected S` (and any connection failure) moves on to the next
 /// endpoint; `Login Rejected A` ends the search at once.
 pub(crate) fn open_any(
     endpoints: &[SocketAddr],
@@ -450,14 +454,19 @@ pub(crate) fn open_any(
     let attempts = attempts.max(1);
     let mut failures: Vec<(SocketAddr, String)> = Vec::new();
     let mut backoff = options.backoff_initial;
+    let started = Instant::now();
     for attempt in 0..attempts {
         if attempt > 0 {
             if !sleep_while(jittered(backoff), keep_going) {
                 return Err(ClientError::Closed);
             }
-            // Growing by half rather than doubling: after a failover the new leader opens a
-            // few hundred ms in, and a client should not then be sleeping for a second.
-            backoff = (backoff + backoff / 2).min(options.backoff_max.max(options.backoff_initial));
+            // Flat at first: after a failover the new leader opens a few hundred ms in, and
+            // a client should then be at most one short pause away, not sleeping for a
+            // second. Only a search that outlasts an election backs off.
+            if started.elapsed() >= FAST_RETRY_WINDOW {
+                backoff =
+                    (backoff + backoff / 2).min(options.backoff_max.max(options.backoff_initial));
+            }
         }
         for &endpoint in endpoints {
             if !keep_going() {

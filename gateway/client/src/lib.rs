@@ -39,9 +39,11 @@
 //! the background thread queues [`ClientEvent::Disconnected`], then tries the endpoints in
 //! order again, starting after the one it lost (which is tried last: after a failover it is
 //! the dead leader) — [`ClientOptions::reconnect_attempts`] passes over the list, with a pause
-//! between passes that starts at [`ClientOptions::backoff_initial`] and grows by half each
-//! time up to [`ClientOptions::backoff_max`], each pause drawn at random within ±50% of that
-//! (so the sessions of a dead leader do not all come back in the same instant) — logging into the same session with requested sequence number = the
+//! between passes of [`ClientOptions::backoff_initial`] for the first second of the search
+//! (an election takes a few hundred ms: a client is then at most one short pause from the
+//! new leader), after that growing by half each pass up to [`ClientOptions::backoff_max`],
+//! each pause drawn at random within ±50% of that (so the sessions of a dead leader do not
+//! all come back in the same instant) — logging into the same session with requested sequence number = the
 //! last message received + 1. `Login Rejected S` (e.g. a follower, or the server has not yet
 //! noticed the old connection is gone) moves on to the next endpoint; `Login Rejected A`
 //! ends the attempts ([`ClientEvent::GaveUp`]). Once logged in it queues
@@ -156,12 +158,12 @@ pub struct ClientOptions {
     pub connect_attempts: u32,
     /// Whether to reconnect after a lost connection. Default true.
     pub reconnect: bool,
-    /// Passes over the endpoint list per reconnect before giving up. Default 35 (about a
-    /// minute with the default backoff).
+    /// Passes over the endpoint list per reconnect before giving up. Default 40 (about 50 s
+    /// with the default backoff).
     pub reconnect_attempts: u32,
-    /// Pause after the first failed pass (±50% jitter). Default 50 ms.
+    /// Pause between passes (±50% jitter) for the first second of a search. Default 100 ms.
     pub backoff_initial: Duration,
-    /// The pause grows by half after each failed pass up to this. Default 2 s.
+    /// After the first second the pause grows by half per failed pass up to this. Default 2 s.
     pub backoff_max: Duration,
     /// Events queued before the background thread stops reading. Default 65,536.
     pub event_capacity: usize,
@@ -184,8 +186,8 @@ impl Default for ClientOptions {
             logout_timeout: Duration::from_secs(5),
             connect_attempts: 3,
             reconnect: true,
-            reconnect_attempts: 35,
-            backoff_initial: Duration::from_millis(50),
+            reconnect_attempts: 40,
+            backoff_initial: Duration::from_millis(100),
             backoff_max: Duration::from_secs(2),
             event_capacity: 65_536,
             token_prefix: None,

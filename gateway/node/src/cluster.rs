@@ -790,21 +790,10 @@ impl Door {
     }
 }
 
-/// Connections the kernel queues for the door before it accepts them, as the leader's
-/// listener does (mio's 1,024). The standard library's 128 is too few after a failover,
-/// when every session of the old leader tries this node at once: the connections beyond it
-/// are dropped at the SYN and the clients' kernels retry only 1 s, 3 s and 7 s later.
-const DOOR_BACKLOG: libc::c_int = 1024;
-
-/// Raises the listen backlog of a listening socket to [`DOOR_BACKLOG`] (Linux takes a
-/// second `listen` as a new backlog). On failure the socket keeps its backlog.
+/// Raises the door's listen backlog (see [`crate::widen_listen_backlog`]).
 fn widen_backlog(listener: &TcpListener) {
     use std::os::fd::AsRawFd;
-    // SAFETY: listen(2) on a file descriptor this listener owns, with a plain integer.
-    let status = unsafe { libc::listen(listener.as_raw_fd(), DOOR_BACKLOG) };
-    if status != 0 {
-        tracing::warn!(error = %std::io::Error::last_os_error(), "cannot widen the follower door's backlog");
-    }
+    crate::widen_listen_backlog(listener.as_raw_fd(), "follower door");
 }
 
 fn door_loop(listener: &TcpListener, stop: &AtomicBool) {
