@@ -150,14 +150,13 @@ impl Clock {
     }
 }
 
-/// The library's settings for the drill: reconnect for as long as any fault may last,
-/// with a short backoff so the figures measure the cluster rather than the client's pauses.
+/// The library's settings for the drill: its defaults (reconnect pauses, answer timeout),
+/// so the outages are what a user of the library sees, but reconnecting for as long as any
+/// fault may last.
 pub fn options(server_timeout: Duration) -> ClientOptions {
     ClientOptions {
         connect_attempts: 400,
         reconnect_attempts: 5_000,
-        backoff_initial: Duration::from_millis(10),
-        backoff_max: Duration::from_millis(100),
         server_timeout,
         ..ClientOptions::default()
     }

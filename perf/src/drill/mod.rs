@@ -97,8 +97,10 @@ pub struct DrillArgs {
     /// A fault the cluster has not recovered from this long after the heal fails the run.
     #[arg(long, default_value_t = 30)]
     pub recover_timeout_s: u64,
-    /// The client library's server timeout (a silent server is left after this), ms.
-    #[arg(long, default_value_t = 2_000)]
+    /// The client library's server timeout (a silent server is left after this), ms; the
+    /// library's default (a silent leader with orders outstanding is left sooner, by the
+    /// library's answer-timeout probe).
+    #[arg(long, default_value_t = 5_000)]
     pub server_timeout_ms: u64,
     /// `cluster.election_timeout_ms` (default: the node's, 150).
     #[arg(long)]
