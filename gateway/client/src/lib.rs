@@ -154,7 +154,8 @@ pub struct ClientOptions {
     pub write_timeout: Duration,
     /// How long [`Client::logout`] waits for the server to close before giving up. Default 5 s.
     pub logout_timeout: Duration,
-    /// Passes over the endpoint list for the first login. Default 3.
+    /// Passes over the endpoint list for the first login. Default 10 (about a second with
+    /// the default pauses: long enough to ride out an election).
     pub connect_attempts: u32,
     /// Whether to reconnect after a lost connection. Default true.
     pub reconnect: bool,
@@ -184,7 +185,7 @@ impl Default for ClientOptions {
             login_timeout: Duration::from_secs(10),
             write_timeout: Duration::from_secs(5),
             logout_timeout: Duration::from_secs(5),
-            connect_attempts: 3,
+            connect_attempts: 10,
             reconnect: true,
             reconnect_attempts: 40,
             backoff_initial: Duration::from_millis(100),

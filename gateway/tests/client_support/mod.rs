@@ -190,7 +190,7 @@ impl Server {
 pub fn options() -> ClientOptions {
     ClientOptions {
         requested_sequence_number: 1,
-        connect_attempts: 20,
+        connect_attempts: 100,
         reconnect_attempts: 60,
         backoff_initial: Duration::from_millis(50),
         backoff_max: Duration::from_millis(500),

@@ -39,7 +39,8 @@ pub fn options() -> ClientOptions {
         reconnect_attempts: 100,
         backoff_initial: Duration::from_millis(50),
         backoff_max: Duration::from_millis(500),
-        connect_attempts: 20,
+        // Passes are 50 ms apart for the first second: enough for an election.
+        connect_attempts: 200,
         server_timeout: Duration::from_secs(2),
         ..ClientOptions::default()
     }
