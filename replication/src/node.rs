@@ -28,16 +28,10 @@
 //!   therefore never silences its Raft replica.
 //! - **Release**: while serving, responses up to the committed sequence number may leave;
 //!   never while closing, since a record at that position may become another leader's.
-//! - **Lease**: take commands and logins only while a majority (this node included)
-//!   answered, within the last [`RoleConfig::lease_ms`], a heartbeat this node sent, and
-//!   open only with such a lease. raft-rs's `check_quorum` alone would leave a deposed
-//!   leader serving for up to two election timeouts, while the others may elect a new one
-//!   after one. A lease that ends *pauses* order entry ([`Action::PauseOrderEntry`]: no
-//!   command or login is taken, the sessions and the engine stay); if a majority answers
-//!   again the leader resumes where it was ([`Action::ResumeOrderEntry`]) — a lease that
-//!   lapses for a moment on a busy machine then costs a pause, not a rebuild of the whole
-//!   state — and once no majority has answered for [`RoleConfig::quorum_lost_ms`] (an
-//!   election timeout) it closes order entry as on losing leadership.
+//! - **Lease**: serve only while a majority (this node included) answered, within the
+//!   last [`RoleConfig::lease_ms`], a heartbeat this node sent, and open only with such a
+//!   lease. raft-rs's `check_quorum` alone would leave a deposed leader serving for up to
+//!   two election timeouts, while the others may elect a new one after one.
 //!
 //! Why the lease holds. Every outgoing heartbeat is stamped (in its context, which the
 //! follower echoes) with the term and the time it left, on this node's clock. A follower
@@ -77,12 +71,6 @@ pub struct RoleConfig {
     /// the heartbeat left; also how long a (re)started node grants no vote. Derive it with
     /// [`RoleConfig::lease_ms_for`] from the shortest election timeout of any voter.
     pub lease_ms: u64,
-    /// A serving leader closes order entry once no majority has answered a heartbeat it
-    /// sent within this long (at least `lease_ms`); between the end of its lease and then
-    /// it only pauses order entry, and resumes with nothing rebuilt if the lease returns.
-    /// Set it to the shortest election timeout of any voter: raft-rs's `check_quorum`
-    /// would step the leader down after one or two of those anyway.
-    pub quorum_lost_ms: u64,
 }
 
 impl RoleConfig {
@@ -105,7 +93,6 @@ impl Default for RoleConfig {
             proposals_per_call_max: 64,
             // raft-rs's default election timeout (10 ticks), two ticks of margin.
             lease_ms: RoleConfig::lease_ms_for(10, 10, 20),
-            quorum_lost_ms: 100,
         }
     }
 }
@@ -146,13 +133,6 @@ pub enum Action {
         /// Last committed record.
         committed_seq: u64,
     },
-    /// The lease ended while raft-rs still says leader: take no new command and accept no
-    /// login (another leader may be elected from now on), but keep the sessions, the
-    /// matching loop and the engine; responses for committed records may still leave.
-    PauseOrderEntry,
-    /// The lease is back (a majority answered a heartbeat sent after the pause began): take
-    /// commands and logins again, from where the pause left off.
-    ResumeOrderEntry,
 }
 
 /// A deliberately wrong rule, planted by the simulation's self-test to show its checks
@@ -200,11 +180,8 @@ pub struct RoleStats {
     pub openings: u64,
     /// Times order entry closed.
     pub step_downs: u64,
-    /// Closings because no majority answered for `quorum_lost_ms` while raft-rs still said
-    /// leader.
+    /// Closings because the lease ran out while raft-rs still said leader.
     pub lease_losses: u64,
-    /// Pauses of order entry because the lease ran out while raft-rs still said leader.
-    pub lease_pauses: u64,
     /// Vote requests left unanswered in the first `lease_ms` after the start.
     pub votes_deferred: u64,
     /// Rebuilds asked of the driver.
@@ -244,10 +221,8 @@ pub struct RoleMachine<B: Backend> {
     started_ms: Option<u64>,
     /// What answered heartbeats prove (see the module docs).
     lease: Lease,
-    /// When a heartbeat was last sent early to win a lease before opening (or resuming).
+    /// When a heartbeat was last sent early to win a lease before opening.
     beat_forced_ms: Option<u64>,
-    /// Serving, but paused: the lease ran out (see [`Action::PauseOrderEntry`]).
-    paused: bool,
     actions: Vec<Action>,
     planted_bug: Option<PlantedBug>,
     stats: RoleStats,
@@ -258,7 +233,6 @@ impl<B: Backend> RoleMachine<B> {
     /// the committed journal records.
     pub fn new(replica: Replica<B>, config: RoleConfig) -> RoleMachine<B> {
         assert!(config.tick_ms > 0 && config.proposal_records_max > 0 && config.lease_ms > 0);
-        assert!(config.quorum_lost_ms >= config.lease_ms);
         let committed_seq = replica.committed_seq();
         RoleMachine {
             replica,
@@ -273,7 +247,6 @@ impl<B: Backend> RoleMachine<B> {
             started_ms: None,
             lease: Lease::default(),
             beat_forced_ms: None,
-            paused: false,
             actions: vec![Action::Rebuild {
                 upto_seq: committed_seq,
             }],
@@ -294,15 +267,13 @@ impl<B: Backend> RoleMachine<B> {
     /// Time passed: ticks raft-rs if a tick is due by `now_ms` (at most one: a node that
     /// was paused restarts its schedule from `now_ms` rather than catching up in a burst).
     /// Returns whether [`RoleMachine::ready`] has work: it ticked, or the lease of a
-    /// serving node ran out or came back (the next `ready` pauses, resumes or closes order
-    /// entry).
+    /// serving node ran out (the next `ready` closes order entry).
     pub fn on_time(&mut self, now_ms: u64) -> bool {
         // Time never goes back: a clock that did would stretch the lease.
         let now_ms = now_ms.max(self.now_ms.unwrap_or(0));
         self.now_ms = Some(now_ms);
         self.started_ms.get_or_insert(now_ms);
-        let lapsed = matches!(self.mode, Mode::Serving { .. })
-            && (self.paused == self.has_lease() || self.quorum_lost());
+        let lapsed = matches!(self.mode, Mode::Serving { .. }) && !self.has_lease();
         let next = *self
             .next_tick_ms
             .get_or_insert(now_ms + self.config.tick_ms);
@@ -432,11 +403,10 @@ impl<B: Backend> RoleMachine<B> {
         if let Mode::Serving { term, .. } = self.mode {
             if !self.leads(term) {
                 self.close();
-            } else if self.quorum_lost() {
+            } else if !self.has_lease() {
+                // Another leader may be elected soon: stop before it can be.
                 self.stats.lease_losses += 1;
                 self.close();
-            } else {
-                self.pace_lease();
             }
         }
         if self.mode == Mode::Closing {
@@ -479,11 +449,6 @@ impl<B: Backend> RoleMachine<B> {
         self.mode
     }
 
-    /// Whether order entry is open but paused for want of a lease.
-    pub fn paused(&self) -> bool {
-        self.paused
-    }
-
     /// The term order entry is open for, if it is.
     pub fn serving_term(&self) -> Option<u64> {
         match self.mode {
@@ -519,25 +484,14 @@ impl<B: Backend> RoleMachine<B> {
     /// Until when (this node's clock, exclusive) the lease holds: `lease_ms` after the
     /// latest heartbeat that a majority, this node included, has answered. 0: no lease.
     pub fn lease_until_ms(&self) -> u64 {
-        let lease_ms = match self.planted_bug {
-            Some(PlantedBug::LeaseTooLong) => 3 * self.config.lease_ms,
-            _ => self.config.lease_ms,
-        };
-        match self.majority_heard_ms() {
-            0 => 0,
-            u64::MAX => u64::MAX,
-            sent_ms => sent_ms.saturating_add(lease_ms),
-        }
-    }
-
-    /// When (this node's clock) the latest heartbeat of this term that a majority, this
-    /// node included, answered was sent; 0 if none (or not leader), `u64::MAX` for a
-    /// single voter.
-    fn majority_heard_ms(&self) -> u64 {
         let term = self.replica.term();
         if self.replica.role() != StateRole::Leader {
             return 0;
         }
+        let lease_ms = match self.planted_bug {
+            Some(PlantedBug::LeaseTooLong) => 3 * self.config.lease_ms,
+            _ => self.config.lease_ms,
+        };
         // Peers needed besides this node for a majority.
         let peers_needed = self.replica.voters() / 2;
         if peers_needed == 0 {
@@ -548,7 +502,8 @@ impl<B: Backend> RoleMachine<B> {
         }
         let mut sent: Vec<u64> = self.lease.answered.iter().map(|&(_, ms)| ms).collect();
         sent.sort_unstable_by(|a, b| b.cmp(a));
-        sent.get(peers_needed - 1).copied().unwrap_or(0)
+        sent.get(peers_needed - 1)
+            .map_or(0, |&sent_ms| sent_ms.saturating_add(lease_ms))
     }
 
     fn has_lease(&self) -> bool {
@@ -611,47 +566,13 @@ impl<B: Backend> RoleMachine<B> {
         let due = self
             .beat_forced_ms
             .is_none_or(|at| now_ms >= at.saturating_add(self.config.tick_ms));
-        let wants_lease = match self.mode {
-            Mode::Following => self.replica.leader_ready(),
-            Mode::Serving { .. } => self.paused,
-            Mode::Closing => false,
-        };
-        if due && wants_lease && !self.has_lease() {
+        if due && self.mode == Mode::Following && self.replica.leader_ready() && !self.has_lease() {
             self.replica.broadcast_heartbeat();
             self.beat_forced_ms = Some(now_ms);
         }
     }
 
-    /// A serving leader without a lease pauses (another leader may be elected from now
-    /// on: stop taking commands before it can be); one whose lease came back resumes.
-    fn pace_lease(&mut self) {
-        let has_lease = self.has_lease();
-        if self.paused == has_lease {
-            self.paused = !has_lease;
-            if self.paused {
-                self.stats.lease_pauses += 1;
-                self.actions.push(Action::PauseOrderEntry);
-            } else {
-                self.actions.push(Action::ResumeOrderEntry);
-            }
-        }
-    }
-
-    /// Whether no majority answered a heartbeat sent within the last `quorum_lost_ms`
-    /// (serving leaders only; with a planted `IgnoreLease` never).
-    fn quorum_lost(&self) -> bool {
-        if self.planted_bug == Some(PlantedBug::IgnoreLease) {
-            return false;
-        }
-        let Some(now_ms) = self.now_ms else {
-            return false;
-        };
-        let heard_ms = self.majority_heard_ms();
-        heard_ms != u64::MAX && now_ms >= heard_ms.saturating_add(self.config.quorum_lost_ms)
-    }
-
     fn close(&mut self) {
-        self.paused = false;
         self.mode = Mode::Closing;
         self.stats.step_downs += 1;
         self.actions.push(Action::CloseOrderEntry);

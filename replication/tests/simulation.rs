@@ -188,7 +188,6 @@ struct Totals {
     duplicated: u64,
     rebuilds: u64,
     lease_losses: u64,
-    lease_pauses: u64,
     votes_deferred: u64,
     caught_up_records: u64,
     time: u64,
@@ -210,7 +209,6 @@ impl Totals {
         self.duplicated += r.duplicated;
         self.rebuilds += r.rebuilds;
         self.lease_losses += r.lease_losses;
-        self.lease_pauses += r.lease_pauses;
         self.votes_deferred += r.votes_deferred;
         self.caught_up_records += r.caught_up_records;
         self.time += r.time;

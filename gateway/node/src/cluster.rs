@@ -394,23 +394,6 @@ impl Host<'_> {
             }
             Action::OpenOrderEntry { term, last_seq } => self.open(role, term, last_seq)?,
             Action::CloseOrderEntry => self.step_down(role)?,
-            Action::PauseOrderEntry | Action::ResumeOrderEntry => {
-                let paused = action == Action::PauseOrderEntry;
-                if paused {
-                    tracing::warn!(
-                        term = role.replica().term(),
-                        "lease lapsed: order entry paused until a majority answers"
-                    );
-                } else {
-                    tracing::info!(
-                        term = role.replica().term(),
-                        "lease back: order entry resumed"
-                    );
-                }
-                if let Some(stint) = &self.stint {
-                    stint.link.paused.store(paused, Ordering::Release);
-                }
-            }
             Action::Release { committed_seq } => {
                 if let Some(stint) = &self.stint {
                     stint.link.committed.store(committed_seq, Ordering::Release);
@@ -427,7 +410,7 @@ impl Host<'_> {
     /// own thread, so this node answers Raft again as soon as this returns.
     fn step_down(&mut self, role: &mut RoleMachine<DiskBackend>) -> Result<(), Error> {
         let reason = if role.replica().role() == raft::StateRole::Leader {
-            "no majority answered a heartbeat for an election timeout"
+            "no majority answered a heartbeat within the lease"
         } else {
             "lost leadership"
         };
@@ -612,8 +595,6 @@ fn role_config(cluster: &ClusterConfig) -> Result<RoleConfig, Error> {
     Ok(RoleConfig {
         tick_ms: TICK_MS,
         lease_ms,
-        // An election timeout without a majority: then another leader may well exist.
-        quorum_lost_ms: election_ticks * TICK_MS,
         ..RoleConfig::default()
     })
 }

@@ -88,8 +88,6 @@ pub const SESSION_INPUTS_IN_FLIGHT_MAX: usize = 32;
 const THROTTLE_RESUME_PACKETS_MAX: u64 = 64;
 /// ...but never waits longer than this for a batch (slow rates resume packet by packet).
 const THROTTLE_RESUME_WAIT: Duration = Duration::from_millis(5);
-/// How often a paused leader's gateway looks again at the sessions it holds back.
-const PAUSE_RECHECK: Duration = Duration::from_millis(2);
 /// Checked for logins with an unknown user name, so that a wrong name costs the same time as
 /// a wrong password (argon2id with the default parameters of `keel passwd`; the password
 /// behind it is not one anyone could send).
@@ -251,10 +249,6 @@ pub struct ClusterLink {
     /// that can never be committed and without End of Session (clients move on to the new
     /// leader and resume there).
     pub deposed: Arc<AtomicBool>,
-    /// Set while the leader's lease has lapsed (another leader may be elected): the
-    /// gateway takes no packet from any session and accepts no login until it is cleared
-    /// (the lease came back) or the node steps down.
-    pub paused: Arc<AtomicBool>,
     /// The gateway's waker, once it exists: the replication thread wakes the gateway when
     /// the committed watermark moves.
     pub waker: Arc<std::sync::OnceLock<Arc<Waker>>>,
@@ -543,10 +537,6 @@ impl Server {
         let now = Instant::now();
         let mut consumed = 0;
         let mut held_back = HeldBack::No;
-        if self.paused() {
-            // Left in the buffer and the socket, like a throttled session's input.
-            return HeldBack::Throttled(now + PAUSE_RECHECK);
-        }
         loop {
             if self.in_flight.len() >= INPUTS_IN_FLIGHT_MAX {
                 // Backpressure: leave the rest buffered until the matching loop catches up.
@@ -751,11 +741,6 @@ impl Server {
             return;
         };
         let peer = connection.peer;
-        if self.paused() {
-            tracing::info!(%peer, "login refused: the leader's lease lapsed");
-            self.reject_login(token, LoginRejectReason::SessionNotAvailable);
-            return;
-        }
         if self.logged_in.contains_key(&user) {
             tracing::warn!(%peer, user = %self.book.user(user).name, "already logged in elsewhere");
             self.reject_login(token, LoginRejectReason::SessionNotAvailable);
@@ -1123,13 +1108,6 @@ impl Server {
             unanswered = self.in_flight.len(),
             "gateway stopped on a fault; clients told End of Session"
         );
-    }
-
-    /// Whether this leader's lease lapsed (see [`ClusterLink::paused`]); one atomic load.
-    fn paused(&self) -> bool {
-        self.cluster
-            .as_ref()
-            .is_some_and(|link| link.paused.load(Ordering::Acquire))
     }
 
     fn shutdown(&mut self) {

@@ -41,7 +41,6 @@ pub fn role_config(election_ticks_min: u64) -> RoleConfig {
         proposal_bytes_max: 1 << 20,
         proposals_per_call_max: 1,
         lease_ms: RoleConfig::lease_ms_for(election_ticks_min, 10, 10),
-        quorum_lost_ms: election_ticks_min * 10,
     }
 }
 
@@ -102,8 +101,6 @@ pub struct Live {
     close_lag: u32,
     /// Operations since the machine asked to close, while the close waits.
     closing_for: Option<u32>,
-    /// Order entry is paused for want of a lease: the gateway takes no command.
-    paused: bool,
     /// Time units a rebuild takes (0: done at the next unit).
     rebuild_lag: u32,
     /// The rebuild under way: its `upto_seq` and the time units it still takes.
@@ -202,7 +199,6 @@ impl Node {
             serving: None,
             close_lag: self.close_lag,
             closing_for: None,
-            paused: false,
             rebuild_lag: self.rebuild_lag,
             rebuild_pending: None,
             released_seq: 0,
@@ -250,7 +246,6 @@ fn accumulate(total: &mut NodeStats, more: &NodeStats) {
     total.role.openings += more.role.openings;
     total.role.step_downs += more.role.step_downs;
     total.role.lease_losses += more.role.lease_losses;
-    total.role.lease_pauses += more.role.lease_pauses;
     total.role.votes_deferred += more.role.votes_deferred;
     total.role.rebuilds += more.role.rebuilds;
     total.role.caught_up_records += more.role.caught_up_records;
@@ -350,11 +345,6 @@ impl Live {
                 hint: self.role.replica().leader_id(),
             });
         };
-        if self.paused {
-            // The real gateway leaves the input unread until the pause ends; here the
-            // client simply tries again later.
-            return Ok(Reply::NotLeader { hint: id });
-        }
         // Taking a command as leader of `term` once a later term has a leader is what the
         // lease rules out.
         checker.serving(id, term)?;
@@ -522,8 +512,6 @@ impl Live {
                 Action::Release { committed_seq } => {
                     self.committed_while_serving(id, committed_seq, checker)?
                 }
-                Action::PauseOrderEntry => self.paused = true,
-                Action::ResumeOrderEntry => self.paused = false,
             }
         }
         Ok(())
@@ -584,7 +572,6 @@ impl Live {
     fn finish_close(&mut self, id: u64, checker: &mut Checker) -> Result<(), String> {
         self.closing_for = None;
         self.serving = None;
-        self.paused = false;
         self.pending.clear();
         self.role
             .order_entry_closed()

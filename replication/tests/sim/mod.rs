@@ -90,11 +90,8 @@ pub struct Report {
     pub duplicated: u64,
     /// Engine rebuilds (restarts and step-downs).
     pub rebuilds: u64,
-    /// Closings of order entry because no majority answered for an election timeout
-    /// while still leader.
+    /// Closings of order entry because a lease ran out while still leader.
     pub lease_losses: u64,
-    /// Pauses of order entry because a lease ran out while still leader.
-    pub lease_pauses: u64,
     /// Vote requests a freshly (re)started node left unanswered.
     pub votes_deferred: u64,
     /// Records committed during a rebuild, applied after it from the journal.
@@ -866,7 +863,6 @@ impl Cluster {
             duplicated: self.duplicated,
             rebuilds: self.nodes.iter().map(|n| n.stats().rebuilds).sum(),
             lease_losses: self.nodes.iter().map(|n| n.stats().role.lease_losses).sum(),
-            lease_pauses: self.nodes.iter().map(|n| n.stats().role.lease_pauses).sum(),
             caught_up_records: self
                 .nodes
                 .iter()
