@@ -21,10 +21,12 @@ mod serve_support;
 
 use std::collections::BTreeMap;
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use cluster_support::{note, options, trade, write_cluster, NODES};
-use keel_client::{Client, ClientOptions};
+use cluster_support::{
+    assert_committed_once, converged_roots, note, options, trade, write_cluster, NODES,
+};
+use keel_client::Client;
 use serve_support::{keel, PASSWORD};
 
 /// Orders before the fault, and after it.
@@ -143,39 +145,11 @@ fn a_leader_whose_journal_sync_fails_exits_and_is_refused_until_cleared() {
 
     // Cleared, it starts (unarmed), catches up, and the replicas agree.
     cluster.start(failed).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let roots = loop {
-        let roots: Vec<String> = (0..NODES)
-            .map(|i| cluster.journal_roots(i).unwrap())
-            .collect();
-        if roots.iter().all(|r| *r == roots[0]) {
-            break roots;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "replicas did not converge: {roots:?}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let roots = converged_roots(&cluster);
 
     // Every acknowledged order is in the committed stream exactly once.
-    let replay = ClientOptions {
-        requested_sequence_number: 1,
-        ..options()
-    };
-    let reader = Client::connect(&endpoints, "alice", PASSWORD, replay).unwrap();
-    let mut replayed: BTreeMap<String, u32> = BTreeMap::new();
-    while let Some(event) = reader.next_event(Duration::from_secs(1)) {
-        note(&event, &mut replayed);
-    }
-    reader.logout().unwrap();
-    for (token, count) in &accepted {
-        assert_eq!(*count, 1, "{token} accepted {count} times live");
-        assert_eq!(replayed.get(token), Some(&1), "{token} not committed once");
-    }
-    assert_eq!(replayed.len(), accepted.len(), "{replayed:?}");
+    assert_committed_once(&endpoints, &accepted);
     eprintln!(
-        "cluster sync failure: {first_leader} exited 74, refused until cleared; roots {}",
-        roots[0].trim()
+        "cluster sync failure: {first_leader} exited 74, refused until cleared; roots {roots}"
     );
 }

@@ -91,3 +91,49 @@ pub fn trade(client: &Client, token: &str, i: usize, accepted: &mut BTreeMap<Str
         }
     }
 }
+
+/// Waits (up to 60 s) until every node's `keel journal roots` agree; returns that line.
+// Not every test binary that includes this module restarts nodes.
+#[allow(dead_code)]
+pub fn converged_roots(cluster: &Cluster) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let lines: Vec<String> = (0..NODES)
+            .map(|i| cluster.journal_roots(i).unwrap())
+            .collect();
+        if lines.iter().all(|l| *l == lines[0]) {
+            return lines[0].trim().to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "replicas did not converge: {lines:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Reads alice's whole committed stream and checks that every order in `accepted` was
+/// accepted once live and is in the stream exactly once, and nothing else is.
+#[allow(dead_code)]
+pub fn assert_committed_once(endpoints: &[std::net::SocketAddr], accepted: &BTreeMap<String, u32>) {
+    let replay = ClientOptions {
+        requested_sequence_number: 1,
+        ..options()
+    };
+    let reader =
+        Client::connect(endpoints, "alice", crate::serve_support::PASSWORD, replay).unwrap();
+    let mut replayed: BTreeMap<String, u32> = BTreeMap::new();
+    while let Some(event) = reader.next_event(Duration::from_secs(1)) {
+        note(&event, &mut replayed);
+    }
+    reader.logout().unwrap();
+    for (token, count) in accepted {
+        assert_eq!(*count, 1, "{token} accepted {count} times live");
+        assert_eq!(
+            replayed.get(token),
+            Some(&1),
+            "acknowledged {token} not in the committed stream exactly once"
+        );
+    }
+    assert_eq!(replayed.len(), accepted.len(), "{replayed:?}");
+}
