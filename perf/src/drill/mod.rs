@@ -122,6 +122,13 @@ pub struct DrillArgs {
     /// Parent directory for the cluster's temporary directory.
     #[arg(long)]
     pub tmp: Option<PathBuf>,
+    /// Where the nodes' disk images live (full-disk faults): by default `/dev/shm` where it
+    /// exists, else the cluster's directory. On one machine, images on one host file system
+    /// share its journal, which couples the nodes' syncs (filling one node's disk stalled
+    /// the others' fsyncs for up to a second), as three machines would not; images in RAM
+    /// keep each node's disk its own.
+    #[arg(long)]
+    pub disk_images: Option<PathBuf>,
     /// Keep the cluster's directory (configurations, data, logs).
     #[arg(long)]
     pub keep: bool,
@@ -266,14 +273,31 @@ pub fn main(args: &DrillArgs) -> anyhow::Result<()> {
         &mut proxy,
         small_segments,
     )?;
+    // Declared before `disks`, so dropped (and deleted) after they are unmounted.
+    let shm = PathBuf::from("/dev/shm");
+    let images_parent = args
+        .disk_images
+        .clone()
+        .or_else(|| shm.is_dir().then_some(shm));
+    let images = match images_parent.filter(|_| wants(Kind::FullDisk)) {
+        Some(parent) => Some(
+            tempfile::Builder::new()
+                .prefix("keel-drill-disks-")
+                .tempdir_in(&parent)
+                .with_context(|| format!("cannot make a directory in {}", parent.display()))?,
+        ),
+        None => None,
+    };
     let mut disks = None;
     if wants(Kind::FullDisk) {
-        match Disks::mount(&cluster.root, &cluster.data_dirs) {
+        let images_dir = images.as_ref().map_or(cluster.root.as_path(), |d| d.path());
+        match Disks::mount(images_dir, &cluster.data_dirs) {
             Ok(mounted) => {
                 notes.push(format!(
-                    "each node's data directory is its own {} MiB loop-mounted ext4 ({})",
+                    "each node's data directory is its own {} MiB loop-mounted ext4 ({}), images in {}",
                     disk::IMAGE_BYTES >> 20,
-                    mounted.devices().join(", ")
+                    mounted.devices().join(", "),
+                    images_dir.display()
                 ));
                 disks = Some(mounted);
             }

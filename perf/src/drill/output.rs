@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::check::Check;
 use super::client::History;
@@ -61,6 +61,12 @@ pub struct FaultRecord {
     /// the longest gap between Order Accepted arrivals (any client) from the fault's start
     /// to the recovery.
     pub outage_ms: Option<f64>,
+    /// A disk fault, the two parts of its outage: the node's exit → the first Order
+    /// Accepted of an order sent after it, ms.
+    pub exit_outage_ms: Option<f64>,
+    /// A disk fault: the longest gap between Order Accepted arrivals from the fault's start
+    /// to the recovery, and where it began (ms after the fault's start).
+    pub longest_gap: Option<Gap>,
     /// Nodes that exited on their own during the fault or its recovery (crashes).
     pub node_exits: Vec<String>,
     /// What went wrong carrying it out, if anything.
@@ -88,6 +94,8 @@ impl FaultRecord {
             operator: Vec::new(),
             caught_up_ms: None,
             outage_ms: None,
+            exit_outage_ms: None,
+            longest_gap: None,
             node_exits: Vec::new(),
             error: None,
         }
@@ -307,9 +315,18 @@ fn outage_ms(start_ms: f64, histories: &[History]) -> Option<f64> {
         .min_by(f64::total_cmp)
 }
 
+/// A pause of the acknowledgements.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+pub struct Gap {
+    /// Its length, ms.
+    pub length_ms: f64,
+    /// When it began, ms after the fault's start.
+    pub after_start_ms: f64,
+}
+
 /// The longest time between Order Accepted arrivals (any client) from `from_ms` to
-/// `to_ms` (counting from `from_ms`), ms.
-fn longest_gap_ms(from_ms: f64, to_ms: f64, histories: &[History]) -> f64 {
+/// `to_ms` (counting from `from_ms`).
+fn longest_gap(from_ms: f64, to_ms: f64, histories: &[History]) -> Gap {
     let mut times: Vec<f64> = histories
         .iter()
         .flat_map(|h| h.orders.iter())
@@ -318,9 +335,17 @@ fn longest_gap_ms(from_ms: f64, to_ms: f64, histories: &[History]) -> f64 {
         .collect();
     times.sort_by(f64::total_cmp);
     let mut last = from_ms;
-    let mut longest: f64 = 0.0;
+    let mut longest = Gap {
+        length_ms: 0.0,
+        after_start_ms: 0.0,
+    };
     for at in times {
-        longest = longest.max(at - last);
+        if at - last > longest.length_ms {
+            longest = Gap {
+                length_ms: at - last,
+                after_start_ms: last - from_ms,
+            };
+        }
         last = at;
     }
     longest
@@ -331,8 +356,12 @@ pub fn analyse(report: &mut DrillReport) {
     for fault in &mut report.faults {
         let after_effect = outage_ms(fault.effective_ms(), &report.histories);
         fault.outage_ms = match (fault.fault.kind.is_disk(), fault.recovered_ms) {
-            (true, Some(recovered)) => after_effect
-                .map(|o| o.max(longest_gap_ms(fault.start_ms, recovered, &report.histories))),
+            (true, Some(recovered)) => {
+                let gap = longest_gap(fault.start_ms, recovered, &report.histories);
+                fault.exit_outage_ms = after_effect;
+                fault.longest_gap = Some(gap);
+                after_effect.map(|o| o.max(gap.length_ms))
+            }
             _ => after_effect,
         };
     }
@@ -583,6 +612,7 @@ fn faults_section(out: &mut String, report: &DrillReport) {
                 .map_or("?".to_string(), |n| format!("node{n}")),
             f.error
                 .iter()
+                .chain(&disk_parts(f))
                 .chain(&f.exit)
                 .chain(&f.operator)
                 .chain(&f.node_exits)
@@ -595,6 +625,17 @@ fn faults_section(out: &mut String, report: &DrillReport) {
     if let Some(aborted) = &report.aborted {
         let _ = writeln!(out, "\n**Stopped early:** {aborted}");
     }
+}
+
+/// A disk fault's outage in its parts, for the note column.
+fn disk_parts(f: &FaultRecord) -> Option<String> {
+    let gap = f.longest_gap?;
+    Some(format!(
+        "exit → accepted {} ms, longest gap {:.0} ms from {:.0} ms after the start",
+        ms(f.exit_outage_ms),
+        gap.length_ms,
+        gap.after_start_ms
+    ))
 }
 
 /// Analyses, draws the plot, writes the JSON and Markdown, and prints the summary.
