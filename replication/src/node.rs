@@ -32,6 +32,9 @@
 //!   last [`RoleConfig::lease_ms`], a heartbeat this node sent, and open only with such a
 //!   lease. raft-rs's `check_quorum` alone would leave a deposed leader serving for up to
 //!   two election timeouts, while the others may elect a new one after one.
+//! - **Hand-off**: a leader that closed for want of a lease hands leadership on once order
+//!   entry is closed ([`Replica::abdicate`]), instead of heartbeating until raft-rs's
+//!   `check_quorum` steps it down and the others wait out an election timeout after that.
 //!
 //! Why the lease holds. Every outgoing heartbeat is stamped (in its context, which the
 //! follower echoes) with the term and the time it left, on this node's clock. A follower
@@ -182,6 +185,8 @@ pub struct RoleStats {
     pub step_downs: u64,
     /// Closings because the lease ran out while raft-rs still said leader.
     pub lease_losses: u64,
+    /// Leaderships handed on after such a closing ([`Replica::abdicate`]).
+    pub abdications: u64,
     /// Vote requests left unanswered in the first `lease_ms` after the start.
     pub votes_deferred: u64,
     /// Rebuilds asked of the driver.
@@ -361,15 +366,32 @@ impl<B: Backend> RoleMachine<B> {
 
     /// The driver stopped the matching loop and gateway and holds the journal again: the
     /// records raft never took are cut and the state is rebuilt from what is committed.
-    pub fn order_entry_closed(&mut self) -> Result<(), Error> {
+    /// If this node still led (it closed for want of a lease), it first hands leadership
+    /// on: the message goes to `send_now` before the journal is reclaimed, which syncs and
+    /// may take a while. Returns the voter it was handed to.
+    pub fn order_entry_closed(
+        &mut self,
+        send_now: &mut dyn FnMut(Vec<Message>),
+    ) -> Result<Option<u64>, Error> {
         if self.mode != Mode::Closing {
             return Err(Error::Role("order entry closed while not closing".into()));
+        }
+        // Closed for want of a lease while raft-rs still says leader (it would go on
+        // heartbeating, holding the others off their election for up to two timeouts):
+        // hand leadership on now that nothing of this term leaves any more.
+        let handed_to = self.replica.abdicate().map(|message| {
+            let to = message.to;
+            send_now(vec![message]);
+            to
+        });
+        if handed_to.is_some() {
+            self.stats.abdications += 1;
         }
         let keep_seq = self.replica.log_last_seq();
         self.replica.store_mut().backend_mut().reclaim(keep_seq)?;
         self.mode = Mode::Following;
         self.rebuild();
-        Ok(())
+        Ok(handed_to)
     }
 
     /// The driver finished the rebuild it was asked for: its state holds records

@@ -216,6 +216,40 @@ impl<B: Backend> Replica<B> {
         }
     }
 
+    /// A leader that stopped serving hands leadership on at once instead of leaving the
+    /// others to wait out an election timeout: it tells the voter it knows to hold the
+    /// longest log (`MsgTimeoutNow`, the leadership-transfer message: that voter campaigns
+    /// now, without pre-vote) and steps down. Returns the voter told, or `None` when this
+    /// node does not lead (or leads alone). The message is returned rather than queued, so
+    /// that the driver sends it at once, ahead of the journal clean-up that follows a close.
+    ///
+    /// Only for a leader whose order entry is closed: a transfer campaign is granted even by
+    /// voters that heard from this leader within their election timeout, so it ends the
+    /// lease early. Raft's vote rules still elect only a node with every committed entry.
+    pub fn abdicate(&mut self) -> Option<Message> {
+        if self.role() != StateRole::Leader {
+            return None;
+        }
+        let raft = &mut self.node.raft;
+        let own_id = raft.id;
+        let target = raft
+            .prs()
+            .iter()
+            .filter(|&(&id, _)| id != own_id)
+            // Longest log first, then lowest id: deterministic for the simulation.
+            .max_by_key(|&(&id, progress)| (progress.matched, std::cmp::Reverse(id)))
+            .map(|(&id, _)| id)?;
+        raft.send_timeout_now(target);
+        // `send_timeout_now` appends to the outgoing queue: the last message is ours.
+        let message = raft.msgs.pop();
+        debug_assert!(message
+            .as_ref()
+            .is_some_and(|m| m.msg_type == MessageType::MsgTimeoutNow && m.to == target));
+        let term = raft.term;
+        raft.become_follower(term, raft::INVALID_ID);
+        message
+    }
+
     /// Number of voters, this node included.
     pub fn voters(&self) -> usize {
         self.voters

@@ -188,6 +188,7 @@ struct Totals {
     duplicated: u64,
     rebuilds: u64,
     lease_losses: u64,
+    abdications: u64,
     votes_deferred: u64,
     caught_up_records: u64,
     time: u64,
@@ -209,6 +210,7 @@ impl Totals {
         self.duplicated += r.duplicated;
         self.rebuilds += r.rebuilds;
         self.lease_losses += r.lease_losses;
+        self.abdications += r.abdications;
         self.votes_deferred += r.votes_deferred;
         self.caught_up_records += r.caught_up_records;
         self.time += r.time;

@@ -425,8 +425,17 @@ impl Host<'_> {
             end_stint(old)?;
         }
         let stopped = started.elapsed();
-        role.order_entry_closed().map_err(replication)?;
+        let transport = &self.transport;
+        let handed_to = role
+            .order_entry_closed(&mut |messages| send_all(transport, messages))
+            .map_err(replication)?;
         self.door = Some(Door::open(self.config.server.listen)?);
+        if let Some(voter) = handed_to {
+            tracing::warn!(
+                to = voter,
+                "handed leadership on (MsgTimeoutNow): no lease, order entry closed"
+            );
+        }
         tracing::info!(
             step_down_ms = millis(started.elapsed()),
             order_entry_stop_ms = millis(stopped),

@@ -112,6 +112,9 @@ pub struct Live {
     tentative: Vec<(u64, Roots)>,
     events: Vec<Event>,
     rebuilds: u64,
+    /// Messages the machine sent on its own while order entry closed (a hand-off), for
+    /// the network at the end of this operation.
+    outbox: Vec<Message>,
 }
 
 /// A crashed node: what survived in its storage.
@@ -206,6 +209,7 @@ impl Node {
             tentative: Vec::new(),
             events: Vec::new(),
             rebuilds: 0,
+            outbox: Vec::new(),
         });
         live.carry_out(self.id, checker)?;
         self.live = Some(live);
@@ -246,6 +250,7 @@ fn accumulate(total: &mut NodeStats, more: &NodeStats) {
     total.role.openings += more.role.openings;
     total.role.step_downs += more.role.step_downs;
     total.role.lease_losses += more.role.lease_losses;
+    total.role.abdications += more.role.abdications;
     total.role.votes_deferred += more.role.votes_deferred;
     total.role.rebuilds += more.role.rebuilds;
     total.role.caught_up_records += more.role.caught_up_records;
@@ -283,6 +288,7 @@ impl Live {
         if self.role.on_time(now) || rebuilt {
             self.after_op(id, checker, fx)?;
         }
+        fx.messages.append(&mut self.outbox);
         Ok(())
     }
 
@@ -461,6 +467,7 @@ impl Live {
         fx.messages.append(&mut early);
         fx.messages.append(&mut late);
         self.carry_out(id, checker)?;
+        fx.messages.append(&mut self.outbox);
         self.release(id, fx);
         if self.serving.is_none()
             && self.rebuild_pending.is_none()
@@ -573,8 +580,9 @@ impl Live {
         self.closing_for = None;
         self.serving = None;
         self.pending.clear();
+        let outbox = &mut self.outbox;
         self.role
-            .order_entry_closed()
+            .order_entry_closed(&mut |messages| outbox.extend(messages))
             .map_err(|e| format!("node {id}: closing order entry: {e}"))?;
         self.carry_out(id, checker)
     }

@@ -92,6 +92,8 @@ pub struct Report {
     pub rebuilds: u64,
     /// Closings of order entry because a lease ran out while still leader.
     pub lease_losses: u64,
+    /// Leaderships handed on after such a closing.
+    pub abdications: u64,
     /// Vote requests a freshly (re)started node left unanswered.
     pub votes_deferred: u64,
     /// Records committed during a rebuild, applied after it from the journal.
@@ -863,6 +865,7 @@ impl Cluster {
             duplicated: self.duplicated,
             rebuilds: self.nodes.iter().map(|n| n.stats().rebuilds).sum(),
             lease_losses: self.nodes.iter().map(|n| n.stats().role.lease_losses).sum(),
+            abdications: self.nodes.iter().map(|n| n.stats().role.abdications).sum(),
             caught_up_records: self
                 .nodes
                 .iter()
