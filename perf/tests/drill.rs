@@ -2,8 +2,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! A short `keel-perf drill` against real `keel serve` processes: a full data disk under
 //! the leader (each node on its own loop-mounted ext4; skipped, saying so, where loop
-//! mounts are unavailable: not root, or `KEEL_SKIP_LOOP_MOUNT=1`), then one kill -9, SIGSTOP, isolation and one-way partition of
-//! the leader, a few seconds each, then the drill's
+//! mounts are unavailable: not root, or `KEEL_SKIP_LOOP_MOUNT=1`), then one kill -9, SIGSTOP, isolation and one-way partition each way of
+//! the leader (the leader that cannot hear its followers hands leadership on), a few seconds each, then the drill's
 //! checks of every replica's journal (every acknowledged order exactly once, every received
 //! message byte-identical, no token twice, equal roots). No timing is asserted: the outage
 //! figures are the drill's report, not this test's business.
@@ -42,7 +42,7 @@ fn a_short_drill_of_each_leader_fault_passes_every_check() {
             // The full disk first: on nodes never restarted, the Raft index is still sparse
             // and the next block it needs fails the node within about 128 entries; later,
             // a node fails only at the end of its journal segment (up to a minute).
-            "full-disk-leader,kill-leader,stop-leader,isolate,oneway-out",
+            "full-disk-leader,kill-leader,stop-leader,isolate,oneway-out,oneway-in",
             "--quick",
             "--seed",
             "5",
@@ -79,11 +79,15 @@ fn a_short_drill_of_each_leader_fault_passes_every_check() {
              KEEL_SKIP_LOOP_MOUNT=1 to skip the full-disk fault): {notes:?}"
         );
         eprintln!("full-disk fault SKIPPED: {notes:?}");
-        assert_eq!(kinds, ["kill", "stop", "isolate", "oneway"], "{stderr}");
+        assert_eq!(
+            kinds,
+            ["kill", "stop", "isolate", "oneway", "oneway"],
+            "{stderr}"
+        );
     } else {
         assert_eq!(
             kinds,
-            ["full-disk", "kill", "stop", "isolate", "oneway"],
+            ["full-disk", "kill", "stop", "isolate", "oneway", "oneway"],
             "{stderr}"
         );
         // The node whose disk filled exited with status 74 on its own.
