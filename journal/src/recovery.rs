@@ -384,7 +384,7 @@ fn end_of_data(
 fn torn_in_later(index: u64, later: &[Mmap]) -> Option<TornTail> {
     later.iter().zip(index + 1..).find_map(|(map, segment)| {
         let body = &map[SEGMENT_HEADER_BYTES..];
-        let first = body.iter().position(|&b| b != 0)?;
+        let first = first_nonzero(body)?;
         let offset = (SEGMENT_HEADER_BYTES + first) / RECORD_ALIGN_BYTES * RECORD_ALIGN_BYTES;
         Some(TornTail {
             segment,
@@ -403,6 +403,13 @@ fn torn_in_later(index: u64, later: &[Mmap]) -> Option<TornTail> {
 fn first_valid_at_or_after(map: &[u8], from: usize, seq_min: u64) -> Option<usize> {
     let mut pos = from.next_multiple_of(RECORD_ALIGN_BYTES);
     while pos + RECORD_HEADER_BYTES <= map.len() {
+        // Most of a segment past its end is zero: skip to the next block when every header
+        // that could start before it lies in zeros (an all-zero header is never a record).
+        let block_end = (pos / ZERO_BLOCK_BYTES + 1) * ZERO_BLOCK_BYTES;
+        if is_zero(&map[pos..(block_end + RECORD_HEADER_BYTES).min(map.len())]) {
+            pos = block_end;
+            continue;
+        }
         // Cheap pre-check before the CRC: zero headers are by far the common case.
         if map[pos..pos + RECORD_HEADER_BYTES].iter().any(|&b| b != 0) {
             if let Ok((header, _)) = read_record(&map[pos..]) {
@@ -418,6 +425,105 @@ fn first_valid_at_or_after(map: &[u8], from: usize, seq_min: u64) -> Option<usiz
 
 /// Offset just past the last non-zero byte, rounded up to the record alignment.
 pub(crate) fn last_nonzero_end(map: &[u8]) -> usize {
-    let end = map.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+    let mut end = map.len();
+    while end > 0 {
+        let start = (end - 1) / ZERO_BLOCK_BYTES * ZERO_BLOCK_BYTES;
+        if !is_zero(&map[start..end]) {
+            break;
+        }
+        end = start;
+    }
+    let end = map[..end]
+        .iter()
+        .rposition(|&b| b != 0)
+        .map_or(0, |i| i + 1);
     end.next_multiple_of(RECORD_ALIGN_BYTES).min(map.len())
+}
+
+/// The index of the first non-zero byte, found a zero block at a time.
+fn first_nonzero(bytes: &[u8]) -> Option<usize> {
+    let mut start = 0;
+    while start < bytes.len() {
+        let end = (start + ZERO_BLOCK_BYTES).min(bytes.len());
+        if !is_zero(&bytes[start..end]) {
+            return bytes[start..end]
+                .iter()
+                .position(|&b| b != 0)
+                .map(|i| start + i);
+        }
+        start = end;
+    }
+    None
+}
+
+/// Block by which the scans above skip zeros.
+const ZERO_BLOCK_BYTES: usize = 4096;
+
+/// Whether every byte is zero. A whole-slice OR, which the compiler vectorises (a byte-wise
+/// search with an early exit does not): a mostly empty 64 MiB segment is scanned in
+/// milliseconds rather than the hundreds a step-down spent on it (it reopens the journal).
+pub(crate) fn is_zero(bytes: &[u8]) -> bool {
+    let mut words = bytes.chunks_exact(8);
+    let folded = words.by_ref().fold(0u64, |acc, word| {
+        // `chunks_exact(8)` yields 8 bytes; the fallback is never taken.
+        acc | u64::from_ne_bytes(<[u8; 8]>::try_from(word).unwrap_or([0xff; 8]))
+    });
+    folded == 0 && words.remainder().iter().all(|&b| b == 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{
+        first_nonzero, first_valid_at_or_after, is_zero, last_nonzero_end, ZERO_BLOCK_BYTES,
+    };
+    use crate::format::{write_record, RecordType, RECORD_ALIGN_BYTES};
+
+    fn naive_end(map: &[u8]) -> usize {
+        let end = map.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+        end.next_multiple_of(RECORD_ALIGN_BYTES).min(map.len())
+    }
+
+    #[test]
+    fn the_block_scans_agree_with_a_byte_by_byte_search() {
+        let len = 5 * ZERO_BLOCK_BYTES + 13;
+        let edges = [
+            0,
+            1,
+            7,
+            8,
+            ZERO_BLOCK_BYTES - 1,
+            ZERO_BLOCK_BYTES,
+            3 * ZERO_BLOCK_BYTES + 5,
+        ];
+        for &at in edges.iter().chain([len - 1, len - 13].iter()) {
+            let mut map = vec![0u8; len];
+            assert!(is_zero(&map));
+            assert_eq!(last_nonzero_end(&map), 0);
+            map[at] = 0x5a;
+            assert!(!is_zero(&map), "byte {at}");
+            assert_eq!(last_nonzero_end(&map), naive_end(&map), "byte {at}");
+            assert_eq!(first_nonzero(&map), Some(at), "byte {at}");
+            assert!(is_zero(&map[..at]), "byte {at}");
+        }
+    }
+
+    #[test]
+    fn a_record_after_zero_blocks_or_across_a_block_edge_is_found() {
+        let len = 6 * ZERO_BLOCK_BYTES;
+        for at in [
+            ZERO_BLOCK_BYTES - 8,
+            ZERO_BLOCK_BYTES,
+            3 * ZERO_BLOCK_BYTES + 16,
+            5 * ZERO_BLOCK_BYTES - 24,
+        ] {
+            let mut map = vec![0u8; len];
+            write_record(&mut map[at..], 42, RecordType::Command, b"payload");
+            assert_eq!(
+                first_valid_at_or_after(&map, 8, 0),
+                Some(at),
+                "record at {at}"
+            );
+            assert_eq!(first_valid_at_or_after(&map, 8, 43), None, "record at {at}");
+        }
+    }
 }
