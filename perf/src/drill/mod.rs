@@ -35,6 +35,7 @@ pub mod nemesis;
 pub mod output;
 pub mod plot;
 pub mod proxy;
+pub mod slowfs;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
