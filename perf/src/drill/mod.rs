@@ -292,7 +292,7 @@ pub fn main(args: &DrillArgs) -> anyhow::Result<()> {
     let mut disks = None;
     if wants(Kind::FullDisk) {
         let images_dir = images.as_ref().map_or(cluster.root.as_path(), |d| d.path());
-        match Disks::mount(images_dir, &cluster.data_dirs) {
+        match Disks::mount(images_dir, &cluster.data_dirs, false) {
             Ok(mounted) => {
                 notes.push(format!(
                     "each node's data directory is its own {} MiB loop-mounted ext4 ({}), images in {}",
