@@ -658,19 +658,24 @@ fn unmount_retrying(path: &Path) -> Result<(), String> {
     }
 }
 
-/// Aborts FUSE connection `connection` through fusectl (mounted first if it is not: a
-/// control file system, harmless to leave mounted): every request waiting on the daemon
-/// fails with an error instead of hanging.
+/// Aborts FUSE connection `connection` through fusectl (mounted for the purpose if it is
+/// not, and unmounted again): every request waiting on the daemon fails with an error
+/// instead of hanging.
 fn abort_connection(connection: u64) -> Result<(), String> {
     let control = Path::new("/sys/fs/fuse/connections");
     let abort = control.join(connection.to_string()).join("abort");
-    if !abort.exists() {
-        let _ = std::process::Command::new("mount")
+    let mounted_here = !abort.exists()
+        && std::process::Command::new("mount")
             .args(["-t", "fusectl", "fusectl"])
             .arg(control)
-            .status();
+            .status()
+            .is_ok_and(|status| status.success());
+    let written =
+        std::fs::write(&abort, b"1").map_err(|e| format!("cannot write {}: {e}", abort.display()));
+    if mounted_here {
+        let _ = std::process::Command::new("umount").arg(control).status();
     }
-    std::fs::write(&abort, b"1").map_err(|e| format!("cannot write {}: {e}", abort.display()))
+    written
 }
 
 #[cfg(test)]
@@ -690,19 +695,28 @@ pub(crate) mod tests {
         None
     }
 
+    /// A backing directory and a slow mount of it, or `None` (said, for `test`) where this
+    /// machine cannot mount one.
+    fn mounted(test: &str) -> Option<(tempfile::TempDir, tempfile::TempDir, SlowMount)> {
+        if let Some(why) = cannot_mount() {
+            eprintln!("SKIPPED {test}: {why}");
+            return None;
+        }
+        let backing = tempfile::tempdir().unwrap();
+        let mountpoint = tempfile::tempdir().unwrap();
+        let mount = SlowMount::mount(backing.path(), mountpoint.path()).unwrap();
+        Some((backing, mountpoint, mount))
+    }
+
     fn pattern(len: usize) -> Vec<u8> {
         (0..len).map(|i| (i * 7 % 251) as u8).collect()
     }
 
     #[test]
     fn a_file_written_and_synced_through_the_mount_reads_back_the_same_with_or_without_delay() {
-        if let Some(why) = cannot_mount() {
-            eprintln!("SKIPPED slowfs test: {why}");
+        let Some((backing, mountpoint, mut mount)) = mounted("slowfs test") else {
             return;
-        }
-        let backing = tempfile::tempdir().unwrap();
-        let mountpoint = tempfile::tempdir().unwrap();
-        let mut mount = SlowMount::mount(backing.path(), mountpoint.path()).unwrap();
+        };
         let path = mountpoint.path().join("image");
         let mut data = pattern(300_000);
         let mut file = File::create(&path).unwrap();
@@ -740,5 +754,25 @@ pub(crate) mod tests {
         mount.unmount().unwrap();
         // Unmounted: the mount point is the empty directory again.
         assert_eq!(std::fs::read_dir(mountpoint.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn an_aborted_mount_fails_its_io_instead_of_hanging_and_still_unmounts() {
+        let Some((backing, mountpoint, mut mount)) = mounted("slowfs abort test") else {
+            return;
+        };
+        let file = File::create(mountpoint.path().join("image")).unwrap();
+        file.write_all_at(b"before", 0).unwrap();
+        mount.abort().unwrap();
+        let error = file.write_all_at(b"after", 0).unwrap_err();
+        assert_eq!(error.raw_os_error(), Some(libc::ENOTCONN), "{error}");
+        // The open file keeps the mount busy: detached lazily, said so, not waited for.
+        let unmounted = mount.unmount();
+        assert!(unmounted.is_err(), "{unmounted:?}");
+        drop(file);
+        assert_eq!(
+            std::fs::read(backing.path().join("image")).unwrap(),
+            b"before"
+        );
     }
 }
