@@ -3,8 +3,15 @@
 //! free block), and the operator steps after a failed sync (`keel serve` must refuse the
 //! journal, `keel journal clear-sync-failure` clears it).
 //!
-//! Mounts are undone (unmounted, loop devices detached) by [`Disks::unmount`], which the
-//! drill calls once every node has stopped, and by `Drop` on any other way out.
+//! For slow disks, each node's image file lives in its own [`SlowMount`] (a FUSE
+//! passthrough of a backing directory whose writes and syncs wait for a delay switched at
+//! run time), so a node's stack is: data directory → ext4 → loop device → image on the
+//! slow mount → backing file.
+//!
+//! Mounts are undone by [`Disks::unmount`], which the drill calls once every node has
+//! stopped, and by `Drop` on any other way out: per node, ext4 unmounted, loop device
+//! detached, then the slow mount (the other order hangs or fails: ext4 writes back through
+//! the loop device, which holds the image open on the slow mount).
 
 use std::fs::File;
 
@@ -12,13 +19,19 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use super::slowfs::SlowMount;
+
 /// Size of each node's file system: room for a long drill's journal (about 150 bytes a
 /// record, plus the Raft index) many times over.
 pub const IMAGE_BYTES: u64 = 128 << 20;
 
+/// How long unmounting a node's ext4 may take before the slow mount under it is aborted
+/// (a FUSE daemon that hangs must not hang the drill).
+const UNMOUNT_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// One node's disk.
 struct Mount {
-    /// The image file.
+    /// The image file (on the slow mount, if any).
     image: PathBuf,
     /// The mount point: the node's data directory.
     dir: PathBuf,
@@ -26,6 +39,8 @@ struct Mount {
     device: Option<String>,
     /// The ballast file, while the disk is full.
     ballast: Option<PathBuf>,
+    /// The slow mount holding the image, and the backing directory under it.
+    slow: Option<(SlowMount, PathBuf)>,
 }
 
 /// Every node's disk.
@@ -35,39 +50,66 @@ pub struct Disks {
 
 impl Disks {
     /// Makes an ext4 image per data directory (`IMAGE_BYTES`, sparse, in `images`) and
-    /// mounts it there; says why if it cannot (then nothing stays mounted).
-    pub fn mount(images: &Path, data_dirs: &[PathBuf]) -> Result<Disks, String> {
+    /// mounts it there; with `slow`, each image on its own slow mount (`images/nodeN-slow`,
+    /// backed by `images/nodeN-backing`). Says why if it cannot (then nothing stays
+    /// mounted).
+    pub fn mount(images: &Path, data_dirs: &[PathBuf], slow: bool) -> Result<Disks, String> {
         // SAFETY: a plain query of this process's effective user id.
         if unsafe { libc::geteuid() } != 0 {
             return Err("not running as root (loop mounts need root)".to_string());
         }
+        if slow && !Path::new("/dev/fuse").exists() {
+            return Err("no /dev/fuse (a slow disk is a FUSE mount)".to_string());
+        }
         let mut disks = Disks { mounts: Vec::new() };
         for (index, dir) in data_dirs.iter().enumerate() {
-            let image = images.join(format!("node{}-disk.img", index + 1));
-            File::create(&image)
-                .and_then(|file| file.set_len(IMAGE_BYTES))
-                .map_err(|e| format!("cannot create {}: {e}", image.display()))?;
-            run(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&image))?;
-            std::fs::create_dir_all(dir)
-                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            let name = format!("node{}", index + 1);
+            let slow_mount = if slow {
+                Some(mount_slow(images, &name)?)
+            } else {
+                None
+            };
+            let image_dir = slow_mount
+                .as_ref()
+                .map_or(images, |(mount, _)| mount.path());
             disks.mounts.push(Mount {
-                image: image.clone(),
+                image: image_dir.join(format!("{name}-disk.img")),
                 dir: dir.clone(),
                 device: None,
                 ballast: None,
+                slow: slow_mount,
             });
-            let device = run(Command::new("losetup")
-                .args(["--find", "--show"])
-                .arg(&image))?;
-            let device = device.trim().to_string();
+            // Listed before it is attached: a failure drops `disks`, which undoes it too.
             if let Some(mount) = disks.mounts.last_mut() {
-                mount.device = Some(device.clone());
+                mount.attach()?;
             }
-            run(Command::new("mount").arg(&device).arg(dir))?;
-            // An empty data directory, as the node expects on its first start.
-            let _ = std::fs::remove_dir(dir.join("lost+found"));
         }
         Ok(disks)
+    }
+
+    /// Whether the images are on slow mounts.
+    pub fn slow(&self) -> bool {
+        self.mounts.iter().any(|m| m.slow.is_some())
+    }
+
+    /// Makes node `index`'s disk slow: each write, sync, flush and allocation of its image
+    /// waits `delay` first (zero: back to normal).
+    pub fn set_delay(&self, index: usize, delay: Duration) -> Result<(), String> {
+        match self.mounts.get(index).and_then(|m| m.slow.as_ref()) {
+            Some((slow, _)) => {
+                slow.set_delay(delay);
+                Ok(())
+            }
+            None => Err(format!("node{}'s disk is not on a slow mount", index + 1)),
+        }
+    }
+
+    /// How many operations of node `index`'s image have waited for a delay so far.
+    pub fn delayed_ops(&self, index: usize) -> u64 {
+        self.mounts
+            .get(index)
+            .and_then(|m| m.slow.as_ref())
+            .map_or(0, |(slow, _)| slow.delayed_ops())
     }
 
     /// The loop devices, by node.
@@ -124,26 +166,105 @@ impl Disks {
         Ok(())
     }
 
-    /// Unmounts every disk and detaches its loop device, deleting the images; returns what
-    /// could not be undone. Call once no process uses the disks.
+    /// Unmounts every disk and detaches its loop device (and unmounts its slow mount),
+    /// deleting the images; returns what could not be undone. Call once no process uses
+    /// the disks.
     pub fn unmount(&mut self) -> Vec<String> {
         let mut problems = Vec::new();
         for mount in self.mounts.drain(..) {
-            if let Some(device) = &mount.device {
-                let busy = run(Command::new("umount").arg(&mount.dir)).err();
-                if let Some(why) = busy {
-                    // Still in use (a process not yet reaped): detach it from the tree; the
-                    // loop device goes once the last user does (autoclear below).
-                    let _ = run(Command::new("umount").arg("-l").arg(&mount.dir));
-                    problems.push(format!("{} was busy: {why}", mount.dir.display()));
-                }
-                if let Err(why) = run(Command::new("losetup").arg("-d").arg(device)) {
-                    problems.push(format!("cannot detach {device}: {why}"));
-                }
-            }
-            let _ = std::fs::remove_file(&mount.image);
+            mount.undo(&mut problems);
         }
         problems
+    }
+}
+
+/// Makes `images/NAME-backing` and mounts a slow mount of it at `images/NAME-slow`.
+fn mount_slow(images: &Path, name: &str) -> Result<(SlowMount, PathBuf), String> {
+    let backing = images.join(format!("{name}-backing"));
+    let mountpoint = images.join(format!("{name}-slow"));
+    for dir in [&backing, &mountpoint] {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    Ok((SlowMount::mount(&backing, &mountpoint)?, backing))
+}
+
+impl Mount {
+    /// Creates the image, makes an ext4 of it, and mounts it on a loop device at `dir`.
+    fn attach(&mut self) -> Result<(), String> {
+        let image = &self.image;
+        File::create(image)
+            .and_then(|file| file.set_len(IMAGE_BYTES))
+            .map_err(|e| format!("cannot create {}: {e}", image.display()))?;
+        run(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(image))?;
+        std::fs::create_dir_all(&self.dir)
+            .map_err(|e| format!("cannot create {}: {e}", self.dir.display()))?;
+        let device = run(Command::new("losetup")
+            .args(["--find", "--show"])
+            .arg(image))?;
+        let device = device.trim().to_string();
+        self.device = Some(device.clone());
+        run(Command::new("mount").arg(&device).arg(&self.dir))?;
+        // An empty data directory, as the node expects on its first start.
+        let _ = std::fs::remove_dir(self.dir.join("lost+found"));
+        Ok(())
+    }
+
+    /// Unmounts the ext4, detaches the loop device, unmounts the slow mount, deletes the
+    /// image: in that order (see the module's documentation). Adds what failed to
+    /// `problems`.
+    fn undo(self, problems: &mut Vec<String>) {
+        if let Some((slow, _)) = &self.slow {
+            // Whatever is still to be written back goes at full speed.
+            slow.set_delay(Duration::ZERO);
+        }
+        if let Some(device) = &self.device {
+            if let Err(why) = self.unmount_ext4() {
+                problems.push(why);
+            }
+            if let Err(why) = run(Command::new("losetup").arg("-d").arg(device)) {
+                problems.push(format!("cannot detach {device}: {why}"));
+            }
+        }
+        let image = match self.slow {
+            Some((mut slow, backing)) => {
+                if let Err(why) = slow.unmount() {
+                    problems.push(format!("{}: {why}", slow.path().display()));
+                }
+                self.image.file_name().map(|name| backing.join(name))
+            }
+            None => Some(self.image),
+        };
+        if let Some(image) = image {
+            let _ = std::fs::remove_file(image);
+        }
+    }
+
+    /// Unmounts the ext4 at `dir`. Still in use (a process not yet reaped): detached from
+    /// the tree, the loop device going once the last user does (autoclear). Not done
+    /// within [`UNMOUNT_TIMEOUT`] (a slow mount's daemon that does not answer): the slow
+    /// mount's connection is aborted, which fails the pending writes and ends the umount.
+    fn unmount_ext4(&self) -> Result<(), String> {
+        match run_bounded(Command::new("umount").arg(&self.dir), UNMOUNT_TIMEOUT) {
+            Ok(_) => Ok(()),
+            Err(Bounded::Failed(why)) => {
+                let _ = run(Command::new("umount").arg("-l").arg(&self.dir));
+                Err(format!("{} was busy: {why}", self.dir.display()))
+            }
+            Err(Bounded::TimedOut) => {
+                let aborted = match &self.slow {
+                    Some((slow, _)) => slow.abort().map_or_else(
+                        |e| format!("; cannot abort its slow mount: {e}"),
+                        |()| "; its slow mount aborted".to_string(),
+                    ),
+                    None => String::new(),
+                };
+                Err(format!(
+                    "umount {} did not finish within {UNMOUNT_TIMEOUT:?}{aborted}",
+                    self.dir.display()
+                ))
+            }
+        }
     }
 }
 
@@ -155,20 +276,54 @@ impl Drop for Disks {
     }
 }
 
-/// Runs `command`; its standard output, or why it failed.
+/// Longest a disk command (mkfs, losetup, mount) may take.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Runs `command` (for at most [`COMMAND_TIMEOUT`]); its standard output, or why it failed.
 fn run(command: &mut Command) -> Result<String, String> {
-    let output = command
+    run_bounded(command, COMMAND_TIMEOUT).map_err(|failure| match failure {
+        Bounded::Failed(why) => why,
+        Bounded::TimedOut => format!("{command:?} did not finish within {COMMAND_TIMEOUT:?}"),
+    })
+}
+
+/// How a bounded command failed.
+enum Bounded {
+    /// It ended unsuccessfully (or could not start): why.
+    Failed(String),
+    /// It did not end in time (it was sent SIGKILL, which takes effect once it leaves the
+    /// kernel).
+    TimedOut,
+}
+
+/// Runs `command` for at most `timeout`; its standard output, or how it failed.
+fn run_bounded(command: &mut Command, timeout: Duration) -> Result<String, Bounded> {
+    let mut child = command
         .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot run {command:?}: {e}"))?;
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| Bounded::Failed(format!("cannot run {command:?}: {e}")))?;
+    let deadline = Instant::now() + timeout;
+    while child.try_wait().ok().flatten().is_none() {
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            return Err(Bounded::TimedOut);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Exited: its pipes hold at most what it wrote, which `wait_with_output` reads.
+    let output = child
+        .wait_with_output()
+        .map_err(|e| Bounded::Failed(format!("{command:?}: {e}")))?;
     if output.status.success() {
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     } else {
-        Err(format!(
+        Err(Bounded::Failed(format!(
             "{command:?} failed ({}): {}",
             output.status,
             String::from_utf8_lossy(&output.stderr).trim()
-        ))
+        )))
     }
 }
 
@@ -233,4 +388,58 @@ pub fn last_seq(dir: &Path) -> Option<u64> {
     keel_journal::recovery::scan(dir, |_| {})
         .ok()
         .map(|scan| scan.last_seq)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    /// Appends `len` bytes to `file` and fdatasyncs it; how long that took.
+    fn append_and_sync(file: &mut File, len: usize) -> Duration {
+        let started = Instant::now();
+        file.write_all(&vec![7u8; len]).unwrap();
+        file.sync_data().unwrap();
+        started.elapsed()
+    }
+
+    #[test]
+    fn a_slow_disk_stack_mounts_syncs_slowly_on_demand_and_unmounts() {
+        if let Some(why) = crate::drill::slowfs::tests::cannot_mount() {
+            eprintln!("SKIPPED slow disk stack test: {why}");
+            return;
+        }
+        if std::env::var_os("KEEL_SKIP_LOOP_MOUNT").is_some() {
+            eprintln!("SKIPPED slow disk stack test: KEEL_SKIP_LOOP_MOUNT is set");
+            return;
+        }
+        let images = tempfile::tempdir().unwrap();
+        let data = tempfile::tempdir().unwrap();
+        let dir = data.path().join("node1");
+        let mut disks = Disks::mount(images.path(), std::slice::from_ref(&dir), true).unwrap();
+        assert!(disks.slow());
+        let mut file = File::create(dir.join("journal")).unwrap();
+        let fast: Vec<Duration> = (0..5).map(|_| append_and_sync(&mut file, 200)).collect();
+        let before = disks.delayed_ops(0);
+        disks.set_delay(0, Duration::from_millis(50)).unwrap();
+        let slow: Vec<Duration> = (0..5).map(|_| append_and_sync(&mut file, 200)).collect();
+        disks.set_delay(0, Duration::ZERO).unwrap();
+        let after = disks.delayed_ops(0);
+        // Timings are printed, never asserted: they are this machine's.
+        eprintln!("ext4 on loop on slowfs: append + fdatasync without delay {fast:?}");
+        eprintln!(
+            "with 50 ms per write/sync: {slow:?} ({} operations delayed)",
+            after - before
+        );
+        // Each fdatasync of ext4 reached the image as writes and a flush.
+        assert!(after - before >= 5, "{} delayed", after - before);
+        drop(file);
+        let problems = disks.unmount();
+        assert!(problems.is_empty(), "{problems:?}");
+        // Left: the empty backing directory and mount point.
+        for entry in std::fs::read_dir(images.path()).unwrap() {
+            let entry = entry.unwrap().path();
+            assert_eq!(std::fs::read_dir(&entry).unwrap().count(), 0, "{entry:?}");
+        }
+    }
 }

@@ -19,14 +19,14 @@
 //!   and the seed. Any failed check (or a fault the cluster never recovered from) prints the
 //!   seed and the first evidence and makes the exit status non-zero.
 //!
-//! - **Disks** ([`disk`]): with `full-disk` faults scheduled, each node's data directory is
-//!   its own small loop-mounted ext4 (root and a loop device needed; otherwise the kind is
-//!   skipped, and the output says so). `sync-fail` faults need a `keel` built with the
-//!   fault-injection seam (`--keel-faulty`; otherwise skipped likewise): every node then
-//!   runs it, armed to fail its journal syncs once a trigger file exists.
-//!
-//! Not built: slow disks (no cgroup v2 io controller on the machines this runs on; see the
-//! report's notes).
+//! - **Disks** ([`disk`]): with `full-disk` or `slow-disk` faults scheduled, each node's
+//!   data directory is its own small loop-mounted ext4 (root and a loop device needed;
+//!   otherwise the kinds are skipped, and the output says so). For `slow-disk` faults each
+//!   image lies on its own [`slowfs`] mount, a FUSE passthrough served by this process
+//!   whose writes and syncs wait `--slow-disk-ms` while the fault holds (`/dev/fuse`
+//!   needed too). `sync-fail` faults need a `keel` built with the fault-injection seam
+//!   (`--keel-faulty`; otherwise skipped likewise): every node then runs it, armed to fail
+//!   its journal syncs once a trigger file exists.
 
 pub mod check;
 pub mod client;
@@ -35,8 +35,9 @@ pub mod nemesis;
 pub mod output;
 pub mod plot;
 pub mod proxy;
+pub mod slowfs;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -63,11 +64,12 @@ pub struct DrillArgs {
     /// script, e.g. `kill-leader,stop-follower,isolate,oneway-out,split-majority,flap`.
     #[arg(long, default_value = "12")]
     pub faults: String,
-    /// Kinds of the random schedule. `full-disk` needs root and loop devices, `sync-fail`
-    /// needs `--keel-faulty`; without them those kinds are skipped (and the output says so).
+    /// Kinds of the random schedule. `full-disk` needs root and loop devices, `slow-disk`
+    /// root, loop devices and `/dev/fuse`, `sync-fail` needs `--keel-faulty`; without them
+    /// those kinds are skipped (and the output says so).
     #[arg(
         long,
-        default_value = "kill,stop,isolate,split,oneway,flap,full-disk,sync-fail"
+        default_value = "kill,stop,isolate,split,oneway,flap,full-disk,sync-fail,slow-disk"
     )]
     pub kinds: String,
     /// Seed of the schedule, targets, hold times and orders: the run to reproduce.
@@ -91,6 +93,14 @@ pub struct DrillArgs {
     /// Longest hold, ms.
     #[arg(long, default_value_t = 2_000)]
     pub hold_max_ms: u64,
+    /// How long each write, sync, flush and allocation of a slow disk's image waits
+    /// (`slow-disk` faults), ms. An `fdatasync` of a node's journal reaches the image as
+    /// 5–6 of these (data, ext4's journal blocks, flushes), so the default makes each take
+    /// about 1 s (measured: 1.0–1.2 s), many times the election timeout (150 ms): a leader
+    /// cannot wait such a disk out within the outage goal, and even one delayed write
+    /// outlasts an election timeout.
+    #[arg(long, default_value_t = 200)]
+    pub slow_disk_ms: u64,
     /// Calm after each recovery (and before the first fault), ms.
     #[arg(long, default_value_t = 1_000)]
     pub quiet_ms: u64,
@@ -260,10 +270,11 @@ pub fn main(args: &DrillArgs) -> anyhow::Result<()> {
         e2e::describe_binary(faulty.as_ref().unwrap_or(&keel)),
     );
     let mut proxy = Proxy::new();
-    let small_segments = wants(Kind::FullDisk);
+    let wants_disks = wants(Kind::FullDisk) || wants(Kind::SlowDisk);
+    let small_segments = wants_disks;
     if small_segments {
         notes.push(format!(
-            "journal segments of {} MiB (the smallest a node takes), for the small disks of the full-disk faults",
+            "journal segments of {} MiB (the smallest a node takes), for the small disks of the full-disk and slow-disk faults",
             SMALL_SEGMENT_BYTES >> 20
         ));
     }
@@ -279,7 +290,7 @@ pub fn main(args: &DrillArgs) -> anyhow::Result<()> {
         .disk_images
         .clone()
         .or_else(|| shm.is_dir().then_some(shm));
-    let images = match images_parent.filter(|_| wants(Kind::FullDisk)) {
+    let images = match images_parent.filter(|_| wants_disks) {
         Some(parent) => Some(
             tempfile::Builder::new()
                 .prefix("keel-drill-disks-")
@@ -288,27 +299,13 @@ pub fn main(args: &DrillArgs) -> anyhow::Result<()> {
         ),
         None => None,
     };
-    let mut disks = None;
-    if wants(Kind::FullDisk) {
-        let images_dir = images.as_ref().map_or(cluster.root.as_path(), |d| d.path());
-        match Disks::mount(images_dir, &cluster.data_dirs) {
-            Ok(mounted) => {
-                notes.push(format!(
-                    "each node's data directory is its own {} MiB loop-mounted ext4 ({}), images in {}",
-                    disk::IMAGE_BYTES >> 20,
-                    mounted.devices().join(", "),
-                    images_dir.display()
-                ));
-                disks = Some(mounted);
-            }
-            Err(why) => {
-                skipped.push(Kind::FullDisk);
-                notes.push(format!(
-                    "full-disk faults SKIPPED: cannot loop-mount a disk per node: {why}"
-                ));
-            }
-        }
-    }
+    let images_dir = images.as_ref().map_or(cluster.root.as_path(), |d| d.path());
+    let mut disks = mount_disks(
+        (wants(Kind::FullDisk), wants(Kind::SlowDisk)),
+        images_dir,
+        &cluster.data_dirs,
+        (&mut notes, &mut skipped),
+    );
     let available: Vec<Kind> = kinds
         .iter()
         .copied()
@@ -317,7 +314,6 @@ pub fn main(args: &DrillArgs) -> anyhow::Result<()> {
     let mut rng = Rng::new(args.seed);
     let mut faults = nemesis::schedule(&args.faults, &available, &mut rng)?;
     faults.retain(|f| !skipped.contains(&f.kind));
-    notes.push("slow-disk faults not built: the kernel here has no cgroup v2 io controller (io.max), and cgroup v1 blkio throttling does not cover buffered writeback or fsync".to_string());
     for note in &notes {
         eprintln!("keel-perf drill: NOTE: {note}");
     }
@@ -389,7 +385,55 @@ pub fn main(args: &DrillArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Journal segment size on the full-disk faults' small disks (the node's minimum).
+/// Mounts a loop disk per node if `full` or `slow` (disk faults of those kinds are
+/// scheduled), on slow mounts if `slow`; a kind that cannot run here is added to `skipped`,
+/// with a note saying why.
+fn mount_disks(
+    (full, slow): (bool, bool),
+    images_dir: &Path,
+    data_dirs: &[PathBuf],
+    (notes, skipped): (&mut Vec<String>, &mut Vec<Kind>),
+) -> Option<Disks> {
+    if !full && !slow {
+        return None;
+    }
+    let mut mounted = Disks::mount(images_dir, data_dirs, slow);
+    if let (true, Err(why)) = (slow, &mounted) {
+        skipped.push(Kind::SlowDisk);
+        notes.push(format!(
+            "slow-disk faults SKIPPED: cannot put each node's disk on a slow (FUSE) mount: {why}"
+        ));
+        if !full {
+            return None;
+        }
+        mounted = Disks::mount(images_dir, data_dirs, false);
+    }
+    match mounted {
+        Ok(disks) => {
+            notes.push(format!(
+                "each node's data directory is its own {} MiB loop-mounted ext4 ({}), images in {}{}",
+                disk::IMAGE_BYTES >> 20,
+                disks.devices().join(", "),
+                images_dir.display(),
+                if disks.slow() {
+                    ", each on its own slow mount (a FUSE passthrough served by the drill, whose writes and syncs wait during a slow-disk fault)"
+                } else {
+                    ""
+                }
+            ));
+            Some(disks)
+        }
+        Err(why) => {
+            skipped.push(Kind::FullDisk);
+            notes.push(format!(
+                "full-disk faults SKIPPED: cannot loop-mount a disk per node: {why}"
+            ));
+            None
+        }
+    }
+}
+
+/// Journal segment size on the disk faults' small disks (the node's minimum).
 const SMALL_SEGMENT_BYTES: u64 = 1 << 20;
 
 /// The cluster, every peer link through `proxy`; nothing started yet. With
@@ -452,8 +496,10 @@ fn start_nodes(args: &DrillArgs, cluster: &mut Cluster) -> anyhow::Result<()> {
 struct Ctx<'a> {
     cluster: &'a mut Cluster,
     proxy: &'a Proxy,
-    /// Each node's own disk, if mounted (full-disk faults).
+    /// Each node's own disk, if mounted (full-disk and slow-disk faults).
     disks: Option<&'a mut Disks>,
+    /// The delay of each write and sync of a slow disk.
+    slow_disk: Duration,
     /// Each node's sync-fault trigger file (the fault-injection seam fires while it exists).
     triggers: &'a [PathBuf],
     statuses: &'a [Status],
@@ -499,6 +545,7 @@ fn run(
         cluster,
         proxy,
         disks,
+        slow_disk: Duration::from_millis(args.slow_disk_ms),
         triggers,
         statuses: &statuses,
         clock,
@@ -630,6 +677,7 @@ fn run_fault(ctx: &mut Ctx<'_>, record: &mut FaultRecord) -> anyhow::Result<()> 
     record.target_node = target + 1;
     record.links = links.iter().map(|&(a, b)| (a + 1, b + 1)).collect();
     record.hold_ms = hold.as_secs_f64() * 1e3;
+    let delayed_before = ctx.disks.as_ref().map(|d| d.delayed_ops(target));
     let started = inject(ctx, &fault, target, &links)?;
     record.start_ms = ctx.clock.ms(started);
     if fault.kind.is_disk() {
@@ -643,6 +691,13 @@ fn run_fault(ctx: &mut Ctx<'_>, record: &mut FaultRecord) -> anyhow::Result<()> 
     }
     heal(ctx, &fault, target, record)?;
     record.heal_ms = ctx.clock.now_ms();
+    if fault.kind == Kind::SlowDisk {
+        record.delayed_ops = ctx
+            .disks
+            .as_ref()
+            .zip(delayed_before)
+            .map(|(disks, before)| disks.delayed_ops(target) - before);
+    }
     restart_exited(ctx, record)?;
     let recovered = wait_serving(ctx, record.heal_ms);
     restart_exited(ctx, record)?;
@@ -768,6 +823,14 @@ fn inject(
             std::fs::write(&ctx.triggers[target], b"")?;
             Ok(at)
         }
+        Kind::SlowDisk => {
+            let disks = ctx.disks.as_ref().context("no disks are mounted")?;
+            let at = Instant::now();
+            disks
+                .set_delay(target, ctx.slow_disk)
+                .map_err(anyhow::Error::msg)?;
+            Ok(at)
+        }
     }
 }
 
@@ -794,7 +857,8 @@ fn flap(ctx: &mut Ctx<'_>, links: &[(usize, usize)], until: Instant) -> usize {
 
 /// Ends the fault: restart, SIGCONT, or every link open again; for a full disk, the
 /// ballast deleted and a restart; for a failed sync, the operator's procedure (`keel serve`
-/// must refuse the journal, `keel journal clear-sync-failure`) and a restart.
+/// must refuse the journal, `keel journal clear-sync-failure`) and a restart; for a slow
+/// disk, the delay taken away (the node ran on).
 fn heal(
     ctx: &mut Ctx<'_>,
     fault: &Fault,
@@ -813,6 +877,12 @@ fn heal(
             std::fs::remove_file(&ctx.triggers[target])?;
             record.operator = clear_sync_failure(ctx, target)?;
             ctx.cluster.restart(target)
+        }
+        Kind::SlowDisk => {
+            let disks = ctx.disks.as_ref().context("no disks are mounted")?;
+            disks
+                .set_delay(target, Duration::ZERO)
+                .map_err(anyhow::Error::msg)
         }
         Kind::Stop => {
             let pid = ctx
@@ -865,14 +935,16 @@ fn clear_sync_failure(ctx: &Ctx<'_>, target: usize) -> anyhow::Result<Vec<String
     Ok(said)
 }
 
-/// Best effort after an error: every link open, every disk emptied of its ballast, no
-/// sync-fault armed, every node running and not stopped. Returns a note for each node that
+/// Best effort after an error: every link open, every disk emptied of its ballast and at
+/// full speed, no sync-fault armed, every node running and not stopped. Returns a note for each node that
 /// had exited on its own (a crash).
 fn heal_all(ctx: &mut Ctx<'_>) -> Vec<String> {
     ctx.proxy.heal();
     for index in 0..ctx.cluster.len() {
         if let Some(disks) = ctx.disks.as_mut() {
             let _ = disks.free(index);
+            // An error only says the disks are not slow ones.
+            let _ = disks.set_delay(index, Duration::ZERO);
         }
         let _ = std::fs::remove_file(&ctx.triggers[index]);
     }

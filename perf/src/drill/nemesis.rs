@@ -38,10 +38,14 @@ pub enum Kind {
     /// `--keel-faulty` build): the node must exit with status 74 and then refuse to start
     /// until `keel journal clear-sync-failure`; healed by that command and a restart.
     SyncFail,
+    /// The node's disk made slow (every write and sync of its loop-disk image waits
+    /// `--slow-disk-ms`, through the drill's FUSE layer under the image): the node keeps
+    /// running, slowly; healed by taking the delay away.
+    SlowDisk,
 }
 
 /// Every kind, in the order tables list them.
-pub const KINDS: [Kind; 8] = [
+pub const KINDS: [Kind; 9] = [
     Kind::Kill,
     Kind::Stop,
     Kind::Isolate,
@@ -50,6 +54,7 @@ pub const KINDS: [Kind; 8] = [
     Kind::Flap,
     Kind::FullDisk,
     Kind::SyncFail,
+    Kind::SlowDisk,
 ];
 
 impl Kind {
@@ -64,12 +69,28 @@ impl Kind {
             Kind::Flap => "flap",
             Kind::FullDisk => "full-disk",
             Kind::SyncFail => "sync-fail",
+            Kind::SlowDisk => "slow-disk",
         }
     }
 
-    /// Whether the fault ends with the target node's exit (status 74) and a restart.
+    /// Whether the fault ends with the target node's exit (status 74) and a restart (a slow
+    /// disk does not: its node runs on).
     pub fn is_disk(self) -> bool {
         matches!(self, Kind::FullDisk | Kind::SyncFail)
+    }
+
+    /// Whether its target is one node, the leader or a follower (`-leader`/`-follower`
+    /// qualify it).
+    fn hits_one_node(self) -> bool {
+        matches!(
+            self,
+            Kind::Kill
+                | Kind::Stop
+                | Kind::Isolate
+                | Kind::FullDisk
+                | Kind::SyncFail
+                | Kind::SlowDisk
+        )
     }
 
     fn parse(name: &str) -> anyhow::Result<Kind> {
@@ -77,8 +98,9 @@ impl Kind {
             Some(kind) => Ok(*kind),
             None => bail!(
                 "unknown fault `{name}` (kinds: kill, stop, isolate, split, oneway, flap, \
-                 full-disk, sync-fail; -leader/-follower after kill, stop, isolate, full-disk, \
-                 sync-fail; -minority/-majority after split; -out/-in after oneway)"
+                 full-disk, sync-fail, slow-disk; -leader/-follower after kill, stop, isolate, \
+                 full-disk, sync-fail, slow-disk; -minority/-majority after split; -out/-in \
+                 after oneway)"
             ),
         }
     }
@@ -185,18 +207,8 @@ pub fn parse_spec(text: &str) -> anyhow::Result<Spec> {
     };
     match (kind, qualifier.as_deref()) {
         (_, None) => {}
-        (
-            Kind::Kill | Kind::Stop | Kind::Isolate | Kind::FullDisk | Kind::SyncFail,
-            Some("leader"),
-        ) => {
-            spec.role = Some(Role::Leader);
-        }
-        (
-            Kind::Kill | Kind::Stop | Kind::Isolate | Kind::FullDisk | Kind::SyncFail,
-            Some("follower"),
-        ) => {
-            spec.role = Some(Role::Follower);
-        }
+        (kind, Some("leader")) if kind.hits_one_node() => spec.role = Some(Role::Leader),
+        (kind, Some("follower")) if kind.hits_one_node() => spec.role = Some(Role::Follower),
         (Kind::Split, Some("minority")) => spec.role = Some(Role::Leader),
         (Kind::Split, Some("majority")) => spec.role = Some(Role::Follower),
         (Kind::Oneway, Some("out")) => spec.direction = Some(Direction::Out),
@@ -241,7 +253,14 @@ pub fn schedule(faults: &str, kinds: &[Kind], rng: &mut Rng) -> anyhow::Result<V
 fn resolve(spec: Spec, rng: &mut Rng) -> Fault {
     let coin = |rng: &mut Rng| rng.chance(500);
     let role = spec.role.unwrap_or(match spec.kind {
-        Kind::Kill | Kind::Stop | Kind::Split | Kind::FullDisk | Kind::SyncFail if coin(rng) => {
+        Kind::Kill
+        | Kind::Stop
+        | Kind::Split
+        | Kind::FullDisk
+        | Kind::SyncFail
+        | Kind::SlowDisk
+            if coin(rng) =>
+        {
             Role::Follower
         }
         _ => Role::Leader,
@@ -289,7 +308,7 @@ pub fn blocked_links(
     };
     let others = |n: usize| (0..nodes).filter(move |&i| i != n);
     match fault.kind {
-        Kind::Kill | Kind::Stop | Kind::FullDisk | Kind::SyncFail => Vec::new(),
+        Kind::Kill | Kind::Stop | Kind::FullDisk | Kind::SyncFail | Kind::SlowDisk => Vec::new(),
         Kind::Isolate | Kind::Flap => {
             let target = if fault.kind == Kind::Isolate && fault.role == Role::Follower {
                 follower
@@ -323,29 +342,36 @@ pub fn blocked_links(
 mod tests {
     use super::*;
 
+    /// The schedule of a script (seed 1).
+    fn script(text: &str) -> Vec<Fault> {
+        schedule(text, &KINDS, &mut Rng::new(1)).unwrap()
+    }
+
+    fn labels(faults: &[Fault]) -> Vec<String> {
+        faults.iter().map(ToString::to_string).collect()
+    }
+
     #[test]
     fn a_count_covers_every_kind_in_rounds_and_repeats_from_its_seed() {
-        let a = schedule("16", &KINDS, &mut Rng::new(7)).unwrap();
-        let b = schedule("16", &KINDS, &mut Rng::new(7)).unwrap();
+        // Two whole rounds.
+        let count = (2 * KINDS.len()).to_string();
+        let a = schedule(&count, &KINDS, &mut Rng::new(7)).unwrap();
+        let b = schedule(&count, &KINDS, &mut Rng::new(7)).unwrap();
         assert_eq!(a, b);
         for round in a.chunks(KINDS.len()) {
             let mut kinds: Vec<Kind> = round.iter().map(|f| f.kind).collect();
             kinds.sort();
             assert_eq!(kinds, KINDS);
         }
-        let other = schedule("16", &KINDS, &mut Rng::new(8)).unwrap();
+        let other = schedule(&count, &KINDS, &mut Rng::new(8)).unwrap();
         assert_ne!(a, other);
     }
 
     #[test]
     fn a_script_is_followed_and_qualifiers_fix_the_target() {
-        let faults = schedule(
+        let labels = labels(&script(
             "kill-leader,stop-follower,isolate,oneway-in,split-majority",
-            &KINDS,
-            &mut Rng::new(1),
-        )
-        .unwrap();
-        let labels: Vec<String> = faults.iter().map(ToString::to_string).collect();
+        ));
         assert_eq!(
             labels,
             [
@@ -379,6 +405,28 @@ mod tests {
                 Role::Follower,
                 Kind::FullDisk
             )
+        );
+    }
+
+    #[test]
+    fn slow_disk_takes_a_leader_or_follower_target_and_blocks_no_link() {
+        let faults = script("slow-disk-leader, slow-disk-follower, SLOW-DISK");
+        assert_eq!(
+            labels(&faults)[..2],
+            ["slow-disk leader", "slow-disk follower"]
+        );
+        assert!(faults.iter().all(|f| f.kind == Kind::SlowDisk));
+        assert_eq!(
+            (faults[0].goal(), faults[1].goal()),
+            (Goal::Leader, Goal::Follower)
+        );
+        assert!(!Kind::SlowDisk.is_disk());
+        assert!(blocked_links(&faults[0], 3, 0, 1).is_empty());
+        assert!(schedule("slow-disk-minority", &KINDS, &mut Rng::new(1)).is_err());
+        assert!(schedule("slow", &KINDS, &mut Rng::new(1)).is_err());
+        assert_eq!(
+            parse_kinds("kill,slow-disk").unwrap(),
+            [Kind::Kill, Kind::SlowDisk]
         );
     }
 

@@ -9,8 +9,8 @@ use plotters::prelude::*;
 use super::nemesis::{Kind, KINDS};
 use super::output::DrillReport;
 
-/// Band colours by kind, in [`KINDS`] order.
-const KIND_COLORS: [RGBColor; 8] = [
+/// Band colours by kind, in [`KINDS`] order (one per kind: a new kind needs a colour).
+const KIND_COLORS: [RGBColor; KINDS.len()] = [
     RGBColor(214, 39, 40),
     RGBColor(148, 103, 189),
     RGBColor(255, 127, 14),
@@ -19,6 +19,7 @@ const KIND_COLORS: [RGBColor; 8] = [
     RGBColor(23, 190, 207),
     RGBColor(127, 127, 127),
     RGBColor(188, 189, 34),
+    RGBColor(227, 119, 194),
 ];
 
 fn kind_color(kind: Kind) -> RGBColor {
