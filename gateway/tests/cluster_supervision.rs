@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use cluster_support::{
-    assert_committed_once, converged_roots, note, options, trade, write_cluster, NODES,
+    assert_committed_once, converged_roots, note, options, start_armed, trade, write_cluster, NODES,
 };
 use keel_client::Client;
 use keel_testkit::cluster::Cluster;
@@ -38,13 +38,7 @@ fn a_leader_whose_matching_loop_dies_exits_and_another_is_elected() {
     let mut cluster = write_cluster(dir.path(), 300, 50);
     let fault = format!("matching:error:after={FAULT_AFTER}");
     for index in 0..NODES {
-        let node = cluster
-            .launch(index)
-            .unwrap()
-            .env("KEEL_FAULT", &fault)
-            .start()
-            .unwrap();
-        cluster.insert(index, node).unwrap();
+        start_armed(&mut cluster, index, Some(&fault));
     }
     let endpoints = cluster.endpoints();
     let client = Client::connect(&endpoints, "alice", PASSWORD, options()).unwrap();
@@ -88,16 +82,6 @@ fn a_leader_whose_matching_loop_dies_exits_and_another_is_elected() {
     eprintln!(
         "cluster supervision: leader {first_leader} exited 70, {second_leader} serves; roots {roots}"
     );
-}
-
-/// Starts node `index` with `fault` armed (none: unarmed).
-fn start_armed(cluster: &mut Cluster, index: usize, fault: Option<&str>) {
-    let mut launch = cluster.launch(index).unwrap();
-    if let Some(fault) = fault {
-        launch = launch.env("KEEL_FAULT", fault);
-    }
-    let node = launch.start().unwrap();
-    cluster.insert(index, node).unwrap();
 }
 
 /// Waits until `count` nodes have exited; returns their indexes with status and fatal line.

@@ -24,7 +24,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use cluster_support::{
-    assert_committed_once, converged_roots, note, options, trade, write_cluster, NODES,
+    assert_committed_once, converged_roots, note, options, start_armed, trade, write_cluster, NODES,
 };
 use keel_client::Client;
 use serve_support::{keel, PASSWORD};
@@ -71,13 +71,7 @@ fn a_leader_whose_journal_sync_fails_exits_and_is_refused_until_cleared() {
     let trigger = |index: usize| dir.path().join(format!("fail-sync-{}", index + 1));
     for index in 0..NODES {
         let fault = format!("journal-sync:error:when={}", trigger(index).display());
-        let node = cluster
-            .launch(index)
-            .unwrap()
-            .env("KEEL_FAULT", &fault)
-            .start()
-            .unwrap();
-        cluster.insert(index, node).unwrap();
+        start_armed(&mut cluster, index, Some(&fault));
     }
     let endpoints = cluster.endpoints();
     let client = Client::connect(&endpoints, "alice", PASSWORD, options()).unwrap();

@@ -34,7 +34,7 @@ use keel_engine::{Engine, Event};
 use keel_journal::format::read_record;
 use keel_replication::disk::DiskBackend;
 use keel_replication::transport::{Transport, TransportConfig};
-use keel_replication::{Action, Replica, ReplicaConfig, RoleConfig, RoleMachine};
+use keel_replication::{Action, Mode, Replica, ReplicaConfig, RoleConfig, RoleMachine};
 use protobuf::Message as _;
 use raft::prelude::Message;
 
@@ -228,6 +228,9 @@ struct Host<'a> {
     kick: crossbeam_channel::Sender<()>,
     /// Reused for the messages that leave after persistence.
     messages: Vec<Message>,
+    /// The role machine's clock (its `now_ms` counts from here), shared with the gateway
+    /// so that it can tell whether the lease it was given still holds.
+    clock: Instant,
 }
 
 /// Runs a cluster node until `shutdown` is set.
@@ -268,6 +271,7 @@ pub fn run(
         door: Some(Door::open(config.server.listen)?),
         kick,
         messages: Vec::new(),
+        clock: Instant::now(),
     };
     // At the start the node waits for its state before it takes part: it has not been
     // answering Raft anyway, and its log says what it recovered.
@@ -311,7 +315,7 @@ fn io_loop(
     shutdown: &AtomicBool,
     (inbound, kicks): (&Receiver<(u64, Vec<u8>)>, &Receiver<()>),
 ) -> Result<(), Error> {
-    let clock = Instant::now();
+    let clock = host.clock;
     let now_ms = || u64::try_from(clock.elapsed().as_millis()).unwrap_or(u64::MAX);
     let latch = crate::supervisor::node();
     while !shutdown.load(Ordering::Acquire) {
@@ -354,11 +358,24 @@ fn io_loop(
         role.on_time(now_ms());
         role.propose_journaled().map_err(replication)?;
         host.carry_out(role)?;
+        host.publish_lease(role);
     }
     Ok(())
 }
 
 impl Host<'_> {
+    /// Tells the serving gateway until when its lease holds (0 once it does not), so that
+    /// it refuses logins past it even when this thread is late (a stalled disk).
+    fn publish_lease(&self, role: &RoleMachine<DiskBackend>) {
+        if let Some(stint) = &self.stint {
+            let until_ms = match role.mode() {
+                Mode::Serving { .. } => role.lease_until_ms(),
+                _ => 0,
+            };
+            stint.link.lease_until_ms.store(until_ms, Ordering::Release);
+        }
+    }
+
     /// Runs the machine's Ready and carries out its actions until it has none left (a
     /// close of order entry asks for a rebuild, and the next Ready may then open it).
     fn carry_out(&mut self, role: &mut RoleMachine<DiskBackend>) -> Result<(), Error> {
@@ -513,6 +530,7 @@ impl Host<'_> {
             taken,
             last_seq,
             self.kick.clone(),
+            (self.clock, role.lease_until_ms()),
         )?);
         Ok(())
     }
@@ -668,12 +686,15 @@ fn start_stint(
     applied: Applied,
     last_seq: u64,
     kick: crossbeam_channel::Sender<()>,
+    (lease_clock, lease_until_ms): (Instant, u64),
 ) -> Result<Stint, Error> {
     let link = ClusterLink {
         kick: Some(kick),
+        lease_clock: Some(lease_clock),
         ..ClusterLink::default()
     };
     link.committed.store(last_seq, Ordering::Release);
+    link.lease_until_ms.store(lease_until_ms, Ordering::Release);
     let stop = Arc::new(AtomicBool::new(false));
     let opened = Arc::new(AtomicBool::new(false));
     let thread = {

@@ -255,6 +255,24 @@ pub struct ClusterLink {
     /// Tells the replication thread that new records were journaled (a bounded(1) channel:
     /// a pending kick is enough).
     pub kick: Option<Sender<()>>,
+    /// The replication thread's clock: its lease times count in ms from here (`None`: no
+    /// lease to check).
+    pub lease_clock: Option<Instant>,
+    /// Until when (ms on `lease_clock`) this leader's lease holds, as the replication thread
+    /// last published it: a login is accepted only before then. Published late it is only
+    /// earlier than the truth, so a stalled replication thread makes the gateway refuse
+    /// logins, never accept one another leader may already be serving.
+    pub lease_until_ms: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl ClusterLink {
+    /// Whether the published lease still holds now (always, without a lease clock).
+    fn lease_holds(&self) -> bool {
+        self.lease_clock.is_none_or(|clock| {
+            let now_ms = u64::try_from(clock.elapsed().as_millis()).unwrap_or(u64::MAX);
+            now_ms < self.lease_until_ms.load(Ordering::Acquire)
+        })
+    }
 }
 
 impl Server {
@@ -743,6 +761,13 @@ impl Server {
         let peer = connection.peer;
         if self.logged_in.contains_key(&user) {
             tracing::warn!(%peer, user = %self.book.user(user).name, "already logged in elsewhere");
+            self.reject_login(token, LoginRejectReason::SessionNotAvailable);
+            return;
+        }
+        if !self.cluster.as_ref().is_none_or(ClusterLink::lease_holds) {
+            // Another leader may be elected by now: `S`, as a follower answers, so the
+            // client tries the other nodes.
+            tracing::warn!(%peer, user = %self.book.user(user).name, "login refused (Login Rejected S): this leader's lease has run out");
             self.reject_login(token, LoginRejectReason::SessionNotAvailable);
             return;
         }

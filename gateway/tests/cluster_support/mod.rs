@@ -137,3 +137,15 @@ pub fn assert_committed_once(endpoints: &[std::net::SocketAddr], accepted: &BTre
     }
     assert_eq!(replayed.len(), accepted.len(), "{replayed:?}");
 }
+
+/// Starts node `index` with `fault` armed through the test seam (`KEEL_FAULT`; none:
+/// unarmed).
+#[allow(dead_code)]
+pub fn start_armed(cluster: &mut Cluster, index: usize, fault: Option<&str>) {
+    let mut launch = cluster.launch(index).unwrap();
+    if let Some(fault) = fault {
+        launch = launch.env("KEEL_FAULT", fault);
+    }
+    let node = launch.start().unwrap();
+    cluster.insert(index, node).unwrap();
+}
