@@ -2,8 +2,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! A short `keel-perf drill` against real `keel serve` processes: a full data disk under
 //! the leader (each node on its own loop-mounted ext4; skipped, saying so, where loop
-//! mounts are unavailable: not root, or `KEEL_SKIP_LOOP_MOUNT=1`), then one kill -9, SIGSTOP, isolation and one-way partition each way of
-//! the leader (the leader that cannot hear its followers hands leadership on), a few seconds each, then the drill's
+//! mounts are unavailable: not root, or `KEEL_SKIP_LOOP_MOUNT=1`), then one kill -9,
+//! SIGSTOP, isolation and one-way partition each way of the leader (the leader that cannot
+//! hear its followers hands leadership on), and a slow disk under the leader (its image on
+//! the drill's FUSE mount; skipped like the full disk), a few seconds each, then the drill's
 //! checks of every replica's journal (every acknowledged order exactly once, every received
 //! message byte-identical, no token twice, equal roots). No timing is asserted: the outage
 //! figures are the drill's report, not this test's business.
@@ -42,7 +44,7 @@ fn a_short_drill_of_each_leader_fault_passes_every_check() {
             // The full disk first: on nodes never restarted, the Raft index is still sparse
             // and the next block it needs fails the node within about 128 entries; later,
             // a node fails only at the end of its journal segment (up to a minute).
-            "full-disk-leader,kill-leader,stop-leader,isolate,oneway-out,oneway-in",
+            "full-disk-leader,kill-leader,stop-leader,isolate,oneway-out,oneway-in,slow-disk-leader",
             "--quick",
             "--seed",
             "5",
@@ -67,29 +69,39 @@ fn a_short_drill_of_each_leader_fault_passes_every_check() {
         .map(|f| f["fault"]["kind"].as_str().unwrap())
         .collect();
     let notes = report["notes"].as_array().unwrap();
-    let full_disk_skipped = notes
-        .iter()
-        .any(|n| n.as_str().unwrap().starts_with("full-disk faults SKIPPED"));
-    if full_disk_skipped {
+    let skipped = |kind: &str| {
+        notes.iter().any(|n| {
+            n.as_str()
+                .unwrap()
+                .starts_with(&format!("{kind} faults SKIPPED"))
+        })
+    };
+    let disk_kinds = ["full-disk", "slow-disk"];
+    let skipped_kinds: Vec<&str> = disk_kinds.into_iter().filter(|k| skipped(k)).collect();
+    if !skipped_kinds.is_empty() {
         // SAFETY: a plain query of this process's effective user id.
         let root = unsafe { libc::geteuid() } == 0;
         assert!(
             !root || std::env::var("KEEL_SKIP_LOOP_MOUNT").as_deref() == Ok("1"),
-            "running as root, yet the drill could not loop-mount its disks (set \
-             KEEL_SKIP_LOOP_MOUNT=1 to skip the full-disk fault): {notes:?}"
+            "running as root, yet the drill could not mount its disks (set \
+             KEEL_SKIP_LOOP_MOUNT=1 to skip the disk faults): {notes:?}"
         );
-        eprintln!("full-disk fault SKIPPED: {notes:?}");
-        assert_eq!(
-            kinds,
-            ["kill", "stop", "isolate", "oneway", "oneway"],
-            "{stderr}"
-        );
-    } else {
-        assert_eq!(
-            kinds,
-            ["full-disk", "kill", "stop", "isolate", "oneway", "oneway"],
-            "{stderr}"
-        );
+        eprintln!("{skipped_kinds:?} faults SKIPPED: {notes:?}");
+    }
+    let expected: Vec<&str> = [
+        "full-disk",
+        "kill",
+        "stop",
+        "isolate",
+        "oneway",
+        "oneway",
+        "slow-disk",
+    ]
+    .into_iter()
+    .filter(|k| !skipped_kinds.contains(k))
+    .collect();
+    assert_eq!(kinds, expected, "{stderr}");
+    if !skipped_kinds.contains(&"full-disk") {
         // The node whose disk filled exited with status 74 on its own.
         let exit = faults[0]["exit"].as_str().unwrap();
         assert!(exit.contains("74"), "{exit}\n{stderr}");
