@@ -1,8 +1,8 @@
 //! SoupBinTCP session rules against the real `keel serve`: logins (wrong password, unknown
 //! user, rate limiting, another session, a user logged in twice), data before login, a second
 //! login on a live connection, logout, resuming from a sequence number, server heartbeats,
-//! the 15 s client timeout (also for half-open connections and truncated frames) and the 15 s
-//! login deadline (a Login Request trickled byte by byte).
+//! the 15 s client timeout (also for half-open connections and truncated frames) and the
+//! login deadline, configured to 15 s there (a Login Request trickled byte by byte).
 //!
 //! The timeout test takes about 17 s by nature; the other tests of this file run beside it
 //! (the default two test threads), so the file takes about as long as that one test. It is
@@ -22,7 +22,8 @@ use keel_protocol::ouch::{
 use keel_protocol::soupbin::{encode_numeric, ClientPacket};
 use keel_protocol::OrderToken;
 use serve_support::{
-    enter, order_round_trip, write_config, Client, End, Node, Packet, GTC, IOC, PASSWORD,
+    enter, order_round_trip, write_config, write_config_with, Client, End, Node, Packet, GTC, IOC,
+    PASSWORD,
 };
 
 const SECOND: Duration = Duration::from_secs(1);
@@ -345,7 +346,11 @@ fn requests_pipelined_behind_an_order_that_ends_at_once_are_answered() {
 
 #[test]
 fn heartbeats_then_silent_connections_are_dropped_after_15_seconds() {
-    let setup = write_config("async");
+    // A login deadline as long as the silence timeout: connections that never log in are
+    // here to show the silence timeout (the short default deadline is `serve_hostile`'s).
+    let setup = write_config_with("async", |builder| {
+        builder.server(|server| server.login_deadline_ms = 15_000)
+    });
     let node = Node::start(&setup.config);
     let addr = node.addr;
 

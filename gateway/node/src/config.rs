@@ -122,6 +122,13 @@ pub struct ServerConfig {
     /// accepts none.
     #[serde(default = "default_resume_ticket_ttl_s")]
     pub resume_ticket_ttl_s: u64,
+    /// Connections not yet logged in that one source address may hold at once; more from
+    /// it are closed at once. Logged-in sessions do not count (one per user at most).
+    #[serde(default = "default_connections_per_source_max")]
+    pub connections_per_source_max: usize,
+    /// How long a new connection has to send its Login Request, in milliseconds.
+    #[serde(default = "default_login_deadline_ms")]
+    pub login_deadline_ms: u64,
 }
 
 impl ServerConfig {
@@ -131,6 +138,12 @@ impl ServerConfig {
     pub const RESUME_TICKET_TTL_S_MAX: u64 = 7 * 24 * 3_600;
     /// The largest `login_threads` accepted.
     pub const LOGIN_THREADS_MAX: usize = 64;
+    /// `connections_per_source_max` when the configuration leaves it out: enough for a
+    /// client host logging many sessions in at once (they log in within milliseconds), a
+    /// small share of the 1,024 slots for an attacker.
+    pub const DEFAULT_CONNECTIONS_PER_SOURCE_MAX: usize = 32;
+    /// The accepted range of `login_deadline_ms`.
+    pub const LOGIN_DEADLINE_MS_RANGE: std::ops::RangeInclusive<u64> = 100..=60_000;
 }
 
 /// Durability policy names in the configuration.
@@ -238,6 +251,12 @@ fn default_message_burst_max() -> u64 {
 fn default_resume_ticket_ttl_s() -> u64 {
     ServerConfig::DEFAULT_RESUME_TICKET_TTL_S
 }
+fn default_connections_per_source_max() -> usize {
+    ServerConfig::DEFAULT_CONNECTIONS_PER_SOURCE_MAX
+}
+fn default_login_deadline_ms() -> u64 {
+    u64::try_from(crate::rules::LOGIN_DEADLINE_DEFAULT.as_millis()).unwrap_or(u64::MAX)
+}
 fn default_price_scale() -> u32 {
     1
 }
@@ -288,6 +307,17 @@ fn check_server(server: &ServerConfig) -> Result<(), Error> {
             "server.resume_ticket_ttl_s".into(),
             "must be at most 604800 (a week); 0 disables tickets",
         );
+    }
+    if server.connections_per_source_max == 0
+        || server.connections_per_source_max > crate::server::CONNECTIONS_MAX
+    {
+        return config_error(
+            "server.connections_per_source_max".into(),
+            "must be 1 to 1024 (the connection slots)",
+        );
+    }
+    if !ServerConfig::LOGIN_DEADLINE_MS_RANGE.contains(&server.login_deadline_ms) {
+        return config_error("server.login_deadline_ms".into(), "must be 100 to 60000");
     }
     Ok(())
 }
@@ -568,6 +598,20 @@ mod tests {
                 ),
                 "server.resume_ticket_ttl_s",
             ),
+            (
+                base.replace(
+                    "# outbound_buffer_bytes",
+                    "connections_per_source_max = 0\n# outbound_buffer_bytes",
+                ),
+                "server.connections_per_source_max",
+            ),
+            (
+                base.replace(
+                    "# outbound_buffer_bytes",
+                    "login_deadline_ms = 10\n# outbound_buffer_bytes",
+                ),
+                "server.login_deadline_ms",
+            ),
         ];
         for (text, needle) in cases {
             let error = Config::parse(&text).unwrap_err().to_string();
@@ -586,6 +630,8 @@ mod tests {
         cluster.users[1].messages_per_second_max = Some(7);
         cluster.server.login_threads = Some(3);
         cluster.server.resume_ticket_ttl_s = 0;
+        cluster.server.connections_per_source_max = 4;
+        cluster.server.login_deadline_ms = 500;
         cluster.cluster = Some(ClusterConfig {
             node_id: 2,
             peers: (1..=3)

@@ -21,6 +21,7 @@
 //! `keel-protocol`; the client library is `keel-client`.
 #![deny(missing_docs)]
 
+mod admission;
 mod auth;
 mod chunked;
 pub mod cluster;
@@ -188,6 +189,8 @@ fn serve(
         tickets: ticket_key(config),
         outbound_limit_bytes: config.server.outbound_buffer_bytes,
         cluster,
+        connections_per_source_max: config.server.connections_per_source_max,
+        login_deadline: Duration::from_millis(config.server.login_deadline_ms),
     })?;
     started(&StartInfo {
         listen,

@@ -14,8 +14,10 @@ pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
 pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(15);
 /// A connection that has not sent a complete Login Request this long after connecting is
 /// dropped, even if it trickles bytes (which would otherwise hold one of the connection
-/// slots forever).
-pub const LOGIN_TIMEOUT: Duration = Duration::from_secs(15);
+/// slots forever), unless `server.login_deadline_ms` says otherwise. Short, because a
+/// connection not logged in is what an attacker holds slots with; a client sends its Login
+/// Request right after connecting, so 2 s leaves room for a slow network.
+pub const LOGIN_DEADLINE_DEFAULT: Duration = Duration::from_secs(2);
 /// Failed logins per user name tolerated within [`LOGIN_FAILURE_WINDOW`].
 pub const LOGIN_FAILURES_MAX: u32 = 5;
 /// Window for counting failed logins.
@@ -72,14 +74,21 @@ impl Liveness {
     }
 
     /// The timers' verdict at `now`; `output_pending` says whether unsent output is queued
-    /// (then a heartbeat would only wait behind it).
-    pub fn verdict(&self, now: Instant, phase: Phase, output_pending: bool) -> Verdict {
+    /// (then a heartbeat would only wait behind it); a connection still awaiting its login
+    /// is dropped `login_deadline` after connecting.
+    pub fn verdict(
+        &self,
+        now: Instant,
+        phase: Phase,
+        output_pending: bool,
+        login_deadline: Duration,
+    ) -> Verdict {
         if now.saturating_duration_since(self.last_received) >= CLIENT_TIMEOUT {
             Verdict::Drop("no client traffic for 15 s")
         } else if phase == Phase::AwaitingLogin
-            && now.saturating_duration_since(self.connected_at) >= LOGIN_TIMEOUT
+            && now.saturating_duration_since(self.connected_at) >= login_deadline
         {
-            Verdict::Drop("no login request within 15 s")
+            Verdict::Drop("no login request before the login deadline")
         } else if phase == Phase::LoggedIn
             && !output_pending
             && now.saturating_duration_since(self.last_sent) >= HEARTBEAT_INTERVAL
@@ -134,27 +143,36 @@ impl LoginFailures {
 mod tests {
     use super::*;
 
+    const DEADLINE: Duration = LOGIN_DEADLINE_DEFAULT;
+    /// A login deadline that never comes into play.
+    const LONG: Duration = Duration::from_secs(3_600);
+
     fn at(start: Instant, ms: u64) -> Instant {
         start + Duration::from_millis(ms)
     }
 
     #[test]
-    fn a_connection_without_a_login_request_is_dropped_after_15_seconds() {
+    fn a_connection_without_a_login_request_is_dropped_at_the_login_deadline() {
         let t0 = Instant::now();
         let mut live = Liveness::new(t0);
         // Trickling bytes keeps the silence timer quiet, not the login deadline.
-        live.received(at(t0, 14_000));
+        live.received(at(t0, 1_900));
         assert_eq!(
-            live.verdict(at(t0, 14_999), Phase::AwaitingLogin, false),
+            live.verdict(at(t0, 1_999), Phase::AwaitingLogin, false, DEADLINE),
             Verdict::Quiet
         );
         assert_eq!(
-            live.verdict(at(t0, 15_000), Phase::AwaitingLogin, false),
-            Verdict::Drop("no login request within 15 s")
+            live.verdict(at(t0, 2_000), Phase::AwaitingLogin, false, DEADLINE),
+            Verdict::Drop("no login request before the login deadline")
         );
         // A login under way or done is not held to the login deadline.
         assert_eq!(
-            live.verdict(at(t0, 15_000), Phase::Authenticating, false),
+            live.verdict(at(t0, 2_000), Phase::Authenticating, false, DEADLINE),
+            Verdict::Quiet
+        );
+        // The deadline is the configured one.
+        assert_eq!(
+            live.verdict(at(t0, 2_000), Phase::AwaitingLogin, false, 5 * DEADLINE),
             Verdict::Quiet
         );
     }
@@ -167,11 +185,11 @@ mod tests {
         live.sent(at(t0, 15_500));
         for phase in [Phase::AwaitingLogin, Phase::Authenticating, Phase::LoggedIn] {
             assert_ne!(
-                live.verdict(at(t0, 15_999), phase, true),
+                live.verdict(at(t0, 15_999), phase, true, LONG),
                 Verdict::Drop("no client traffic for 15 s")
             );
             assert_eq!(
-                live.verdict(at(t0, 16_000), phase, true),
+                live.verdict(at(t0, 16_000), phase, true, LONG),
                 Verdict::Drop("no client traffic for 15 s")
             );
         }
@@ -184,25 +202,25 @@ mod tests {
         live.sent(at(t0, 500));
         live.received(at(t0, 1_400));
         assert_eq!(
-            live.verdict(at(t0, 1_499), Phase::LoggedIn, false),
+            live.verdict(at(t0, 1_499), Phase::LoggedIn, false, LONG),
             Verdict::Quiet
         );
         assert_eq!(
-            live.verdict(at(t0, 1_500), Phase::LoggedIn, false),
+            live.verdict(at(t0, 1_500), Phase::LoggedIn, false, LONG),
             Verdict::Heartbeat
         );
         // Output already queued goes first; a login not finished gets no heartbeat.
         assert_eq!(
-            live.verdict(at(t0, 1_500), Phase::LoggedIn, true),
+            live.verdict(at(t0, 1_500), Phase::LoggedIn, true, LONG),
             Verdict::Quiet
         );
         assert_eq!(
-            live.verdict(at(t0, 1_500), Phase::Authenticating, false),
+            live.verdict(at(t0, 1_500), Phase::Authenticating, false, LONG),
             Verdict::Quiet
         );
         live.sent(at(t0, 1_500));
         assert_eq!(
-            live.verdict(at(t0, 1_600), Phase::LoggedIn, false),
+            live.verdict(at(t0, 1_600), Phase::LoggedIn, false, LONG),
             Verdict::Quiet
         );
     }
@@ -214,7 +232,7 @@ mod tests {
         live.received(t0);
         live.sent(t0);
         assert_eq!(
-            live.verdict(at(t0, 19_999), Phase::LoggedIn, true),
+            live.verdict(at(t0, 19_999), Phase::LoggedIn, true, LONG),
             Verdict::Quiet
         );
     }

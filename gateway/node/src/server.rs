@@ -13,8 +13,14 @@
 //!   `Login Rejected S`;
 //! - malformed frames, unknown packet types, zero or oversized lengths, and undecodable OUCH
 //!   messages are logged disconnects;
+//! - admission (`admission.rs`): a source address holds at most
+//!   `server.connections_per_source_max` connections not yet logged in; when every slot is
+//!   taken a newcomer evicts the oldest unfinished login of the source holding the most
+//!   (logged-in sessions are never evicted); refusals are logged once a second per source,
+//!   with counts;
 //! - a server heartbeat goes out after 1 s without sending; a connection silent for 15 s is
-//!   dropped, and so is one that has not sent a whole Login Request 15 s after connecting;
+//!   dropped, and so is one that has not sent a whole Login Request by
+//!   `server.login_deadline_ms` (2 s) after connecting;
 //!   a client that stops reading is dropped once its unsent output exceeds the configured
 //!   bound.
 //! - each session has at most [`SESSION_INPUTS_IN_FLIGHT_MAX`] inputs in the matching loop,
@@ -38,6 +44,7 @@ use keel_journal::{Durability, Watermarks};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 
+use super::admission::{Admission, Admit, LogLimit};
 use super::auth::{CancelOnDrop, LoginCheck, LoginChecker};
 use super::matching::Outcome;
 use super::rules::{Liveness, LoginFailures, Phase, Verdict};
@@ -59,10 +66,14 @@ const WAKER: Token = Token(1);
 const FIRST_CONNECTION: usize = 2;
 
 pub use super::rules::{
-    CLIENT_TIMEOUT, HEARTBEAT_INTERVAL, LOGIN_FAILURES_MAX, LOGIN_FAILURE_WINDOW, LOGIN_TIMEOUT,
+    CLIENT_TIMEOUT, HEARTBEAT_INTERVAL, LOGIN_DEADLINE_DEFAULT, LOGIN_FAILURES_MAX,
+    LOGIN_FAILURE_WINDOW,
 };
-/// Connections served at once; more are accepted and closed at once, logged.
+/// Connections served at once; beyond it a newcomer evicts an unfinished login or, if every
+/// slot is a logged-in session, is closed at once (see `admission.rs`).
 pub const CONNECTIONS_MAX: usize = 1024;
+/// Lines about one source's refused or evicted connections: at most one per this interval.
+const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(1);
 /// Bytes of unprocessed input buffered per connection (many packets; a packet is ≤ 50).
 const READ_BUFFER_BYTES: usize = 64 * 1024;
 /// Bytes taken from a socket per `read` call.
@@ -201,6 +212,25 @@ pub struct Server {
     stalled_ticks: u32,
     /// `last_done_seq` at the previous timer tick.
     done_seq_at_tick: u64,
+    /// Connection slots and unfinished logins per source.
+    admission: Admission,
+    /// How long a new connection has to send its Login Request.
+    login_deadline: Duration,
+    /// Limits the lines about refused and evicted connections.
+    refusal_log: LogLimit,
+    /// Connections refused or evicted so far (logged with each line about them).
+    refusals: Refusals,
+}
+
+/// Connections turned away so far, by why.
+#[derive(Clone, Copy, Debug, Default)]
+struct Refusals {
+    /// Closed at once: their source held its most unfinished logins.
+    source_full: u64,
+    /// Closed at once: every slot was a logged-in session.
+    all_logged_in: u64,
+    /// Closed to make room for a newcomer (an unfinished login).
+    evicted: u64,
 }
 
 /// Everything the server is built from.
@@ -237,6 +267,10 @@ pub struct ServerParts {
     pub outbound_limit_bytes: usize,
     /// In a cluster: the committed watermark and the deposed flag.
     pub cluster: Option<ClusterLink>,
+    /// Connections not yet logged in one source address may hold.
+    pub connections_per_source_max: usize,
+    /// How long a new connection has to send its Login Request.
+    pub login_deadline: Duration,
 }
 
 /// What a leader's gateway shares with the replication thread.
@@ -318,6 +352,10 @@ impl Server {
             refill_due: false,
             stalled_ticks: 0,
             done_seq_at_tick: parts.last_seq,
+            admission: Admission::new(CONNECTIONS_MAX, parts.connections_per_source_max),
+            login_deadline: parts.login_deadline,
+            refusal_log: LogLimit::new(REFUSAL_LOG_INTERVAL),
+            refusals: Refusals::default(),
         })
     }
 
@@ -418,48 +456,10 @@ impl Server {
     fn accept(&mut self) {
         loop {
             match self.listener.accept() {
-                Ok((mut stream, peer)) => {
-                    if self.connections.len() >= CONNECTIONS_MAX {
-                        tracing::warn!(%peer, "connection limit reached; closing new connection");
-                        continue;
+                Ok((stream, peer)) => {
+                    if self.admit(peer) {
+                        self.open(stream, peer);
                     }
-                    let token = Token(self.next_token);
-                    self.next_token += 1;
-                    let _ = stream.set_nodelay(true);
-                    if let Err(error) = self.poll.registry().register(
-                        &mut stream,
-                        token,
-                        Interest::READABLE | Interest::WRITABLE,
-                    ) {
-                        tracing::warn!(%peer, %error, "cannot register connection");
-                        continue;
-                    }
-                    tracing::info!(%peer, "connected");
-                    let now = Instant::now();
-                    self.connections.insert(
-                        token,
-                        Connection {
-                            stream,
-                            peer,
-                            state: State::AwaitingLogin,
-                            read_buf: Vec::with_capacity(4096),
-                            write_buf: Vec::with_capacity(4096),
-                            next_index: 0,
-                            caught_up: false,
-                            filled_seq: 0,
-                            liveness: Liveness::new(now),
-                            in_flight: 0,
-                            closing: None,
-                            throttle: Throttle::new(
-                                self.default_throttle.0,
-                                self.default_throttle.1,
-                                now,
-                            ),
-                            throttled_count: 0,
-                            peer_gone: None,
-                            login_check: None,
-                        },
-                    );
                 }
                 Err(error) if error.kind() == ErrorKind::WouldBlock => return,
                 Err(error) => {
@@ -468,6 +468,96 @@ impl Server {
                 }
             }
         }
+    }
+
+    /// Whether a new connection from `peer` gets a slot (after evicting an unfinished login
+    /// if every slot is taken); a refused one is dropped, closing it.
+    fn admit(&mut self, peer: SocketAddr) -> bool {
+        let refused = match self.admission.admit(peer.ip()) {
+            Admit::Yes => return true,
+            Admit::Evict(victim) => {
+                let victim_peer = self.connections.get(&victim).map(|c| c.peer);
+                self.refusals.evicted += 1;
+                self.close_now(victim, "evicted: every connection slot taken");
+                if let Some(victim_peer) = victim_peer {
+                    self.log_refusal(
+                        victim_peer,
+                        "connection not yet logged in evicted to make room: every slot taken",
+                    );
+                }
+                return true;
+            }
+            Admit::SourceFull(_) => {
+                self.refusals.source_full += 1;
+                "connection closed: its address holds its most connections not yet logged in"
+            }
+            Admit::AllLoggedIn => {
+                self.refusals.all_logged_in += 1;
+                "connection closed: every slot is a logged-in session"
+            }
+        };
+        self.log_refusal(peer, refused);
+        false
+    }
+
+    /// Logs a refused or evicted connection of `peer`, at most once per source per
+    /// [`REFUSAL_LOG_INTERVAL`], with the counts so far.
+    fn log_refusal(&mut self, peer: SocketAddr, what: &str) {
+        let Some(held_back) = self.refusal_log.note(peer.ip(), Instant::now()) else {
+            return;
+        };
+        let Refusals {
+            source_full,
+            all_logged_in,
+            evicted,
+        } = self.refusals;
+        tracing::warn!(
+            %peer,
+            held_back,
+            source_full,
+            all_logged_in,
+            evicted,
+            open = self.admission.open(),
+            "{what} (one line per address per second; held_back: lines about it not written since)"
+        );
+    }
+
+    /// Registers an admitted connection and gives it a slot.
+    fn open(&mut self, mut stream: TcpStream, peer: SocketAddr) {
+        let token = Token(self.next_token);
+        self.next_token += 1;
+        let _ = stream.set_nodelay(true);
+        if let Err(error) = self.poll.registry().register(
+            &mut stream,
+            token,
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
+            tracing::warn!(%peer, %error, "cannot register connection");
+            return;
+        }
+        tracing::info!(%peer, "connected");
+        let now = Instant::now();
+        self.admission.opened(peer.ip(), token);
+        self.connections.insert(
+            token,
+            Connection {
+                stream,
+                peer,
+                state: State::AwaitingLogin,
+                read_buf: Vec::with_capacity(4096),
+                write_buf: Vec::with_capacity(4096),
+                next_index: 0,
+                caught_up: false,
+                filled_seq: 0,
+                liveness: Liveness::new(now),
+                in_flight: 0,
+                closing: None,
+                throttle: Throttle::new(self.default_throttle.0, self.default_throttle.1, now),
+                throttled_count: 0,
+                peer_gone: None,
+                login_check: None,
+            },
+        );
     }
 
     /// Reads what the socket has and handles every complete packet.
@@ -789,6 +879,7 @@ impl Server {
             return;
         };
         connection.state = State::LoggedIn { user };
+        self.admission.logged_in(peer.ip(), token);
         let (rate, burst) = self
             .throttles
             .get(user)
@@ -1069,7 +1160,10 @@ impl Server {
                 State::LoggedIn { .. } => Phase::LoggedIn,
             };
             let output_pending = !connection.write_buf.is_empty();
-            match connection.liveness.verdict(now, phase, output_pending) {
+            match connection
+                .liveness
+                .verdict(now, phase, output_pending, self.login_deadline)
+            {
                 Verdict::Quiet => {}
                 Verdict::Heartbeat => {
                     let _ = ServerPacket::ServerHeartbeat.encode(&mut connection.write_buf);
@@ -1083,6 +1177,16 @@ impl Server {
         for token in tokens {
             self.flush(token);
         }
+        let (held_back, uncounted) = self.refusal_log.expired(now);
+        for (source, count) in held_back {
+            tracing::warn!(%source, count, "connections refused or evicted since the last line about this address");
+        }
+        if uncounted > 0 {
+            tracing::warn!(
+                count = uncounted,
+                "connections refused or evicted from addresses not logged separately"
+            );
+        }
     }
 
     /// Closes connections marked for closing (after a last flush of what they were told).
@@ -1095,21 +1199,28 @@ impl Server {
             .collect();
         for token in closing {
             self.flush(token);
-            let Some(mut connection) = self.connections.remove(&token) else {
-                continue;
-            };
-            let _ = self.poll.registry().deregister(&mut connection.stream);
-            self.unread.remove(&token);
-            self.throttled.remove(&token);
-            let reason = connection.closing.unwrap_or_default();
-            let throttled = connection.throttled_count;
-            tracing::info!(peer = %connection.peer, %reason, throttled, "disconnected");
-            if let State::LoggedIn { user } = connection.state {
-                self.logged_in.remove(&user);
-                if self.book.user(user).cancel_on_disconnect {
-                    if let Some(envelope) = self.book.disconnect_input(user, now_ns()) {
-                        self.submit(envelope, None, None);
-                    }
+            self.close_now(token, "");
+        }
+    }
+
+    /// Closes connection `token` now (with its `closing` reason, or `reason`), freeing its
+    /// slot; a logged-in session's cancel-on-disconnect is submitted.
+    fn close_now(&mut self, token: Token, reason: &str) {
+        let Some(mut connection) = self.connections.remove(&token) else {
+            return;
+        };
+        let _ = self.poll.registry().deregister(&mut connection.stream);
+        self.unread.remove(&token);
+        self.throttled.remove(&token);
+        self.admission.closed(connection.peer.ip(), token);
+        let reason = connection.closing.unwrap_or_else(|| reason.to_string());
+        let throttled = connection.throttled_count;
+        tracing::info!(peer = %connection.peer, %reason, throttled, "disconnected");
+        if let State::LoggedIn { user } = connection.state {
+            self.logged_in.remove(&user);
+            if self.book.user(user).cancel_on_disconnect {
+                if let Some(envelope) = self.book.disconnect_input(user, now_ns()) {
+                    self.submit(envelope, None, None);
                 }
             }
         }

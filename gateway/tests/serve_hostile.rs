@@ -1,0 +1,127 @@
+//! Hostile network input against the real `keel serve`'s order-entry port, from a second
+//! source address: on Linux every 127.x.y.z is loopback, so the attacker binds 127.0.0.2
+//! (and up) while the real users connect from 127.0.0.1. What is checked is that real
+//! users get in, never how fast (deadlines are only bounds for failure).
+
+// A failed unwrap or assertion in a test is a failed test, which is what we want.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod serve_support;
+
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use keel_protocol::ouch::BuySellIndicator;
+use serve_support::{enter, order_round_trip, write_config_with, Client, Node, Packet, GTC};
+
+const SECOND: Duration = Duration::from_secs(1);
+const ATTACKER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
+const USER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 1);
+
+/// A connection slot for every idle connection of the attacker, and time to hold them.
+fn roomy_attacker_config() -> serve_support::Setup {
+    write_config_with("async", |builder| {
+        builder.server(|server| {
+            server.connections_per_source_max = keel_node::server::CONNECTIONS_MAX;
+            server.login_deadline_ms = 60_000;
+        })
+    })
+}
+
+#[test]
+fn idle_connections_filling_every_slot_do_not_keep_a_real_user_out() {
+    let setup = roomy_attacker_config();
+    let node = Node::start(&setup.config);
+    // Idle connections in every slot, all from the attacker's address (its per-source
+    // limit raised so that it can take every slot).
+    let slots = keel_node::server::CONNECTIONS_MAX;
+    let mut held: Vec<Client> = (0..slots)
+        .map(|_| Client::connect_from(ATTACKER, node.addr))
+        .collect();
+    // alice logs in from 127.0.0.1: her connection takes the slot of one of theirs.
+    let mut alice = Client::connect_from(USER, node.addr);
+    match alice.login("alice", serve_support::PASSWORD, "", 0) {
+        Packet::Accepted { .. } => {}
+        other => panic!("alice not logged in: {other:?}\n{}", node.log_text()),
+    }
+    let order = enter("A1", BuySellIndicator::Buy, 1, "BTC-PERP", 1_000, GTC);
+    order_round_trip(&mut alice, &order, "A1");
+    // The oldest of the attacker's was evicted to make room (logged), not alice.
+    let oldest = held[0].local_addr();
+    assert!(held[0].wait_closed(10 * SECOND, &mut Vec::new()));
+    let line = node.wait_disconnect_logged(oldest, 5 * SECOND).unwrap();
+    assert!(line.contains("evicted"), "{line}");
+    // A logged-in session is never evicted: the attacker connecting again does not cut
+    // alice off, it evicts its own.
+    for _ in 0..50 {
+        held.push(Client::connect_from(ATTACKER, node.addr));
+    }
+    let order = enter("A2", BuySellIndicator::Buy, 1, "BTC-PERP", 1_000, GTC);
+    order_round_trip(&mut alice, &order, "A2");
+    drop(held);
+}
+
+#[test]
+fn one_address_holds_at_most_its_share_of_connections_not_logged_in() {
+    let setup = write_config_with("async", |builder| {
+        builder.server(|server| {
+            server.connections_per_source_max = 8;
+            server.login_deadline_ms = 60_000;
+        })
+    });
+    let node = Node::start(&setup.config);
+    let mut held: Vec<Client> = (0..12)
+        .map(|_| Client::connect_from(ATTACKER, node.addr))
+        .collect();
+    // The 4 beyond the limit are closed at once, without a word.
+    for (n, client) in held[8..].iter_mut().enumerate() {
+        let mut seen = Vec::new();
+        assert!(
+            client.wait_closed(10 * SECOND, &mut seen),
+            "connection {} over the limit was not closed",
+            8 + n
+        );
+        assert!(seen.is_empty(), "{seen:?}");
+    }
+    assert!(node
+        .wait_log("holds its most connections not yet logged in", 5 * SECOND)
+        .is_some());
+    // Other addresses are not affected.
+    let mut alice = Client::connect_from(USER, node.addr);
+    assert!(matches!(
+        alice.login("alice", serve_support::PASSWORD, "", 0),
+        Packet::Accepted { .. }
+    ));
+    // A connection that logs in no longer counts: bob from the attacker's address, once
+    // one of its idle connections is gone, gets in, and so does a further connection.
+    let gone = held.remove(0);
+    let gone_peer = gone.local_addr();
+    drop(gone);
+    assert!(node
+        .wait_disconnect_logged(gone_peer, 10 * SECOND)
+        .is_some());
+    let mut bob = Client::connect_from(ATTACKER, node.addr);
+    assert!(matches!(
+        bob.login("bob", serve_support::PASSWORD, "", 0),
+        Packet::Accepted { .. }
+    ));
+    let mut another = Client::connect_from(ATTACKER, node.addr);
+    assert!(matches!(
+        another.login("dave", serve_support::PASSWORD, "", 0),
+        Packet::Accepted { .. }
+    ));
+}
+
+#[test]
+fn a_connection_without_a_login_request_is_closed_at_the_short_login_deadline() {
+    let setup = write_config_with("async", |builder| builder);
+    let node = Node::start(&setup.config);
+    let mut idle = Client::connect_from(ATTACKER, node.addr);
+    let peer = idle.local_addr();
+    // Half a Login Request, then nothing: the default deadline is 2 s (the silence
+    // timeout, 15 s, is not what closes it).
+    assert!(idle.send_raw(&[0, 47, b'L', b'a']));
+    assert!(idle.wait_closed(10 * SECOND, &mut Vec::new()));
+    let line = node.wait_disconnect_logged(peer, 5 * SECOND).unwrap();
+    assert!(line.contains("no login request"), "{line}");
+}
