@@ -530,6 +530,33 @@ pub fn hash_password(password: &str) -> Result<String, Error> {
         .map_err(|error| Error::Config(format!("cannot hash password: {error}")))
 }
 
+/// A hash of a random password (nobody can send it) with the algorithm and parameters of
+/// `like`, or argon2's defaults if `like` does not parse: checked for logins with an
+/// unknown user name, so that such a login costs what a configured user's check costs and
+/// its answer's timing does not tell which names exist.
+pub fn dummy_hash_like(like: &str) -> Result<String, Error> {
+    let rng = &mut argon2::password_hash::rand_core::OsRng;
+    let password = SaltString::generate(&mut *rng);
+    let salt = SaltString::generate(&mut *rng);
+    let hasher = PasswordHash::new(like)
+        .ok()
+        .and_then(|parsed| {
+            let algorithm = argon2::Algorithm::try_from(parsed.algorithm).ok()?;
+            let version = parsed
+                .version
+                .map_or(Some(argon2::Version::default()), |v| {
+                    argon2::Version::try_from(v).ok()
+                })?;
+            let params = argon2::Params::try_from(&parsed).ok()?;
+            Some(Argon2::new(algorithm, version, params))
+        })
+        .unwrap_or_default();
+    hasher
+        .hash_password(password.as_str().as_bytes(), &salt)
+        .map(|hash| hash.to_string())
+        .map_err(|error| Error::Config(format!("cannot hash a dummy password: {error}")))
+}
+
 /// Whether `password` matches the PHC `hash`. Slow on purpose (argon2): call it off the
 /// I/O thread. The comparison of the derived hashes is constant-time.
 pub fn verify_password(password: &str, hash: &str) -> bool {
@@ -649,6 +676,22 @@ mod tests {
         let text = cluster.to_toml().unwrap();
         assert!(text.contains("[cluster.peers]"), "{text}");
         assert_eq!(Config::parse(&text).unwrap(), cluster, "{text}");
+    }
+
+    #[test]
+    fn the_dummy_hash_has_the_parameters_of_the_hash_it_is_like() {
+        let cheap =
+            "$argon2id$v=19$m=256,t=1,p=1$c2FsdHNhbHRzYWx0$YWJjZGVmZ2hpamtsbW5vcHFyc3R1dnd4eXo";
+        let dummy = dummy_hash_like(cheap).unwrap();
+        assert!(
+            dummy.starts_with("$argon2id$v=19$m=256,t=1,p=1$"),
+            "{dummy}"
+        );
+        let fallback = dummy_hash_like("not a hash").unwrap();
+        assert!(
+            fallback.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+            "{fallback}"
+        );
     }
 
     #[test]
