@@ -18,6 +18,18 @@ const SECOND: Duration = Duration::from_secs(1);
 const ATTACKER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
 const USER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 1);
 
+/// `user` logs in with the right password from `from`; the logged-in client.
+fn logs_in(node: &Node, from: Ipv4Addr, user: &str) -> Client {
+    let mut client = Client::connect_from(from, node.addr);
+    match client.login(user, serve_support::PASSWORD, "", 0) {
+        Packet::Accepted { .. } => client,
+        other => panic!(
+            "{user} from {from} not logged in: {other:?}\n{}",
+            node.log_text()
+        ),
+    }
+}
+
 /// A connection slot for every idle connection of the attacker, and time to hold them.
 fn roomy_attacker_config() -> serve_support::Setup {
     write_config_with("async", |builder| {
@@ -39,11 +51,7 @@ fn idle_connections_filling_every_slot_do_not_keep_a_real_user_out() {
         .map(|_| Client::connect_from(ATTACKER, node.addr))
         .collect();
     // alice logs in from 127.0.0.1: her connection takes the slot of one of theirs.
-    let mut alice = Client::connect_from(USER, node.addr);
-    match alice.login("alice", serve_support::PASSWORD, "", 0) {
-        Packet::Accepted { .. } => {}
-        other => panic!("alice not logged in: {other:?}\n{}", node.log_text()),
-    }
+    let mut alice = logs_in(&node, USER, "alice");
     let order = enter("A1", BuySellIndicator::Buy, 1, "BTC-PERP", 1_000, GTC);
     order_round_trip(&mut alice, &order, "A1");
     // The oldest of the attacker's was evicted to make room (logged), not alice.
@@ -87,11 +95,7 @@ fn one_address_holds_at_most_its_share_of_connections_not_logged_in() {
         .wait_log("holds its most connections not yet logged in", 5 * SECOND)
         .is_some());
     // Other addresses are not affected.
-    let mut alice = Client::connect_from(USER, node.addr);
-    assert!(matches!(
-        alice.login("alice", serve_support::PASSWORD, "", 0),
-        Packet::Accepted { .. }
-    ));
+    let _alice = logs_in(&node, USER, "alice");
     // A connection that logs in no longer counts: bob from the attacker's address, once
     // one of its idle connections is gone, gets in, and so does a further connection.
     let gone = held.remove(0);
@@ -100,16 +104,8 @@ fn one_address_holds_at_most_its_share_of_connections_not_logged_in() {
     assert!(node
         .wait_disconnect_logged(gone_peer, 10 * SECOND)
         .is_some());
-    let mut bob = Client::connect_from(ATTACKER, node.addr);
-    assert!(matches!(
-        bob.login("bob", serve_support::PASSWORD, "", 0),
-        Packet::Accepted { .. }
-    ));
-    let mut another = Client::connect_from(ATTACKER, node.addr);
-    assert!(matches!(
-        another.login("dave", serve_support::PASSWORD, "", 0),
-        Packet::Accepted { .. }
-    ));
+    let _bob = logs_in(&node, ATTACKER, "bob");
+    let _another = logs_in(&node, ATTACKER, "dave");
 }
 
 #[test]
@@ -124,4 +120,62 @@ fn a_connection_without_a_login_request_is_closed_at_the_short_login_deadline() 
     assert!(idle.wait_closed(10 * SECOND, &mut Vec::new()));
     let line = node.wait_disconnect_logged(peer, 5 * SECOND).unwrap();
     assert!(line.contains("no login request"), "{line}");
+}
+
+/// `count` logins of `user` with a wrong password from `from`, all at once; their answers.
+fn guess_flood(node: &Node, from: Ipv4Addr, user: &str, count: usize) -> Vec<Packet> {
+    let mut clients: Vec<Client> = (0..count)
+        .map(|n| {
+            let mut client = Client::connect_from(from, node.addr);
+            client.send_login(user, &format!("guess{n}"), "", 0);
+            client
+        })
+        .collect();
+    clients
+        .iter_mut()
+        .map(|client| {
+            client
+                .recv(30 * SECOND)
+                .unwrap_or_else(|end| panic!("a guess got no answer: {end:?}"))
+        })
+        .collect()
+}
+
+#[test]
+fn a_wrong_password_flood_against_alice_from_another_address_does_not_lock_her_out() {
+    let setup = write_config_with("async", |builder| builder);
+    let node = Node::start(&setup.config);
+    for round in 0..3 {
+        let answers = guess_flood(&node, ATTACKER, "alice", 20);
+        // Wrong password and locked out look the same: `A`.
+        assert!(
+            answers.iter().all(|a| *a == Packet::Rejected(b'A')),
+            "round {round}: {answers:?}"
+        );
+        // alice, from her own address, logs in with her password all the same.
+        let mut alice = logs_in(&node, USER, "alice");
+        assert!(alice.logout());
+        assert!(alice.wait_closed(10 * SECOND, &mut Vec::new()));
+    }
+    assert!(node.count_log("too many failures of this user from this address") >= 1);
+}
+
+#[test]
+fn unknown_user_names_are_answered_like_wrong_passwords_and_lock_out_no_real_user() {
+    let setup = write_config_with("async", |builder| builder);
+    let node = Node::start(&setup.config);
+    let mut clients: Vec<Client> = (0..20)
+        .map(|n| {
+            let mut client = Client::connect_from(ATTACKER, node.addr);
+            client.send_login(&format!("zz{n}"), serve_support::PASSWORD, "", 0);
+            client
+        })
+        .collect();
+    for client in &mut clients {
+        assert_eq!(client.recv(30 * SECOND).unwrap(), Packet::Rejected(b'A'));
+    }
+    // The guesses counted against that address's unknown names, not against any user: a
+    // real user from the same address, and one from elsewhere, log in.
+    let _bob = logs_in(&node, ATTACKER, "bob");
+    let _alice = logs_in(&node, USER, "alice");
 }

@@ -99,21 +99,19 @@ fn logins_are_authenticated_and_rate_limited() {
     order_round_trip(&mut bob, &buy("B2"), "B2");
     order_round_trip(&mut alice, &buy("A1"), "A1");
 
-    // Five failures for dave, then even the right password is refused (within the minute).
+    // Five failures for dave from this address, then even the right password is refused
+    // from it for a second (the next attempts lock it out twice as long each; the rules'
+    // unit tests follow that; `serve_hostile` shows other addresses are not affected).
     for attempt in 0..5 {
         let (_, answer) = try_login(&node, "dave", &format!("bad{attempt}"), "");
         assert_eq!(answer, Packet::Rejected(b'A'), "attempt {attempt}");
     }
     let started = Instant::now();
     assert_eq!(
-        try_login(&node, "dave", PASSWORD, "").1,
-        Packet::Rejected(b'A')
-    );
-    assert_eq!(
         try_login(&node, "DAVE", PASSWORD, "").1,
         Packet::Rejected(b'A')
     );
-    // Refused without even checking the password (argon2 takes a while in a debug build).
+    // Refused without checking the password, after as long as a check takes.
     eprintln!("locked-out login answered in {:?}", started.elapsed());
 
     // Others are not affected: bob keeps trading, erin logs in.
@@ -139,9 +137,15 @@ fn logins_are_authenticated_and_rate_limited() {
         }
     );
 
-    // Every failure is logged, and the lockout too.
-    assert!(node.count_log("login failed") >= 8, "{}", node.log_text());
-    assert!(node.count_log("too many failures") >= 2);
+    // Failures are logged, at most a line a second per address, and what was held back is
+    // counted in a summary line.
+    assert!(node.count_log("login failed") >= 1, "{}", node.log_text());
+    assert!(node
+        .wait_log(
+            "logins failed or refused since the last line about this address",
+            5 * SECOND
+        )
+        .is_some());
     assert!(node.count_log("already logged in elsewhere") >= 2);
 }
 

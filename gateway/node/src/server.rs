@@ -6,9 +6,12 @@
 //!   disconnect; a second Login Request on a connection is a logged disconnect;
 //! - a resumption ticket (`ticket.rs`) is checked here, in microseconds; passwords are
 //!   checked by a small pool of threads (`auth.rs`: argon2 is slow on purpose; a bounded
-//!   queue, checks of closed connections dropped, a busy pool answers `Login Rejected S`),
-//!   compared in constant time, and a user name with 5 failures within 60 s is refused for
-//!   the rest of that minute (`Login Rejected A`), all logged;
+//!   queue fair per source address, checks of closed connections dropped, a busy pool
+//!   answers `Login Rejected S`), compared in constant time; a (user, source address) pair
+//!   with 5 attempts without success is refused for 1 s, then twice as long at each further
+//!   attempt (`rules::Lockout`), answered `Login Rejected A` after as long as a check takes;
+//!   unknown user names are checked against a dummy hash of the same cost and counted
+//!   against the source; failures are logged once a second per source, with counts;
 //! - a user already logged in elsewhere, or a request for another session, gets
 //!   `Login Rejected S`;
 //! - malformed frames, unknown packet types, zero or oversized lengths, and undecodable OUCH
@@ -47,7 +50,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use super::admission::{Admission, Admit, LogLimit};
 use super::auth::{CancelOnDrop, LoginCheck, LoginChecker};
 use super::matching::Outcome;
-use super::rules::{Liveness, LoginFailures, Phase, Verdict};
+use super::rules::{Liveness, Lockout, LoginName, Phase, Verdict};
 use super::sessions::SessionBook;
 use super::startup::now_ns;
 use super::throttle::Throttle;
@@ -66,14 +69,18 @@ const WAKER: Token = Token(1);
 const FIRST_CONNECTION: usize = 2;
 
 pub use super::rules::{
-    CLIENT_TIMEOUT, HEARTBEAT_INTERVAL, LOGIN_DEADLINE_DEFAULT, LOGIN_FAILURES_MAX,
-    LOGIN_FAILURE_WINDOW,
+    CLIENT_TIMEOUT, HEARTBEAT_INTERVAL, LOCKOUT_FIRST, LOCKOUT_MAX, LOGIN_DEADLINE_DEFAULT,
+    LOGIN_FAILURES_MAX, LOGIN_FAILURE_WINDOW,
 };
 /// Connections served at once; beyond it a newcomer evicts an unfinished login or, if every
 /// slot is a logged-in session, is closed at once (see `admission.rs`).
 pub const CONNECTIONS_MAX: usize = 1024;
-/// Lines about one source's refused or evicted connections: at most one per this interval.
+/// Lines about one source's refused or evicted connections, and about its failed logins: at
+/// most one of each per this interval.
 const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(1);
+/// What a password check is taken to cost until one has been timed (argon2id with
+/// `keel passwd`'s parameters, optimised).
+const CHECK_TOOK_INITIAL: Duration = Duration::from_millis(25);
 /// Bytes of unprocessed input buffered per connection (many packets; a packet is ≤ 50).
 const READ_BUFFER_BYTES: usize = 64 * 1024;
 /// Bytes taken from a socket per `read` call.
@@ -99,9 +106,9 @@ pub const SESSION_INPUTS_IN_FLIGHT_MAX: usize = 32;
 const THROTTLE_RESUME_PACKETS_MAX: u64 = 64;
 /// ...but never waits longer than this for a batch (slow rates resume packet by packet).
 const THROTTLE_RESUME_WAIT: Duration = Duration::from_millis(5);
-/// Checked for logins with an unknown user name, so that a wrong name costs the same time as
-/// a wrong password (argon2id with the default parameters of `keel passwd`; the password
-/// behind it is not one anyone could send).
+/// Checked for logins with an unknown user name if no hash like the users' can be made (see
+/// `config::dummy_hash_like`): argon2id with the default parameters of `keel passwd`; the
+/// password behind it is not one anyone could send.
 const DUMMY_PASSWORD_HASH: &str =
     "$argon2id$v=19$m=19456,t=2,p=1$/hpYfnAfzCOcvo45blCw/g$gFAOwqCrF5WhBNUEeREZmwMGrxuzucYPL6KkVKovhT4";
 
@@ -180,7 +187,15 @@ pub struct Server {
     logins: LoginChecker,
     tickets: Option<TicketKey>,
     logged_in: HashMap<usize, Token>,
-    failures: LoginFailures,
+    /// Login attempts per (user, source), and which pairs are refused.
+    lockout: Lockout,
+    /// Limits the lines about failed and refused logins.
+    login_log: LogLimit,
+    /// Logins refused by the lockout, answered (`A`) when due: as long after the request as
+    /// a password check takes, so the answer tells nothing. At most one per connection.
+    delayed_rejects: VecDeque<(Instant, Token)>,
+    /// How long a password check takes, smoothed (the delay of `delayed_rejects`).
+    check_took: Duration,
     outbound_limit_bytes: usize,
     cluster: Option<ClusterLink>,
     /// Connections with input left to read or handle: a socket not read to `WouldBlock`
@@ -325,7 +340,12 @@ impl Server {
             decoder: FrameDecoder::default(),
             session: parts.session,
             book: parts.book,
-            dummy_hash: DUMMY_PASSWORD_HASH.to_string(),
+            // The cost of the configured users' checks (the first's parameters).
+            dummy_hash: parts
+                .hashes
+                .first()
+                .and_then(|like| crate::config::dummy_hash_like(like).ok())
+                .unwrap_or_else(|| DUMMY_PASSWORD_HASH.to_string()),
             hashes: parts.hashes,
             inbound: parts.inbound,
             outcomes: parts.outcomes,
@@ -338,7 +358,10 @@ impl Server {
             logins: parts.logins,
             tickets: parts.tickets,
             logged_in: HashMap::new(),
-            failures: LoginFailures::new(),
+            lockout: Lockout::new(),
+            login_log: LogLimit::new(REFUSAL_LOG_INTERVAL),
+            delayed_rejects: VecDeque::new(),
+            check_took: CHECK_TOOK_INITIAL,
             outbound_limit_bytes: parts.outbound_limit_bytes,
             cluster: parts.cluster,
             unread: HashSet::new(),
@@ -390,6 +413,7 @@ impl Server {
                 }
             }
             self.finish_logins();
+            self.reject_due();
             self.pump_outcomes();
             self.resume_throttled();
             self.resume_reads();
@@ -426,7 +450,12 @@ impl Server {
         } else {
             Duration::from_millis(1)
         };
-        match self.throttled.values().min() {
+        let next_due = self
+            .throttled
+            .values()
+            .chain(self.delayed_rejects.front().map(|(at, _)| at))
+            .min();
+        match next_due {
             Some(at) => timeout.min(at.saturating_duration_since(Instant::now())),
             None => timeout,
         }
@@ -773,11 +802,13 @@ impl Server {
             tracing::warn!(%peer, user = %username, "login for another session");
             return self.reject_login(token, LoginRejectReason::SessionNotAvailable);
         }
-        if self.failures.locked_out(&username, Instant::now()) {
-            tracing::warn!(%peer, user = %username, "login refused: too many failures");
-            return self.reject_login(token, LoginRejectReason::NotAuthorized);
-        }
         let user = self.book.user_index(&username);
+        let name = user.map_or(LoginName::Unknown, LoginName::User);
+        let now = Instant::now();
+        if self.lockout.locked(name, peer.ip(), now) {
+            self.log_login(peer, &username, "login refused (Login Rejected A): too many failures of this user from this address");
+            return self.reject_later(token, now);
+        }
         if let Some(user) = user.filter(|&u| self.ticket_valid(u, &password)) {
             // A resumption ticket: checked here in microseconds, no password check queued.
             return self.accept_login(token, user, requested_seq, Credential::Ticket);
@@ -793,6 +824,8 @@ impl Server {
         };
         match self.logins.submit(check) {
             Ok(guard) => {
+                // Counted now, not when the verdict comes: see `Lockout`.
+                self.lockout.attempted(name, peer.ip(), now);
                 if let Some(connection) = self.connections.get_mut(&token) {
                     connection.state = State::Authenticating;
                     connection.login_check = Some(guard);
@@ -824,8 +857,13 @@ impl Server {
             };
             connection.login_check = None;
             let peer = connection.peer;
+            if verdict.ok.is_some() {
+                // Smoothed over about 8 checks.
+                self.check_took = (self.check_took * 7 + verdict.took) / 8;
+            }
             match (verdict.ok, verdict.user) {
                 (Some(true), Some(user)) => {
+                    self.lockout.succeeded(LoginName::User(user), peer.ip());
                     self.accept_login(token, user, verdict.requested_seq, Credential::Password)
                 }
                 _ => {
@@ -909,8 +947,44 @@ impl Server {
             || "<unknown>".to_string(),
             |u| self.book.user(u).name.clone(),
         );
-        let failures = self.failures.record(&name, Instant::now());
-        tracing::warn!(%peer, user = %name, failures, "login failed");
+        self.log_login(peer, &name, "login failed (Login Rejected A)");
+    }
+
+    /// Logs a failed or refused login of `user` from `peer`, at most once per source per
+    /// [`REFUSAL_LOG_INTERVAL`] (a guessing flood must not flood the log), with the lines
+    /// held back since.
+    fn log_login(&mut self, peer: SocketAddr, user: &str, what: &str) {
+        if let Some(held_back) = self.login_log.note(peer.ip(), Instant::now()) {
+            let (pairs, untracked) = self.lockout.sizes();
+            tracing::warn!(%peer, %user, held_back, pairs, untracked, "{what} (one line per address per second; held_back: lines about it not written since)");
+        }
+    }
+
+    /// Refuses the login on `token` (`A`) once a password check's time has passed since
+    /// `now`: a refusal by the lockout looks like a wrong password, in content and timing.
+    fn reject_later(&mut self, token: Token, now: Instant) {
+        let Some(connection) = self.connections.get_mut(&token) else {
+            return;
+        };
+        // Nothing more is read from it meanwhile; it is not held to the login deadline.
+        connection.state = State::Authenticating;
+        // Bounded: one per connection (it is authenticating until answered).
+        self.delayed_rejects
+            .push_back((now + self.check_took, token));
+    }
+
+    /// Answers the delayed refusals that are due.
+    fn reject_due(&mut self) {
+        let now = Instant::now();
+        // Delays change slowly, so the queue is nearly in order; one a little late waits
+        // for the one before it.
+        while let Some(&(at, token)) = self.delayed_rejects.front() {
+            if at > now {
+                break;
+            }
+            self.delayed_rejects.pop_front();
+            self.reject_login(token, LoginRejectReason::NotAuthorized);
+        }
     }
 
     fn reject_login(&mut self, token: Token, reason: LoginRejectReason) {
@@ -1177,16 +1251,8 @@ impl Server {
         for token in tokens {
             self.flush(token);
         }
-        let (held_back, uncounted) = self.refusal_log.expired(now);
-        for (source, count) in held_back {
-            tracing::warn!(%source, count, "connections refused or evicted since the last line about this address");
-        }
-        if uncounted > 0 {
-            tracing::warn!(
-                count = uncounted,
-                "connections refused or evicted from addresses not logged separately"
-            );
-        }
+        log_held_back(&mut self.refusal_log, now, "connections refused or evicted");
+        log_held_back(&mut self.login_log, now, "logins failed or refused");
     }
 
     /// Closes connections marked for closing (after a last flush of what they were told).
@@ -1312,6 +1378,20 @@ enum Action {
     },
     /// An order for the matching loop, and its decoded client message.
     Submit(Envelope, InboundMessage),
+}
+
+/// Logs, per source whose interval is over, the lines `limit` held back (about `what`).
+fn log_held_back(limit: &mut LogLimit, now: Instant, what: &str) {
+    let (held_back, uncounted) = limit.expired(now);
+    for (source, count) in held_back {
+        tracing::warn!(%source, count, "{what} since the last line about this address");
+    }
+    if uncounted > 0 {
+        tracing::warn!(
+            count = uncounted,
+            "{what} from addresses not logged separately"
+        );
+    }
 }
 
 /// Wakes the I/O thread from another thread (the flusher, the password checker).
