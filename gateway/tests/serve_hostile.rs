@@ -179,3 +179,51 @@ fn unknown_user_names_are_answered_like_wrong_passwords_and_lock_out_no_real_use
     let _bob = logs_in(&node, ATTACKER, "bob");
     let _alice = logs_in(&node, USER, "alice");
 }
+
+/// `keel serve` on `config` under `sh -c 'ulimit LIMIT; exec keel serve'`.
+fn serve_under_ulimit(config: &std::path::Path, limit: &str) -> std::process::Command {
+    let mut command = std::process::Command::new("sh");
+    command.arg("-c").arg(format!(
+        "ulimit {limit} && exec \"$0\" serve --config \"$1\""
+    ));
+    command.arg(serve_support::keel()).arg(config);
+    command
+}
+
+#[test]
+fn a_node_refuses_to_start_when_the_open_file_limit_cannot_hold_its_connections() {
+    let setup = write_config_with("async", |builder| builder);
+    // Soft and hard limit 512: fewer than the 1,024 connection slots.
+    let output = serve_under_ulimit(&setup.config, "-n 512")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "started: {stderr}");
+    assert!(
+        stderr.contains("open-file limit is too low") && stderr.contains("ulimit -n"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_node_raises_a_low_soft_open_file_limit_up_to_the_hard_one() {
+    let setup = write_config_with("async", |builder| builder);
+    // Soft limit 512, hard limit as it is: high enough on a test machine (else skipped).
+    let hard = std::process::Command::new("sh")
+        .args(["-c", "ulimit -Hn"])
+        .output()
+        .unwrap();
+    let hard = String::from_utf8_lossy(&hard.stdout).trim().to_string();
+    if hard != "unlimited" && hard.parse::<u64>().unwrap() < 4_096 {
+        eprintln!("skipped: the hard open-file limit is {hard}");
+        return;
+    }
+    let launch =
+        keel_testkit::process::Launch::command(serve_under_ulimit(&setup.config, "-Sn 512"));
+    let node = Node(launch.start().unwrap());
+    assert!(node
+        .wait_log("open-file limit (soft) raised", 5 * SECOND)
+        .is_some());
+    let _alice = logs_in(&node, USER, "alice");
+}
