@@ -20,29 +20,17 @@ the attack, one more login and order check that the node serves normally.
 
 Prints one line per run and the medians over the runs. Loopback on Linux only.
 """
-import argparse, os, random, socket, struct, subprocess, sys, tempfile, threading, time
+import argparse, os, random, socket, subprocess, sys, tempfile, threading, time
+
+from soupbin import cancel, enter, next_packet, pkt
 
 ATTACKER = "127.0.0.2"
 USERS = {"alice": "alicepass", "bob": "bobpass", "carol": "carolpass"}
 
 
-def pkt(t, p=b""):
-    return struct.pack(">H", len(p) + 1) + t + p
-
-
 def login(user, password, seq=0):
     return pkt(b"L", user.ljust(6).encode()[:6] + password.ljust(10).encode()[:10] + b" " * 10
                + str(seq).rjust(20).encode())
-
-
-def enter(tok, side, shares, price):
-    return pkt(b"U", b"O" + tok.ljust(14).encode() + side + struct.pack(">I", shares) + b"BTC-PERP"
-               + struct.pack(">I", price) + struct.pack(">I", 99999) + b"FIRMYAN"
-               + struct.pack(">I", 0) + b"NN")
-
-
-def cancel(tok):
-    return pkt(b"U", b"X" + tok.ljust(14).encode() + struct.pack(">I", 0))
 
 
 class Conn:
@@ -56,19 +44,8 @@ class Conn:
 
     def packet(self):
         """(type, payload) of the next packet; (b"closed", b"") at the end."""
-        while True:
-            if len(self.buf) >= 2:
-                n = struct.unpack(">H", self.buf[:2])[0]
-                if len(self.buf) >= 2 + n:
-                    p, self.buf = self.buf[2:2 + n], self.buf[2 + n:]
-                    return p[:1], p[1:]
-            try:
-                d = self.s.recv(65536)
-            except OSError:
-                return b"closed", b""
-            if not d:
-                return b"closed", b""
-            self.buf += d
+        kind, payload, self.buf = next_packet(self.s, self.buf)
+        return kind, payload
 
     def login(self, user, password):
         """The answer to a login, skipping Debug packets: b"A", b"J" + code, or b"closed"."""
