@@ -227,3 +227,44 @@ fn a_node_raises_a_low_soft_open_file_limit_up_to_the_hard_one() {
         .is_some());
     let _alice = logs_in(&node, USER, "alice");
 }
+
+#[test]
+fn a_login_from_another_address_is_checked_before_a_backlog_of_guesses() {
+    // One checking thread, and guesses against erin, whose hash has `keel passwd`'s full
+    // cost: her checks are slow, the others' cheap.
+    let setup = write_config_with("async", |builder| {
+        builder.server(|server| server.login_threads = Some(1))
+    });
+    let node = Node::start(&setup.config);
+    // Five from each of two addresses (more from one would be refused by the lockout
+    // without a check).
+    let mut guesses: Vec<Client> = (0..10)
+        .map(|n| {
+            let from = if n % 2 == 0 {
+                ATTACKER
+            } else {
+                Ipv4Addr::new(127, 0, 0, 3)
+            };
+            let mut client = Client::connect_from(from, node.addr);
+            client.send_login("erin", &format!("guess{n}"), "", 0);
+            client
+        })
+        .collect();
+    // alice's login arrives behind the ten guesses; the queue is fair per address, so it is
+    // checked after a few of them, not after all ten (one thread answers in order of
+    // checking, and the I/O thread answers as verdicts come).
+    let _alice = logs_in(&node, USER, "alice");
+    let answered = guesses
+        .iter_mut()
+        .map(|client| client.recv(Duration::from_millis(1)).is_ok())
+        .filter(|answered| *answered)
+        .count();
+    assert!(
+        answered < 5,
+        "alice was answered after every guess before her"
+    );
+    for client in &mut guesses {
+        // The rest are answered too, as wrong passwords.
+        let _ = client.recv(30 * SECOND);
+    }
+}
