@@ -1,8 +1,8 @@
 //! SoupBinTCP session rules against the real `keel serve`: logins (wrong password, unknown
 //! user, rate limiting, another session, a user logged in twice), data before login, a second
 //! login on a live connection, logout, resuming from a sequence number, server heartbeats,
-//! the 15 s client timeout (also for half-open connections and truncated frames) and the 15 s
-//! login deadline (a Login Request trickled byte by byte).
+//! the 15 s client timeout (also for half-open connections and truncated frames) and the
+//! login deadline, configured to 15 s there (a Login Request trickled byte by byte).
 //!
 //! The timeout test takes about 17 s by nature; the other tests of this file run beside it
 //! (the default two test threads), so the file takes about as long as that one test. It is
@@ -22,7 +22,8 @@ use keel_protocol::ouch::{
 use keel_protocol::soupbin::{encode_numeric, ClientPacket};
 use keel_protocol::OrderToken;
 use serve_support::{
-    enter, order_round_trip, write_config, Client, End, Node, Packet, GTC, IOC, PASSWORD,
+    enter, order_round_trip, write_config, write_config_with, Client, End, Node, Packet, GTC, IOC,
+    PASSWORD,
 };
 
 const SECOND: Duration = Duration::from_secs(1);
@@ -98,21 +99,19 @@ fn logins_are_authenticated_and_rate_limited() {
     order_round_trip(&mut bob, &buy("B2"), "B2");
     order_round_trip(&mut alice, &buy("A1"), "A1");
 
-    // Five failures for dave, then even the right password is refused (within the minute).
+    // Five failures for dave from this address, then even the right password is refused
+    // from it for a second (the next attempts lock it out twice as long each; the rules'
+    // unit tests follow that; `serve_hostile` shows other addresses are not affected).
     for attempt in 0..5 {
         let (_, answer) = try_login(&node, "dave", &format!("bad{attempt}"), "");
         assert_eq!(answer, Packet::Rejected(b'A'), "attempt {attempt}");
     }
     let started = Instant::now();
     assert_eq!(
-        try_login(&node, "dave", PASSWORD, "").1,
-        Packet::Rejected(b'A')
-    );
-    assert_eq!(
         try_login(&node, "DAVE", PASSWORD, "").1,
         Packet::Rejected(b'A')
     );
-    // Refused without even checking the password (argon2 takes a while in a debug build).
+    // Refused without checking the password, after as long as a check takes.
     eprintln!("locked-out login answered in {:?}", started.elapsed());
 
     // Others are not affected: bob keeps trading, erin logs in.
@@ -138,9 +137,15 @@ fn logins_are_authenticated_and_rate_limited() {
         }
     );
 
-    // Every failure is logged, and the lockout too.
-    assert!(node.count_log("login failed") >= 8, "{}", node.log_text());
-    assert!(node.count_log("too many failures") >= 2);
+    // Failures are logged, at most a line a second per address, and what was held back is
+    // counted in a summary line.
+    assert!(node.count_log("login failed") >= 1, "{}", node.log_text());
+    assert!(node
+        .wait_log(
+            "logins failed or refused since the last line about this address",
+            5 * SECOND
+        )
+        .is_some());
     assert!(node.count_log("already logged in elsewhere") >= 2);
 }
 
@@ -345,7 +350,11 @@ fn requests_pipelined_behind_an_order_that_ends_at_once_are_answered() {
 
 #[test]
 fn heartbeats_then_silent_connections_are_dropped_after_15_seconds() {
-    let setup = write_config("async");
+    // A login deadline as long as the silence timeout: connections that never log in are
+    // here to show the silence timeout (the short default deadline is `serve_hostile`'s).
+    let setup = write_config_with("async", |builder| {
+        builder.server(|server| server.login_deadline_ms = 15_000)
+    });
     let node = Node::start(&setup.config);
     let addr = node.addr;
 

@@ -10,15 +10,12 @@ Prints p50/p99/max per condition.
 """
 import socket, struct, sys, threading, time
 
+from soupbin import cancel, enter, next_packet, pkt
+
 PORT, PW = int(sys.argv[1]), sys.argv[2]
 
-def pkt(t, p=b""): return struct.pack(">H", len(p) + 1) + t + p
 def login(u, seq=0):
     return pkt(b"L", u.ljust(6).encode() + PW.ljust(10).encode() + b" " * 10 + str(seq).rjust(20).encode())
-def enter(tok, side, shares, price):
-    return pkt(b"U", b"O" + tok.ljust(14).encode() + side + struct.pack(">I", shares) + b"BTC-PERP"
-               + struct.pack(">I", price) + struct.pack(">I", 99999) + b"FIRMYAN" + struct.pack(">I", 0) + b"NN")
-def cancel(tok): return pkt(b"U", b"X" + tok.ljust(14).encode() + struct.pack(">I", 0))
 
 class Conn:
     def __init__(self, user):
@@ -27,15 +24,8 @@ class Conn:
         self.s.sendall(login(user)); self.buf = b""
         while self.packet()[0] != b"A": pass
     def packet(self):
-        while True:
-            if len(self.buf) >= 2:
-                n = struct.unpack(">H", self.buf[:2])[0]
-                if len(self.buf) >= 2 + n:
-                    p, self.buf = self.buf[2:2 + n], self.buf[2 + n:]
-                    return p[:1], p[1:]
-            d = self.s.recv(65536)
-            if not d: return b"closed", b""
-            self.buf += d
+        kind, payload, self.buf = next_packet(self.s, self.buf)
+        return kind, payload
 
 def healthy(seconds, label, results):
     c = Conn("bob"); lat = []; i = 0

@@ -144,6 +144,9 @@ fn run_mode(
         if !tickets {
             server.resume_ticket_ttl_s = 0;
         }
+        // Every session logs in from 127.0.0.1 here; the per-address limit on logins in
+        // progress stands for the many client hosts they would come from.
+        server.connections_per_source_max = keel_node::server::CONNECTIONS_MAX;
     })?;
     let spare = cluster.users[args.sessions].clone();
     let leader = cluster.find_leader(&spare, Duration::from_secs(20))?;

@@ -6,7 +6,8 @@
 //! - `config` (feature `node`): node and cluster configurations built from the node's typed
 //!   configuration and written through its own serialisation;
 //! - `process` (feature `node`): a running `keel serve` with its log;
-//! - `cluster` (feature `node`): a Raft cluster of them on loopback.
+//! - `cluster` (feature `node`): a Raft cluster of them on loopback;
+//! - `source` (feature `node`): connections from another loopback address (an attacker's).
 //!
 //! Everything that can fail returns an error with context (keel-perf is a binary); tests
 //! unwrap.
@@ -21,3 +22,5 @@ pub mod cluster;
 pub mod config;
 #[cfg(feature = "node")]
 pub mod process;
+#[cfg(feature = "node")]
+pub mod source;

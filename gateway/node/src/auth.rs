@@ -1,7 +1,12 @@
 //! Password checks off the I/O thread: a small pool of threads verifying argon2 hashes,
-//! fed by a bounded queue, with three rules that keep a login storm (every session of a
-//! failed leader logging in again at once) from starving or piling up:
+//! fed by a bounded queue, with rules that keep a login storm (every session of a failed
+//! leader logging in again at once) or a flood from one address from starving others or
+//! piling up:
 //!
+//! - the queue is fair per source address: each address has its own queue, and the threads
+//!   take one check from each address in turn ([`FairQueue`]), so a flood of guesses from
+//!   one address waits behind itself, while a real user's login from another address is
+//!   next but one whatever the flood's length;
 //! - a check whose connection has closed before a thread takes it is dropped unchecked
 //!   (each request carries its connection's cancel flag, set when the connection is
 //!   dropped), so clients that gave up and retried cost one check, not one per attempt;
@@ -22,7 +27,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use std::collections::VecDeque;
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
 use foldhash::{HashMap, HashMapExt};
 use mio::{Token, Waker};
 
@@ -76,6 +85,9 @@ pub struct Verdict {
     pub ok: Option<bool>,
     /// Requested sequence number.
     pub requested_seq: u64,
+    /// How long the check took (zero if dropped): locked-out logins are answered after as
+    /// long, so that the answer's timing tells nothing.
+    pub took: Duration,
     source: IpAddr,
 }
 
@@ -105,7 +117,7 @@ impl std::fmt::Display for Busy {
 
 /// The I/O thread's side of the pool.
 pub struct LoginChecker {
-    requests: Option<Sender<Queued>>,
+    requests: Arc<Requests>,
     verdicts: Receiver<Verdict>,
     /// Checks queued or running, by source address (entries removed at zero).
     pending: HashMap<IpAddr, usize>,
@@ -122,13 +134,13 @@ impl LoginChecker {
     pub fn start(threads: usize, waker: Arc<Waker>) -> std::io::Result<LoginChecker> {
         let threads = threads.max(1);
         let queue_max = threads * CHECKS_QUEUED_PER_THREAD;
-        let (request_tx, request_rx) = crossbeam_channel::bounded::<Queued>(queue_max);
+        let requests = Arc::new(Requests::default());
         // Room for every queued and running check's verdict: a thread never waits to answer.
         let (verdict_tx, verdict_rx) = crossbeam_channel::bounded(queue_max + threads);
         let dropped = Arc::new(AtomicU64::new(0));
         let mut handles = Vec::with_capacity(threads);
         for index in 0..threads {
-            let (requests, verdicts) = (request_rx.clone(), verdict_tx.clone());
+            let (requests, verdicts) = (requests.clone(), verdict_tx.clone());
             let (waker, dropped) = (waker.clone(), dropped.clone());
             let handle = std::thread::Builder::new()
                 .name(format!("keel-auth-{index}"))
@@ -136,7 +148,7 @@ impl LoginChecker {
             handles.push(handle);
         }
         Ok(LoginChecker {
-            requests: Some(request_tx),
+            requests,
             verdicts: verdict_rx,
             pending: HashMap::new(),
             pending_total: 0,
@@ -162,11 +174,9 @@ impl LoginChecker {
             check,
             cancelled: cancelled.clone(),
         };
-        let requests = self.requests.as_ref().ok_or(Busy::Stopped)?;
-        match requests.try_send(queued) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => return Err(Busy::Queue(self.pending_total)),
-            Err(TrySendError::Disconnected(_)) => return Err(Busy::Stopped),
+        // Bounded by the two checks above: `pending` counts every queued check.
+        if !self.requests.push(source, queued) {
+            return Err(Busy::Stopped);
         }
         *self.pending.entry(source).or_insert(0) += 1;
         self.pending_total += 1;
@@ -195,21 +205,121 @@ impl LoginChecker {
 impl Drop for LoginChecker {
     fn drop(&mut self) {
         // Closing the queue ends each thread after its current check.
-        self.requests = None;
+        self.requests.close();
         for handle in self.threads.drain(..) {
             let _ = handle.join();
         }
     }
 }
 
+/// Checks waiting, fair per source, shared by the I/O thread and the checking threads.
+struct Requests {
+    state: Mutex<RequestsState>,
+    ready: Condvar,
+}
+
+struct RequestsState {
+    queue: FairQueue<Queued>,
+    closed: bool,
+}
+
+impl Default for Requests {
+    fn default() -> Requests {
+        Requests {
+            state: Mutex::new(RequestsState {
+                queue: FairQueue::new(),
+                closed: false,
+            }),
+            ready: Condvar::new(),
+        }
+    }
+}
+
+impl Requests {
+    /// Queues a check; false if closed.
+    fn push(&self, source: IpAddr, queued: Queued) -> bool {
+        let Ok(mut state) = self.state.lock() else {
+            return false;
+        };
+        if state.closed {
+            return false;
+        }
+        state.queue.push(source, queued);
+        drop(state);
+        self.ready.notify_one();
+        true
+    }
+
+    /// The next check, waiting for one; `None` once closed (queued checks are not made: the
+    /// server asking for them is gone).
+    fn pop(&self) -> Option<Queued> {
+        let mut state = self.state.lock().ok()?;
+        loop {
+            if state.closed {
+                return None;
+            }
+            if let Some(queued) = state.queue.pop() {
+                return Some(queued);
+            }
+            state = self.ready.wait(state).ok()?;
+        }
+    }
+
+    /// Ends the threads, each after its current check.
+    fn close(&self) {
+        if let Ok(mut state) = self.state.lock() {
+            state.closed = true;
+        }
+        self.ready.notify_all();
+    }
+}
+
+/// Items queued per source address, taken one per source in turn: an address with a
+/// thousand items waiting delays another address's item by at most one of its own. Bounded
+/// by its user (the checker counts what each source has queued).
+#[derive(Debug)]
+pub struct FairQueue<T> {
+    by_source: HashMap<IpAddr, VecDeque<T>>,
+    /// Sources with items, in the order they are served.
+    turn: VecDeque<IpAddr>,
+}
+
+impl<T> FairQueue<T> {
+    /// Empty.
+    pub fn new() -> FairQueue<T> {
+        FairQueue {
+            by_source: HashMap::new(),
+            turn: VecDeque::new(),
+        }
+    }
+
+    /// Adds `item` of `source` behind that source's others.
+    pub fn push(&mut self, source: IpAddr, item: T) {
+        let queue = self.by_source.entry(source).or_default();
+        if queue.is_empty() {
+            self.turn.push_back(source);
+        }
+        queue.push_back(item);
+    }
+
+    /// The oldest item of the source whose turn it is.
+    pub fn pop(&mut self) -> Option<T> {
+        let source = self.turn.pop_front()?;
+        let queue = self.by_source.get_mut(&source)?;
+        let item = queue.pop_front();
+        if queue.is_empty() {
+            self.by_source.remove(&source);
+        } else {
+            self.turn.push_back(source);
+        }
+        item
+    }
+}
+
 /// One checking thread: takes queued checks until the queue closes.
-fn check_loop(
-    requests: &Receiver<Queued>,
-    verdicts: &Sender<Verdict>,
-    waker: &Waker,
-    dropped: &AtomicU64,
-) {
-    for Queued { check, cancelled } in requests {
+fn check_loop(requests: &Requests, verdicts: &Sender<Verdict>, waker: &Waker, dropped: &AtomicU64) {
+    while let Some(Queued { check, cancelled }) = requests.pop() {
+        let started = Instant::now();
         let ok = if cancelled.load(Ordering::Acquire) {
             let total = dropped.fetch_add(1, Ordering::Relaxed) + 1;
             tracing::info!(
@@ -229,6 +339,7 @@ fn check_loop(
             user: check.user,
             ok,
             requested_seq: check.requested_seq,
+            took: started.elapsed(),
             source: check.peer.ip(),
         };
         if verdicts.send(verdict).is_err() {
@@ -330,5 +441,34 @@ mod tests {
         // Answers free the places again.
         assert_eq!(verdicts(&mut checker, 2 * half).len(), 2 * half);
         assert!(checker.submit(check(1000, "10.0.0.1:7", "x")).is_ok());
+    }
+
+    #[test]
+    fn the_fair_queue_serves_sources_in_turn_whatever_their_backlog() {
+        let mut queue = FairQueue::new();
+        let (flood, alice, bob) = (
+            "10.0.0.2".parse::<IpAddr>().unwrap(),
+            "10.0.0.1".parse::<IpAddr>().unwrap(),
+            "10.0.0.3".parse::<IpAddr>().unwrap(),
+        );
+        for n in 0..1_000 {
+            queue.push(flood, ("flood", n));
+        }
+        queue.push(alice, ("alice", 0));
+        queue.push(alice, ("alice", 1));
+        assert_eq!(queue.pop(), Some(("flood", 0)));
+        queue.push(bob, ("bob", 0));
+        // alice waited behind one of the flood's, not a thousand; bob, who came later,
+        // behind alice's first and one more of the flood's.
+        assert_eq!(queue.pop(), Some(("alice", 0)));
+        assert_eq!(queue.pop(), Some(("flood", 1)));
+        assert_eq!(queue.pop(), Some(("bob", 0)));
+        assert_eq!(queue.pop(), Some(("alice", 1)));
+        // Each source's own items stay in order.
+        for n in 2..1_000 {
+            assert_eq!(queue.pop(), Some(("flood", n)));
+        }
+        assert_eq!(queue.pop(), None);
+        assert!(queue.by_source.is_empty() && queue.turn.is_empty());
     }
 }

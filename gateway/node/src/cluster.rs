@@ -778,7 +778,7 @@ struct Door {
 }
 
 /// Connections a follower's door handles at once; more are closed at once.
-const DOOR_CONNECTIONS_MAX: usize = 64;
+pub const DOOR_CONNECTIONS_MAX: usize = 64;
 
 impl Door {
     fn open(listen: SocketAddr) -> Result<Door, Error> {

@@ -122,6 +122,13 @@ pub struct ServerConfig {
     /// accepts none.
     #[serde(default = "default_resume_ticket_ttl_s")]
     pub resume_ticket_ttl_s: u64,
+    /// Connections not yet logged in that one source address may hold at once; more from
+    /// it are closed at once. Logged-in sessions do not count (one per user at most).
+    #[serde(default = "default_connections_per_source_max")]
+    pub connections_per_source_max: usize,
+    /// How long a new connection has to send its Login Request, in milliseconds.
+    #[serde(default = "default_login_deadline_ms")]
+    pub login_deadline_ms: u64,
 }
 
 impl ServerConfig {
@@ -131,6 +138,12 @@ impl ServerConfig {
     pub const RESUME_TICKET_TTL_S_MAX: u64 = 7 * 24 * 3_600;
     /// The largest `login_threads` accepted.
     pub const LOGIN_THREADS_MAX: usize = 64;
+    /// `connections_per_source_max` when the configuration leaves it out: enough for a
+    /// client host logging many sessions in at once (they log in within milliseconds), a
+    /// small share of the 1,024 slots for an attacker.
+    pub const DEFAULT_CONNECTIONS_PER_SOURCE_MAX: usize = 32;
+    /// The accepted range of `login_deadline_ms`.
+    pub const LOGIN_DEADLINE_MS_RANGE: std::ops::RangeInclusive<u64> = 100..=60_000;
 }
 
 /// Durability policy names in the configuration.
@@ -238,6 +251,12 @@ fn default_message_burst_max() -> u64 {
 fn default_resume_ticket_ttl_s() -> u64 {
     ServerConfig::DEFAULT_RESUME_TICKET_TTL_S
 }
+fn default_connections_per_source_max() -> usize {
+    ServerConfig::DEFAULT_CONNECTIONS_PER_SOURCE_MAX
+}
+fn default_login_deadline_ms() -> u64 {
+    u64::try_from(crate::rules::LOGIN_DEADLINE_DEFAULT.as_millis()).unwrap_or(u64::MAX)
+}
 fn default_price_scale() -> u32 {
     1
 }
@@ -288,6 +307,17 @@ fn check_server(server: &ServerConfig) -> Result<(), Error> {
             "server.resume_ticket_ttl_s".into(),
             "must be at most 604800 (a week); 0 disables tickets",
         );
+    }
+    if server.connections_per_source_max == 0
+        || server.connections_per_source_max > crate::server::CONNECTIONS_MAX
+    {
+        return config_error(
+            "server.connections_per_source_max".into(),
+            "must be 1 to 1024 (the connection slots)",
+        );
+    }
+    if !ServerConfig::LOGIN_DEADLINE_MS_RANGE.contains(&server.login_deadline_ms) {
+        return config_error("server.login_deadline_ms".into(), "must be 100 to 60000");
     }
     Ok(())
 }
@@ -500,6 +530,33 @@ pub fn hash_password(password: &str) -> Result<String, Error> {
         .map_err(|error| Error::Config(format!("cannot hash password: {error}")))
 }
 
+/// A hash of a random password (nobody can send it) with the algorithm and parameters of
+/// `like`, or argon2's defaults if `like` does not parse: checked for logins with an
+/// unknown user name, so that such a login costs what a configured user's check costs and
+/// its answer's timing does not tell which names exist.
+pub fn dummy_hash_like(like: &str) -> Result<String, Error> {
+    let rng = &mut argon2::password_hash::rand_core::OsRng;
+    let password = SaltString::generate(&mut *rng);
+    let salt = SaltString::generate(&mut *rng);
+    let hasher = PasswordHash::new(like)
+        .ok()
+        .and_then(|parsed| {
+            let algorithm = argon2::Algorithm::try_from(parsed.algorithm).ok()?;
+            let version = parsed
+                .version
+                .map_or(Some(argon2::Version::default()), |v| {
+                    argon2::Version::try_from(v).ok()
+                })?;
+            let params = argon2::Params::try_from(&parsed).ok()?;
+            Some(Argon2::new(algorithm, version, params))
+        })
+        .unwrap_or_default();
+    hasher
+        .hash_password(password.as_str().as_bytes(), &salt)
+        .map(|hash| hash.to_string())
+        .map_err(|error| Error::Config(format!("cannot hash a dummy password: {error}")))
+}
+
 /// Whether `password` matches the PHC `hash`. Slow on purpose (argon2): call it off the
 /// I/O thread. The comparison of the derived hashes is constant-time.
 pub fn verify_password(password: &str, hash: &str) -> bool {
@@ -568,6 +625,20 @@ mod tests {
                 ),
                 "server.resume_ticket_ttl_s",
             ),
+            (
+                base.replace(
+                    "# outbound_buffer_bytes",
+                    "connections_per_source_max = 0\n# outbound_buffer_bytes",
+                ),
+                "server.connections_per_source_max",
+            ),
+            (
+                base.replace(
+                    "# outbound_buffer_bytes",
+                    "login_deadline_ms = 10\n# outbound_buffer_bytes",
+                ),
+                "server.login_deadline_ms",
+            ),
         ];
         for (text, needle) in cases {
             let error = Config::parse(&text).unwrap_err().to_string();
@@ -586,6 +657,8 @@ mod tests {
         cluster.users[1].messages_per_second_max = Some(7);
         cluster.server.login_threads = Some(3);
         cluster.server.resume_ticket_ttl_s = 0;
+        cluster.server.connections_per_source_max = 4;
+        cluster.server.login_deadline_ms = 500;
         cluster.cluster = Some(ClusterConfig {
             node_id: 2,
             peers: (1..=3)
@@ -603,6 +676,22 @@ mod tests {
         let text = cluster.to_toml().unwrap();
         assert!(text.contains("[cluster.peers]"), "{text}");
         assert_eq!(Config::parse(&text).unwrap(), cluster, "{text}");
+    }
+
+    #[test]
+    fn the_dummy_hash_has_the_parameters_of_the_hash_it_is_like() {
+        let cheap =
+            "$argon2id$v=19$m=256,t=1,p=1$c2FsdHNhbHRzYWx0$YWJjZGVmZ2hpamtsbW5vcHFyc3R1dnd4eXo";
+        let dummy = dummy_hash_like(cheap).unwrap();
+        assert!(
+            dummy.starts_with("$argon2id$v=19$m=256,t=1,p=1$"),
+            "{dummy}"
+        );
+        let fallback = dummy_hash_like("not a hash").unwrap();
+        assert!(
+            fallback.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+            "{fallback}"
+        );
     }
 
     #[test]

@@ -16,17 +16,20 @@
 //! order-entry I/O thread), [`matching`] (the matching loop), [`startup`] (journal recovery
 //! and the node's clock), [`cluster`] (a Raft cluster node's replication I/O),
 //! [`local_cluster`] (`keel cluster`: a demo cluster of `keel serve` processes on loopback),
-//! [`supervisor`] (no zombie nodes: the first fault of any thread stops the whole node)
+//! [`supervisor`] (no zombie nodes: the first fault of any thread stops the whole node),
+//! [`limits`] (the open-file limit against the configured capacity)
 //! and [`replay`] (the `keel replay` JSON-lines contract). The wire codecs are
 //! `keel-protocol`; the client library is `keel-client`.
 #![deny(missing_docs)]
 
+mod admission;
 mod auth;
 mod chunked;
 pub mod cluster;
 pub mod config;
 mod error;
 mod fault;
+pub mod limits;
 pub mod local_cluster;
 pub mod matching;
 pub mod replay;
@@ -95,6 +98,7 @@ pub fn run(
 ) -> Result<(), Error> {
     supervisor::install_panic_hook();
     fault::announce();
+    limits::ensure_open_files(config)?;
     if config.cluster.is_some() {
         supervisor::set_role(cluster::THREAD);
         return cluster::run(config, shutdown, started);
@@ -188,6 +192,8 @@ fn serve(
         tickets: ticket_key(config),
         outbound_limit_bytes: config.server.outbound_buffer_bytes,
         cluster,
+        connections_per_source_max: config.server.connections_per_source_max,
+        login_deadline: Duration::from_millis(config.server.login_deadline_ms),
     })?;
     started(&StartInfo {
         listen,

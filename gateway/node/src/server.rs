@@ -6,15 +6,24 @@
 //!   disconnect; a second Login Request on a connection is a logged disconnect;
 //! - a resumption ticket (`ticket.rs`) is checked here, in microseconds; passwords are
 //!   checked by a small pool of threads (`auth.rs`: argon2 is slow on purpose; a bounded
-//!   queue, checks of closed connections dropped, a busy pool answers `Login Rejected S`),
-//!   compared in constant time, and a user name with 5 failures within 60 s is refused for
-//!   the rest of that minute (`Login Rejected A`), all logged;
+//!   queue fair per source address, checks of closed connections dropped, a busy pool
+//!   answers `Login Rejected S`), compared in constant time; a (user, source address) pair
+//!   with 5 attempts without success is refused for 1 s, then twice as long at each further
+//!   attempt (`rules::Lockout`), answered `Login Rejected A` after as long as a check takes;
+//!   unknown user names are checked against a dummy hash of the same cost and counted
+//!   against the source; failures are logged once a second per source, with counts;
 //! - a user already logged in elsewhere, or a request for another session, gets
 //!   `Login Rejected S`;
 //! - malformed frames, unknown packet types, zero or oversized lengths, and undecodable OUCH
 //!   messages are logged disconnects;
+//! - admission (`admission.rs`): a source address holds at most
+//!   `server.connections_per_source_max` connections not yet logged in; when every slot is
+//!   taken a newcomer evicts the oldest unfinished login of the source holding the most
+//!   (logged-in sessions are never evicted); refusals are logged once a second per source,
+//!   with counts;
 //! - a server heartbeat goes out after 1 s without sending; a connection silent for 15 s is
-//!   dropped, and so is one that has not sent a whole Login Request 15 s after connecting;
+//!   dropped, and so is one that has not sent a whole Login Request by
+//!   `server.login_deadline_ms` (2 s) after connecting;
 //!   a client that stops reading is dropped once its unsent output exceeds the configured
 //!   bound.
 //! - each session has at most [`SESSION_INPUTS_IN_FLIGHT_MAX`] inputs in the matching loop,
@@ -38,9 +47,10 @@ use keel_journal::{Durability, Watermarks};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 
+use super::admission::{Admission, Admit, LogLimit};
 use super::auth::{CancelOnDrop, LoginCheck, LoginChecker};
 use super::matching::Outcome;
-use super::rules::{Liveness, LoginFailures, Phase, Verdict};
+use super::rules::{Liveness, Lockout, LoginName, Phase, Verdict};
 use super::sessions::SessionBook;
 use super::startup::now_ns;
 use super::throttle::Throttle;
@@ -59,10 +69,18 @@ const WAKER: Token = Token(1);
 const FIRST_CONNECTION: usize = 2;
 
 pub use super::rules::{
-    CLIENT_TIMEOUT, HEARTBEAT_INTERVAL, LOGIN_FAILURES_MAX, LOGIN_FAILURE_WINDOW, LOGIN_TIMEOUT,
+    CLIENT_TIMEOUT, HEARTBEAT_INTERVAL, LOCKOUT_FIRST, LOCKOUT_MAX, LOGIN_DEADLINE_DEFAULT,
+    LOGIN_FAILURES_MAX, LOGIN_FAILURE_WINDOW,
 };
-/// Connections served at once; more are accepted and closed at once, logged.
+/// Connections served at once; beyond it a newcomer evicts an unfinished login or, if every
+/// slot is a logged-in session, is closed at once (see `admission.rs`).
 pub const CONNECTIONS_MAX: usize = 1024;
+/// Lines about one source's refused or evicted connections, and about its failed logins: at
+/// most one of each per this interval.
+const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(1);
+/// What a password check is taken to cost until one has been timed (argon2id with
+/// `keel passwd`'s parameters, optimised).
+const CHECK_TOOK_INITIAL: Duration = Duration::from_millis(25);
 /// Bytes of unprocessed input buffered per connection (many packets; a packet is ≤ 50).
 const READ_BUFFER_BYTES: usize = 64 * 1024;
 /// Bytes taken from a socket per `read` call.
@@ -88,9 +106,9 @@ pub const SESSION_INPUTS_IN_FLIGHT_MAX: usize = 32;
 const THROTTLE_RESUME_PACKETS_MAX: u64 = 64;
 /// ...but never waits longer than this for a batch (slow rates resume packet by packet).
 const THROTTLE_RESUME_WAIT: Duration = Duration::from_millis(5);
-/// Checked for logins with an unknown user name, so that a wrong name costs the same time as
-/// a wrong password (argon2id with the default parameters of `keel passwd`; the password
-/// behind it is not one anyone could send).
+/// Checked for logins with an unknown user name if no hash like the users' can be made (see
+/// `config::dummy_hash_like`): argon2id with the default parameters of `keel passwd`; the
+/// password behind it is not one anyone could send.
 const DUMMY_PASSWORD_HASH: &str =
     "$argon2id$v=19$m=19456,t=2,p=1$/hpYfnAfzCOcvo45blCw/g$gFAOwqCrF5WhBNUEeREZmwMGrxuzucYPL6KkVKovhT4";
 
@@ -169,7 +187,15 @@ pub struct Server {
     logins: LoginChecker,
     tickets: Option<TicketKey>,
     logged_in: HashMap<usize, Token>,
-    failures: LoginFailures,
+    /// Login attempts per (user, source), and which pairs are refused.
+    lockout: Lockout,
+    /// Limits the lines about failed and refused logins.
+    login_log: LogLimit,
+    /// Logins refused by the lockout, answered (`A`) when due: as long after the request as
+    /// a password check takes, so the answer tells nothing. At most one per connection.
+    delayed_rejects: VecDeque<(Instant, Token)>,
+    /// How long a password check takes, smoothed (the delay of `delayed_rejects`).
+    check_took: Duration,
     outbound_limit_bytes: usize,
     cluster: Option<ClusterLink>,
     /// Connections with input left to read or handle: a socket not read to `WouldBlock`
@@ -201,6 +227,25 @@ pub struct Server {
     stalled_ticks: u32,
     /// `last_done_seq` at the previous timer tick.
     done_seq_at_tick: u64,
+    /// Connection slots and unfinished logins per source.
+    admission: Admission,
+    /// How long a new connection has to send its Login Request.
+    login_deadline: Duration,
+    /// Limits the lines about refused and evicted connections.
+    refusal_log: LogLimit,
+    /// Connections refused or evicted so far (logged with each line about them).
+    refusals: Refusals,
+}
+
+/// Connections turned away so far, by why.
+#[derive(Clone, Copy, Debug, Default)]
+struct Refusals {
+    /// Closed at once: their source held its most unfinished logins.
+    source_full: u64,
+    /// Closed at once: every slot was a logged-in session.
+    all_logged_in: u64,
+    /// Closed to make room for a newcomer (an unfinished login).
+    evicted: u64,
 }
 
 /// Everything the server is built from.
@@ -237,6 +282,10 @@ pub struct ServerParts {
     pub outbound_limit_bytes: usize,
     /// In a cluster: the committed watermark and the deposed flag.
     pub cluster: Option<ClusterLink>,
+    /// Connections not yet logged in one source address may hold.
+    pub connections_per_source_max: usize,
+    /// How long a new connection has to send its Login Request.
+    pub login_deadline: Duration,
 }
 
 /// What a leader's gateway shares with the replication thread.
@@ -291,7 +340,12 @@ impl Server {
             decoder: FrameDecoder::default(),
             session: parts.session,
             book: parts.book,
-            dummy_hash: DUMMY_PASSWORD_HASH.to_string(),
+            // The cost of the configured users' checks (the first's parameters).
+            dummy_hash: parts
+                .hashes
+                .first()
+                .and_then(|like| crate::config::dummy_hash_like(like).ok())
+                .unwrap_or_else(|| DUMMY_PASSWORD_HASH.to_string()),
             hashes: parts.hashes,
             inbound: parts.inbound,
             outcomes: parts.outcomes,
@@ -304,7 +358,10 @@ impl Server {
             logins: parts.logins,
             tickets: parts.tickets,
             logged_in: HashMap::new(),
-            failures: LoginFailures::new(),
+            lockout: Lockout::new(),
+            login_log: LogLimit::new(REFUSAL_LOG_INTERVAL),
+            delayed_rejects: VecDeque::new(),
+            check_took: CHECK_TOOK_INITIAL,
             outbound_limit_bytes: parts.outbound_limit_bytes,
             cluster: parts.cluster,
             unread: HashSet::new(),
@@ -318,6 +375,10 @@ impl Server {
             refill_due: false,
             stalled_ticks: 0,
             done_seq_at_tick: parts.last_seq,
+            admission: Admission::new(CONNECTIONS_MAX, parts.connections_per_source_max),
+            login_deadline: parts.login_deadline,
+            refusal_log: LogLimit::new(REFUSAL_LOG_INTERVAL),
+            refusals: Refusals::default(),
         })
     }
 
@@ -352,6 +413,7 @@ impl Server {
                 }
             }
             self.finish_logins();
+            self.reject_due();
             self.pump_outcomes();
             self.resume_throttled();
             self.resume_reads();
@@ -388,7 +450,12 @@ impl Server {
         } else {
             Duration::from_millis(1)
         };
-        match self.throttled.values().min() {
+        let next_due = self
+            .throttled
+            .values()
+            .chain(self.delayed_rejects.front().map(|(at, _)| at))
+            .min();
+        match next_due {
             Some(at) => timeout.min(at.saturating_duration_since(Instant::now())),
             None => timeout,
         }
@@ -418,48 +485,10 @@ impl Server {
     fn accept(&mut self) {
         loop {
             match self.listener.accept() {
-                Ok((mut stream, peer)) => {
-                    if self.connections.len() >= CONNECTIONS_MAX {
-                        tracing::warn!(%peer, "connection limit reached; closing new connection");
-                        continue;
+                Ok((stream, peer)) => {
+                    if self.admit(peer) {
+                        self.open(stream, peer);
                     }
-                    let token = Token(self.next_token);
-                    self.next_token += 1;
-                    let _ = stream.set_nodelay(true);
-                    if let Err(error) = self.poll.registry().register(
-                        &mut stream,
-                        token,
-                        Interest::READABLE | Interest::WRITABLE,
-                    ) {
-                        tracing::warn!(%peer, %error, "cannot register connection");
-                        continue;
-                    }
-                    tracing::info!(%peer, "connected");
-                    let now = Instant::now();
-                    self.connections.insert(
-                        token,
-                        Connection {
-                            stream,
-                            peer,
-                            state: State::AwaitingLogin,
-                            read_buf: Vec::with_capacity(4096),
-                            write_buf: Vec::with_capacity(4096),
-                            next_index: 0,
-                            caught_up: false,
-                            filled_seq: 0,
-                            liveness: Liveness::new(now),
-                            in_flight: 0,
-                            closing: None,
-                            throttle: Throttle::new(
-                                self.default_throttle.0,
-                                self.default_throttle.1,
-                                now,
-                            ),
-                            throttled_count: 0,
-                            peer_gone: None,
-                            login_check: None,
-                        },
-                    );
                 }
                 Err(error) if error.kind() == ErrorKind::WouldBlock => return,
                 Err(error) => {
@@ -468,6 +497,96 @@ impl Server {
                 }
             }
         }
+    }
+
+    /// Whether a new connection from `peer` gets a slot (after evicting an unfinished login
+    /// if every slot is taken); a refused one is dropped, closing it.
+    fn admit(&mut self, peer: SocketAddr) -> bool {
+        let refused = match self.admission.admit(peer.ip()) {
+            Admit::Yes => return true,
+            Admit::Evict(victim) => {
+                let victim_peer = self.connections.get(&victim).map(|c| c.peer);
+                self.refusals.evicted += 1;
+                self.close_now(victim, "evicted: every connection slot taken");
+                if let Some(victim_peer) = victim_peer {
+                    self.log_refusal(
+                        victim_peer,
+                        "connection not yet logged in evicted to make room: every slot taken",
+                    );
+                }
+                return true;
+            }
+            Admit::SourceFull(_) => {
+                self.refusals.source_full += 1;
+                "connection closed: its address holds its most connections not yet logged in"
+            }
+            Admit::AllLoggedIn => {
+                self.refusals.all_logged_in += 1;
+                "connection closed: every slot is a logged-in session"
+            }
+        };
+        self.log_refusal(peer, refused);
+        false
+    }
+
+    /// Logs a refused or evicted connection of `peer`, at most once per source per
+    /// [`REFUSAL_LOG_INTERVAL`], with the counts so far.
+    fn log_refusal(&mut self, peer: SocketAddr, what: &str) {
+        let Some(held_back) = self.refusal_log.note(peer.ip(), Instant::now()) else {
+            return;
+        };
+        let Refusals {
+            source_full,
+            all_logged_in,
+            evicted,
+        } = self.refusals;
+        tracing::warn!(
+            %peer,
+            held_back,
+            source_full,
+            all_logged_in,
+            evicted,
+            open = self.admission.open(),
+            "{what} (one line per address per second; held_back: lines about it not written since)"
+        );
+    }
+
+    /// Registers an admitted connection and gives it a slot.
+    fn open(&mut self, mut stream: TcpStream, peer: SocketAddr) {
+        let token = Token(self.next_token);
+        self.next_token += 1;
+        let _ = stream.set_nodelay(true);
+        if let Err(error) = self.poll.registry().register(
+            &mut stream,
+            token,
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
+            tracing::warn!(%peer, %error, "cannot register connection");
+            return;
+        }
+        tracing::info!(%peer, "connected");
+        let now = Instant::now();
+        self.admission.opened(peer.ip(), token);
+        self.connections.insert(
+            token,
+            Connection {
+                stream,
+                peer,
+                state: State::AwaitingLogin,
+                read_buf: Vec::with_capacity(4096),
+                write_buf: Vec::with_capacity(4096),
+                next_index: 0,
+                caught_up: false,
+                filled_seq: 0,
+                liveness: Liveness::new(now),
+                in_flight: 0,
+                closing: None,
+                throttle: Throttle::new(self.default_throttle.0, self.default_throttle.1, now),
+                throttled_count: 0,
+                peer_gone: None,
+                login_check: None,
+            },
+        );
     }
 
     /// Reads what the socket has and handles every complete packet.
@@ -683,11 +802,13 @@ impl Server {
             tracing::warn!(%peer, user = %username, "login for another session");
             return self.reject_login(token, LoginRejectReason::SessionNotAvailable);
         }
-        if self.failures.locked_out(&username, Instant::now()) {
-            tracing::warn!(%peer, user = %username, "login refused: too many failures");
-            return self.reject_login(token, LoginRejectReason::NotAuthorized);
-        }
         let user = self.book.user_index(&username);
+        let name = user.map_or(LoginName::Unknown, LoginName::User);
+        let now = Instant::now();
+        if self.lockout.locked(name, peer.ip(), now) {
+            self.log_login(peer, &username, "login refused (Login Rejected A): too many failures of this user from this address");
+            return self.reject_later(token, now);
+        }
         if let Some(user) = user.filter(|&u| self.ticket_valid(u, &password)) {
             // A resumption ticket: checked here in microseconds, no password check queued.
             return self.accept_login(token, user, requested_seq, Credential::Ticket);
@@ -703,6 +824,8 @@ impl Server {
         };
         match self.logins.submit(check) {
             Ok(guard) => {
+                // Counted now, not when the verdict comes: see `Lockout`.
+                self.lockout.attempted(name, peer.ip(), now);
                 if let Some(connection) = self.connections.get_mut(&token) {
                     connection.state = State::Authenticating;
                     connection.login_check = Some(guard);
@@ -734,8 +857,13 @@ impl Server {
             };
             connection.login_check = None;
             let peer = connection.peer;
+            if verdict.ok.is_some() {
+                // Smoothed over about 8 checks.
+                self.check_took = (self.check_took * 7 + verdict.took) / 8;
+            }
             match (verdict.ok, verdict.user) {
                 (Some(true), Some(user)) => {
+                    self.lockout.succeeded(LoginName::User(user), peer.ip());
                     self.accept_login(token, user, verdict.requested_seq, Credential::Password)
                 }
                 _ => {
@@ -789,6 +917,7 @@ impl Server {
             return;
         };
         connection.state = State::LoggedIn { user };
+        self.admission.logged_in(peer.ip(), token);
         let (rate, burst) = self
             .throttles
             .get(user)
@@ -818,8 +947,44 @@ impl Server {
             || "<unknown>".to_string(),
             |u| self.book.user(u).name.clone(),
         );
-        let failures = self.failures.record(&name, Instant::now());
-        tracing::warn!(%peer, user = %name, failures, "login failed");
+        self.log_login(peer, &name, "login failed (Login Rejected A)");
+    }
+
+    /// Logs a failed or refused login of `user` from `peer`, at most once per source per
+    /// [`REFUSAL_LOG_INTERVAL`] (a guessing flood must not flood the log), with the lines
+    /// held back since.
+    fn log_login(&mut self, peer: SocketAddr, user: &str, what: &str) {
+        if let Some(held_back) = self.login_log.note(peer.ip(), Instant::now()) {
+            let (pairs, untracked) = self.lockout.sizes();
+            tracing::warn!(%peer, %user, held_back, pairs, untracked, "{what} (one line per address per second; held_back: lines about it not written since)");
+        }
+    }
+
+    /// Refuses the login on `token` (`A`) once a password check's time has passed since
+    /// `now`: a refusal by the lockout looks like a wrong password, in content and timing.
+    fn reject_later(&mut self, token: Token, now: Instant) {
+        let Some(connection) = self.connections.get_mut(&token) else {
+            return;
+        };
+        // Nothing more is read from it meanwhile; it is not held to the login deadline.
+        connection.state = State::Authenticating;
+        // Bounded: one per connection (it is authenticating until answered).
+        self.delayed_rejects
+            .push_back((now + self.check_took, token));
+    }
+
+    /// Answers the delayed refusals that are due.
+    fn reject_due(&mut self) {
+        let now = Instant::now();
+        // Delays change slowly, so the queue is nearly in order; one a little late waits
+        // for the one before it.
+        while let Some(&(at, token)) = self.delayed_rejects.front() {
+            if at > now {
+                break;
+            }
+            self.delayed_rejects.pop_front();
+            self.reject_login(token, LoginRejectReason::NotAuthorized);
+        }
     }
 
     fn reject_login(&mut self, token: Token, reason: LoginRejectReason) {
@@ -1069,7 +1234,10 @@ impl Server {
                 State::LoggedIn { .. } => Phase::LoggedIn,
             };
             let output_pending = !connection.write_buf.is_empty();
-            match connection.liveness.verdict(now, phase, output_pending) {
+            match connection
+                .liveness
+                .verdict(now, phase, output_pending, self.login_deadline)
+            {
                 Verdict::Quiet => {}
                 Verdict::Heartbeat => {
                     let _ = ServerPacket::ServerHeartbeat.encode(&mut connection.write_buf);
@@ -1083,6 +1251,8 @@ impl Server {
         for token in tokens {
             self.flush(token);
         }
+        log_held_back(&mut self.refusal_log, now, "connections refused or evicted");
+        log_held_back(&mut self.login_log, now, "logins failed or refused");
     }
 
     /// Closes connections marked for closing (after a last flush of what they were told).
@@ -1095,21 +1265,28 @@ impl Server {
             .collect();
         for token in closing {
             self.flush(token);
-            let Some(mut connection) = self.connections.remove(&token) else {
-                continue;
-            };
-            let _ = self.poll.registry().deregister(&mut connection.stream);
-            self.unread.remove(&token);
-            self.throttled.remove(&token);
-            let reason = connection.closing.unwrap_or_default();
-            let throttled = connection.throttled_count;
-            tracing::info!(peer = %connection.peer, %reason, throttled, "disconnected");
-            if let State::LoggedIn { user } = connection.state {
-                self.logged_in.remove(&user);
-                if self.book.user(user).cancel_on_disconnect {
-                    if let Some(envelope) = self.book.disconnect_input(user, now_ns()) {
-                        self.submit(envelope, None, None);
-                    }
+            self.close_now(token, "");
+        }
+    }
+
+    /// Closes connection `token` now (with its `closing` reason, or `reason`), freeing its
+    /// slot; a logged-in session's cancel-on-disconnect is submitted.
+    fn close_now(&mut self, token: Token, reason: &str) {
+        let Some(mut connection) = self.connections.remove(&token) else {
+            return;
+        };
+        let _ = self.poll.registry().deregister(&mut connection.stream);
+        self.unread.remove(&token);
+        self.throttled.remove(&token);
+        self.admission.closed(connection.peer.ip(), token);
+        let reason = connection.closing.unwrap_or_else(|| reason.to_string());
+        let throttled = connection.throttled_count;
+        tracing::info!(peer = %connection.peer, %reason, throttled, "disconnected");
+        if let State::LoggedIn { user } = connection.state {
+            self.logged_in.remove(&user);
+            if self.book.user(user).cancel_on_disconnect {
+                if let Some(envelope) = self.book.disconnect_input(user, now_ns()) {
+                    self.submit(envelope, None, None);
                 }
             }
         }
@@ -1201,6 +1378,20 @@ enum Action {
     },
     /// An order for the matching loop, and its decoded client message.
     Submit(Envelope, InboundMessage),
+}
+
+/// Logs, per source whose interval is over, the lines `limit` held back (about `what`).
+fn log_held_back(limit: &mut LogLimit, now: Instant, what: &str) {
+    let (held_back, uncounted) = limit.expired(now);
+    for (source, count) in held_back {
+        tracing::warn!(%source, count, "{what} since the last line about this address");
+    }
+    if uncounted > 0 {
+        tracing::warn!(
+            count = uncounted,
+            "{what} from addresses not logged separately"
+        );
+    }
 }
 
 /// Wakes the I/O thread from another thread (the flusher, the password checker).

@@ -221,7 +221,10 @@ pub struct Client {
 impl Client {
     /// Connects.
     pub fn connect(addr: SocketAddr) -> Client {
-        let stream = TcpStream::connect(addr).unwrap();
+        Client::with_stream(TcpStream::connect(addr).unwrap())
+    }
+
+    fn with_stream(stream: TcpStream) -> Client {
         stream.set_nodelay(true).unwrap();
         stream
             .set_write_timeout(Some(Duration::from_secs(10)))
@@ -232,6 +235,13 @@ impl Client {
             decoder: FrameDecoder::new(1024),
             debug: Vec::new(),
         }
+    }
+
+    /// Connects from source address `from` (e.g. 127.0.0.2, acting as another host).
+    pub fn connect_from(from: std::net::Ipv4Addr, addr: SocketAddr) -> Client {
+        let to = keel_testkit::source::v4(addr).unwrap();
+        let stream = keel_testkit::source::connect_from(from, to).unwrap();
+        Client::with_stream(stream)
     }
 
     /// This side's address (the server logs it as `peer=`).
