@@ -638,6 +638,37 @@ fn a_restarted_peer_gets_in_while_idle_connections_flood_the_port() {
     assert!(stats.inbound_evicted > 0, "{stats:?}");
 }
 
+/// What the node does with a peer that sent an invalid raft message: its inbound
+/// connection is closed, so the peer must authenticate again; traffic then resumes.
+#[test]
+fn a_peer_disconnected_for_misbehaving_reconnects_and_delivers_again() {
+    let nodes = cluster(&[SECRET, SECRET]);
+    exchange(&nodes, 0, 1, 10);
+    nodes[0].transport.disconnect_inbound(2);
+    // A peer with no inbound connection: nothing to close.
+    nodes[0].transport.disconnect_inbound(7);
+    assert_eq!(nodes[0].transport.stats().inbound_disconnected, 1);
+    wait_for("node 2 to authenticate again", || {
+        nodes[1].transport.send(1, payload(2, 99));
+        nodes[0].transport.stats().inbound_connections >= 2
+    });
+    for seq in 1_000..1_100 {
+        nodes[1].transport.send(1, payload(2, seq));
+    }
+    // After any probes still in flight, the new payloads arrive whole and in order.
+    let mut expected = 1_000;
+    while expected < 1_100 {
+        let (from, bytes) = recv(&nodes[0]);
+        let (_, seq) = parse(&bytes);
+        assert_eq!(from, 2);
+        if seq != 99 {
+            assert_eq!(seq, expected, "gap or reordering after the reconnection");
+            expected += 1;
+        }
+    }
+    assert!(nodes[1].transport.stats().outbound_connections >= 2);
+}
+
 #[test]
 fn send_never_blocks_and_counts_drops() {
     // An address where nothing listens: bind a port, then free it.
