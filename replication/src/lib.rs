@@ -1,6 +1,7 @@
 //! Keel's replication: a Raft cluster (TiKV's raft-rs) that copies the journal to followers.
 //!
 //! - [`batch`]: Raft entry payloads, a run of journal records byte for byte.
+//! - [`check`]: what a peer's raft message must satisfy before raft-rs sees it.
 //! - [`store`]: raft-rs storage over the journal plus a small index (term and record range
 //!   per entry); the [`store::Backend`] says where bytes live and how they become durable.
 //! - [`replica`]: one member's Raft state machine, sans IO (raft-rs `RawNode` and the Ready
@@ -13,6 +14,7 @@
 #![deny(missing_docs)]
 
 pub mod batch;
+pub mod check;
 pub mod disk;
 pub mod mem;
 pub mod node;
@@ -46,6 +48,15 @@ pub enum Error {
         from: u64,
         /// The sender the message named.
         claimed: u64,
+    },
+    /// A peer message raft-rs must not see ([`check`]): refused, nothing changed. The
+    /// driver drops the peer's connection.
+    #[error("invalid message from peer {from}: {reason}")]
+    InvalidMessage {
+        /// The authenticated sender.
+        from: u64,
+        /// What is wrong with it.
+        reason: String,
     },
     /// The role rules found an inconsistency (a bug: the node must stop).
     #[error("role: {0}")]

@@ -175,8 +175,11 @@ pub enum Mode {
 /// Counters, for logs and the simulation's report.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RoleStats {
-    /// Peer messages raft-rs refused (stale or duplicated ones, mostly).
+    /// Peer messages refused, by the checks or by raft-rs (stale or duplicated ones, mostly).
     pub step_errors: u64,
+    /// Peer messages refused before raft-rs as invalid ([`crate::check`]), a forged sender
+    /// included: a broken or hostile peer.
+    pub invalid_messages: u64,
     /// Proposals raft-rs dropped.
     pub dropped_proposals: u64,
     /// Times order entry opened.
@@ -311,10 +314,17 @@ impl<B: Backend> RoleMachine<B> {
     pub fn step(&mut self, from: u64, message: Message) -> Result<(), Error> {
         if message.from != from {
             self.stats.step_errors += 1;
+            self.stats.invalid_messages += 1;
             return Err(Error::ForgedSender {
                 from,
                 claimed: message.from,
             });
+        }
+        // Before anything looks at it: a refused message changes nothing, the lease included.
+        if let Err(error) = self.replica.check(from, &message) {
+            self.stats.step_errors += 1;
+            self.stats.invalid_messages += 1;
+            return Err(error);
         }
         match message.get_msg_type() {
             MessageType::MsgHeartbeatResponse => self.take_lease_answer(&message),
@@ -324,7 +334,7 @@ impl<B: Backend> RoleMachine<B> {
             }
             _ => {}
         }
-        let result = self.replica.step(message);
+        let result = self.replica.step_checked(message);
         if result.is_err() {
             self.stats.step_errors += 1;
         }

@@ -105,17 +105,24 @@ impl<B: Backend> Replica<B> {
         self.node.tick();
     }
 
-    /// Hands over a message from a peer. A message raft-rs refuses is an error the caller
-    /// logs; the replica stays usable.
-    pub fn step(&mut self, message: Message) -> Result<(), Error> {
-        // Only the local replication thread proposes (see `propose`): a proposal arriving
-        // from a peer (a deposed leader's, or a stale or duplicated one) would make this
-        // leader append records its own matching loop never journaled: at best a batch
-        // that fails to parse in the Ready (wedging the replica), at worst another node's
-        // speculative records committed under this leader's engine.
-        if message.get_msg_type() == MessageType::MsgPropose {
-            return Err(Error::Raft(raft::Error::ProposalDropped));
-        }
+    /// Hands over a message that arrived authenticated from peer `from`. A message that
+    /// fails [`Replica::check`] is refused untouched ([`Error::InvalidMessage`]); one raft-rs
+    /// refuses is an error the caller logs. Either way the replica stays usable.
+    pub fn step(&mut self, from: u64, message: Message) -> Result<(), Error> {
+        self.check(from, &message)?;
+        self.step_checked(message)
+    }
+
+    /// Whether raft-rs may see this peer message ([`crate::check`]). Among the refused:
+    /// proposals (only the local replication thread proposes, see `propose`: a peer's
+    /// would make this leader append records its own matching loop never journaled).
+    pub fn check(&self, from: u64, message: &Message) -> Result<(), Error> {
+        crate::check::check(&self.node.raft, from, message)
+            .map_err(|reason| Error::InvalidMessage { from, reason })
+    }
+
+    /// [`Replica::step`] for a message that passed [`Replica::check`].
+    pub(crate) fn step_checked(&mut self, message: Message) -> Result<(), Error> {
         Ok(self.node.step(message)?)
     }
 

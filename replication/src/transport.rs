@@ -27,9 +27,19 @@
 //! - **Everything is bounded**: the per-peer queue ([`PEER_QUEUE_PAYLOADS_MAX`] payloads and
 //!   [`PEER_QUEUE_BYTES_MAX`]), the frame size ([`FRAME_PAYLOAD_BYTES_MAX`]), the handshake
 //!   time ([`HANDSHAKE_TIMEOUT_MS`]), the unauthenticated inbound connections
-//!   ([`HANDSHAKES_PENDING_MAX`]) and the authenticated ones (one per known peer: a newer
-//!   authenticated connection from the same peer closes the older one, which is what a
-//!   restarted peer needs).
+//!   ([`HANDSHAKES_PENDING_PER_PEER_MAX`] per configured peer, counted by source address)
+//!   and the authenticated ones (one per known peer: a newer authenticated connection from
+//!   the same peer closes the older one, which is what a restarted peer needs).
+//! - **Admission before any byte**: a connection whose source address is not the IP of a
+//!   configured peer is closed on accept, before the handshake starts (counted in
+//!   [`TransportStats::inbound_refused_stranger`], logged at most once a second with the
+//!   number left unlogged). A source's pending handshakes are capped at
+//!   [`HANDSHAKES_PENDING_PER_PEER_MAX`] per peer configured at that IP, so one source
+//!   cannot take another's slots. A new connection from a source at its cap evicts that
+//!   source's oldest pending connection that has not yet sent a valid `Hello` (a real peer
+//!   sends its `Hello` with its first segment), and is refused only when every pending one
+//!   has: an idle flood from a peer's own address churns through its own connections
+//!   instead of locking the peer out.
 //!
 //! # Choices beyond the brief
 //!
@@ -61,7 +71,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::thread::{self, JoinHandle};
@@ -88,11 +98,14 @@ pub const PEER_QUEUE_PAYLOADS_MAX: usize = 4096;
 /// Payload bytes queued per peer before [`Transport::send`] starts dropping (bounds memory
 /// when payloads are large).
 pub const PEER_QUEUE_BYTES_MAX: usize = 256 << 20;
-/// A handshake (either side) not completed within this is abandoned.
-pub const HANDSHAKE_TIMEOUT_MS: u64 = 2_000;
-/// Inbound connections that have not yet authenticated, at most; further ones are closed
-/// on accept, so a stranger cannot exhaust threads.
-pub const HANDSHAKES_PENDING_MAX: usize = 16;
+/// A handshake (either side) not completed within this is abandoned. A handshake takes
+/// about 1.5 round trips after the connection is accepted, so this leaves room for peers
+/// up to ~100 ms apart while an idle connection holds a slot for at most this long.
+pub const HANDSHAKE_TIMEOUT_MS: u64 = 200;
+/// Inbound connections not yet authenticated, at most, per configured peer at the source's
+/// IP address (each one costs a thread until its handshake ends). A dialer has one
+/// handshake in progress per peer at a time, so two leave room for a redial.
+pub const HANDSHAKES_PENDING_PER_PEER_MAX: usize = 2;
 
 const CONNECT_TIMEOUT_MS: u64 = 1_000;
 /// A write blocked this long (the peer stopped reading) fails and the connection is redialed.
@@ -101,6 +114,9 @@ const BACKOFF_MS_MIN: u64 = 20;
 const BACKOFF_MS_MAX: u64 = 500;
 /// How often the accept thread looks for new connections and for shutdown.
 const ACCEPT_POLL_MS: u64 = 20;
+/// Refused or failed inbound connections are logged at most this often (with the number
+/// left unlogged in between), so a flood cannot flood the log.
+const REFUSAL_LOG_INTERVAL_MS: u64 = 1_000;
 /// How often a reader blocked on a full `inbound` channel checks for shutdown.
 const DELIVER_POLL_MS: u64 = 100;
 /// A connection idle this long is probed for a peer-side close before the next batch.
@@ -215,8 +231,18 @@ pub struct TransportStats {
     /// Connections dropped for any other protocol violation: bad magic, version, node ids,
     /// frame length or counter, handshake timeout, a peer closing mid-handshake.
     pub protocol_errors: u64,
-    /// Inbound connections closed on accept because [`HANDSHAKES_PENDING_MAX`] were pending.
+    /// Inbound connections closed on accept because their source held
+    /// [`HANDSHAKES_PENDING_PER_PEER_MAX`] per peer pending handshakes, each past its
+    /// `Hello`.
     pub inbound_refused_busy: u64,
+    /// Inbound connections closed on accept, before any byte, because their source address
+    /// is not a configured peer's IP.
+    pub inbound_refused_stranger: u64,
+    /// Pending inbound connections closed to make room for a newer one from the same source
+    /// (the oldest that had not sent a valid `Hello`).
+    pub inbound_evicted: u64,
+    /// Authenticated inbound connections closed by [`Transport::disconnect_inbound`].
+    pub inbound_disconnected: u64,
 }
 
 impl TransportStats {
@@ -284,7 +310,8 @@ impl Transport {
             counters: Counters::default(),
             peers: RwLock::new(BTreeMap::new()),
             conns: Mutex::new(Conns::default()),
-            pending_handshakes: AtomicUsize::new(0),
+            pending: Mutex::new(HashMap::new()),
+            refusal_log: Mutex::new(LogLimit::default()),
             inbound,
             wake,
             threads: Mutex::new(Vec::new()),
@@ -371,6 +398,24 @@ impl Transport {
         }
     }
 
+    /// Closes peer `id`'s current inbound connection, if any (it sent something invalid):
+    /// it has to authenticate again before anything more of it is delivered. Payloads its
+    /// reader already handed over stay delivered.
+    pub fn disconnect_inbound(&self, id: u64) {
+        let conns = lock(&self.shared.conns);
+        if let Some(stream) = conns
+            .inbound_by_peer
+            .get(&id)
+            .and_then(|conn_id| conns.open.get(conn_id))
+        {
+            let _ = stream.shutdown(Shutdown::Both);
+            self.shared
+                .counters
+                .inbound_disconnected
+                .fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     /// A snapshot of the transport's counters.
     pub fn stats(&self) -> TransportStats {
         self.shared.counters.snapshot()
@@ -424,8 +469,10 @@ struct Shared {
     counters: Counters,
     peers: RwLock<BTreeMap<u64, Arc<Peer>>>,
     conns: Mutex<Conns>,
-    /// Inbound connections accepted but not yet authenticated.
-    pending_handshakes: AtomicUsize,
+    /// Inbound connections accepted but not yet authenticated, by source IP, oldest first.
+    pending: Mutex<HashMap<IpAddr, Vec<PendingConn>>>,
+    /// Paces the warnings about refused and failed inbound connections.
+    refusal_log: Mutex<LogLimit>,
     inbound: Sender<(u64, Vec<u8>)>,
     wake: Arc<dyn Fn() + Send + Sync>,
     /// Writer and reader threads, joined on shutdown.
@@ -442,6 +489,57 @@ impl Shared {
 
     fn knows_peer(&self, id: u64) -> bool {
         id != self.node_id && read(&self.peers).contains_key(&id)
+    }
+
+    /// Pending handshakes allowed from `ip`: [`HANDSHAKES_PENDING_PER_PEER_MAX`] per peer
+    /// configured at that address; 0 for a stranger.
+    fn pending_cap(&self, ip: IpAddr) -> usize {
+        let ip = ip.to_canonical();
+        let peers_there = read(&self.peers)
+            .values()
+            .filter(|peer| lock(&peer.addr).ip().to_canonical() == ip)
+            .count();
+        peers_there * HANDSHAKES_PENDING_PER_PEER_MAX
+    }
+
+    /// Takes a pending-handshake slot for connection `conn_id` from `ip`, evicting the
+    /// source's oldest connection that has not sent a valid `Hello` if it is at `cap`.
+    /// `None`: refused (every pending one from there is past its `Hello`).
+    fn admit(self: &Arc<Self>, ip: IpAddr, conn_id: u64, cap: usize) -> Option<PendingGuard> {
+        let mut pending = lock(&self.pending);
+        let from_source = pending.entry(ip).or_default();
+        if from_source.len() >= cap {
+            let idle = from_source.iter().position(|conn| !conn.hello_ok)?;
+            let evicted = from_source.remove(idle);
+            if let Some(stream) = lock(&self.conns).open.get(&evicted.conn_id) {
+                // Its handshake thread sees the close and ends (its guard finds no slot).
+                let _ = stream.shutdown(Shutdown::Both);
+            }
+            self.counters
+                .inbound_evicted
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        from_source.push(PendingConn {
+            conn_id,
+            hello_ok: false,
+        });
+        Some(PendingGuard {
+            shared: Arc::clone(self),
+            ip,
+            conn_id,
+        })
+    }
+
+    /// Logs a refused or failed inbound connection at warn, at most once per
+    /// [`REFUSAL_LOG_INTERVAL_MS`]; the others at debug, counted into the next warning.
+    fn log_refusal(&self, addr: SocketAddr, reason: &dyn std::fmt::Display) {
+        match lock(&self.refusal_log).admit(Instant::now()) {
+            Some(unlogged) => tracing::warn!(
+                peer_addr = %addr, %reason, unlogged,
+                "rejected inbound peer connection (`unlogged`: others since the last warning)"
+            ),
+            None => tracing::debug!(peer_addr = %addr, %reason, "rejected inbound peer connection"),
+        }
     }
 
     /// Records a socket so shutdown can close it; the guard forgets it when dropped.
@@ -515,12 +613,65 @@ impl Drop for ConnGuard {
     }
 }
 
-/// Holds one of the [`HANDSHAKES_PENDING_MAX`] slots until the handshake ends.
-struct PendingGuard(Arc<Shared>);
+/// A connection holding a pending-handshake slot of its source.
+struct PendingConn {
+    conn_id: u64,
+    /// It sent a valid `Hello` (so it is not merely idle, and is not evicted).
+    hello_ok: bool,
+}
+
+/// Holds a pending-handshake slot of its source until the handshake ends.
+struct PendingGuard {
+    shared: Arc<Shared>,
+    ip: IpAddr,
+    conn_id: u64,
+}
+
+impl PendingGuard {
+    /// The connection sent a valid `Hello`: a newer connection from its source may no
+    /// longer evict it.
+    fn hello_verified(&self) {
+        let mut pending = lock(&self.shared.pending);
+        if let Some(conn) = pending
+            .get_mut(&self.ip)
+            .and_then(|conns| conns.iter_mut().find(|conn| conn.conn_id == self.conn_id))
+        {
+            conn.hello_ok = true;
+        }
+    }
+}
 
 impl Drop for PendingGuard {
     fn drop(&mut self) {
-        self.0.pending_handshakes.fetch_sub(1, Ordering::SeqCst);
+        let mut pending = lock(&self.shared.pending);
+        if let Some(conns) = pending.get_mut(&self.ip) {
+            conns.retain(|conn| conn.conn_id != self.conn_id);
+            if conns.is_empty() {
+                pending.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// At most one warning per [`REFUSAL_LOG_INTERVAL_MS`].
+#[derive(Default)]
+struct LogLimit {
+    last_warn: Option<Instant>,
+    unlogged: u64,
+}
+
+impl LogLimit {
+    /// `Some(events not logged since the last warning)` when a warning may go out now.
+    fn admit(&mut self, now: Instant) -> Option<u64> {
+        let due = self.last_warn.is_none_or(|last| {
+            now.duration_since(last) >= Duration::from_millis(REFUSAL_LOG_INTERVAL_MS)
+        });
+        if !due {
+            self.unlogged = self.unlogged.saturating_add(1);
+            return None;
+        }
+        self.last_warn = Some(now);
+        Some(std::mem::take(&mut self.unlogged))
     }
 }
 
@@ -547,6 +698,9 @@ struct Counters {
     auth_failures: AtomicU64,
     protocol_errors: AtomicU64,
     inbound_refused_busy: AtomicU64,
+    inbound_refused_stranger: AtomicU64,
+    inbound_evicted: AtomicU64,
+    inbound_disconnected: AtomicU64,
 }
 
 impl Counters {
@@ -565,6 +719,9 @@ impl Counters {
             auth_failures: get(&self.auth_failures),
             protocol_errors: get(&self.protocol_errors),
             inbound_refused_busy: get(&self.inbound_refused_busy),
+            inbound_refused_stranger: get(&self.inbound_refused_stranger),
+            inbound_evicted: get(&self.inbound_evicted),
+            inbound_disconnected: get(&self.inbound_disconnected),
         }
     }
 }
@@ -813,17 +970,16 @@ fn accept_loop(shared: &Arc<Shared>, listener: &TcpListener) {
 }
 
 fn on_accept(shared: &Arc<Shared>, stream: TcpStream, addr: SocketAddr) {
-    // Only this thread increments, so check-then-increment cannot overshoot.
-    if shared.pending_handshakes.load(Ordering::SeqCst) >= HANDSHAKES_PENDING_MAX {
+    let cap = shared.pending_cap(addr.ip());
+    if cap == 0 {
+        // Not a peer's address: closed (by dropping it) before a byte is read or written.
         shared
             .counters
-            .inbound_refused_busy
+            .inbound_refused_stranger
             .fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(peer_addr = %addr, "too many unauthenticated peer connections; closing");
+        shared.log_refusal(addr, &"source address is not a configured peer's");
         return;
     }
-    shared.pending_handshakes.fetch_add(1, Ordering::SeqCst);
-    let pending = PendingGuard(Arc::clone(shared));
     let setup = stream
         .set_nonblocking(false)
         .map_err(ConnError::from)
@@ -835,6 +991,17 @@ fn on_accept(shared: &Arc<Shared>, stream: TcpStream, addr: SocketAddr) {
             tracing::warn!(peer_addr = %addr, reason = %error, "cannot set up peer connection");
             return;
         }
+    };
+    let Some(pending) = shared.admit(addr.ip().to_canonical(), conn.id, cap) else {
+        shared
+            .counters
+            .inbound_refused_busy
+            .fetch_add(1, Ordering::Relaxed);
+        shared.log_refusal(
+            addr,
+            &"too many unauthenticated connections from this address",
+        );
+        return;
     };
     let reader_shared = Arc::clone(shared);
     let spawned = shared.spawn(format!("keel-raft-rx-{addr}"), move || {
@@ -852,12 +1019,12 @@ fn serve_inbound(
     conn: &ConnGuard,
     pending: PendingGuard,
 ) {
-    let (peer_id, key) = match accept_handshake(shared, &mut stream) {
+    let (peer_id, key) = match accept_handshake(shared, &mut stream, &pending) {
         Ok(accepted) => accepted,
         Err(error) => {
             if !shared.stopping() {
                 shared.count_failure(&error);
-                tracing::warn!(peer_addr = %addr, reason = %error, "rejected inbound peer connection");
+                shared.log_refusal(addr, &error);
             }
             return;
         }
@@ -891,6 +1058,7 @@ fn serve_inbound(
 fn accept_handshake(
     shared: &Shared,
     stream: &mut TcpStream,
+    pending: &PendingGuard,
 ) -> Result<(u64, HmacSha256), ConnError> {
     let deadline = Instant::now() + Duration::from_millis(HANDSHAKE_TIMEOUT_MS);
     let mut hello = [0u8; HELLO_BYTES];
@@ -921,6 +1089,7 @@ fn accept_handshake(
     if !shared.knows_peer(from) {
         return Err(ConnError::UnknownFrom(from));
     }
+    pending.hello_verified();
 
     let nonce_a = random_nonce()?;
     let mut challenge = [0u8; CHALLENGE_BYTES];

@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -20,9 +20,10 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use hmac::{Hmac, Mac};
 use keel_replication::transport::{
-    Transport, TransportConfig, TransportError, FRAME_PAYLOAD_BYTES_MAX, HANDSHAKES_PENDING_MAX,
-    HANDSHAKE_TIMEOUT_MS,
+    Transport, TransportConfig, TransportError, FRAME_PAYLOAD_BYTES_MAX,
 };
+use keel_testkit::flood::IdleFlood;
+use keel_testkit::ports::connect_from;
 use rand::RngCore;
 use sha2::Sha256;
 
@@ -556,41 +557,116 @@ fn raw_client_attacks_are_cut_off_and_good_traffic_continues() {
     assert_eq!(pair[1].transport.stats().dropped(), 0);
 }
 
+/// A second loopback address: no peer is configured there.
+const STRANGER_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
+
+fn v4(addr: SocketAddr) -> SocketAddrV4 {
+    match addr {
+        SocketAddr::V4(addr) => addr,
+        SocketAddr::V6(_) => panic!("the tests listen on IPv4"),
+    }
+}
+
 #[test]
-fn strangers_cannot_exhaust_handshake_slots_for_established_peers() {
+fn connections_from_addresses_that_are_not_peers_are_closed_before_any_byte() {
     let nodes = cluster(&[SECRET, SECRET]);
     exchange(&nodes, 0, 1, 10);
-    let addr = nodes[0].transport.local_addr();
-    // Fill every unauthenticated slot, then one more: that one is closed at once. Retried,
-    // because the idle ones are themselves closed after the handshake deadline.
+    let addr = v4(nodes[0].transport.local_addr());
+    let mut strangers: Vec<TcpStream> = (0..50)
+        .map(|_| connect_from(STRANGER_IP, addr).unwrap())
+        .collect();
+    // Even a stranger speaking the protocol with the right node ids gets no Challenge.
+    strangers[0].write_all(&hello(2, 1, &[7; 16])).unwrap();
+    for stream in &mut strangers {
+        assert_cut_off(stream, "stranger");
+    }
+    wait_for("strangers to be counted", || {
+        nodes[0].transport.stats().inbound_refused_stranger == 50
+    });
+    let stats = nodes[0].transport.stats();
+    assert_eq!(
+        stats.inbound_evicted + stats.inbound_refused_busy,
+        0,
+        "{stats:?}"
+    );
+    exchange(&nodes, 10, 1, 100);
+}
+
+/// The issue's attack: unauthenticated connections holding the acceptor's handshake slots
+/// kept a restarted peer out. Node 1's Raft port is flooded with idle connections from the
+/// peers' own address (127.0.0.1) and from a stranger's (127.0.0.2) while node 2 restarts;
+/// node 2's new transport must still get its payloads through.
+#[test]
+fn a_restarted_peer_gets_in_while_idle_connections_flood_the_port() {
+    let mut nodes = cluster(&[SECRET, SECRET]);
+    exchange(&nodes, 0, 1, 10);
+    let addr = v4(nodes[0].transport.local_addr());
+    let flood_peer_ip = IdleFlood::start(addr, &[Ipv4Addr::LOCALHOST], 16);
+    let flood_stranger = IdleFlood::start(addr, &[STRANGER_IP], 4);
+    wait_for("the flood to fill the peer address's slots", || {
+        nodes[0].transport.stats().inbound_evicted > 0
+    });
+    nodes.remove(1).transport.shutdown();
+    let restarted = start_node(2, BTreeMap::from([(1, SocketAddr::V4(addr))]), SECRET);
     let deadline = Instant::now() + DEADLINE;
-    let idle = loop {
-        assert!(Instant::now() < deadline, "extra connection never refused");
-        let idle: Vec<TcpStream> = (0..HANDSHAKES_PENDING_MAX).map(|_| connect(addr)).collect();
-        let mut extra = connect(addr);
-        extra
-            .set_read_timeout(Some(Duration::from_millis(HANDSHAKE_TIMEOUT_MS / 2)))
-            .unwrap();
-        let mut byte = [0u8; 1];
-        let refused = match extra.read(&mut byte) {
-            Ok(n) => n == 0,
-            Err(error) => !matches!(
-                error.kind(),
-                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-            ),
-        };
-        if refused {
-            break idle;
+    let mut seq = 1_000;
+    let got = loop {
+        if Instant::now() >= deadline {
+            break None;
+        }
+        restarted.transport.send(1, payload(2, seq));
+        seq += 1;
+        match nodes[0].rx.recv_timeout(Duration::from_millis(50)) {
+            Ok((from, bytes)) => break Some((from, parse(&bytes).0)),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break None,
         }
     };
-    assert!(nodes[0].transport.stats().inbound_refused_busy > 0);
-    // The established pair is unaffected.
-    exchange(&nodes, 10, 1, 100);
-    // Every idle stranger is closed by the handshake deadline.
-    for mut stream in idle {
-        assert_cut_off(&mut stream, "idle stranger");
+    let (opened_peer_ip, opened_stranger) = (flood_peer_ip.stop(), flood_stranger.stop());
+    assert_eq!(
+        got,
+        Some((2, 2)),
+        "the restarted peer never got in: {:?}",
+        nodes[0].transport.stats()
+    );
+    let stats = nodes[0].transport.stats();
+    eprintln!(
+        "flood: {opened_peer_ip} idle connections from the peers' address, {opened_stranger} \
+         from a stranger's; {stats:?}"
+    );
+    assert!(stats.inbound_refused_stranger > 0, "{stats:?}");
+    assert!(stats.inbound_evicted > 0, "{stats:?}");
+}
+
+/// What the node does with a peer that sent an invalid raft message: its inbound
+/// connection is closed, so the peer must authenticate again; traffic then resumes.
+#[test]
+fn a_peer_disconnected_for_misbehaving_reconnects_and_delivers_again() {
+    let nodes = cluster(&[SECRET, SECRET]);
+    exchange(&nodes, 0, 1, 10);
+    nodes[0].transport.disconnect_inbound(2);
+    // A peer with no inbound connection: nothing to close.
+    nodes[0].transport.disconnect_inbound(7);
+    assert_eq!(nodes[0].transport.stats().inbound_disconnected, 1);
+    wait_for("node 2 to authenticate again", || {
+        nodes[1].transport.send(1, payload(2, 99));
+        nodes[0].transport.stats().inbound_connections >= 2
+    });
+    for seq in 1_000..1_100 {
+        nodes[1].transport.send(1, payload(2, seq));
     }
-    exchange(&nodes, 110, 1, 100);
+    // After any probes still in flight, the new payloads arrive whole and in order.
+    let mut expected = 1_000;
+    while expected < 1_100 {
+        let (from, bytes) = recv(&nodes[0]);
+        let (_, seq) = parse(&bytes);
+        assert_eq!(from, 2);
+        if seq != 99 {
+            assert_eq!(seq, expected, "gap or reordering after the reconnection");
+            expected += 1;
+        }
+    }
+    assert!(nodes[1].transport.stats().outbound_connections >= 2);
 }
 
 #[test]

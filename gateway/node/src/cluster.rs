@@ -231,6 +231,9 @@ struct Host<'a> {
     /// The role machine's clock (its `now_ms` counts from here), shared with the gateway
     /// so that it can tell whether the lease it was given still holds.
     clock: Instant,
+    /// When an invalid peer message was last logged at warn, and how many since went to
+    /// debug: a hostile peer must not flood the log.
+    invalid_logged: (Option<Instant>, u64),
 }
 
 /// Runs a cluster node until `shutdown` is set.
@@ -272,6 +275,7 @@ pub fn run(
         kick,
         messages: Vec::new(),
         clock: Instant::now(),
+        invalid_logged: (None, 0),
     };
     // At the start the node waits for its state before it takes part: it has not been
     // answering Raft anyway, and its log says what it recovered.
@@ -344,7 +348,7 @@ fn io_loop(
         crossbeam_channel::select! {
             recv(inbound) -> message => {
                 if let Ok((from, bytes)) = message {
-                    step(role, from, &bytes);
+                    host.step(role, from, &bytes);
                 }
             }
             recv(kicks) -> _ => {}
@@ -353,7 +357,7 @@ fn io_loop(
         }
         // Drain what else arrived, boundedly.
         for (from, bytes) in inbound.try_iter().take(PEER_MESSAGES_PER_TURN_MAX) {
-            step(role, from, &bytes);
+            host.step(role, from, &bytes);
         }
         role.on_time(now_ms());
         role.propose_journaled().map_err(replication)?;
@@ -663,21 +667,44 @@ fn send_all(transport: &Transport, messages: impl IntoIterator<Item = Message>) 
     }
 }
 
-/// Hands one peer message to the role machine. Only authenticated bytes reach here (the
-/// transport checks every frame's MAC); the machine drops a message claiming another
-/// sender.
-fn step(role: &mut RoleMachine<DiskBackend>, from: u64, bytes: &[u8]) {
-    match Message::parse_from_bytes(bytes) {
-        Ok(message) => match role.step(from, message) {
-            Ok(()) => {}
-            Err(error @ keel_replication::Error::ForgedSender { .. }) => {
-                tracing::warn!(%error, "peer message dropped");
-            }
-            Err(error) => tracing::debug!(%error, from, "raft message not taken"),
-        },
-        Err(error) => tracing::warn!(from, %error, "undecodable peer message dropped"),
+impl Host<'_> {
+    /// Hands one peer message to the role machine. Only authenticated bytes reach here (the
+    /// transport checks every frame's MAC). A message that does not decode, or that the
+    /// machine refuses as invalid (`keel_replication::check`), comes from a broken or
+    /// hostile peer: it is dropped, logged (rate-limited) and the peer's connection closed.
+    fn step(&mut self, role: &mut RoleMachine<DiskBackend>, from: u64, bytes: &[u8]) {
+        let invalid = match Message::parse_from_bytes(bytes) {
+            Ok(message) => match role.step(from, message) {
+                Ok(()) => return,
+                Err(
+                    error @ (keel_replication::Error::ForgedSender { .. }
+                    | keel_replication::Error::InvalidMessage { .. }),
+                ) => error.to_string(),
+                Err(error) => {
+                    tracing::debug!(%error, from, "raft message not taken");
+                    return;
+                }
+            },
+            Err(error) => format!("undecodable message from peer {from}: {error}"),
+        };
+        self.transport.disconnect_inbound(from);
+        let (last_warn, unlogged) = &mut self.invalid_logged;
+        if last_warn.is_none_or(|at| at.elapsed() >= INVALID_LOG_INTERVAL) {
+            *last_warn = Some(Instant::now());
+            let unlogged = std::mem::take(unlogged);
+            tracing::warn!(
+                from, reason = %invalid, unlogged,
+                "invalid peer message dropped and the peer's connection closed"
+            );
+        } else {
+            *unlogged += 1;
+            tracing::debug!(from, reason = %invalid, "invalid peer message dropped");
+        }
     }
 }
+
+/// Invalid peer messages are logged at warn at most this often.
+const INVALID_LOG_INTERVAL: Duration = Duration::from_secs(1);
 
 fn start_stint(
     config: &Config,

@@ -318,8 +318,14 @@ impl Live {
         checker: &mut Checker,
         fx: &mut Effects,
     ) -> Result<(), String> {
-        // raft-rs refuses some messages (e.g. a stale response); the machine counts them.
-        let _ = self.role.step(message.from, message);
+        // raft-rs refuses some messages (e.g. a stale response); the machine counts them. A
+        // real node's message refused as invalid means the checks are too strict: a run
+        // with crashes, partitions and delays must never see one.
+        if let Err(error @ keel_replication::Error::InvalidMessage { .. }) =
+            self.role.step(message.from, message)
+        {
+            return Err(format!("node {id} refused a real peer's message: {error}"));
+        }
         self.after_op(id, checker, fx)
     }
 
