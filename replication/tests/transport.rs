@@ -23,7 +23,7 @@ use keel_replication::transport::{
     Transport, TransportConfig, TransportError, FRAME_PAYLOAD_BYTES_MAX,
 };
 use keel_testkit::flood::IdleFlood;
-use keel_testkit::ports::connect_from;
+use keel_testkit::source::connect_from;
 use rand::RngCore;
 use sha2::Sha256;
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crate::ports::connect_from;
+use crate::source::connect_from;
 
 /// How long a flooding thread blocks in one read before checking whether to stop.
 const POLL_MS: u64 = 50;

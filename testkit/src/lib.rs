@@ -19,6 +19,7 @@ pub mod cases;
 pub mod flood;
 pub mod ports;
 pub mod rng;
+pub mod source;
 
 #[cfg(feature = "node")]
 pub mod cluster;
@@ -26,5 +27,3 @@ pub mod cluster;
 pub mod config;
 #[cfg(feature = "node")]
 pub mod process;
-#[cfg(feature = "node")]
-pub mod source;

@@ -47,3 +47,21 @@ pub fn v4(to: SocketAddr) -> io::Result<SocketAddrV4> {
         SocketAddr::V6(_) => Err(io::Error::new(io::ErrorKind::InvalidInput, "not IPv4")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    #[test]
+    fn connections_come_from_the_chosen_address() -> io::Result<()> {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let SocketAddr::V4(to) = listener.local_addr()? else {
+            return Err(io::Error::other("not IPv4"));
+        };
+        let _stream = connect_from(Ipv4Addr::new(127, 0, 0, 2), to)?;
+        let (_, peer) = listener.accept()?;
+        assert_eq!(peer.ip(), std::net::IpAddr::from([127, 0, 0, 2]));
+        Ok(())
+    }
+}
