@@ -32,9 +32,14 @@ mod serve_support;
 use std::fs;
 use std::path::Path;
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use disk_support::{fill, mount_or_skip, stream_orders, Seen};
+/// Orders acknowledged before the disk is filled.
+const ACCEPTED_BEFORE_FILL: usize = 1_001;
+
+use disk_support::{fill, mount_or_skip, stream_orders, stream_orders_counting, Seen};
 use keel_protocol::ouch::{BuySellIndicator, OutboundMessage};
 use keel_testkit::cluster::Cluster;
 use keel_testkit::config::{ClusterSpec, NodeConfigBuilder};
@@ -73,16 +78,31 @@ fn a_full_disk_stops_the_node_and_nothing_acknowledged_is_lost() {
             .start()
             .unwrap(),
     );
-    // The journal's first two segments exist (the second is prepared at start); the disk
-    // then fills, so the third cannot be made.
+    // The journal's first two segments exist (the second is prepared at start). Orders
+    // flow and are acknowledged first (so that the check below has acknowledgements to
+    // lose: flooding a node whose disk is already full can take two segments' worth of
+    // orders before the first sync returns on a slow disk, and then nothing is
+    // acknowledged); then the disk fills, so a later segment cannot be made.
     wait_second_segment(&data_dir);
-    let filler = fill(&mount.dir);
-
     let addr = node.addr;
+    let accepted_total = Arc::new(AtomicUsize::new(0));
     let streams: Vec<_> = USERS
         .iter()
-        .map(|user| std::thread::spawn(move || (*user, stream_orders(addr, user))))
+        .map(|user| {
+            let accepted_total = accepted_total.clone();
+            std::thread::spawn(move || (*user, stream_orders_counting(addr, user, &accepted_total)))
+        })
         .collect();
+    let deadline = Instant::now() + 120 * SECOND;
+    while accepted_total.load(Ordering::Relaxed) < ACCEPTED_BEFORE_FILL {
+        assert!(
+            Instant::now() < deadline,
+            "fewer than {ACCEPTED_BEFORE_FILL} orders accepted in 120 s:\n{}",
+            node.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let filler = fill(&mount.dir);
     let exit = node.wait_exit(300 * SECOND);
     let seen: Vec<(&str, Seen)> = streams.into_iter().map(|s| s.join().unwrap()).collect();
     let log = node.log_text();
@@ -98,7 +118,7 @@ fn a_full_disk_stops_the_node_and_nothing_acknowledged_is_lost() {
     let accepted: usize = seen.iter().map(|(_, s)| s.accepted.len()).sum();
     let told: usize = seen.iter().filter(|(_, s)| s.end_of_session).count();
     assert!(
-        accepted > 1000,
+        accepted >= ACCEPTED_BEFORE_FILL,
         "only {accepted} orders accepted before the disk filled"
     );
     let verify = Command::new(keel())

@@ -9,7 +9,7 @@ use std::fs::{self, File};
 use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -133,6 +133,17 @@ pub struct Seen {
 /// One session: a writer thread streams IOC orders (TCP pushes back when the node stops
 /// reading), this thread reads every answer until End of Session or a closed connection.
 pub fn stream_orders(addr: std::net::SocketAddr, user: &'static str) -> Seen {
+    stream_orders_counting(addr, user, &Arc::new(AtomicUsize::new(0)))
+}
+
+/// [`stream_orders`], adding every Order Accepted to `accepted_total` as it arrives (so a
+/// test can wait for acknowledgements before it fills the disk).
+#[allow(dead_code)]
+pub fn stream_orders_counting(
+    addr: std::net::SocketAddr,
+    user: &'static str,
+    accepted_total: &Arc<AtomicUsize>,
+) -> Seen {
     let (mut client, _) = Client::logged_in(addr, user, 1);
     let mut writer = client.stream.try_clone().unwrap();
     let stop = Arc::new(AtomicBool::new(false));
@@ -164,6 +175,7 @@ pub fn stream_orders(addr: std::net::SocketAddr, user: &'static str) -> Seen {
                 let message = OutboundMessage::decode(&bytes).unwrap();
                 if let OutboundMessage::OrderAccepted(_) = message {
                     seen.accepted.insert(token_of(&message));
+                    accepted_total.fetch_add(1, Ordering::Relaxed);
                 }
                 seen.messages.push(bytes);
             }
